@@ -1,0 +1,343 @@
+//! The async client: the engine runs as a tokio task; callbacks are awaited on the
+//! task that called `run`, so a slow callback never stalls the reader.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, Stream};
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::{RunGuard, StopHandle};
+use crate::config::{ClientConfig, ConfigBuilder, Hooks, OverflowPolicy, config_setters};
+use crate::dispatch::{decode, worker_index};
+use crate::engine::{Engine, Stats};
+use crate::error::Error;
+use crate::models::{ActionsPayload, Event, SummaryPayload};
+use crate::queue::{EventQueue, Popped};
+use crate::sse::SseEvent;
+
+type AsyncActionsCallback = Arc<dyn Fn(ActionsPayload) -> BoxFuture<'static, ()> + Send + Sync>;
+type AsyncSummaryCallback = Arc<dyn Fn(SummaryPayload) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Per-worker queue depth when `workers > 1`, as in the blocking client.
+const WORKER_QUEUE_SIZE: usize = 16;
+
+/// Builds an [`AsyncConnectorClient`]; options are checked by [`build`](Self::build).
+#[must_use = "a builder does nothing until built"]
+pub struct AsyncConnectorClientBuilder {
+    config: ConfigBuilder,
+    stop: StopHandle,
+    on_actions: Option<AsyncActionsCallback>,
+    on_summary: Option<AsyncSummaryCallback>,
+}
+
+config_setters!(AsyncConnectorClientBuilder);
+
+impl AsyncConnectorClientBuilder {
+    /// An async callback for every actions batch.
+    pub fn on_actions<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(ActionsPayload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_actions = Some(Arc::new(move |p| f(p).boxed()));
+        self
+    }
+
+    /// An async callback for every session summary.
+    pub fn on_summary<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(SummaryPayload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_summary = Some(Arc::new(move |p| f(p).boxed()));
+        self
+    }
+
+    /// A handle that stops the client this builder will build.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Checks the options and builds the client.
+    pub fn build(self) -> Result<AsyncConnectorClient, Error> {
+        let (config, hooks) = self.config.build()?;
+        Ok(AsyncConnectorClient {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                hooks,
+                callbacks: Callbacks {
+                    on_actions: self.on_actions,
+                    on_summary: self.on_summary,
+                },
+                stop: self.stop,
+                stats: Arc::new(Stats::default()),
+                running: Arc::new(AtomicBool::new(false)),
+                queue: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Callbacks {
+    on_actions: Option<AsyncActionsCallback>,
+    on_summary: Option<AsyncSummaryCallback>,
+}
+
+impl Callbacks {
+    async fn handle(&self, event: Event) {
+        let future = match event {
+            Event::Actions(payload) => self.on_actions.as_ref().map(|f| f(payload)),
+            Event::Summary(payload) => self.on_summary.as_ref().map(|f| f(payload)),
+        };
+        if let Some(future) = future {
+            if std::panic::AssertUnwindSafe(future).catch_unwind().await.is_err() {
+                warn!("a callback panicked; the event is skipped and the client goes on");
+            }
+        }
+    }
+}
+
+struct Inner {
+    config: Arc<ClientConfig>,
+    hooks: Hooks,
+    callbacks: Callbacks,
+    stop: StopHandle,
+    stats: Arc<Stats>,
+    running: Arc<AtomicBool>,
+    queue: Mutex<Option<Arc<EventQueue<SseEvent>>>>,
+}
+
+/// The async client, for tokio applications (RAG pipelines with async embedding and
+/// vector-store calls). Cloning gives another handle to the same client.
+///
+/// ```no_run
+/// use autoplay_sdk::AsyncConnectorClient;
+///
+/// # async fn example() -> Result<(), autoplay_sdk::Error> {
+/// let client = AsyncConnectorClient::builder("https://connector.example.com/stream/acme")
+///     .token("uk_live_...")
+///     .on_actions(|payload| async move {
+///         // embed payload.to_text() and upsert it
+///         println!("{}", payload.to_text());
+///     })
+///     .build()?;
+/// client.run().await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AsyncConnectorClient {
+    inner: Arc<Inner>,
+}
+
+/// Aborts the engine task if its owner goes away early (a dropped `run` future or
+/// event stream), so no reader outlives its consumer.
+struct EngineTask {
+    handle: Option<JoinHandle<Result<(), Error>>>,
+    stop: StopHandle,
+}
+
+impl EngineTask {
+    async fn finish(&mut self) -> Result<(), Error> {
+        match self.handle.take() {
+            None => Ok(()),
+            Some(handle) => handle.await.unwrap_or_else(|e| {
+                Err(Error::Io(std::io::Error::other(format!("the reader task failed: {e}"))))
+            }),
+        }
+    }
+}
+
+impl Drop for EngineTask {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            self.stop.stop();
+            handle.abort();
+        }
+    }
+}
+
+impl AsyncConnectorClient {
+    /// Starts a builder for the stream at `url`.
+    pub fn builder(url: impl Into<String>) -> AsyncConnectorClientBuilder {
+        AsyncConnectorClientBuilder {
+            config: ConfigBuilder::new(url),
+            stop: StopHandle::default(),
+            on_actions: None,
+            on_summary: None,
+        }
+    }
+
+    fn start(&self, keep_heartbeats: bool) -> (Arc<EventQueue<SseEvent>>, EngineTask) {
+        let config = &self.inner.config;
+        let queue = Arc::new(EventQueue::new(config.max_queue_size, config.overflow));
+        *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
+        let engine = Engine::new(
+            config.clone(),
+            self.inner.hooks.clone(),
+            queue.clone(),
+            self.inner.stats.clone(),
+            self.inner.stop.token(),
+            keep_heartbeats,
+        );
+        let task = EngineTask {
+            handle: Some(tokio::spawn(engine.run())),
+            stop: self.inner.stop.clone(),
+        };
+        (queue, task)
+    }
+
+    /// Connects and awaits the callbacks until [`stop`](Self::stop) (then `Ok`) or a
+    /// fatal status or exhausted retries (then `Err`). Dropping this future stops the client.
+    pub async fn run(&self) -> Result<(), Error> {
+        let _running = RunGuard::acquire(&self.inner.running)?;
+        let (queue, mut engine) = self.start(false);
+        let config = &self.inner.config;
+        let callbacks = &self.inner.callbacks;
+        if config.workers == 1 {
+            while let Popped::Item(event) = queue.pop(config.drain_timeout).await {
+                if let Some(payload) = decode(&event) {
+                    callbacks.handle(payload).await;
+                }
+            }
+        } else {
+            route_to_workers(&queue, config, callbacks).await;
+        }
+        let discarded = queue.take_all().len();
+        if discarded > 0 {
+            warn!(discarded, "the drain timeout passed; events still queued were discarded");
+        }
+        engine.finish().await
+    }
+
+    /// Spawns [`run`](Self::run) on the current tokio runtime and returns at once.
+    pub fn run_in_background(&self) -> JoinHandle<Result<(), Error>> {
+        let client = self.clone();
+        tokio::spawn(async move { client.run().await })
+    }
+
+    /// Typed payloads as a stream, for pull-style code (no callbacks). The stream ends
+    /// after [`stop`](Self::stop); a fatal status or exhausted retries arrive as its last
+    /// item, an `Err`. Dropping the stream stops the client.
+    pub fn events(&self) -> impl Stream<Item = Result<Event, Error>> + Send + 'static {
+        self.stream(false, |event| decode(&event))
+    }
+
+    /// Every SSE event as the parser dispatched it, before any Autoplay interpretation:
+    /// heartbeats, unknown types and malformed data included (for raw tails and debugging).
+    pub fn raw_events(&self) -> impl Stream<Item = Result<SseEvent, Error>> + Send + 'static {
+        self.stream(true, Some)
+    }
+
+    fn stream<T: Send + 'static>(
+        &self,
+        keep_heartbeats: bool,
+        map: fn(SseEvent) -> Option<T>,
+    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static {
+        struct State {
+            queue: Arc<EventQueue<SseEvent>>,
+            engine: EngineTask,
+            drain: std::time::Duration,
+            _running: RunGuard,
+        }
+        let state = RunGuard::acquire(&self.inner.running).map(|running| {
+            let (queue, engine) = self.start(keep_heartbeats);
+            State {
+                queue,
+                engine,
+                drain: self.inner.config.drain_timeout,
+                _running: running,
+            }
+        });
+        futures_util::stream::unfold(Some(state), move |state| async move {
+            let mut state = match state? {
+                Ok(state) => state,
+                Err(e) => return Some((Err(e), None)),
+            };
+            loop {
+                match state.queue.pop(state.drain).await {
+                    Popped::Item(event) => {
+                        if let Some(item) = map(event) {
+                            return Some((Ok(item), Some(Ok(state))));
+                        }
+                    }
+                    Popped::Closed | Popped::TimedOut => {
+                        return match state.engine.finish().await {
+                            Ok(()) => None,
+                            Err(e) => Some((Err(e), None)),
+                        };
+                    }
+                }
+            }
+        })
+    }
+
+    /// Stops the client; callable from anywhere, including inside a callback.
+    pub fn stop(&self) {
+        self.inner.stop.stop();
+    }
+
+    /// A handle that can stop this client from elsewhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.inner.stop.clone()
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped_count(&self) -> u64 {
+        self.inner.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting in the queue right now.
+    pub fn queue_size(&self) -> usize {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |q| q.len())
+    }
+}
+
+/// Decodes on this task and hands each event to the worker task owning its session.
+async fn route_to_workers(queue: &EventQueue<SseEvent>, config: &ClientConfig, callbacks: &Callbacks) {
+    let mut lanes = Vec::with_capacity(config.workers);
+    let mut workers = Vec::with_capacity(config.workers);
+    for _ in 0..config.workers {
+        let lane = Arc::new(EventQueue::<Event>::new(WORKER_QUEUE_SIZE, OverflowPolicy::Block));
+        let (worker_lane, callbacks, drain) = (lane.clone(), callbacks.clone(), config.drain_timeout);
+        workers.push(tokio::spawn(async move {
+            while let Popped::Item(event) = worker_lane.pop(drain).await {
+                callbacks.handle(event).await;
+            }
+            worker_lane.take_all().len()
+        }));
+        lanes.push(lane);
+    }
+    // Dropping `run` aborts the workers too.
+    let mut workers = AbortOnDrop(workers);
+    while let Popped::Item(event) = queue.pop(config.drain_timeout).await {
+        if let Some(payload) = decode(&event) {
+            lanes[worker_index(&payload, lanes.len())].push(payload).await;
+        }
+    }
+    lanes.iter().for_each(|lane| lane.close());
+    let mut discarded = 0;
+    for worker in workers.0.iter_mut() {
+        discarded += worker.await.unwrap_or(0);
+    }
+    if discarded > 0 {
+        warn!(discarded, "the drain timeout passed; events waiting for a worker were discarded");
+    }
+}
+
+struct AbortOnDrop(Vec<JoinHandle<usize>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}

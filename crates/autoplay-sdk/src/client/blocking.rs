@@ -1,0 +1,359 @@
+//! The blocking client: a reader thread runs the engine; the calling thread (or
+//! worker threads) run the callbacks.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tracing::{info, warn};
+
+use super::{RunGuard, StopHandle};
+use crate::config::{ClientConfig, ConfigBuilder, Hooks, OverflowPolicy, config_setters};
+use crate::dispatch::{decode, worker_index};
+use crate::engine::{Engine, Stats};
+use crate::error::Error;
+use crate::models::{ActionsPayload, Event, SummaryPayload};
+use crate::queue::{EventQueue, Popped};
+use crate::sse::SseEvent;
+
+type ActionsCallback = Arc<dyn Fn(ActionsPayload) + Send + Sync>;
+type SummaryCallback = Arc<dyn Fn(SummaryPayload) + Send + Sync>;
+
+/// Per-worker queue depth when `workers > 1`: small, so events wait in the main
+/// queue, where the overflow policy applies.
+const WORKER_QUEUE_SIZE: usize = 16;
+
+/// Builds a [`ConnectorClient`]; options are checked by [`build`](Self::build).
+#[must_use = "a builder does nothing until built or run"]
+pub struct ConnectorClientBuilder {
+    config: ConfigBuilder,
+    stop: StopHandle,
+    on_actions: Option<ActionsCallback>,
+    on_summary: Option<SummaryCallback>,
+}
+
+config_setters!(ConnectorClientBuilder);
+
+impl ConnectorClientBuilder {
+    /// Called with every actions batch, on a worker thread (never the reader).
+    pub fn on_actions(mut self, f: impl Fn(ActionsPayload) + Send + Sync + 'static) -> Self {
+        self.on_actions = Some(Arc::new(f));
+        self
+    }
+
+    /// Called with every session summary, on a worker thread.
+    pub fn on_summary(mut self, f: impl Fn(SummaryPayload) + Send + Sync + 'static) -> Self {
+        self.on_summary = Some(Arc::new(f));
+        self
+    }
+
+    /// A handle that stops the client this builder will build; move it into a
+    /// callback to stop from inside one.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Checks the options (URL scheme, sizes, backoff bounds, headers) and builds the client.
+    pub fn build(self) -> Result<ConnectorClient, Error> {
+        let (config, hooks) = self.config.build()?;
+        Ok(ConnectorClient {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                hooks,
+                callbacks: Callbacks {
+                    on_actions: self.on_actions,
+                    on_summary: self.on_summary,
+                },
+                stop: self.stop,
+                stats: Arc::new(Stats::default()),
+                running: Arc::new(AtomicBool::new(false)),
+                queue: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Builds and runs on this thread; see [`ConnectorClient::run`].
+    pub fn run(self) -> Result<(), Error> {
+        self.build()?.run()
+    }
+
+    /// Builds and runs on a background thread; see [`ConnectorClient::run_in_background`].
+    pub fn run_in_background(self) -> Result<BackgroundClient, Error> {
+        self.build()?.run_in_background()
+    }
+}
+
+#[derive(Clone)]
+struct Callbacks {
+    on_actions: Option<ActionsCallback>,
+    on_summary: Option<SummaryCallback>,
+}
+
+impl Callbacks {
+    /// Runs the callback for one payload; a panic is logged and the worker lives on.
+    fn handle(&self, event: Event) {
+        let outcome = match event {
+            Event::Actions(payload) => match &self.on_actions {
+                Some(f) => catch_unwind(AssertUnwindSafe(|| f(payload))),
+                None => Ok(()),
+            },
+            Event::Summary(payload) => match &self.on_summary {
+                Some(f) => catch_unwind(AssertUnwindSafe(|| f(payload))),
+                None => Ok(()),
+            },
+        };
+        if outcome.is_err() {
+            warn!("a callback panicked; the event is skipped and the client goes on");
+        }
+    }
+}
+
+struct Inner {
+    config: Arc<ClientConfig>,
+    hooks: Hooks,
+    callbacks: Callbacks,
+    stop: StopHandle,
+    stats: Arc<Stats>,
+    running: Arc<AtomicBool>,
+    /// The current run's queue, for [`ConnectorClient::queue_size`].
+    queue: Mutex<Option<Arc<EventQueue<SseEvent>>>>,
+}
+
+/// The blocking client: subscribes to `GET /stream/{product_id}` and calls your
+/// callbacks with typed payloads, reconnecting through any failure.
+///
+/// The reader thread never waits on a callback: events pass through a bounded queue
+/// (`max_queue_size`) to the worker(s). Cloning gives another handle to the same client.
+///
+/// ```no_run
+/// use autoplay_sdk::ConnectorClient;
+///
+/// ConnectorClient::builder("https://connector.example.com/stream/acme")
+///     .token("uk_live_...")
+///     .on_actions(|payload| println!("{}", payload.to_text()))
+///     .on_summary(|summary| println!("summary: {}", summary.to_text()))
+///     .run()?;
+/// # Ok::<(), autoplay_sdk::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ConnectorClient {
+    inner: Arc<Inner>,
+}
+
+impl ConnectorClient {
+    /// Starts a builder for the stream at `url` (`http(s)://host/stream/{product_id}`).
+    pub fn builder(url: impl Into<String>) -> ConnectorClientBuilder {
+        ConnectorClientBuilder {
+            config: ConfigBuilder::new(url),
+            stop: StopHandle::default(),
+            on_actions: None,
+            on_summary: None,
+        }
+    }
+
+    /// Connects and handles events on this thread until [`stop`](Self::stop) (then `Ok`)
+    /// or a fatal status or exhausted retries (then `Err`). Reconnects by itself
+    /// through everything else. Queued events are handled before it returns, for up to
+    /// the drain timeout.
+    pub fn run(&self) -> Result<(), Error> {
+        let _running = RunGuard::acquire(&self.inner.running)?;
+        let config = self.inner.config.clone();
+        let queue = Arc::new(EventQueue::new(config.max_queue_size, config.overflow));
+        *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
+
+        let engine = Engine::new(
+            config.clone(),
+            self.inner.hooks.clone(),
+            queue.clone(),
+            self.inner.stats.clone(),
+            self.inner.stop.token(),
+            false,
+        );
+        let reader = std::thread::Builder::new()
+            .name("autoplay-reader".into())
+            .spawn(move || -> Result<(), Error> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(engine.run())
+            });
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                queue.close();
+                return Err(Error::Io(e));
+            }
+        };
+
+        if config.workers == 1 {
+            consume(&queue, &config, &self.inner.callbacks);
+        } else {
+            route_to_workers(&queue, &config, &self.inner.callbacks)?;
+        }
+        let discarded = queue.take_all().len();
+        if discarded > 0 {
+            warn!(discarded, "the drain timeout passed; events still queued were discarded");
+        }
+        let result = match reader.join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::Io(std::io::Error::other("the reader thread panicked"))),
+        };
+        info!(ok = result.is_ok(), "client stopped");
+        result
+    }
+
+    /// Runs the client on a background thread and returns at once. The returned
+    /// handle stops the client when dropped (the Rust form of a context manager).
+    pub fn run_in_background(&self) -> Result<BackgroundClient, Error> {
+        let client = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("autoplay-client".into())
+            .spawn(move || client.run())?;
+        Ok(BackgroundClient {
+            client: self.clone(),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the client; callable from any thread, including inside a callback.
+    pub fn stop(&self) {
+        self.inner.stop.stop();
+    }
+
+    /// A handle that can stop this client from elsewhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.inner.stop.clone()
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped_count(&self) -> u64 {
+        self.inner.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting in the queue right now.
+    pub fn queue_size(&self) -> usize {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |q| q.len())
+    }
+}
+
+/// Handles events on this thread until the queue is closed and drained.
+fn consume(queue: &EventQueue<SseEvent>, config: &ClientConfig, callbacks: &Callbacks) {
+    while let Popped::Item(event) = queue.pop_blocking(config.drain_timeout) {
+        if let Some(payload) = decode(&event) {
+            callbacks.handle(payload);
+        }
+    }
+}
+
+/// Decodes on this thread and hands each event to the worker owning its session.
+fn route_to_workers(
+    queue: &EventQueue<SseEvent>,
+    config: &ClientConfig,
+    callbacks: &Callbacks,
+) -> Result<(), Error> {
+    let mut lanes = Vec::with_capacity(config.workers);
+    let mut threads = Vec::with_capacity(config.workers);
+    for i in 0..config.workers {
+        let lane = Arc::new(EventQueue::<Event>::new(WORKER_QUEUE_SIZE, OverflowPolicy::Block));
+        let (worker_lane, callbacks, drain) = (lane.clone(), callbacks.clone(), config.drain_timeout);
+        let spawned = std::thread::Builder::new()
+            .name(format!("autoplay-worker-{i}"))
+            .spawn(move || {
+                while let Popped::Item(event) = worker_lane.pop_blocking(drain) {
+                    callbacks.handle(event);
+                }
+                worker_lane.take_all().len()
+            });
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                queue.close();
+                lanes.iter().for_each(|l: &Arc<EventQueue<Event>>| l.close());
+                return Err(Error::Io(e));
+            }
+        }
+        lanes.push(lane);
+    }
+    while let Popped::Item(event) = queue.pop_blocking(config.drain_timeout) {
+        if let Some(payload) = decode(&event) {
+            lanes[worker_index(&payload, lanes.len())].push_blocking(payload);
+        }
+    }
+    lanes.iter().for_each(|lane| lane.close());
+    let discarded: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    if discarded > 0 {
+        warn!(discarded, "the drain timeout passed; events waiting for a worker were discarded");
+    }
+    Ok(())
+}
+
+/// A client running on a background thread. Dropping it stops the client and
+/// waits for it to finish.
+pub struct BackgroundClient {
+    client: ConnectorClient,
+    thread: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl BackgroundClient {
+    /// Asks the client to stop; [`join`](Self::join) waits for it.
+    pub fn stop(&self) {
+        self.client.stop();
+    }
+
+    /// Waits until the client has stopped and returns how it ended.
+    pub fn join(mut self) -> Result<(), Error> {
+        self.wait()
+    }
+
+    /// Whether the client has already stopped (after `stop`, a fatal status or
+    /// exhausted retries).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The running client, for its counters and its stop handle.
+    pub fn client(&self) -> &ConnectorClient {
+        &self.client
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped_count(&self) -> u64 {
+        self.client.dropped_count()
+    }
+
+    /// Events waiting in the queue right now.
+    pub fn queue_size(&self) -> usize {
+        self.client.queue_size()
+    }
+
+    fn wait(&mut self) -> Result<(), Error> {
+        // Dropped inside one of the client's own callbacks: joining would wait forever.
+        if self
+            .thread
+            .as_ref()
+            .is_some_and(|t| t.thread().id() == std::thread::current().id())
+        {
+            return Ok(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(Error::Io(std::io::Error::other("the client thread panicked"))),
+        }
+    }
+}
+
+impl Drop for BackgroundClient {
+    fn drop(&mut self) {
+        self.client.stop();
+        if let Err(e) = self.wait() {
+            warn!(error = %e, "the background client ended with an error");
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! From queued SSE events to typed payloads and worker choice: the part of the
+//! consumer side both clients share.
+
+use std::hash::{BuildHasher, Hasher};
+
+use tracing::warn;
+
+use crate::models::Event;
+use crate::sse::SseEvent;
+
+/// How much of a bad payload to show in a log line.
+const LOGGED_DATA_CHARS: usize = 200;
+
+/// Decodes a queued event, logging and skipping what is not a payload.
+pub(crate) fn decode(event: &SseEvent) -> Option<Event> {
+    match Event::decode(&event.data, &event.event) {
+        Ok(payload) => Some(payload),
+        Err(e) => {
+            warn!(
+                id = event.id.as_deref(),
+                event = %event.event,
+                error = %e,
+                data = truncated(&event.data),
+                "skipping an event that is not a valid payload"
+            );
+            None
+        }
+    }
+}
+
+fn truncated(data: &str) -> &str {
+    match data.char_indices().nth(LOGGED_DATA_CHARS) {
+        Some((end, _)) => &data[..end],
+        None => data,
+    }
+}
+
+/// The worker that handles this event's session; one session always maps to the
+/// same worker, which keeps each session in order.
+pub(crate) fn worker_index(event: &Event, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    // A fixed-key hasher: the mapping only has to be stable within one process.
+    let mut hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+        .build_hasher();
+    hasher.write(event.session_id().unwrap_or("").as_bytes());
+    (hasher.finish() % workers as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        let long = "é".repeat(500);
+        assert_eq!(truncated(&long).chars().count(), LOGGED_DATA_CHARS);
+        assert_eq!(truncated("short"), "short");
+    }
+}

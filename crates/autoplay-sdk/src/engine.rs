@@ -1,0 +1,454 @@
+//! The connection engine: connect, read, parse, queue, and reconnect.
+//!
+//! Every client (blocking, async, the CLI, the Python package) runs this one
+//! state machine; only what consumes the queue differs. It owns the HTTP
+//! connection, the SSE parser, the backoff, liveness and the fatal statuses.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{ClientConfig, DisconnectReason, Hooks};
+use crate::error::{Error, is_fatal_status};
+use crate::models::Event;
+use crate::queue::{EventQueue, Pushed};
+use crate::sse::{SseError, SseEvent, SseItem, SseParser};
+
+/// The SSE event name the connector uses for liveness-only frames.
+pub(crate) const HEARTBEAT_EVENT: &str = "heartbeat";
+
+/// Counters shared between the engine and the client handles.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub dropped: AtomicU64,
+}
+
+/// What one connection attempt came to.
+enum Attempt {
+    /// A stream was established and has ended; `events` is how many it delivered.
+    Ended { events: u64, reason: DisconnectReason },
+    /// No stream: a network error, a retryable status or a wrong content type.
+    Failed { why: String, retry_after: Option<Duration> },
+    /// A status that must not be retried.
+    Fatal(u16),
+    /// The client was stopped.
+    Stopped,
+}
+
+/// Exponential backoff with jitter; the base is the configured initial delay or
+/// the server's `retry:` value.
+struct Backoff {
+    base: Duration,
+    max: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << self.failures.min(20));
+        self.failures = self.failures.saturating_add(1);
+        // A server-sent retry larger than the cap still wins: it is the server's request.
+        let capped = exp.min(self.max.max(self.base));
+        // "Equal jitter": never less than half the delay, so clients that lost the same
+        // server spread out without reconnecting early.
+        let half = capped / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+pub(crate) struct Engine {
+    config: Arc<ClientConfig>,
+    hooks: Hooks,
+    queue: Arc<EventQueue<SseEvent>>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    /// Pass heartbeats to the queue too (for raw tails such as `autoplay listen --format raw`).
+    keep_heartbeats: bool,
+    /// Rate limit of the drop warning.
+    last_drop_log: Option<Instant>,
+    drops_since_log: u64,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        config: Arc<ClientConfig>,
+        hooks: Hooks,
+        queue: Arc<EventQueue<SseEvent>>,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+        keep_heartbeats: bool,
+    ) -> Self {
+        Engine {
+            config,
+            hooks,
+            queue,
+            stats,
+            cancel,
+            keep_heartbeats,
+            last_drop_log: None,
+            drops_since_log: 0,
+        }
+    }
+
+    /// Runs until stopped (`Ok`) or a fatal status or exhausted retries (`Err`),
+    /// then closes the queue so consumers drain it and finish.
+    pub(crate) async fn run(mut self) -> Result<(), Error> {
+        let result = self.connect_loop().await;
+        self.queue.close();
+        result
+    }
+
+    async fn connect_loop(&mut self) -> Result<(), Error> {
+        let config = self.config.clone();
+        let url = config.url.as_str();
+        let mut parser = SseParser::with_max_event_size(config.max_event_size);
+        parser.set_last_event_id(config.last_event_id.clone());
+        let mut backoff = Backoff {
+            base: config.initial_backoff,
+            max: config.max_backoff,
+            failures: 0,
+        };
+        let mut http: Option<reqwest::Client> = None;
+        let mut failed_attempts: u32 = 0;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Ok(());
+            }
+            let client = match &http {
+                Some(client) => client.clone(),
+                None => http.insert(build_http_client(&config)?).clone(),
+            };
+            let attempt = self.attempt(&client, &mut parser, &mut backoff).await;
+            let (why, retry_after) = match attempt {
+                Attempt::Stopped => return Ok(()),
+                Attempt::Fatal(status) => {
+                    warn!(status, url, "fatal status, not retrying");
+                    return Err(Error::FatalStatus {
+                        status,
+                        url: url.to_owned(),
+                    });
+                }
+                Attempt::Ended { events, reason } => {
+                    if let Some(hook) = &self.hooks.on_disconnect {
+                        call_hook("on_disconnect", || hook(&reason));
+                    }
+                    if reason == DisconnectReason::Stopped {
+                        return Ok(());
+                    }
+                    if events > 0 {
+                        backoff.reset();
+                        failed_attempts = 0;
+                        info!(url, reason = %reason, "disconnected after {events} events");
+                    } else {
+                        failed_attempts += 1;
+                        info!(url, reason = %reason, "disconnected before any event");
+                    }
+                    (reason.to_string(), None)
+                }
+                Attempt::Failed { why, retry_after } => {
+                    failed_attempts += 1;
+                    (why, retry_after)
+                }
+            };
+            // Whatever failed may be the pooled connection itself (a half-open socket, a
+            // broken HTTP/2 session): start the next attempt on a fresh one.
+            http = None;
+            if let Some(max) = config.max_retries {
+                if failed_attempts > max {
+                    warn!(url, attempts = failed_attempts, "giving up: {why}");
+                    return Err(Error::RetriesExhausted {
+                        attempts: failed_attempts,
+                        url: url.to_owned(),
+                        last_failure: why,
+                    });
+                }
+            }
+            let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
+            info!(
+                url,
+                attempt = failed_attempts,
+                delay_ms = delay.as_millis() as u64,
+                "reconnecting: {why}"
+            );
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// One connection: request, check the response, then read until it ends.
+    async fn attempt(
+        &mut self,
+        http: &reqwest::Client,
+        parser: &mut SseParser,
+        backoff: &mut Backoff,
+    ) -> Attempt {
+        let config = self.config.clone();
+        let mut request = http
+            .get(config.url.clone())
+            .header(ACCEPT, "text/event-stream")
+            .header(CACHE_CONTROL, "no-cache")
+            .headers(config.headers.clone());
+        if let Some(token) = &config.token {
+            // Validated when the client was built.
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+        }
+        if let Some(id) = parser.last_event_id() {
+            request = request.header("Last-Event-ID", id);
+        }
+        debug!(url = %config.url, last_event_id = parser.last_event_id(), "connecting");
+        let response = tokio::select! {
+            _ = self.cancel.cancelled() => return Attempt::Stopped,
+            r = tokio::time::timeout(config.connect_timeout, request.send()) => r,
+        };
+        let response = match response {
+            Err(_) => {
+                return Attempt::Failed {
+                    why: format!("no response within {:?}", config.connect_timeout),
+                    retry_after: None,
+                };
+            }
+            Ok(Err(e)) => {
+                return Attempt::Failed {
+                    why: format!("request failed: {}", error_chain(&e)),
+                    retry_after: None,
+                };
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if is_fatal_status(status.as_u16()) {
+            return Attempt::Fatal(status.as_u16());
+        }
+        if !status.is_success() {
+            let retry_after = match status {
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                    response.headers().get(RETRY_AFTER).and_then(parse_retry_after)
+                }
+                _ => None,
+            };
+            return Attempt::Failed {
+                why: format!("status {status}"),
+                retry_after,
+            };
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_event_stream(content_type) {
+            return Attempt::Failed {
+                why: format!("content type {content_type:?} is not text/event-stream"),
+                retry_after: None,
+            };
+        }
+
+        info!(url = %config.url, version = ?response.version(), "connected");
+        if let Some(hook) = &self.hooks.on_connect {
+            call_hook("on_connect", || hook(config.url.as_str()));
+        }
+        parser.reset_connection();
+        let mut body = response.bytes_stream();
+        let mut items: Vec<SseItem> = Vec::new();
+        let mut events: u64 = 0;
+        let reason = loop {
+            let chunk = tokio::select! {
+                _ = self.cancel.cancelled() => break DisconnectReason::Stopped,
+                chunk = tokio::time::timeout(config.read_timeout, body.next()) => chunk,
+            };
+            let chunk = match chunk {
+                Err(_) => break DisconnectReason::Stalled(config.read_timeout),
+                Ok(None) => {
+                    parser.finish();
+                    break DisconnectReason::EndOfStream;
+                }
+                Ok(Some(Err(e))) => break DisconnectReason::Network(error_chain(&e)),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            if let Err(SseError::EventTooLarge { limit }) =
+                parser.feed(&chunk, |item| items.push(item))
+            {
+                warn!(limit, "event exceeds the maximum size; dropping the connection");
+                // Events completed before the oversized one in this chunk are still good.
+                if self.deliver_all(&mut items, backoff, &mut events).await.is_err() {
+                    break DisconnectReason::Stopped;
+                }
+                break DisconnectReason::EventTooLarge(limit);
+            }
+            if self.deliver_all(&mut items, backoff, &mut events).await.is_err() {
+                break DisconnectReason::Stopped;
+            }
+        };
+        Attempt::Ended { events, reason }
+    }
+
+    /// Hands parsed items on; `Err` when the client was stopped while waiting for room.
+    async fn deliver_all(
+        &mut self,
+        items: &mut Vec<SseItem>,
+        backoff: &mut Backoff,
+        events: &mut u64,
+    ) -> Result<(), ()> {
+        for item in items.drain(..) {
+            match item {
+                SseItem::Retry(ms) => {
+                    debug!(retry_ms = ms, "server set the reconnection delay");
+                    backoff.base = Duration::from_millis(ms.max(1));
+                }
+                SseItem::Event(event) => {
+                    *events += 1;
+                    if event.event == HEARTBEAT_EVENT && !self.keep_heartbeats {
+                        continue;
+                    }
+                    let pushed = tokio::select! {
+                        biased;
+                        pushed = self.queue.push(event) => pushed,
+                        _ = self.cancel.cancelled() => return Err(()),
+                    };
+                    if let Pushed::Dropped(dropped) = pushed {
+                        self.record_drop(dropped);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a drop and tells the user. Only payloads count: a malformed or unknown
+    /// event would have been skipped anyway.
+    fn record_drop(&mut self, dropped: SseEvent) {
+        let event = match Event::decode(&dropped.data, &dropped.event) {
+            Ok(event) => event,
+            Err(e) => {
+                debug!(error = %e, "a queue overflow discarded an event that was not a payload");
+                return;
+            }
+        };
+        let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        self.drops_since_log += 1;
+        let now = Instant::now();
+        if self
+            .last_drop_log
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            warn!(
+                dropped = self.drops_since_log,
+                total,
+                queue_size = self.config.max_queue_size,
+                "queue full: events dropped; the callbacks are slower than the stream \
+                 (raise max_queue_size, add workers, or use OverflowPolicy::Block)"
+            );
+            self.last_drop_log = Some(now);
+            self.drops_since_log = 0;
+        }
+        if let Some(hook) = &self.hooks.on_drop {
+            call_hook("on_drop", || hook(&event, total));
+        }
+    }
+}
+
+fn build_http_client(config: &ClientConfig) -> Result<reqwest::Client, Error> {
+    let invalid = |e: reqwest::Error| Error::InvalidConfig(format!("cannot build the HTTP client: {e}"));
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .user_agent(concat!("autoplay-sdk-rust/", env!("CARGO_PKG_VERSION")));
+    for pem in &config.root_certificates {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(invalid)?);
+    }
+    builder.build().map_err(invalid)
+}
+
+/// Runs a user hook, logging instead of unwinding into the engine.
+pub(crate) fn call_hook(name: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        warn!(hook = name, "a callback panicked; the client goes on");
+    }
+}
+
+fn is_event_stream(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// reqwest's top-level messages are terse ("error sending request"); the causes say why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            failures: 0,
+        };
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        let ceilings = [1, 2, 4, 8, 16, 30, 30, 30];
+        for (delay, ceiling) in delays.iter().zip(ceilings) {
+            let ceiling = Duration::from_secs(ceiling);
+            assert!(*delay >= ceiling / 2 && *delay <= ceiling, "{delay:?} vs {ceiling:?}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let parsed = parse_retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
+        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120));
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn content_type_match_ignores_parameters_and_case() {
+        assert!(is_event_stream("text/event-stream"));
+        assert!(is_event_stream("Text/Event-Stream; charset=utf-8"));
+        assert!(!is_event_stream("application/json"));
+        assert!(!is_event_stream(""));
+    }
+}

@@ -1,0 +1,47 @@
+//! Real-time event streaming client for Autoplay connectors.
+//!
+//! Subscribe to a connector's `GET /stream/{product_id}` Server-Sent-Events stream
+//! and receive live UI actions and session summaries as typed payloads, to feed RAG
+//! pipelines, analytics and automation.
+//!
+//! - [`ConnectorClient`]: blocking; callbacks run on worker threads.
+//! - [`AsyncConnectorClient`]: tokio; async callbacks, or [`AsyncConnectorClient::events`]
+//!   as a `Stream`.
+//!
+//! Both drive the same connection engine: `Last-Event-ID` resume, exponential backoff
+//! with jitter (1 s doubling to 30 s), a liveness timeout, and fatal statuses
+//! (401, 403, 404, 204) that end `run` with [`Error::FatalStatus`] instead of
+//! retrying forever. Between the reader and your callbacks sits a bounded queue with
+//! a choice of [`OverflowPolicy`]; `workers(n)` scales slow callbacks while keeping
+//! each session in order.
+//!
+//! ```no_run
+//! use autoplay_sdk::ConnectorClient;
+//!
+//! ConnectorClient::builder("http://127.0.0.1:8080/stream/demo")
+//!     .token("uk_live_...")
+//!     .on_actions(|payload| println!("{}", payload.to_text()))
+//!     .run()?;
+//! # Ok::<(), autoplay_sdk::Error>(())
+//! ```
+//!
+//! Logs go through `tracing` under the `autoplay_sdk` target; the token is never logged.
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod dispatch;
+mod engine;
+mod error;
+mod queue;
+
+pub mod models;
+pub mod sse;
+
+pub use client::{
+    AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient, ConnectorClient,
+    ConnectorClientBuilder, StopHandle,
+};
+pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR};
+pub use error::Error;
+pub use models::{ActionsPayload, DecodeError, Event, SlimAction, SummaryPayload};

@@ -1,0 +1,640 @@
+//! Typed payloads: what the connector streams.
+//!
+//! Decoding accepts every shape seen in the field (see the crate's
+//! `tests/fixtures/wire`): the README shape (`event_type`, `ts`, `properties`,
+//! summary `content`), the 0.1.0 code shape (`description`, `summary`,
+//! `forwarded_at`) and the later shape (`type`, `index`, `timestamp_start`,
+//! `raw_url`, per-action ids). Missing optional fields default, unknown fields are
+//! ignored, and a `count` that disagrees with the action list is reconciled to the
+//! list with a warning.
+//!
+//! Serialising gives the canonical shape, with a `type` field and `null` for
+//! absent values.
+//!
+//! ```
+//! use autoplay_sdk::Event;
+//!
+//! let event = Event::from_json(
+//!     r#"{"type":"actions","session_id":"ps_1","actions":[
+//!         {"event_type":"click","title":"Sign up","canonical_url":"/signup"}]}"#,
+//! )?;
+//! let Event::Actions(payload) = &event else { unreachable!() };
+//! assert_eq!(payload.count(), 1);
+//! assert_eq!(payload.to_text(), "Session ps_1 \u{2014} 1 actions\n1. Sign up \u{2014} /signup");
+//! # Ok::<(), autoplay_sdk::DecodeError>(())
+//! ```
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use serde::de::{self, Deserializer};
+use serde::ser::{SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tracing::warn;
+
+/// The `type` of an actions payload.
+pub const ACTIONS_TYPE: &str = "actions";
+/// The `type` of a summary payload.
+pub const SUMMARY_TYPE: &str = "summary";
+
+/// A payload that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or JSON of the wrong shape.
+    #[error("invalid payload JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A `type` this SDK does not know.
+    #[error("unknown payload type {0:?}")]
+    UnknownType(String),
+    /// Neither a `type` field nor an SSE event name says what the payload is.
+    #[error("the payload has no \"type\" and the event name does not say its kind")]
+    MissingType,
+}
+
+/// An action's free-form `properties` object, kept as the JSON text it came in.
+///
+/// Decoding does not build a map nobody may read; [`Properties::to_map`] parses it
+/// on demand.
+#[derive(Clone)]
+pub struct Properties(Box<RawValue>);
+
+impl PartialEq for Properties {
+    /// Equal when the JSON is, whatever the spacing.
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json() || self.to_map() == other.to_map()
+    }
+}
+
+impl Properties {
+    /// Properties from JSON text; it must be an object.
+    pub fn from_json(json: &str) -> Result<Self, DecodeError> {
+        let raw = RawValue::from_string(json.trim().to_owned())?;
+        Self::from_raw(raw).map_err(|_| DecodeError::Json(de::Error::custom("properties must be a JSON object")))
+    }
+
+    /// Properties from a map.
+    pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let json = serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned());
+        Self(RawValue::from_string(json).unwrap_or_else(|_| empty_object()))
+    }
+
+    fn from_raw(raw: Box<RawValue>) -> Result<Self, Box<RawValue>> {
+        if raw.get().starts_with('{') { Ok(Self(raw)) } else { Err(raw) }
+    }
+
+    /// The JSON text of the object.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Whether the object has no entries.
+    pub fn is_empty(&self) -> bool {
+        let inner = &self.0.get()[1..self.0.get().len() - 1];
+        inner.trim().is_empty()
+    }
+
+    /// The properties as a map.
+    pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("{} is valid JSON")
+}
+
+impl Default for Properties {
+    fn default() -> Self {
+        Self(empty_object())
+    }
+}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl Serialize for Properties {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // null, and anything that is not an object, is taken as no properties: one
+        // odd field must not cost the whole payload.
+        let raw = Option::<Box<RawValue>>::deserialize(deserializer)?;
+        Ok(raw.and_then(|raw| Self::from_raw(raw).ok()).unwrap_or_default())
+    }
+}
+
+/// One UI action: a page view, a click, an input, a submit, or a custom event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlimAction {
+    /// `pageview`, `click`, `input`, `submit`, or a custom event name (`type` in
+    /// later shapes).
+    pub event_type: String,
+    /// A short name of what was acted on.
+    pub title: String,
+    /// A sentence saying what the user did.
+    pub description: String,
+    /// The page, without query or fragment and with ids collapsed to `:id`.
+    pub canonical_url: String,
+    /// The page as visited.
+    pub raw_url: Option<String>,
+    /// When the action happened (ISO-8601).
+    pub ts: Option<String>,
+    /// Free-form properties.
+    pub properties: Properties,
+    /// Position in the session (later shapes).
+    pub index: Option<u64>,
+    /// Start time, unix seconds (later shapes).
+    pub timestamp_start: Option<f64>,
+    /// End time, unix seconds (later shapes).
+    pub timestamp_end: Option<f64>,
+    /// Per-action session id (later shapes).
+    pub session_id: Option<String>,
+    /// Per-action user id (later shapes).
+    pub user_id: Option<String>,
+    /// Per-action email (later shapes).
+    pub email: Option<String>,
+}
+
+impl SlimAction {
+    /// `<description> — <canonical_url>`, with the title when the description is
+    /// empty.
+    pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        self.write_text(&mut text);
+        text
+    }
+
+    fn write_text(&self, out: &mut String) {
+        let what = if self.description.is_empty() { &self.title } else { &self.description };
+        let _ = write!(out, "{what} \u{2014} {}", self.canonical_url);
+    }
+}
+
+/// The action as it may come over the wire, in any of the shapes.
+#[derive(Deserialize)]
+struct WireAction {
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    canonical_url: Option<String>,
+    #[serde(default)]
+    raw_url: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(default)]
+    properties: Properties,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    timestamp_start: Option<f64>,
+    #[serde(default)]
+    timestamp_end: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    session_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    user_id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+impl From<WireAction> for SlimAction {
+    fn from(wire: WireAction) -> Self {
+        Self {
+            event_type: wire.event_type.or(wire.kind).unwrap_or_default(),
+            title: wire.title.unwrap_or_default(),
+            description: wire.description.unwrap_or_default(),
+            canonical_url: wire.canonical_url.unwrap_or_default(),
+            raw_url: wire.raw_url,
+            ts: wire.ts,
+            properties: wire.properties,
+            index: wire.index,
+            timestamp_start: wire.timestamp_start,
+            timestamp_end: wire.timestamp_end,
+            session_id: wire.session_id,
+            user_id: wire.user_id,
+            email: wire.email,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SlimAction {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        WireAction::deserialize(deserializer).map(Into::into)
+    }
+}
+
+impl Serialize for SlimAction {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let extras = [
+            self.index.is_some(),
+            self.timestamp_start.is_some(),
+            self.timestamp_end.is_some(),
+            self.session_id.is_some(),
+            self.user_id.is_some(),
+            self.email.is_some(),
+        ];
+        let len = 7 + extras.iter().filter(|present| **present).count();
+        let mut s = serializer.serialize_struct("SlimAction", len)?;
+        s.serialize_field("event_type", &self.event_type)?;
+        s.serialize_field("title", &self.title)?;
+        s.serialize_field("description", &self.description)?;
+        s.serialize_field("canonical_url", &self.canonical_url)?;
+        s.serialize_field("raw_url", &self.raw_url)?;
+        s.serialize_field("ts", &self.ts)?;
+        s.serialize_field("properties", &self.properties)?;
+        // Fields of later shapes appear only when present, so the canonical shape
+        // stays the documented one.
+        if let Some(index) = self.index {
+            s.serialize_field("index", &index)?;
+        }
+        if let Some(start) = self.timestamp_start {
+            s.serialize_field("timestamp_start", &start)?;
+        }
+        if let Some(end) = self.timestamp_end {
+            s.serialize_field("timestamp_end", &end)?;
+        }
+        if let Some(session_id) = &self.session_id {
+            s.serialize_field("session_id", session_id)?;
+        }
+        if let Some(user_id) = &self.user_id {
+            s.serialize_field("user_id", user_id)?;
+        }
+        if let Some(email) = &self.email {
+            s.serialize_field("email", email)?;
+        }
+        s.end()
+    }
+}
+
+/// A batch of UI actions from one session.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActionsPayload {
+    /// The product the session belongs to.
+    pub product_id: Option<String>,
+    /// The browser session (PostHog `$session_id`).
+    pub session_id: Option<String>,
+    /// The user (PostHog `distinct_id`).
+    pub user_id: Option<String>,
+    /// The user's email when known.
+    pub email: Option<String>,
+    /// Batch time (ISO-8601).
+    pub ts: Option<String>,
+    /// When the connector forwarded the batch, unix seconds.
+    pub forwarded_at: Option<f64>,
+    /// The actions, in order.
+    pub actions: Vec<SlimAction>,
+}
+
+impl ActionsPayload {
+    /// The number of actions (the wire's `count`, reconciled to the list).
+    pub fn count(&self) -> usize {
+        self.actions.len()
+    }
+
+    /// `Session <session_id or unknown> — <N> actions`, then one numbered line per
+    /// action: ready to embed.
+    pub fn to_text(&self) -> String {
+        let mut text = String::with_capacity(48 + self.actions.len() * 96);
+        let session = self.session_id.as_deref().unwrap_or("unknown");
+        let _ = write!(text, "Session {session} \u{2014} {} actions", self.actions.len());
+        for (i, action) in self.actions.iter().enumerate() {
+            let _ = write!(text, "\n{}. ", i + 1);
+            action.write_text(&mut text);
+        }
+        text
+    }
+
+    /// The canonical JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a payload always serialises")
+    }
+}
+
+impl Serialize for ActionsPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("ActionsPayload", 9)?;
+        s.serialize_field("type", ACTIONS_TYPE)?;
+        s.serialize_field("product_id", &self.product_id)?;
+        s.serialize_field("session_id", &self.session_id)?;
+        s.serialize_field("user_id", &self.user_id)?;
+        s.serialize_field("email", &self.email)?;
+        s.serialize_field("ts", &self.ts)?;
+        s.serialize_field("forwarded_at", &self.forwarded_at)?;
+        s.serialize_field("count", &self.actions.len())?;
+        s.serialize_field("actions", &self.actions)?;
+        s.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionsPayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match WirePayload::deserialize(deserializer)?.into_event(Some(ACTIONS_TYPE)) {
+            Ok(Event::Actions(payload)) => Ok(payload),
+            Ok(Event::Summary(_)) => Err(de::Error::custom("expected an actions payload, found a summary")),
+            Err(e) => Err(de::Error::custom(e)),
+        }
+    }
+}
+
+/// A prose summary of a session's actions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SummaryPayload {
+    /// The product the session belongs to.
+    pub product_id: Option<String>,
+    /// The browser session.
+    pub session_id: Option<String>,
+    /// The summary (`content` in the README shape).
+    pub summary: String,
+    /// How many actions this summary stands for.
+    pub replaces: u64,
+    /// When it was written (ISO-8601).
+    pub ts: Option<String>,
+    /// When the connector forwarded it, unix seconds.
+    pub forwarded_at: Option<f64>,
+}
+
+impl SummaryPayload {
+    /// The summary text itself.
+    pub fn to_text(&self) -> String {
+        self.summary.clone()
+    }
+
+    /// The canonical JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a payload always serialises")
+    }
+}
+
+impl Serialize for SummaryPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("SummaryPayload", 7)?;
+        s.serialize_field("type", SUMMARY_TYPE)?;
+        s.serialize_field("product_id", &self.product_id)?;
+        s.serialize_field("session_id", &self.session_id)?;
+        s.serialize_field("summary", &self.summary)?;
+        s.serialize_field("replaces", &self.replaces)?;
+        s.serialize_field("ts", &self.ts)?;
+        s.serialize_field("forwarded_at", &self.forwarded_at)?;
+        s.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SummaryPayload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match WirePayload::deserialize(deserializer)?.into_event(Some(SUMMARY_TYPE)) {
+            Ok(Event::Summary(payload)) => Ok(payload),
+            Ok(Event::Actions(_)) => Err(de::Error::custom("expected a summary payload, found actions")),
+            Err(e) => Err(de::Error::custom(e)),
+        }
+    }
+}
+
+/// Any payload the stream carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A batch of UI actions.
+    Actions(ActionsPayload),
+    /// A session summary.
+    Summary(SummaryPayload),
+}
+
+impl Event {
+    /// Decodes a payload whose JSON `type` says what it is.
+    pub fn from_json(json: &str) -> Result<Self, DecodeError> {
+        Self::decode(json, "")
+    }
+
+    /// Decodes an SSE event's data. The JSON `type` decides the kind; the SSE event
+    /// name is only a fallback for payloads without one (`message` says nothing).
+    pub fn decode(data: &str, event_name: &str) -> Result<Self, DecodeError> {
+        let wire: WirePayload<'_> = serde_json::from_str(data)?;
+        let fallback = match event_name {
+            ACTIONS_TYPE => Some(ACTIONS_TYPE),
+            SUMMARY_TYPE => Some(SUMMARY_TYPE),
+            _ => None,
+        };
+        wire.into_event(fallback)
+    }
+
+    /// `"actions"` or `"summary"`: the wire `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Actions(_) => ACTIONS_TYPE,
+            Event::Summary(_) => SUMMARY_TYPE,
+        }
+    }
+
+    /// The session the payload belongs to.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Event::Actions(p) => p.session_id.as_deref(),
+            Event::Summary(p) => p.session_id.as_deref(),
+        }
+    }
+
+    /// The payload's `to_text()`.
+    pub fn to_text(&self) -> String {
+        match self {
+            Event::Actions(p) => p.to_text(),
+            Event::Summary(p) => p.to_text(),
+        }
+    }
+
+    /// The canonical JSON, with `type`.
+    pub fn to_json(&self) -> String {
+        match self {
+            Event::Actions(p) => p.to_json(),
+            Event::Summary(p) => p.to_json(),
+        }
+    }
+}
+
+impl From<ActionsPayload> for Event {
+    fn from(payload: ActionsPayload) -> Self {
+        Event::Actions(payload)
+    }
+}
+
+impl From<SummaryPayload> for Event {
+    fn from(payload: SummaryPayload) -> Self {
+        Event::Summary(payload)
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Event::Actions(p) => p.serialize(serializer),
+            Event::Summary(p) => p.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        WirePayload::deserialize(deserializer)?.into_event(None).map_err(de::Error::custom)
+    }
+}
+
+/// Every field of every payload shape, read in one pass; the `type` then decides
+/// which payload is built. (An internally tagged enum would buffer the whole
+/// object first.)
+#[derive(Deserialize)]
+struct WirePayload<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    product_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    session_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    user_id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(default)]
+    forwarded_at: Option<f64>,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    actions: Option<Vec<SlimAction>>,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    replaces: Option<u64>,
+}
+
+impl WirePayload<'_> {
+    fn into_event(self, fallback: Option<&'static str>) -> Result<Event, DecodeError> {
+        let kind = match (&self.kind, fallback) {
+            (Some(kind), _) => kind.as_ref(),
+            (None, Some(fallback)) => fallback,
+            (None, None) => return Err(DecodeError::MissingType),
+        };
+        match kind {
+            ACTIONS_TYPE => {
+                let actions = self.actions.unwrap_or_default();
+                if let Some(count) = self.count {
+                    if count != actions.len() as u64 {
+                        warn!(
+                            session_id = self.session_id.as_deref(),
+                            count,
+                            actions = actions.len(),
+                            "payload count disagrees with its action list; trusting the list"
+                        );
+                    }
+                }
+                Ok(Event::Actions(ActionsPayload {
+                    product_id: self.product_id,
+                    session_id: self.session_id,
+                    user_id: self.user_id,
+                    email: self.email,
+                    ts: self.ts,
+                    forwarded_at: self.forwarded_at,
+                    actions,
+                }))
+            }
+            SUMMARY_TYPE => Ok(Event::Summary(SummaryPayload {
+                product_id: self.product_id,
+                session_id: self.session_id,
+                summary: self.summary.or(self.content).unwrap_or_default(),
+                replaces: self.replaces.unwrap_or(0),
+                ts: self.ts,
+                forwarded_at: self.forwarded_at,
+            })),
+            other => Err(DecodeError::UnknownType(other.to_owned())),
+        }
+    }
+}
+
+/// Ids are strings, but some sources send numbers (a numeric `distinct_id`):
+/// take those as their decimal text rather than reject the payload.
+fn lenient_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    struct IdVisitor;
+
+    impl de::Visitor<'_> for IdVisitor {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string, a number or null")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    deserializer.deserialize_any(IdVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_ids_become_text() {
+        let event = Event::from_json(r#"{"type":"actions","session_id":42,"user_id":null,"actions":[]}"#).unwrap();
+        assert_eq!(event.session_id(), Some("42"));
+    }
+
+    #[test]
+    fn properties_that_are_not_objects_are_dropped() {
+        let action: SlimAction = serde_json::from_str(r#"{"properties":[1,2]}"#).unwrap();
+        assert!(action.properties.is_empty());
+        let action: SlimAction = serde_json::from_str(r#"{"properties":null}"#).unwrap();
+        assert_eq!(action.properties.as_json(), "{}");
+        let action: SlimAction = serde_json::from_str(r#"{"properties":{ "a" : 1 }}"#).unwrap();
+        assert!(!action.properties.is_empty());
+        assert_eq!(action.properties.to_map()["a"], 1);
+    }
+
+    #[test]
+    fn type_field_wins_over_event_name() {
+        let event = Event::decode(r#"{"type":"summary","summary":"s"}"#, "actions").unwrap();
+        assert_eq!(event.kind(), "summary");
+        let event = Event::decode(r#"{"summary":"s"}"#, "summary").unwrap();
+        assert_eq!(event.kind(), "summary");
+        assert!(matches!(Event::decode(r#"{"summary":"s"}"#, "message"), Err(DecodeError::MissingType)));
+    }
+}

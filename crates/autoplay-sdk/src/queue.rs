@@ -1,0 +1,315 @@
+//! The bounded queue between the reader and the callbacks.
+//!
+//! One structure serves both clients: the reader pushes asynchronously (so the
+//! `Block` policy can wait for room without blocking a runtime thread), and
+//! consumers pop either from threads (blocking client) or from tasks (async
+//! client). The overflow policy is applied here, in one place.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::config::OverflowPolicy;
+
+/// Result of a push.
+#[derive(Debug)]
+pub(crate) enum Pushed<T> {
+    Queued,
+    /// The queue was full (or closed); this item was dropped: the new one under
+    /// `DropNewest`, the oldest under `DropOldest`.
+    Dropped(T),
+}
+
+/// Result of a blocking pop.
+#[derive(Debug)]
+pub(crate) enum Popped<T> {
+    Item(T),
+    /// Closed and empty: the consumer is done.
+    Closed,
+    /// The deadline passed with nothing to take.
+    TimedOut,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// When the queue was closed: consumers drain what is left until the drain timeout.
+    closed_at: Option<Instant>,
+    /// Threads parked on a condvar; notifying a condvar costs a syscall even when
+    /// nobody waits, so the hot path only notifies when someone does.
+    consumers_parked: usize,
+    producers_parked: usize,
+}
+
+impl<T> State<T> {
+    fn drain_expired(&self, drain_timeout: Duration) -> bool {
+        self.closed_at
+            .is_some_and(|at| !self.items.is_empty() && at.elapsed() >= drain_timeout)
+    }
+}
+
+pub(crate) struct EventQueue<T> {
+    state: Mutex<State<T>>,
+    capacity: usize,
+    policy: OverflowPolicy,
+    /// Wakes consumer threads.
+    items_cv: Condvar,
+    /// Wakes consumer tasks.
+    items_notify: Notify,
+    /// Wakes a producer thread waiting for room (`Block`).
+    room_cv: Condvar,
+    /// Wakes a producer task waiting for room (`Block`).
+    room_notify: Notify,
+}
+
+impl<T> EventQueue<T> {
+    pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
+        EventQueue {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(capacity.min(4096)),
+                closed_at: None,
+                consumers_parked: 0,
+                producers_parked: 0,
+            }),
+            capacity,
+            policy,
+            items_cv: Condvar::new(),
+            items_notify: Notify::new(),
+            room_cv: Condvar::new(),
+            room_notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding this lock cannot leave the deque inconsistent, so a
+        // poisoned lock is still safe to use.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Ends the queue: consumers take what is left, then see `Closed`; producers
+    /// waiting for room give up.
+    pub(crate) fn close(&self) {
+        self.lock().closed_at.get_or_insert_with(Instant::now);
+        self.items_cv.notify_all();
+        self.items_notify.notify_waiters();
+        self.room_cv.notify_all();
+        self.room_notify.notify_waiters();
+    }
+
+    fn wake_consumers(&self, thread_parked: bool) {
+        if thread_parked {
+            self.items_cv.notify_one();
+        }
+        self.items_notify.notify_one();
+    }
+
+    fn wake_producers(&self, thread_parked: bool) {
+        if thread_parked {
+            self.room_cv.notify_one();
+        }
+        self.room_notify.notify_one();
+    }
+
+    /// Applies the overflow policy to a full queue, or queues the item. Returns the
+    /// item back when the `Block` policy has to wait.
+    fn try_push(&self, state: &mut State<T>, item: T) -> Result<Pushed<T>, T> {
+        if state.closed_at.is_some() {
+            return Ok(Pushed::Dropped(item));
+        }
+        if state.items.len() < self.capacity {
+            state.items.push_back(item);
+            return Ok(Pushed::Queued);
+        }
+        match self.policy {
+            OverflowPolicy::DropNewest => Ok(Pushed::Dropped(item)),
+            OverflowPolicy::DropOldest => {
+                let oldest = state.items.pop_front();
+                state.items.push_back(item);
+                Ok(oldest.map_or(Pushed::Queued, Pushed::Dropped))
+            }
+            OverflowPolicy::Block => Err(item),
+        }
+    }
+
+    /// Pushes from a task; under `Block` waits for room without blocking the thread.
+    pub(crate) async fn push(&self, mut item: T) -> Pushed<T> {
+        loop {
+            let room = self.room_notify.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut state = self.lock();
+                match self.try_push(&mut state, item) {
+                    Ok(pushed) => {
+                        let parked = state.consumers_parked > 0;
+                        drop(state);
+                        if matches!(pushed, Pushed::Queued) {
+                            self.wake_consumers(parked);
+                        }
+                        return pushed;
+                    }
+                    Err(back) => item = back,
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Pushes from a thread; under `Block` waits for room.
+    pub(crate) fn push_blocking(&self, mut item: T) -> Pushed<T> {
+        let mut state = self.lock();
+        loop {
+            match self.try_push(&mut state, item) {
+                Ok(pushed) => {
+                    let parked = state.consumers_parked > 0;
+                    drop(state);
+                    if matches!(pushed, Pushed::Queued) {
+                        self.wake_consumers(parked);
+                    }
+                    return pushed;
+                }
+                Err(back) => {
+                    item = back;
+                    state.producers_parked += 1;
+                    state = self.room_cv.wait(state).unwrap_or_else(|e| e.into_inner());
+                    state.producers_parked -= 1;
+                }
+            }
+        }
+    }
+
+    /// Pops from a thread, waiting until an item arrives or the queue is closed and
+    /// empty. Once closed, items are handed out until `drain_timeout` has passed.
+    pub(crate) fn pop_blocking(&self, drain_timeout: Duration) -> Popped<T> {
+        let mut state = self.lock();
+        loop {
+            if state.drain_expired(drain_timeout) {
+                return Popped::TimedOut;
+            }
+            if let Some(item) = state.items.pop_front() {
+                let parked = state.producers_parked > 0;
+                drop(state);
+                self.wake_producers(parked);
+                return Popped::Item(item);
+            }
+            if state.closed_at.is_some() {
+                return Popped::Closed;
+            }
+            state.consumers_parked += 1;
+            state = self.items_cv.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.consumers_parked -= 1;
+        }
+    }
+
+    /// Pops from a task; same contract as [`pop_blocking`](Self::pop_blocking).
+    pub(crate) async fn pop(&self, drain_timeout: Duration) -> Popped<T> {
+        loop {
+            let arrived = self.items_notify.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.drain_expired(drain_timeout) {
+                    return Popped::TimedOut;
+                }
+                if let Some(item) = state.items.pop_front() {
+                    let parked = state.producers_parked > 0;
+                    drop(state);
+                    self.wake_producers(parked);
+                    return Popped::Item(item);
+                }
+                if state.closed_at.is_some() {
+                    return Popped::Closed;
+                }
+            }
+            arrived.await;
+        }
+    }
+
+    /// Takes everything left, for counting what a shutdown discards.
+    pub(crate) fn take_all(&self) -> Vec<T> {
+        let items: Vec<T> = self.lock().items.drain(..).collect();
+        self.room_cv.notify_all();
+        self.room_notify.notify_waiters();
+        items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const DRAIN: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn drop_newest_returns_the_new_item() {
+        let q = EventQueue::new(2, OverflowPolicy::DropNewest);
+        assert!(matches!(q.push_blocking(1), Pushed::Queued));
+        assert!(matches!(q.push_blocking(2), Pushed::Queued));
+        assert!(matches!(q.push_blocking(3), Pushed::Dropped(3)));
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
+    }
+
+    #[test]
+    fn drop_oldest_returns_the_oldest_item() {
+        let q = EventQueue::new(2, OverflowPolicy::DropOldest);
+        q.push_blocking(1);
+        q.push_blocking(2);
+        assert!(matches!(q.push_blocking(3), Pushed::Dropped(1)));
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(2)));
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(3)));
+    }
+
+    #[test]
+    fn block_waits_for_room_and_close_ends_consumers() {
+        let q = Arc::new(EventQueue::new(1, OverflowPolicy::Block));
+        q.push_blocking(1);
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || matches!(q.push_blocking(2), Pushed::Queued))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(q.len(), 1, "the producer must wait while the queue is full");
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
+        assert!(producer.join().unwrap());
+        q.close();
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(2)));
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Closed));
+    }
+
+    #[test]
+    fn closed_queue_hands_out_items_until_the_drain_timeout() {
+        let q = EventQueue::new(4, OverflowPolicy::Block);
+        q.push_blocking(1);
+        q.push_blocking(2);
+        q.close();
+        assert!(matches!(q.push_blocking(3), Pushed::Dropped(3)));
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(q.pop_blocking(Duration::from_millis(1)), Popped::TimedOut));
+        assert_eq!(q.take_all(), vec![2]);
+        assert!(matches!(q.pop_blocking(DRAIN), Popped::Closed));
+    }
+
+    #[tokio::test]
+    async fn async_push_blocks_until_an_async_pop() {
+        let q = Arc::new(EventQueue::new(1, OverflowPolicy::Block));
+        q.push(1).await;
+        let producer = {
+            let q = q.clone();
+            tokio::spawn(async move { matches!(q.push(2).await, Pushed::Queued) })
+        };
+        tokio::task::yield_now().await;
+        assert!(matches!(q.pop(DRAIN).await, Popped::Item(1)));
+        assert!(producer.await.unwrap());
+        q.close();
+        assert!(matches!(q.pop(DRAIN).await, Popped::Item(2)));
+        assert!(matches!(q.pop(DRAIN).await, Popped::Closed));
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Test"; .ci/run calls exactly this).
+# Installs nothing by hand: cargo fetches every crate it needs from crates.io.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --lib --bins --tests --examples --locked
+cargo test --workspace --doc --locked

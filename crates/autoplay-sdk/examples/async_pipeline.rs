@@ -38,11 +38,11 @@ async fn main() -> Result<(), autoplay_sdk::Error> {
         .token(token)
         .on_actions(move |payload| {
             let pipeline = actions.clone();
-            async move { pipeline.on_actions(payload).await }
+            async move { pipeline.on_actions(&payload).await }
         })
         .on_summary(move |payload| {
             let pipeline = summaries.clone();
-            async move { pipeline.on_summary(payload).await }
+            async move { pipeline.on_summary(&payload).await }
         })
         .build()?;
 

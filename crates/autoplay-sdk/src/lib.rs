@@ -35,8 +35,11 @@ mod engine;
 mod error;
 mod queue;
 
+pub mod buffer;
 pub mod models;
+pub mod rag;
 pub mod sse;
+pub mod summarizer;
 
 pub use client::{
     AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient, ConnectorClient,

@@ -1,0 +1,277 @@
+//! RAG pipelines: embed each payload's `to_text()` and upsert it into your vector
+//! store, optionally replacing raw actions with session summaries.
+//!
+//! Wire [`RagPipeline::on_actions`] and [`RagPipeline::on_summary`] into a
+//! [`ConnectorClient`](crate::ConnectorClient) (or the async pair into an
+//! [`AsyncConnectorClient`](crate::AsyncConnectorClient)). Errors from `embed` and
+//! `upsert` are logged and counted, never raised: one failed upsert must not stop
+//! the stream.
+//!
+//! ```
+//! use autoplay_sdk::rag::{RagMetadata, RagPipeline};
+//! use autoplay_sdk::SummaryPayload;
+//!
+//! let pipeline = RagPipeline::new(
+//!     |text: &str| Ok::<_, String>(vec![text.len() as f32]),
+//!     |id: &str, vector: Vec<f32>, meta: RagMetadata| {
+//!         println!("upsert {id} {vector:?} {}", meta.kind);
+//!         Ok::<_, String>(())
+//!     },
+//! );
+//! pipeline.on_summary(&SummaryPayload { summary: "Read the docs.".into(), ..Default::default() });
+//! assert_eq!(pipeline.upserted_count(), 1);
+//! ```
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::BoxFuture;
+use tracing::warn;
+
+use crate::models::{ActionsPayload, Event, SummaryPayload};
+use crate::summarizer::{AsyncSessionSummarizer, SessionSummarizer};
+
+/// The id used for payloads without a session id.
+pub const UNKNOWN_SESSION: &str = "unknown";
+
+/// What is upserted beside the vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RagMetadata {
+    /// The payload's session, if any.
+    pub session_id: Option<String>,
+    /// `"ActionsPayload"` or `"SummaryPayload"` (the published package's `type`).
+    pub kind: &'static str,
+}
+
+/// What one upsert is made of.
+struct Document {
+    id: String,
+    text: String,
+    meta: RagMetadata,
+}
+
+impl Document {
+    fn actions(payload: &ActionsPayload) -> Self {
+        Self::new(payload.session_id.as_deref(), payload.to_text(), "ActionsPayload")
+    }
+
+    fn summary(payload: &SummaryPayload) -> Self {
+        Self::new(payload.session_id.as_deref(), payload.to_text(), "SummaryPayload")
+    }
+
+    fn new(session_id: Option<&str>, text: String, kind: &'static str) -> Self {
+        Self {
+            id: session_id.unwrap_or(UNKNOWN_SESSION).to_owned(),
+            text,
+            meta: RagMetadata { session_id: session_id.map(str::to_owned), kind },
+        }
+    }
+}
+
+/// Counts shared by both pipelines.
+#[derive(Debug, Default)]
+struct Counters {
+    upserted: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counters {
+    fn record(&self, doc: &Document, result: Result<(), (&'static str, String)>) {
+        match result {
+            Ok(()) => {
+                self.upserted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((stage, error)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                warn!(session_id = %doc.id, kind = doc.meta.kind, stage, %error, "RAG pipeline step failed; payload skipped");
+            }
+        }
+    }
+}
+
+type Embed = Box<dyn Fn(&str) -> Result<Vec<f32>, String> + Send + Sync>;
+type Upsert = Box<dyn Fn(&str, Vec<f32>, RagMetadata) -> Result<(), String> + Send + Sync>;
+
+/// A blocking RAG pipeline.
+pub struct RagPipeline {
+    embed: Embed,
+    upsert: Upsert,
+    summarizer: Option<SessionSummarizer>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for RagPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RagPipeline")
+            .field("summarizer", &self.summarizer)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RagPipeline {
+    /// A pipeline calling `embed(text)` then `upsert(id, vector, metadata)`, where
+    /// `id` is the session id or `"unknown"`.
+    pub fn new<E, U, EE, UE>(embed: E, upsert: U) -> Self
+    where
+        E: Fn(&str) -> Result<Vec<f32>, EE> + Send + Sync + 'static,
+        U: Fn(&str, Vec<f32>, RagMetadata) -> Result<(), UE> + Send + Sync + 'static,
+        EE: Display,
+        UE: Display,
+    {
+        Self {
+            embed: Box::new(move |text| embed(text).map_err(|e| e.to_string())),
+            upsert: Box::new(move |id, vector, meta| upsert(id, vector, meta).map_err(|e| e.to_string())),
+            summarizer: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Sends actions through `summarizer` and embeds its summaries instead of the
+    /// raw actions.
+    pub fn with_summarizer(mut self, summarizer: SessionSummarizer) -> Self {
+        self.summarizer = Some(summarizer);
+        self
+    }
+
+    /// Handles an actions batch (wire it as `on_actions`).
+    pub fn on_actions(&self, payload: &ActionsPayload) {
+        match &self.summarizer {
+            Some(summarizer) => {
+                if let Some(summary) = summarizer.add(payload) {
+                    self.store(Document::summary(&summary));
+                }
+            }
+            None => self.store(Document::actions(payload)),
+        }
+    }
+
+    /// Handles a summary (wire it as `on_summary`).
+    pub fn on_summary(&self, payload: &SummaryPayload) {
+        self.store(Document::summary(payload));
+    }
+
+    /// Handles either payload.
+    pub fn on_event(&self, event: &Event) {
+        match event {
+            Event::Actions(p) => self.on_actions(p),
+            Event::Summary(p) => self.on_summary(p),
+        }
+    }
+
+    /// Documents upserted so far.
+    pub fn upserted_count(&self) -> u64 {
+        self.counters.upserted.load(Ordering::Relaxed)
+    }
+
+    /// Documents lost to an `embed` or `upsert` error so far.
+    pub fn failed_count(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    fn store(&self, doc: Document) {
+        let result = (self.embed)(&doc.text)
+            .map_err(|e| ("embed", e))
+            .and_then(|vector| (self.upsert)(&doc.id, vector, doc.meta.clone()).map_err(|e| ("upsert", e)));
+        self.counters.record(&doc, result);
+    }
+}
+
+type AsyncEmbed = Box<dyn Fn(String) -> BoxFuture<'static, Result<Vec<f32>, String>> + Send + Sync>;
+type AsyncUpsert =
+    Box<dyn Fn(String, Vec<f32>, RagMetadata) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// [`RagPipeline`] with async `embed` and `upsert`.
+pub struct AsyncRagPipeline {
+    embed: AsyncEmbed,
+    upsert: AsyncUpsert,
+    summarizer: Option<AsyncSessionSummarizer>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for AsyncRagPipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncRagPipeline")
+            .field("summarizer", &self.summarizer)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRagPipeline {
+    /// A pipeline awaiting `embed(text)` then `upsert(id, vector, metadata)`.
+    pub fn new<E, EF, EE, U, UF, UE>(embed: E, upsert: U) -> Self
+    where
+        E: Fn(String) -> EF + Send + Sync + 'static,
+        EF: Future<Output = Result<Vec<f32>, EE>> + Send + 'static,
+        EE: Display,
+        U: Fn(String, Vec<f32>, RagMetadata) -> UF + Send + Sync + 'static,
+        UF: Future<Output = Result<(), UE>> + Send + 'static,
+        UE: Display,
+    {
+        Self {
+            embed: Box::new(move |text| {
+                let fut = embed(text);
+                Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+            }),
+            upsert: Box::new(move |id, vector, meta| {
+                let fut = upsert(id, vector, meta);
+                Box::pin(async move { fut.await.map_err(|e| e.to_string()) })
+            }),
+            summarizer: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// As [`RagPipeline::with_summarizer`].
+    pub fn with_summarizer(mut self, summarizer: AsyncSessionSummarizer) -> Self {
+        self.summarizer = Some(summarizer);
+        self
+    }
+
+    /// Handles an actions batch.
+    pub async fn on_actions(&self, payload: &ActionsPayload) {
+        match &self.summarizer {
+            Some(summarizer) => {
+                if let Some(summary) = summarizer.add(payload).await {
+                    self.store(Document::summary(&summary)).await;
+                }
+            }
+            None => self.store(Document::actions(payload)).await,
+        }
+    }
+
+    /// Handles a summary.
+    pub async fn on_summary(&self, payload: &SummaryPayload) {
+        self.store(Document::summary(payload)).await;
+    }
+
+    /// Handles either payload.
+    pub async fn on_event(&self, event: &Event) {
+        match event {
+            Event::Actions(p) => self.on_actions(p).await,
+            Event::Summary(p) => self.on_summary(p).await,
+        }
+    }
+
+    /// Documents upserted so far.
+    pub fn upserted_count(&self) -> u64 {
+        self.counters.upserted.load(Ordering::Relaxed)
+    }
+
+    /// Documents lost to an `embed` or `upsert` error so far.
+    pub fn failed_count(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    async fn store(&self, doc: Document) {
+        let result = match (self.embed)(doc.text.clone()).await {
+            Ok(vector) => (self.upsert)(doc.id.clone(), vector, doc.meta.clone())
+                .await
+                .map_err(|e| ("upsert", e)),
+            Err(e) => Err(("embed", e)),
+        };
+        self.counters.record(&doc, result);
+    }
+}

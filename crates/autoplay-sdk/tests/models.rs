@@ -1,0 +1,199 @@
+//! Typed payloads against every wire shape in `fixtures/wire`.
+
+use autoplay_sdk::models::Properties;
+use autoplay_sdk::{ActionsPayload, DecodeError, Event, SlimAction, SummaryPayload};
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!("fixtures/wire/", $name))
+    };
+}
+
+/// The `.to_text.txt` fixtures end with one newline that is not part of the text.
+fn expected_text(file: &str) -> &str {
+    file.strip_suffix('\n').expect("fixture ends with a newline")
+}
+
+fn actions(json: &str) -> ActionsPayload {
+    match Event::from_json(json).unwrap() {
+        Event::Actions(p) => p,
+        other => panic!("expected actions, got {other:?}"),
+    }
+}
+
+fn summary(json: &str) -> SummaryPayload {
+    match Event::from_json(json).unwrap() {
+        Event::Summary(p) => p,
+        other => panic!("expected a summary, got {other:?}"),
+    }
+}
+
+#[test]
+fn to_text_matches_every_fixture() {
+    let cases = [
+        (fixture!("actions-canonical.json"), fixture!("actions-canonical.to_text.txt")),
+        (fixture!("actions-readme-shape.json"), fixture!("actions-readme-shape.to_text.txt")),
+        (fixture!("actions-later-shape.json"), fixture!("actions-later-shape.to_text.txt")),
+        (
+            fixture!("actions-anonymous-count-mismatch.json"),
+            fixture!("actions-anonymous-count-mismatch.to_text.txt"),
+        ),
+    ];
+    for (json, text) in cases {
+        assert_eq!(actions(json).to_text(), expected_text(text), "{json}");
+    }
+}
+
+#[test]
+fn canonical_fixture_round_trips_byte_for_byte() {
+    let json = fixture!("actions-canonical.json").trim_end();
+    let payload = actions(json);
+    assert_eq!(payload.to_json(), json);
+    assert_eq!(payload.count(), 3);
+    assert_eq!(payload.actions[2].raw_url.as_deref(), Some("https://app.example.com/settings/8812/billing"));
+    assert_eq!(payload.actions[0].properties.to_map()["referrer"], "https://app.example.com/login");
+    assert_eq!(payload.forwarded_at, Some(1_705_314_605.25));
+}
+
+#[test]
+fn readme_shape_defaults_missing_fields() {
+    let payload = actions(fixture!("actions-readme-shape.json"));
+    assert_eq!(payload.product_id, None);
+    assert_eq!(payload.ts.as_deref(), Some("2024-01-15T10:30:00Z"));
+    assert_eq!(payload.actions[0].event_type, "pageview");
+    assert_eq!(payload.actions[0].description, "");
+    assert_eq!(payload.actions[1].ts.as_deref(), Some("2024-01-15T10:30:05Z"));
+}
+
+#[test]
+fn later_shape_reads_type_index_timestamps_and_per_action_ids() {
+    let payload = actions(fixture!("actions-later-shape.json"));
+    let action = &payload.actions[0];
+    assert_eq!(action.event_type, "click");
+    assert_eq!(action.index, Some(0));
+    assert_eq!(action.timestamp_start, Some(1_712_345_670.5));
+    assert_eq!(action.timestamp_end, Some(1_712_345_678.9));
+    assert_eq!(action.raw_url.as_deref(), Some("/products/shoes?ref=home"));
+    assert_eq!(action.session_id.as_deref(), Some("ph_sess_abc123"));
+    assert_eq!(payload.email, None);
+    // Later-shape fields survive a round trip.
+    let again = actions(&payload.to_json());
+    assert_eq!(again, payload);
+}
+
+#[test]
+fn count_mismatch_is_reconciled_to_the_list() {
+    let payload = actions(fixture!("actions-anonymous-count-mismatch.json"));
+    assert_eq!(payload.count(), 1);
+    assert_eq!(payload.session_id, None);
+    let canonical: serde_json::Value = serde_json::from_str(&payload.to_json()).unwrap();
+    assert_eq!(canonical["count"], 1);
+    assert_eq!(canonical["session_id"], serde_json::Value::Null);
+}
+
+#[test]
+fn summaries_in_both_shapes() {
+    let code = summary(fixture!("summary-code-shape.json"));
+    assert_eq!(code.replaces, 12);
+    assert_eq!(code.summary, "The user browsed shoes, added a pair to their cart, and reached checkout.");
+    assert_eq!(code.to_text(), code.summary);
+    let readme = summary(fixture!("summary-readme-shape.json"));
+    assert!(readme.summary.starts_with("The user navigated to the Dashboard"));
+    assert_eq!(readme.replaces, 0);
+    assert_eq!(readme.ts.as_deref(), Some("2024-01-15T10:35:00Z"));
+}
+
+/// Top-level keys of a JSON object in the order they are written (serde_json's
+/// `Value` sorts them, so read them with a streaming visitor instead).
+fn key_order(json: &str) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+            while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                self.0.push(key);
+            }
+            Ok(self.0)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde::Deserializer::deserialize_map(&mut de, Keys(Vec::new())).unwrap()
+}
+
+#[test]
+fn canonical_shape_has_every_field_with_nulls() {
+    let json = summary(fixture!("summary-readme-shape.json")).to_json();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(key_order(&json), ["type", "product_id", "session_id", "summary", "replaces", "ts", "forwarded_at"]);
+    assert_eq!(value["product_id"], serde_json::Value::Null);
+
+    let payload = actions(fixture!("actions-readme-shape.json"));
+    let json = payload.to_json();
+    assert_eq!(
+        key_order(&json),
+        ["type", "product_id", "session_id", "user_id", "email", "ts", "forwarded_at", "count", "actions"]
+    );
+    assert_eq!(
+        key_order(&serde_json::to_string(&payload.actions[0]).unwrap()),
+        ["event_type", "title", "description", "canonical_url", "raw_url", "ts", "properties"]
+    );
+}
+
+#[test]
+fn every_fixture_round_trips_through_serde() {
+    for json in [
+        fixture!("actions-canonical.json"),
+        fixture!("actions-readme-shape.json"),
+        fixture!("actions-later-shape.json"),
+        fixture!("actions-anonymous-count-mismatch.json"),
+        fixture!("summary-code-shape.json"),
+        fixture!("summary-readme-shape.json"),
+    ] {
+        let event = Event::from_json(json).unwrap();
+        let back: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(back, event, "{json}");
+    }
+}
+
+#[test]
+fn typed_deserialize_checks_the_kind() {
+    let summary_json = fixture!("summary-code-shape.json");
+    assert!(serde_json::from_str::<SummaryPayload>(summary_json).is_ok());
+    let err = serde_json::from_str::<ActionsPayload>(summary_json).unwrap_err();
+    assert!(err.to_string().contains("found a summary"), "{err}");
+}
+
+#[test]
+fn unknown_fields_are_ignored_and_bad_input_is_a_clear_error() {
+    let event = Event::from_json(r#"{"type":"actions","future_field":{"x":[1]},"actions":[{"title":"t","new":1}]}"#);
+    assert_eq!(event.unwrap().kind(), "actions");
+    assert!(matches!(Event::from_json("not json"), Err(DecodeError::Json(_))));
+    assert!(matches!(Event::from_json(r#"{"type":"mystery"}"#), Err(DecodeError::UnknownType(t)) if t == "mystery"));
+    assert!(matches!(Event::from_json(r#"{"actions":[]}"#), Err(DecodeError::MissingType)));
+    assert!(matches!(Event::decode(r#"{"actions":[]}"#, "actions"), Ok(Event::Actions(_))));
+}
+
+#[test]
+fn slim_action_text_falls_back_to_the_title() {
+    let action = SlimAction { title: "Home".into(), canonical_url: "/".into(), ..Default::default() };
+    assert_eq!(action.to_text(), "Home \u{2014} /");
+    let action = SlimAction { description: "Viewed Home".into(), ..action };
+    assert_eq!(action.to_text(), "Viewed Home \u{2014} /");
+}
+
+#[test]
+fn empty_session_text() {
+    assert_eq!(ActionsPayload::default().to_text(), "Session unknown \u{2014} 0 actions");
+}
+
+#[test]
+fn properties_parse_and_compare_by_value() {
+    let a = Properties::from_json(r#"{"a": 1, "b": [true]}"#).unwrap();
+    let b = Properties::from_json(r#"{"a":1,"b":[true]}"#).unwrap();
+    assert_eq!(a, b);
+    assert!(Properties::from_json("[1]").is_err());
+    assert!(Properties::default().is_empty());
+}

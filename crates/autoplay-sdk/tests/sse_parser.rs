@@ -1,0 +1,237 @@
+//! The SSE parser against the WHATWG rules, and chunking independence: every split
+//! point, one byte at a time, and random chunkings (proptest).
+
+use autoplay_sdk::sse::{SseError, SseEvent, SseItem, SseParser};
+use proptest::prelude::*;
+
+const FIXTURE: &[u8] = include_bytes!("fixtures/wire/stream-mixed.sse");
+
+fn parse_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<SseItem>, Option<String>) {
+    let mut parser = SseParser::new();
+    let mut items = Vec::new();
+    for chunk in chunks {
+        parser.feed(chunk, |item| items.push(item)).unwrap();
+    }
+    parser.finish();
+    (items, parser.last_event_id().map(str::to_owned))
+}
+
+fn parse(bytes: &[u8]) -> (Vec<SseItem>, Option<String>) {
+    parse_chunks([bytes])
+}
+
+fn events(items: &[SseItem]) -> Vec<SseEvent> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            SseItem::Event(e) => Some(e.clone()),
+            SseItem::Retry(_) => None,
+        })
+        .collect()
+}
+
+fn ev(event: &str, data: &str, id: Option<&str>) -> SseEvent {
+    SseEvent { event: event.into(), data: data.into(), id: id.map(Into::into) }
+}
+
+#[test]
+fn fixture_stream_parses_to_six_events_a_retry_and_last_id_five() {
+    let (items, last) = parse(FIXTURE);
+    assert_eq!(items[0], SseItem::Retry(1000));
+    let events = events(&items);
+    let summary: Vec<(&str, Option<&str>)> = events.iter().map(|e| (e.event.as_str(), e.id.as_deref())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("actions", Some("1")),
+            ("heartbeat", Some("1")),
+            ("message", Some("2")),
+            ("actions", Some("3")),
+            ("message", Some("4")),
+            ("actions", Some("5")),
+        ]
+    );
+    assert_eq!(events[1].data, "", "`data:` with nothing after it dispatches empty data");
+    assert_eq!(events[4].data, "not json at all");
+    assert_eq!(last.as_deref(), Some("5"));
+}
+
+#[test]
+fn every_split_point_and_byte_by_byte_give_the_same_result() {
+    let whole = parse(FIXTURE);
+    for split in 0..=FIXTURE.len() {
+        let (a, b) = FIXTURE.split_at(split);
+        assert_eq!(parse_chunks([a, b]), whole, "split at byte {split}");
+    }
+    assert_eq!(parse_chunks(FIXTURE.chunks(1)), whole, "one byte at a time");
+}
+
+#[test]
+fn line_ends_lf_cr_and_crlf_are_all_line_ends() {
+    let expected = vec![ev("message", "a\nb", None), ev("x", "c", None)];
+    for sep in ["\n", "\r", "\r\n"] {
+        let text = format!("data: a{sep}data: b{sep}{sep}event: x{sep}data: c{sep}{sep}");
+        assert_eq!(events(&parse(text.as_bytes()).0), expected, "separator {sep:?}");
+    }
+    // A CR ending one chunk and an LF starting the next are one line end, not two
+    // (two would dispatch after "data: a" and split the event).
+    let (items, _) = parse_chunks([&b"data: a\r"[..], b"\ndata: b\r\n\r\n"]);
+    assert_eq!(events(&items), vec![ev("message", "a\nb", None)]);
+    // A lone CR followed by a CR is a blank line.
+    let (items, _) = parse_chunks([&b"data: a\r"[..], b"\rdata: b\r\r"]);
+    assert_eq!(events(&items), vec![ev("message", "a", None), ev("message", "b", None)]);
+}
+
+#[test]
+fn leading_bom_is_stripped() {
+    let (items, _) = parse(b"\xEF\xBB\xBFdata: hi\n\n");
+    assert_eq!(events(&items), vec![ev("message", "hi", None)]);
+}
+
+#[test]
+fn comments_fields_without_colon_and_space_stripping() {
+    let (items, _) = parse(b": a comment\ndata\n\ndata:no space\ndata:  two spaces\n\nevent\ndata: x\n\n");
+    assert_eq!(
+        events(&items),
+        vec![ev("message", "", None), ev("message", "no space\n two spaces", None), ev("message", "x", None)]
+    );
+}
+
+#[test]
+fn no_dispatch_without_data_and_event_type_does_not_leak() {
+    let (items, _) = parse(b"event: first\n\ndata: second\n\n");
+    assert_eq!(events(&items), vec![ev("message", "second", None)]);
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let (items, _) = parse(b"foo: bar\ndata: x\nDATA: y\n\n");
+    assert_eq!(events(&items), vec![ev("message", "x", None)]);
+}
+
+#[test]
+fn last_event_id_persists_resets_and_ignores_nul() {
+    let (items, last) = parse(b"id: 7\ndata: a\n\ndata: b\n\nid: 8\0\ndata: c\n\nid:\ndata: d\n\n");
+    assert_eq!(
+        events(&items),
+        vec![
+            ev("message", "a", Some("7")),
+            ev("message", "b", Some("7")),
+            ev("message", "c", Some("7")),
+            ev("message", "d", None),
+        ]
+    );
+    assert_eq!(last, None);
+}
+
+#[test]
+fn unfinished_event_at_end_of_stream_is_discarded() {
+    let (items, last) = parse(b"id: 1\ndata: done\n\nid: 2\ndata: half");
+    assert_eq!(events(&items), vec![ev("message", "done", Some("1"))]);
+    assert_eq!(last.as_deref(), Some("1"));
+}
+
+#[test]
+fn reset_connection_keeps_the_last_id_and_forgets_the_half_event() {
+    let mut parser = SseParser::new();
+    let mut items = Vec::new();
+    parser.feed(b"id: 3\ndata: a\n\ndata: partial", |i| items.push(i)).unwrap();
+    parser.reset_connection();
+    parser.feed(b"\xEF\xBB\xBFdata: b\n\n", |i| items.push(i)).unwrap();
+    assert_eq!(events(&items), vec![ev("message", "a", Some("3")), ev("message", "b", Some("3"))]);
+}
+
+#[test]
+fn initial_last_event_id_is_used_until_the_stream_sets_one() {
+    let mut parser = SseParser::new();
+    parser.set_last_event_id(Some("41".into()));
+    let mut items = Vec::new();
+    parser.feed(b"data: a\n\nid: 42\ndata: b\n\n", |i| items.push(i)).unwrap();
+    assert_eq!(events(&items), vec![ev("message", "a", Some("41")), ev("message", "b", Some("42"))]);
+    assert_eq!(parser.last_event_id(), Some("42"));
+}
+
+#[test]
+fn oversized_event_fails_and_memory_stays_bounded() {
+    let mut parser = SseParser::with_max_event_size(1024);
+    let line = format!("data: {}\n", "x".repeat(100));
+    let mut result = Ok(());
+    let mut fed = 0;
+    while result.is_ok() && fed < 100 {
+        result = parser.feed(line.as_bytes(), |_| {});
+        fed += 1;
+    }
+    assert_eq!(result, Err(SseError::EventTooLarge { limit: 1024 }));
+    assert!(fed <= 11, "failed after {fed} lines");
+
+    // One endless line without a line end is bounded too.
+    let mut parser = SseParser::with_max_event_size(1024);
+    let chunk = [b'a'; 100];
+    let mut fed = 0;
+    while parser.feed(&chunk, |_| {}).is_ok() {
+        fed += 1;
+        assert!(fed <= 11);
+    }
+}
+
+#[test]
+fn many_events_in_one_chunk_come_out_in_order() {
+    let mut text = String::new();
+    for i in 0..1000 {
+        text.push_str(&format!("id: {i}\nevent: actions\ndata: {{\"n\":{i}}}\n\n"));
+    }
+    let (items, last) = parse(text.as_bytes());
+    let events = events(&items);
+    assert_eq!(events.len(), 1000);
+    assert!(events.iter().enumerate().all(|(i, e)| e.data == format!("{{\"n\":{i}}}")));
+    assert_eq!(last.as_deref(), Some("999"));
+}
+
+/// Streams built from pieces that exercise every rule, including the awkward ones.
+fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"data: hello".to_vec()),
+        Just(b"data:".to_vec()),
+        Just(b"data".to_vec()),
+        Just("data: h\u{e9}llo \u{2014} \u{1F600}".as_bytes().to_vec()),
+        Just(b"event: actions".to_vec()),
+        Just(b"id: 12".to_vec()),
+        Just(b"id:".to_vec()),
+        Just(b"id: a\0b".to_vec()),
+        Just(b"retry: 250".to_vec()),
+        Just(b"retry: x1".to_vec()),
+        Just(b": comment".to_vec()),
+        Just(b"".to_vec()),
+        Just(b"unknown: field".to_vec()),
+    ];
+    let line_end = prop_oneof![Just(&b"\n"[..]), Just(&b"\r"[..]), Just(&b"\r\n"[..])];
+    (any::<bool>(), prop::collection::vec((piece, line_end), 0..40)).prop_map(|(bom, lines)| {
+        let mut bytes = if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
+        for (piece, end) in lines {
+            bytes.extend_from_slice(&piece);
+            bytes.extend_from_slice(end);
+        }
+        bytes
+    })
+}
+
+proptest! {
+    #[test]
+    fn chunking_never_changes_the_result(
+        stream in stream_strategy(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let whole = parse(&stream);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for p in points {
+            chunks.push(&stream[start..p]);
+            start = p;
+        }
+        chunks.push(&stream[start..]);
+        prop_assert_eq!(parse_chunks(chunks), whole.clone());
+        prop_assert_eq!(parse_chunks(stream.chunks(1)), whole);
+    }
+}

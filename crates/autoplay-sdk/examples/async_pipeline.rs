@@ -29,7 +29,9 @@ async fn upsert(id: String, vector: Vec<f32>, meta: RagMetadata) -> Result<(), S
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), autoplay_sdk::Error> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:8080/stream/demo".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/stream/demo".into());
     let token = args.next().unwrap_or_default();
 
     let pipeline = Arc::new(AsyncRagPipeline::new(embed, upsert));

@@ -10,7 +10,11 @@ use std::time::Duration;
 use autoplay_sdk::{ActionsPayload, ConnectorClient};
 
 fn on_actions(payload: ActionsPayload) {
-    println!("session {:?}: {} actions", payload.session_id, payload.count());
+    println!(
+        "session {:?}: {} actions",
+        payload.session_id,
+        payload.count()
+    );
     for action in &payload.actions {
         println!("  {} — {}", action.title, action.canonical_url);
     }
@@ -18,7 +22,9 @@ fn on_actions(payload: ActionsPayload) {
 
 fn main() -> Result<(), autoplay_sdk::Error> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:8080/stream/demo".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/stream/demo".into());
     let token = args.next().unwrap_or_default();
 
     let client = ConnectorClient::builder(url)

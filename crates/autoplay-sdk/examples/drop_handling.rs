@@ -12,7 +12,9 @@ use autoplay_sdk::{ConnectorClient, Event};
 
 fn main() -> Result<(), autoplay_sdk::Error> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:8080/stream/demo".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8080/stream/demo".into());
     let token = args.next().unwrap_or_default();
 
     let client = ConnectorClient::builder(url)
@@ -23,7 +25,10 @@ fn main() -> Result<(), autoplay_sdk::Error> {
             println!("{}", payload.to_text());
         })
         .on_drop(|event: &Event, total_dropped| {
-            eprintln!("WARNING: dropped event (type={}, total={total_dropped})", event.kind());
+            eprintln!(
+                "WARNING: dropped event (type={}, total={total_dropped})",
+                event.kind()
+            );
         })
         .build()?;
 

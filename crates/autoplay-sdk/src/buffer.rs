@@ -66,7 +66,9 @@ impl<T> EventBuffer<T> {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
         // A panic while holding the lock cannot leave the deque half-changed, so a
         // poisoned lock is still safe to use.
-        self.items.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.items
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds an item, dropping the oldest when the buffer is full.
@@ -132,8 +134,16 @@ impl<T: BufferItem> EventBuffer<T> {
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(items.len());
         for item in items.drain(..) {
-            let wanted = if item.is_summary() { summaries } else { actions };
-            if wanted { taken.push(item) } else { kept.push_back(item) }
+            let wanted = if item.is_summary() {
+                summaries
+            } else {
+                actions
+            };
+            if wanted {
+                taken.push(item)
+            } else {
+                kept.push_back(item)
+            }
         }
         *items = kept;
         taken

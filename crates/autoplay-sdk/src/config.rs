@@ -174,16 +174,23 @@ impl ConfigBuilder {
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
             let Ok(header_name) = HeaderName::from_bytes(name.trim().as_bytes()) else {
-                return invalid(format!("header name {name:?} is not a valid HTTP header name"));
+                return invalid(format!(
+                    "header name {name:?} is not a valid HTTP header name"
+                ));
             };
             let Ok(header_value) = HeaderValue::from_str(value.trim()) else {
-                return invalid(format!("the value of header {name:?} is not a valid HTTP header value"));
+                return invalid(format!(
+                    "the value of header {name:?} is not a valid HTTP header value"
+                ));
             };
             headers.append(header_name, header_value);
         }
         for (i, pem) in self.root_certificates.iter().enumerate() {
             if let Err(e) = reqwest::Certificate::from_pem(pem) {
-                return invalid(format!("root certificate #{} is not a valid PEM certificate: {e}", i + 1));
+                return invalid(format!(
+                    "root certificate #{} is not a valid PEM certificate: {e}",
+                    i + 1
+                ));
             }
         }
         let token = self
@@ -191,10 +198,10 @@ impl ConfigBuilder {
             .clone()
             .filter(|t| !t.is_empty())
             .or_else(|| std::env::var(TOKEN_ENV_VAR).ok().filter(|t| !t.is_empty()));
-        if let Some(token) = &token {
-            if HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
-                return invalid("the token contains characters not allowed in an HTTP header".into());
-            }
+        if let Some(token) = &token
+            && HeaderValue::from_str(&format!("Bearer {token}")).is_err()
+        {
+            return invalid("the token contains characters not allowed in an HTTP header".into());
         }
         let config = ClientConfig {
             url,

@@ -42,8 +42,9 @@ pub(crate) fn worker_index(event: &Event, workers: usize) -> usize {
         return 0;
     }
     // A fixed-key hasher: the mapping only has to be stable within one process.
-    let mut hasher = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-        .build_hasher();
+    let mut hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
     hasher.write(event.session_id().unwrap_or("").as_bytes());
     (hasher.finish() % workers as u64) as usize
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -33,9 +35,15 @@ pub(crate) struct Stats {
 /// What one connection attempt came to.
 enum Attempt {
     /// A stream was established and has ended; `events` is how many it delivered.
-    Ended { events: u64, reason: DisconnectReason },
+    Ended {
+        events: u64,
+        reason: DisconnectReason,
+    },
     /// No stream: a network error, a retryable status or a wrong content type.
-    Failed { why: String, retry_after: Option<Duration> },
+    Failed {
+        why: String,
+        retry_after: Option<Duration>,
+    },
     /// A status that must not be retried.
     Fatal(u16),
     /// The client was stopped.
@@ -164,15 +172,15 @@ impl Engine {
             // Whatever failed may be the pooled connection itself (a half-open socket, a
             // broken HTTP/2 session): start the next attempt on a fresh one.
             http = None;
-            if let Some(max) = config.max_retries {
-                if failed_attempts > max {
-                    warn!(url, attempts = failed_attempts, "giving up: {why}");
-                    return Err(Error::RetriesExhausted {
-                        attempts: failed_attempts,
-                        url: url.to_owned(),
-                        last_failure: why,
-                    });
-                }
+            if let Some(max) = config.max_retries
+                && failed_attempts > max
+            {
+                warn!(url, attempts = failed_attempts, "giving up: {why}");
+                return Err(Error::RetriesExhausted {
+                    attempts: failed_attempts,
+                    url: url.to_owned(),
+                    last_failure: why,
+                });
             }
             let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
             info!(
@@ -237,9 +245,10 @@ impl Engine {
         }
         if !status.is_success() {
             let retry_after = match status {
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                    response.headers().get(RETRY_AFTER).and_then(parse_retry_after)
-                }
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(parse_retry_after),
                 _ => None,
             };
             return Attempt::Failed {
@@ -284,14 +293,25 @@ impl Engine {
             if let Err(SseError::EventTooLarge { limit }) =
                 parser.feed(&chunk, |item| items.push(item))
             {
-                warn!(limit, "event exceeds the maximum size; dropping the connection");
+                warn!(
+                    limit,
+                    "event exceeds the maximum size; dropping the connection"
+                );
                 // Events completed before the oversized one in this chunk are still good.
-                if self.deliver_all(&mut items, backoff, &mut events).await.is_err() {
+                if self
+                    .deliver_all(&mut items, backoff, &mut events)
+                    .await
+                    .is_err()
+                {
                     break DisconnectReason::Stopped;
                 }
                 break DisconnectReason::EventTooLarge(limit);
             }
-            if self.deliver_all(&mut items, backoff, &mut events).await.is_err() {
+            if self
+                .deliver_all(&mut items, backoff, &mut events)
+                .await
+                .is_err()
+            {
                 break DisconnectReason::Stopped;
             }
         };
@@ -364,13 +384,15 @@ impl Engine {
 }
 
 fn build_http_client(config: &ClientConfig) -> Result<reqwest::Client, Error> {
-    let invalid = |e: reqwest::Error| Error::InvalidConfig(format!("cannot build the HTTP client: {e}"));
+    let invalid =
+        |e: reqwest::Error| Error::InvalidConfig(format!("cannot build the HTTP client: {e}"));
     let mut builder = reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         .user_agent(concat!("autoplay-sdk-rust/", env!("CARGO_PKG_VERSION")));
     for pem in &config.root_certificates {
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(invalid)?);
+        builder =
+            builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(invalid)?);
     }
     builder.build().map_err(invalid)
 }
@@ -396,7 +418,10 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// reqwest's top-level messages are terse ("error sending request"); the causes say why.
@@ -426,7 +451,10 @@ mod tests {
         let ceilings = [1, 2, 4, 8, 16, 30, 30, 30];
         for (delay, ceiling) in delays.iter().zip(ceilings) {
             let ceiling = Duration::from_secs(ceiling);
-            assert!(*delay >= ceiling / 2 && *delay <= ceiling, "{delay:?} vs {ceiling:?}");
+            assert!(
+                *delay >= ceiling / 2 && *delay <= ceiling,
+                "{delay:?} vs {ceiling:?}"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_secs(1));

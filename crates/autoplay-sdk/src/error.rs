@@ -20,7 +20,9 @@ pub enum Error {
         url: String,
     },
     /// `max_retries` consecutive connection attempts failed.
-    #[error("gave up on {url} after {attempts} failed connection attempts; last failure: {last_failure}")]
+    #[error(
+        "gave up on {url} after {attempts} failed connection attempts; last failure: {last_failure}"
+    )]
     RetriesExhausted {
         /// How many attempts failed in a row.
         attempts: u32,

@@ -70,7 +70,8 @@ impl Properties {
     /// Properties from JSON text; it must be an object.
     pub fn from_json(json: &str) -> Result<Self, DecodeError> {
         let raw = RawValue::from_string(json.trim().to_owned())?;
-        Self::from_raw(raw).map_err(|_| DecodeError::Json(de::Error::custom("properties must be a JSON object")))
+        Self::from_raw(raw)
+            .map_err(|_| DecodeError::Json(de::Error::custom("properties must be a JSON object")))
     }
 
     /// Properties from a map.
@@ -80,7 +81,11 @@ impl Properties {
     }
 
     fn from_raw(raw: Box<RawValue>) -> Result<Self, Box<RawValue>> {
-        if raw.get().starts_with('{') { Ok(Self(raw)) } else { Err(raw) }
+        if raw.get().starts_with('{') {
+            Ok(Self(raw))
+        } else {
+            Err(raw)
+        }
     }
 
     /// The JSON text of the object.
@@ -127,7 +132,9 @@ impl<'de> Deserialize<'de> for Properties {
         // null, and anything that is not an object, is taken as no properties: one
         // odd field must not cost the whole payload.
         let raw = Option::<Box<RawValue>>::deserialize(deserializer)?;
-        Ok(raw.and_then(|raw| Self::from_raw(raw).ok()).unwrap_or_default())
+        Ok(raw
+            .and_then(|raw| Self::from_raw(raw).ok())
+            .unwrap_or_default())
     }
 }
 
@@ -173,7 +180,11 @@ impl SlimAction {
     }
 
     fn write_text(&self, out: &mut String) {
-        let what = if self.description.is_empty() { &self.title } else { &self.description };
+        let what = if self.description.is_empty() {
+            &self.title
+        } else {
+            &self.description
+        };
         let _ = write!(out, "{what} \u{2014} {}", self.canonical_url);
     }
 }
@@ -310,7 +321,11 @@ impl ActionsPayload {
     pub fn to_text(&self) -> String {
         let mut text = String::with_capacity(48 + self.actions.len() * 96);
         let session = self.session_id.as_deref().unwrap_or("unknown");
-        let _ = write!(text, "Session {session} \u{2014} {} actions", self.actions.len());
+        let _ = write!(
+            text,
+            "Session {session} \u{2014} {} actions",
+            self.actions.len()
+        );
         for (i, action) in self.actions.iter().enumerate() {
             let _ = write!(text, "\n{}. ", i + 1);
             action.write_text(&mut text);
@@ -344,7 +359,9 @@ impl<'de> Deserialize<'de> for ActionsPayload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match WirePayload::deserialize(deserializer)?.into_event(Some(ACTIONS_TYPE)) {
             Ok(Event::Actions(payload)) => Ok(payload),
-            Ok(Event::Summary(_)) => Err(de::Error::custom("expected an actions payload, found a summary")),
+            Ok(Event::Summary(_)) => Err(de::Error::custom(
+                "expected an actions payload, found a summary",
+            )),
             Err(e) => Err(de::Error::custom(e)),
         }
     }
@@ -397,7 +414,9 @@ impl<'de> Deserialize<'de> for SummaryPayload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match WirePayload::deserialize(deserializer)?.into_event(Some(SUMMARY_TYPE)) {
             Ok(Event::Summary(payload)) => Ok(payload),
-            Ok(Event::Actions(_)) => Err(de::Error::custom("expected a summary payload, found actions")),
+            Ok(Event::Actions(_)) => Err(de::Error::custom(
+                "expected a summary payload, found actions",
+            )),
             Err(e) => Err(de::Error::custom(e)),
         }
     }
@@ -486,7 +505,9 @@ impl Serialize for Event {
 
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        WirePayload::deserialize(deserializer)?.into_event(None).map_err(de::Error::custom)
+        WirePayload::deserialize(deserializer)?
+            .into_event(None)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -531,15 +552,15 @@ impl WirePayload<'_> {
         match kind {
             ACTIONS_TYPE => {
                 let actions = self.actions.unwrap_or_default();
-                if let Some(count) = self.count {
-                    if count != actions.len() as u64 {
-                        warn!(
-                            session_id = self.session_id.as_deref(),
-                            count,
-                            actions = actions.len(),
-                            "payload count disagrees with its action list; trusting the list"
-                        );
-                    }
+                if let Some(count) = self.count
+                    && count != actions.len() as u64
+                {
+                    warn!(
+                        session_id = self.session_id.as_deref(),
+                        count,
+                        actions = actions.len(),
+                        "payload count disagrees with its action list; trusting the list"
+                    );
                 }
                 Ok(Event::Actions(ActionsPayload {
                     product_id: self.product_id,
@@ -614,7 +635,9 @@ mod tests {
 
     #[test]
     fn numeric_ids_become_text() {
-        let event = Event::from_json(r#"{"type":"actions","session_id":42,"user_id":null,"actions":[]}"#).unwrap();
+        let event =
+            Event::from_json(r#"{"type":"actions","session_id":42,"user_id":null,"actions":[]}"#)
+                .unwrap();
         assert_eq!(event.session_id(), Some("42"));
     }
 
@@ -635,6 +658,9 @@ mod tests {
         assert_eq!(event.kind(), "summary");
         let event = Event::decode(r#"{"summary":"s"}"#, "summary").unwrap();
         assert_eq!(event.kind(), "summary");
-        assert!(matches!(Event::decode(r#"{"summary":"s"}"#, "message"), Err(DecodeError::MissingType)));
+        assert!(matches!(
+            Event::decode(r#"{"summary":"s"}"#, "message"),
+            Err(DecodeError::MissingType)
+        ));
     }
 }

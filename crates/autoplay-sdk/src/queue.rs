@@ -292,7 +292,10 @@ mod tests {
         assert!(matches!(q.push_blocking(3), Pushed::Dropped(3)));
         assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(matches!(q.pop_blocking(Duration::from_millis(1)), Popped::TimedOut));
+        assert!(matches!(
+            q.pop_blocking(Duration::from_millis(1)),
+            Popped::TimedOut
+        ));
         assert_eq!(q.take_all(), vec![2]);
         assert!(matches!(q.pop_blocking(DRAIN), Popped::Closed));
     }

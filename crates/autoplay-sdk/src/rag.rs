@@ -53,18 +53,29 @@ struct Document {
 
 impl Document {
     fn actions(payload: &ActionsPayload) -> Self {
-        Self::new(payload.session_id.as_deref(), payload.to_text(), "ActionsPayload")
+        Self::new(
+            payload.session_id.as_deref(),
+            payload.to_text(),
+            "ActionsPayload",
+        )
     }
 
     fn summary(payload: &SummaryPayload) -> Self {
-        Self::new(payload.session_id.as_deref(), payload.to_text(), "SummaryPayload")
+        Self::new(
+            payload.session_id.as_deref(),
+            payload.to_text(),
+            "SummaryPayload",
+        )
     }
 
     fn new(session_id: Option<&str>, text: String, kind: &'static str) -> Self {
         Self {
             id: session_id.unwrap_or(UNKNOWN_SESSION).to_owned(),
             text,
-            meta: RagMetadata { session_id: session_id.map(str::to_owned), kind },
+            meta: RagMetadata {
+                session_id: session_id.map(str::to_owned),
+                kind,
+            },
         }
     }
 }
@@ -122,7 +133,9 @@ impl RagPipeline {
     {
         Self {
             embed: Box::new(move |text| embed(text).map_err(|e| e.to_string())),
-            upsert: Box::new(move |id, vector, meta| upsert(id, vector, meta).map_err(|e| e.to_string())),
+            upsert: Box::new(move |id, vector, meta| {
+                upsert(id, vector, meta).map_err(|e| e.to_string())
+            }),
             summarizer: None,
             counters: Counters::default(),
         }
@@ -173,14 +186,17 @@ impl RagPipeline {
     fn store(&self, doc: Document) {
         let result = (self.embed)(&doc.text)
             .map_err(|e| ("embed", e))
-            .and_then(|vector| (self.upsert)(&doc.id, vector, doc.meta.clone()).map_err(|e| ("upsert", e)));
+            .and_then(|vector| {
+                (self.upsert)(&doc.id, vector, doc.meta.clone()).map_err(|e| ("upsert", e))
+            });
         self.counters.record(&doc, result);
     }
 }
 
 type AsyncEmbed = Box<dyn Fn(String) -> BoxFuture<'static, Result<Vec<f32>, String>> + Send + Sync>;
-type AsyncUpsert =
-    Box<dyn Fn(String, Vec<f32>, RagMetadata) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+type AsyncUpsert = Box<
+    dyn Fn(String, Vec<f32>, RagMetadata) -> BoxFuture<'static, Result<(), String>> + Send + Sync,
+>;
 
 /// [`RagPipeline`] with async `embed` and `upsert`.
 pub struct AsyncRagPipeline {

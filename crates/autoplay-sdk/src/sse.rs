@@ -72,7 +72,10 @@ impl fmt::Display for SseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SseError::EventTooLarge { limit } => {
-                write!(f, "an event exceeds the maximum event size of {limit} bytes")
+                write!(
+                    f,
+                    "an event exceeds the maximum event size of {limit} bytes"
+                )
             }
         }
     }
@@ -246,10 +249,16 @@ impl SseParser {
     }
 
     fn too_large(&self) -> SseError {
-        SseError::EventTooLarge { limit: self.max_event_size }
+        SseError::EventTooLarge {
+            limit: self.max_event_size,
+        }
     }
 
-    fn process_line(&mut self, line: &[u8], emit: &mut impl FnMut(SseItem)) -> Result<(), SseError> {
+    fn process_line(
+        &mut self,
+        line: &[u8],
+        emit: &mut impl FnMut(SseItem),
+    ) -> Result<(), SseError> {
         if line.is_empty() {
             self.dispatch(emit);
             return Ok(());
@@ -280,27 +289,25 @@ impl SseParser {
                 self.event_type.clear();
                 push_utf8(&mut self.event_type, value);
             }
-            b"id" => {
-                if memchr::memchr(0, value).is_none() {
-                    match &mut self.id_buffer {
-                        Some(id) => {
-                            id.clear();
-                            push_utf8(id, value);
-                        }
-                        None => {
-                            let mut id = String::with_capacity(value.len());
-                            push_utf8(&mut id, value);
-                            self.id_buffer = Some(id);
-                        }
-                    }
+            b"id" if memchr::memchr(0, value).is_none() => match &mut self.id_buffer {
+                Some(id) => {
+                    id.clear();
+                    push_utf8(id, value);
                 }
-            }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    // All digits, so only overflow can fail; such a delay is ignored.
-                    if let Ok(ms) = std::str::from_utf8(value).unwrap_or_default().parse::<u64>() {
-                        emit(SseItem::Retry(ms));
-                    }
+                None => {
+                    let mut id = String::with_capacity(value.len());
+                    push_utf8(&mut id, value);
+                    self.id_buffer = Some(id);
+                }
+            },
+            // Only ASCII digits; a value too large for u64 is ignored like any other
+            // invalid one.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                if let Ok(ms) = std::str::from_utf8(value)
+                    .unwrap_or_default()
+                    .parse::<u64>()
+                {
+                    emit(SseItem::Retry(ms));
                 }
             }
             _ => {}
@@ -318,7 +325,10 @@ impl SseParser {
         }
         self.has_data = false;
         self.data_capacity_hint = self.data.len();
-        let data = std::mem::replace(&mut self.data, String::with_capacity(self.data_capacity_hint));
+        let data = std::mem::replace(
+            &mut self.data,
+            String::with_capacity(self.data_capacity_hint),
+        );
         let event = if self.event_type.is_empty() {
             DEFAULT_EVENT_TYPE.to_owned()
         } else {
@@ -326,7 +336,11 @@ impl SseParser {
             self.event_type.clear();
             name
         };
-        let id = self.last_event_id.as_ref().filter(|id| !id.is_empty()).cloned();
+        let id = self
+            .last_event_id
+            .as_ref()
+            .filter(|id| !id.is_empty())
+            .cloned();
         emit(SseItem::Event(SseEvent { event, data, id }));
     }
 }
@@ -379,16 +393,23 @@ mod tests {
 
     #[test]
     fn retry_needs_only_digits() {
-        let (items, _) = parse_all(&[b"retry: 1500\nretry: 15x\nretry:\nretry: -1\nretry: 99999999999999999999999\n"]);
+        let (items, _) = parse_all(&[
+            b"retry: 1500\nretry: 15x\nretry:\nretry: -1\nretry: 99999999999999999999999\n",
+        ]);
         assert_eq!(items, vec![SseItem::Retry(1500)]);
     }
 
     #[test]
     fn id_with_nul_is_ignored_and_empty_id_resets() {
-        let (items, parser) = parse_all(&[b"id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\nid\ndata: c\n\n"]);
+        let (items, parser) =
+            parse_all(&[b"id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\nid\ndata: c\n\n"]);
         assert_eq!(
             items,
-            vec![event("message", "a", Some("1")), event("message", "b", Some("1")), event("message", "c", None)]
+            vec![
+                event("message", "a", Some("1")),
+                event("message", "b", Some("1")),
+                event("message", "c", None)
+            ]
         );
         assert_eq!(parser.last_event_id(), None);
     }
@@ -406,7 +427,9 @@ mod tests {
         parser.finish();
         assert_eq!(parser.last_event_id(), Some("1"));
         let mut items = Vec::new();
-        parser.feed(b"data: c\n\n", |item| items.push(item)).unwrap();
+        parser
+            .feed(b"data: c\n\n", |item| items.push(item))
+            .unwrap();
         assert_eq!(items, vec![event("message", "c", Some("1"))]);
     }
 
@@ -425,7 +448,9 @@ mod tests {
         );
         let mut parser = SseParser::with_max_event_size(8);
         let mut items = Vec::new();
-        parser.feed(b"data: 12345678\n\n", |item| items.push(item)).unwrap();
+        parser
+            .feed(b"data: 12345678\n\n", |item| items.push(item))
+            .unwrap();
         assert_eq!(items.len(), 1, "exactly the limit is allowed");
     }
 

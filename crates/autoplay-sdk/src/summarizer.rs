@@ -52,6 +52,7 @@ sentences of plain prose, for an assistant that will help them next.\n\nActions:
 const UNKNOWN_SESSION: &str = "unknown";
 
 type SummaryCallback = Box<dyn Fn(&str, &str) + Send + Sync>;
+type Llm = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 type AsyncSummaryCallback = Box<dyn Fn(String, String) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// A session's actions waiting for a summary.
@@ -89,11 +90,17 @@ impl Accumulator {
                 "summarizer prompt must contain the {ACTIONS_PLACEHOLDER} placeholder"
             )));
         }
-        Ok(Self { threshold, prompt, sessions: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            threshold,
+            prompt,
+            sessions: Mutex::new(HashMap::new()),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a payload's actions; the session's whole batch once it reaches the
@@ -105,12 +112,18 @@ impl Accumulator {
         if payload.product_id.is_some() {
             pending.product_id.clone_from(&payload.product_id);
         }
-        pending.lines.extend(payload.actions.iter().map(|a| a.to_text()));
+        pending
+            .lines
+            .extend(payload.actions.iter().map(|a| a.to_text()));
         if pending.lines.len() < self.threshold {
             return None;
         }
         let pending = sessions.remove(session_id)?;
-        Some(Batch { session_id: session_id.to_owned(), product_id: pending.product_id, lines: pending.lines })
+        Some(Batch {
+            session_id: session_id.to_owned(),
+            product_id: pending.product_id,
+            lines: pending.lines,
+        })
     }
 
     /// Takes a session's pending actions whatever their number.
@@ -168,7 +181,10 @@ impl Batch {
             summary: text.trim().to_owned(),
             replaces: self.lines.len() as u64,
             ts: None,
-            forwarded_at: SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64()),
+            forwarded_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs_f64()),
         }
     }
 }
@@ -177,19 +193,21 @@ impl Batch {
 /// and call [`SessionSummarizer::add`] from `on_actions`.
 pub struct SessionSummarizer {
     acc: Accumulator,
-    llm: Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>,
+    llm: Llm,
     on_summary: Option<SummaryCallback>,
 }
 
 impl std::fmt::Debug for SessionSummarizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionSummarizer").field("acc", &self.acc).finish_non_exhaustive()
+        f.debug_struct("SessionSummarizer")
+            .field("acc", &self.acc)
+            .finish_non_exhaustive()
     }
 }
 
 /// Builds a [`SessionSummarizer`].
 pub struct SessionSummarizerBuilder {
-    llm: Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>,
+    llm: Llm,
     threshold: usize,
     prompt: String,
     on_summary: Option<SummaryCallback>,
@@ -243,9 +261,16 @@ impl SessionSummarizer {
         match (self.llm)(&prompt) {
             Ok(text) => {
                 let summary = batch.into_summary(text);
-                debug!(session_id = summary.session_id.as_deref(), replaces = summary.replaces, "session summarised");
+                debug!(
+                    session_id = summary.session_id.as_deref(),
+                    replaces = summary.replaces,
+                    "session summarised"
+                );
                 if let Some(on_summary) = &self.on_summary {
-                    on_summary(summary.session_id.as_deref().unwrap_or(UNKNOWN_SESSION), &summary.summary);
+                    on_summary(
+                        summary.session_id.as_deref().unwrap_or(UNKNOWN_SESSION),
+                        &summary.summary,
+                    );
                 }
                 Some(summary)
             }
@@ -299,7 +324,9 @@ pub struct AsyncSessionSummarizer {
 
 impl std::fmt::Debug for AsyncSessionSummarizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncSessionSummarizer").field("acc", &self.acc).finish_non_exhaustive()
+        f.debug_struct("AsyncSessionSummarizer")
+            .field("acc", &self.acc)
+            .finish_non_exhaustive()
     }
 }
 
@@ -358,7 +385,10 @@ impl AsyncSessionSummarizer {
             Ok(text) => {
                 let summary = batch.into_summary(text);
                 if let Some(on_summary) = &self.on_summary {
-                    let session = summary.session_id.clone().unwrap_or_else(|| UNKNOWN_SESSION.into());
+                    let session = summary
+                        .session_id
+                        .clone()
+                        .unwrap_or_else(|| UNKNOWN_SESSION.into());
                     on_summary(session, summary.summary.clone()).await;
                 }
                 Some(summary)
@@ -391,7 +421,9 @@ impl AsyncSessionSummarizerBuilder {
         F: Fn(String, String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.on_summary = Some(Box::new(move |session, summary| Box::pin(f(session, summary))));
+        self.on_summary = Some(Box::new(move |session, summary| {
+            Box::pin(f(session, summary))
+        }));
         self
     }
 

@@ -31,7 +31,10 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 async fn async_callbacks_receive_typed_payloads() {
     let server = TestServer::start(|n, _| {
         if n == 0 {
-            Reply::stream(vec![write(include_str!("fixtures/wire/stream-mixed.sse")), Step::Stall])
+            Reply::stream(vec![
+                write(include_str!("fixtures/wire/stream-mixed.sse")),
+                Step::Stall,
+            ])
         } else {
             Reply::stream(vec![Step::Stall])
         }
@@ -44,12 +47,18 @@ async fn async_callbacks_receive_typed_payloads() {
             async move {
                 // A slow async callback must not stall the reader.
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                a.lock().unwrap().push(format!("actions:{}", p.session_id.unwrap_or_default()));
+                a.lock()
+                    .unwrap()
+                    .push(format!("actions:{}", p.session_id.unwrap_or_default()));
             }
         })
         .on_summary(move |p| {
             let s = s.clone();
-            async move { s.lock().unwrap().push(format!("summary:{}", p.session_id.unwrap_or_default())) }
+            async move {
+                s.lock()
+                    .unwrap()
+                    .push(format!("summary:{}", p.session_id.unwrap_or_default()))
+            }
         })
         .build()
         .unwrap();
@@ -57,7 +66,10 @@ async fn async_callbacks_receive_typed_payloads() {
     wait_for("3 payloads", || seen.lock().unwrap().len() == 3).await;
     client.stop();
     task.await.unwrap().unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec!["actions:ps_1", "summary:ps_1", "actions:ps_2"]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["actions:ps_1", "summary:ps_1", "actions:ps_2"]
+    );
     assert_eq!(client.dropped_count(), 0);
 }
 
@@ -92,18 +104,37 @@ async fn events_stream_ends_with_the_fatal_error() {
 #[tokio::test]
 async fn run_returns_the_fatal_error() {
     let server = TestServer::always(Reply::status(401));
-    let err = fast(&server.url()).build().unwrap().run().await.unwrap_err();
-    assert!(matches!(err, Error::FatalStatus { status: 401, .. }), "{err:?}");
+    let err = fast(&server.url())
+        .build()
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::FatalStatus { status: 401, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn raw_events_include_heartbeats_and_unparsed_data() {
     let server = TestServer::start(|_, _| {
-        Reply::stream(vec![write(include_str!("fixtures/wire/stream-mixed.sse")), Step::Stall])
+        Reply::stream(vec![
+            write(include_str!("fixtures/wire/stream-mixed.sse")),
+            Step::Stall,
+        ])
     });
     let client = fast(&server.url()).build().unwrap();
-    let raw: Vec<_> = client.raw_events().take(6).map(Result::unwrap).collect().await;
-    let names: Vec<(&str, Option<&str>)> = raw.iter().map(|e| (e.event.as_str(), e.id.as_deref())).collect();
+    let raw: Vec<_> = client
+        .raw_events()
+        .take(6)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let names: Vec<(&str, Option<&str>)> = raw
+        .iter()
+        .map(|e| (e.event.as_str(), e.id.as_deref()))
+        .collect();
     assert_eq!(
         names,
         vec![
@@ -138,7 +169,10 @@ async fn workers_keep_sessions_in_order() {
             let s = s.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                s.lock().unwrap().push((p.session_id.unwrap(), p.actions[0].title.parse::<u32>().unwrap()));
+                s.lock().unwrap().push((
+                    p.session_id.unwrap(),
+                    p.actions[0].title.parse::<u32>().unwrap(),
+                ));
             }
         })
         .build()
@@ -149,7 +183,11 @@ async fn workers_keep_sessions_in_order() {
     task.await.unwrap().unwrap();
     let seen = seen.lock().unwrap().clone();
     for s in 0..4 {
-        let order: Vec<u32> = seen.iter().filter(|(id, _)| *id == format!("s{s}")).map(|(_, n)| *n).collect();
+        let order: Vec<u32> = seen
+            .iter()
+            .filter(|(id, _)| *id == format!("s{s}"))
+            .map(|(_, n)| *n)
+            .collect();
         assert_eq!(order, (0..20).collect::<Vec<_>>());
     }
 }

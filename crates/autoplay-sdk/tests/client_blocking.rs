@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use autoplay_sdk::{ConnectorClient, ConnectorClientBuilder, DisconnectReason, Error, Event, OverflowPolicy};
+use autoplay_sdk::{
+    ConnectorClient, ConnectorClientBuilder, DisconnectReason, Error, Event, OverflowPolicy,
+};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,8 +30,16 @@ impl Seen {
         let (a, s) = (self.clone(), self.clone());
         builder
             .on_actions(move |p| {
-                let title = p.actions.first().map(|a| a.title.clone()).unwrap_or_default();
-                a.push(format!("actions:{}:{}", p.session_id.unwrap_or_default(), title));
+                let title = p
+                    .actions
+                    .first()
+                    .map(|a| a.title.clone())
+                    .unwrap_or_default();
+                a.push(format!(
+                    "actions:{}:{}",
+                    p.session_id.unwrap_or_default(),
+                    title
+                ));
             })
             .on_summary(move |p| s.push(format!("summary:{}", p.session_id.unwrap_or_default())))
     }
@@ -48,7 +58,10 @@ impl Seen {
 fn fixture_stream_gives_three_payloads_and_skips_the_rest() {
     let server = TestServer::start(|n, _| {
         if n == 0 {
-            Reply::stream(vec![write(include_str!("fixtures/wire/stream-mixed.sse")), Step::Stall])
+            Reply::stream(vec![
+                write(include_str!("fixtures/wire/stream-mixed.sse")),
+                Step::Stall,
+            ])
         } else {
             Reply::stream(vec![Step::Stall])
         }
@@ -107,7 +120,10 @@ fn reconnects_with_the_latest_event_id() {
     assert_eq!(requests[0].header("last-event-id"), None);
     assert_eq!(requests[1].header("last-event-id"), Some("2"));
     assert_eq!(requests[2].header("last-event-id"), Some("3"));
-    assert_eq!(seen.get(), vec!["actions:s:a", "actions:s:b", "actions:s:c"]);
+    assert_eq!(
+        seen.get(),
+        vec!["actions:s:a", "actions:s:b", "actions:s:c"]
+    );
 }
 
 #[test]
@@ -141,7 +157,11 @@ fn backoff_doubles_up_to_the_cap_and_max_retries_ends_run() {
         .run()
         .unwrap_err();
     match err {
-        Error::RetriesExhausted { attempts, last_failure, .. } => {
+        Error::RetriesExhausted {
+            attempts,
+            last_failure,
+            ..
+        } => {
             assert_eq!(attempts, 6);
             assert!(last_failure.contains("500"), "{last_failure}");
         }
@@ -153,8 +173,14 @@ fn backoff_doubles_up_to_the_cap_and_max_retries_ends_run() {
     // Jittered within [ceiling/2, ceiling] (+ scheduling slack).
     for (gap, ceiling_ms) in gaps.iter().zip([40u64, 80, 160, 160, 160]) {
         let ceiling = Duration::from_millis(ceiling_ms);
-        assert!(*gap >= ceiling / 2, "gap {gap:?} below half of {ceiling:?}: {gaps:?}");
-        assert!(*gap <= ceiling + Duration::from_millis(60), "gap {gap:?} above {ceiling:?}: {gaps:?}");
+        assert!(
+            *gap >= ceiling / 2,
+            "gap {gap:?} below half of {ceiling:?}: {gaps:?}"
+        );
+        assert!(
+            *gap <= ceiling + Duration::from_millis(60),
+            "gap {gap:?} above {ceiling:?}: {gaps:?}"
+        );
     }
 }
 
@@ -170,7 +196,11 @@ fn backoff_resets_after_a_connection_that_delivered_events() {
         .max_backoff(Duration::from_secs(5))
         .run_in_background()
         .unwrap();
-    let at: Vec<Instant> = server.wait_for_requests(5, WAIT).iter().map(|r| r.at).collect();
+    let at: Vec<Instant> = server
+        .wait_for_requests(5, WAIT)
+        .iter()
+        .map(|r| r.at)
+        .collect();
     drop(bg);
     // After three failures the delay is up to 400 ms; after a good connection it is 50 ms again.
     let gap_before = at[3] - at[2];
@@ -186,9 +216,17 @@ fn server_retry_field_sets_the_reconnect_delay() {
         _ => Reply::stream(vec![Step::Stall]),
     });
     let bg = fast(&server.url()).run_in_background().unwrap();
-    let at: Vec<Instant> = server.wait_for_requests(2, WAIT).iter().map(|r| r.at).collect();
+    let at: Vec<Instant> = server
+        .wait_for_requests(2, WAIT)
+        .iter()
+        .map(|r| r.at)
+        .collect();
     drop(bg);
-    assert!(at[1] - at[0] >= Duration::from_millis(150), "{:?}", at[1] - at[0]);
+    assert!(
+        at[1] - at[0] >= Duration::from_millis(150),
+        "{:?}",
+        at[1] - at[0]
+    );
 }
 
 #[test]
@@ -199,10 +237,17 @@ fn retry_after_is_honoured_on_429_and_503() {
             _ => Reply::stream(vec![Step::Stall]),
         });
         let bg = fast(&server.url()).run_in_background().unwrap();
-        let at: Vec<Instant> = server.wait_for_requests(2, WAIT).iter().map(|r| r.at).collect();
+        let at: Vec<Instant> = server
+            .wait_for_requests(2, WAIT)
+            .iter()
+            .map(|r| r.at)
+            .collect();
         drop(bg);
         let gap = at[1] - at[0];
-        assert!(gap >= Duration::from_millis(950), "{status}: reconnected after {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(950),
+            "{status}: reconnected after {gap:?}"
+        );
     }
 }
 
@@ -235,7 +280,11 @@ fn a_stalled_connection_is_replaced_after_the_read_timeout() {
         .on_disconnect(move |why| r.lock().unwrap().push(why.clone()))
         .run_in_background()
         .unwrap();
-    let at: Vec<Instant> = server.wait_for_requests(2, WAIT).iter().map(|r| r.at).collect();
+    let at: Vec<Instant> = server
+        .wait_for_requests(2, WAIT)
+        .iter()
+        .map(|r| r.at)
+        .collect();
     wait_until(WAIT, "2 payloads", || seen.len() == 2);
     drop(bg);
     assert!(at[1] - at[0] >= Duration::from_millis(150));
@@ -256,7 +305,11 @@ fn heartbeats_keep_the_connection_alive_and_never_reach_callbacks() {
     }
     body.push(Step::Stall);
     let server = TestServer::start(move |n, _| {
-        if n == 0 { Reply::stream(body.clone()) } else { Reply::stream(vec![Step::Stall]) }
+        if n == 0 {
+            Reply::stream(body.clone())
+        } else {
+            Reply::stream(vec![Step::Stall])
+        }
     });
     let seen = Seen::default();
     let bg = seen
@@ -264,7 +317,11 @@ fn heartbeats_keep_the_connection_alive_and_never_reach_callbacks() {
         .run_in_background()
         .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(server.request_count(), 1, "heartbeats and comments every 40 ms keep a 150 ms read timeout satisfied");
+    assert_eq!(
+        server.request_count(),
+        1,
+        "heartbeats and comments every 40 ms keep a 150 ms read timeout satisfied"
+    );
     drop(bg);
     assert_eq!(seen.get(), vec!["actions:s:a"]);
 }
@@ -273,7 +330,11 @@ fn heartbeats_keep_the_connection_alive_and_never_reach_callbacks() {
 fn an_oversized_event_drops_the_connection_and_the_client_goes_on() {
     let huge = format!("id: 9\nevent: actions\ndata: {}\n\n", "x".repeat(5000));
     let server = TestServer::start(move |n, _| match n {
-        0 => Reply::stream(vec![write(actions_frame(1, "s", "before")), write(&huge), Step::Stall]),
+        0 => Reply::stream(vec![
+            write(actions_frame(1, "s", "before")),
+            write(&huge),
+            Step::Stall,
+        ]),
         1 => Reply::stream(vec![write(actions_frame(2, "s", "after")), Step::Stall]),
         _ => Reply::stream(vec![Step::Stall]),
     });
@@ -290,12 +351,19 @@ fn an_oversized_event_drops_the_connection_and_the_client_goes_on() {
     drop(bg);
     assert_eq!(seen.get(), vec!["actions:s:before", "actions:s:after"]);
     assert_eq!(requests[1].header("last-event-id"), Some("1"));
-    assert_eq!(reasons.lock().unwrap()[0], DisconnectReason::EventTooLarge(1024));
+    assert_eq!(
+        reasons.lock().unwrap()[0],
+        DisconnectReason::EventTooLarge(1024)
+    );
 }
 
 #[test]
 fn events_split_across_many_small_writes_arrive_whole() {
-    let frames = format!("{}{}", actions_frame(1, "s1", "a"), summary_frame(2, "s1", "done"));
+    let frames = format!(
+        "{}{}",
+        actions_frame(1, "s1", "a"),
+        summary_frame(2, "s1", "done")
+    );
     let body: Vec<Step> = frames
         .as_bytes()
         .chunks(7)
@@ -303,7 +371,11 @@ fn events_split_across_many_small_writes_arrive_whole() {
         .chain([Step::Stall])
         .collect();
     let server = TestServer::start(move |n, _| {
-        if n == 0 { Reply::stream(body.clone()) } else { Reply::stream(vec![Step::Stall]) }
+        if n == 0 {
+            Reply::stream(body.clone())
+        } else {
+            Reply::stream(vec![Step::Stall])
+        }
     });
     let seen = Seen::default();
     let bg = seen.wire(fast(&server.url())).run_in_background().unwrap();
@@ -322,7 +394,11 @@ fn overflow_run(policy: OverflowPolicy) -> (Vec<String>, u64, Vec<(String, u64)>
         .chain([Step::Stall])
         .collect();
     let server = TestServer::start(move |n, _| {
-        if n == 0 { Reply::stream(body.clone()) } else { Reply::stream(vec![Step::Stall]) }
+        if n == 0 {
+            Reply::stream(body.clone())
+        } else {
+            Reply::stream(vec![Step::Stall])
+        }
     });
     let seen = Seen::default();
     // A channel rather than a barrier: if the test fails, the callback still returns
@@ -342,7 +418,9 @@ fn overflow_run(policy: OverflowPolicy) -> (Vec<String>, u64, Vec<(String, u64)>
             s.push(p.actions[0].title.clone());
         })
         .on_drop(move |event, total| {
-            let Event::Actions(p) = event else { panic!("only actions were sent") };
+            let Event::Actions(p) = event else {
+                panic!("only actions were sent")
+            };
             d.lock().unwrap().push((p.actions[0].title.clone(), total));
         })
         .build()
@@ -356,7 +434,14 @@ fn overflow_run(policy: OverflowPolicy) -> (Vec<String>, u64, Vec<(String, u64)>
         wait_until(WAIT, "7 drops", || client.dropped_count() == 7);
     }
     release.send(()).unwrap();
-    wait_until(WAIT, "the rest", || seen.len() == if policy == OverflowPolicy::Block { 10 } else { 3 });
+    wait_until(WAIT, "the rest", || {
+        seen.len()
+            == if policy == OverflowPolicy::Block {
+                10
+            } else {
+                3
+            }
+    });
     drop(bg);
     let dropped = client.dropped_count();
     let drops = drops.lock().unwrap().clone();
@@ -403,7 +488,11 @@ fn workers_run_in_parallel_and_keep_each_session_in_order() {
         }
     }
     let server = TestServer::start(move |n, _| {
-        if n == 0 { Reply::stream(vec![write(&frames), Step::Stall]) } else { Reply::stream(vec![Step::Stall]) }
+        if n == 0 {
+            Reply::stream(vec![write(&frames), Step::Stall])
+        } else {
+            Reply::stream(vec![Step::Stall])
+        }
     });
     let seen = Seen::default();
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -421,9 +510,14 @@ fn workers_run_in_parallel_and_keep_each_session_in_order() {
         })
         .run_in_background()
         .unwrap();
-    wait_until(WAIT, "all events", || seen.len() == sessions * per_session as usize);
+    wait_until(WAIT, "all events", || {
+        seen.len() == sessions * per_session as usize
+    });
     drop(bg);
-    assert!(max_in_flight.load(Ordering::SeqCst) >= 2, "workers never overlapped");
+    assert!(
+        max_in_flight.load(Ordering::SeqCst) >= 2,
+        "workers never overlapped"
+    );
     let seen = seen.get();
     for s in 0..sessions {
         let order: Vec<u64> = seen
@@ -431,13 +525,20 @@ fn workers_run_in_parallel_and_keep_each_session_in_order() {
             .filter_map(|e| e.strip_prefix(&format!("s{s}:")))
             .map(|n| n.parse().unwrap())
             .collect();
-        assert_eq!(order, (0..per_session).collect::<Vec<_>>(), "session s{s} out of order");
+        assert_eq!(
+            order,
+            (0..per_session).collect::<Vec<_>>(),
+            "session s{s} out of order"
+        );
     }
 }
 
 #[test]
 fn stop_from_inside_a_callback_ends_run() {
-    let body: Vec<Step> = (1..=5).map(|i| write(actions_frame(i, "s", "x"))).chain([Step::Stall]).collect();
+    let body: Vec<Step> = (1..=5)
+        .map(|i| write(actions_frame(i, "s", "x")))
+        .chain([Step::Stall])
+        .collect();
     let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
     let builder = fast(&server.url());
     let stop = builder.stop_handle();
@@ -458,7 +559,10 @@ fn stop_from_inside_a_callback_ends_run() {
 
 #[test]
 fn a_panicking_callback_is_contained() {
-    let body: Vec<Step> = (1..=3).map(|i| write(actions_frame(i, "s", &i.to_string()))).chain([Step::Stall]).collect();
+    let body: Vec<Step> = (1..=3)
+        .map(|i| write(actions_frame(i, "s", &i.to_string())))
+        .chain([Step::Stall])
+        .collect();
     let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
     let seen = Seen::default();
     let s = seen.clone();
@@ -479,7 +583,10 @@ fn a_panicking_callback_is_contained() {
 
 #[test]
 fn stop_drains_the_queue_within_the_drain_timeout() {
-    let body: Vec<Step> = (1..=20).map(|i| write(actions_frame(i, "s", "x"))).chain([Step::Stall]).collect();
+    let body: Vec<Step> = (1..=20)
+        .map(|i| write(actions_frame(i, "s", "x")))
+        .chain([Step::Stall])
+        .collect();
     let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
     // Everything queued is handled when the drain timeout allows it...
     let handled = Arc::new(AtomicUsize::new(0));
@@ -494,7 +601,9 @@ fn stop_drains_the_queue_within_the_drain_timeout() {
         .build()
         .unwrap();
     let bg = client.run_in_background().unwrap();
-    wait_until(WAIT, "a filled queue", || client.queue_size() + handled.load(Ordering::SeqCst) >= 20);
+    wait_until(WAIT, "a filled queue", || {
+        client.queue_size() + handled.load(Ordering::SeqCst) >= 20
+    });
     bg.stop();
     bg.join().unwrap();
     assert_eq!(handled.load(Ordering::SeqCst), 20);
@@ -517,7 +626,11 @@ fn stop_drains_the_queue_within_the_drain_timeout() {
     let stopping = Instant::now();
     bg.stop();
     bg.join().unwrap();
-    assert!(stopping.elapsed() < Duration::from_millis(600), "{:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        stopping.elapsed()
+    );
     assert!(handled.load(Ordering::SeqCst) < 20);
 }
 
@@ -547,7 +660,10 @@ fn connect_and_disconnect_hooks_fire() {
 #[test]
 fn bad_configuration_fails_at_build_with_a_clear_message() {
     let cases: Vec<(ConnectorClientBuilder, &str)> = vec![
-        (ConnectorClient::builder("http://h/stream/p").max_queue_size(0), "max_queue_size"),
+        (
+            ConnectorClient::builder("http://h/stream/p").max_queue_size(0),
+            "max_queue_size",
+        ),
         (ConnectorClient::builder("ftp://h/stream/p"), "http"),
         (ConnectorClient::builder("not a url"), "not a valid URL"),
         (
@@ -556,12 +672,20 @@ fn bad_configuration_fails_at_build_with_a_clear_message() {
                 .max_backoff(Duration::from_secs(1)),
             "max_backoff",
         ),
-        (ConnectorClient::builder("http://h/stream/p").workers(0), "workers"),
-        (ConnectorClient::builder("http://h/stream/p").header("bad header", "v"), "header"),
+        (
+            ConnectorClient::builder("http://h/stream/p").workers(0),
+            "workers",
+        ),
+        (
+            ConnectorClient::builder("http://h/stream/p").header("bad header", "v"),
+            "header",
+        ),
     ];
     for (builder, needle) in cases {
         match builder.build() {
-            Err(Error::InvalidConfig(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
+            Err(Error::InvalidConfig(msg)) => {
+                assert!(msg.contains(needle), "{msg:?} lacks {needle:?}")
+            }
             Err(other) => panic!("expected InvalidConfig({needle}), got {other:?}"),
             Ok(_) => panic!("expected InvalidConfig({needle})"),
         }

@@ -11,7 +11,8 @@ macro_rules! fixture {
 
 /// The `.to_text.txt` fixtures end with one newline that is not part of the text.
 fn expected_text(file: &str) -> &str {
-    file.strip_suffix('\n').expect("fixture ends with a newline")
+    file.strip_suffix('\n')
+        .expect("fixture ends with a newline")
 }
 
 fn actions(json: &str) -> ActionsPayload {
@@ -31,9 +32,18 @@ fn summary(json: &str) -> SummaryPayload {
 #[test]
 fn to_text_matches_every_fixture() {
     let cases = [
-        (fixture!("actions-canonical.json"), fixture!("actions-canonical.to_text.txt")),
-        (fixture!("actions-readme-shape.json"), fixture!("actions-readme-shape.to_text.txt")),
-        (fixture!("actions-later-shape.json"), fixture!("actions-later-shape.to_text.txt")),
+        (
+            fixture!("actions-canonical.json"),
+            fixture!("actions-canonical.to_text.txt"),
+        ),
+        (
+            fixture!("actions-readme-shape.json"),
+            fixture!("actions-readme-shape.to_text.txt"),
+        ),
+        (
+            fixture!("actions-later-shape.json"),
+            fixture!("actions-later-shape.to_text.txt"),
+        ),
         (
             fixture!("actions-anonymous-count-mismatch.json"),
             fixture!("actions-anonymous-count-mismatch.to_text.txt"),
@@ -50,8 +60,14 @@ fn canonical_fixture_round_trips_byte_for_byte() {
     let payload = actions(json);
     assert_eq!(payload.to_json(), json);
     assert_eq!(payload.count(), 3);
-    assert_eq!(payload.actions[2].raw_url.as_deref(), Some("https://app.example.com/settings/8812/billing"));
-    assert_eq!(payload.actions[0].properties.to_map()["referrer"], "https://app.example.com/login");
+    assert_eq!(
+        payload.actions[2].raw_url.as_deref(),
+        Some("https://app.example.com/settings/8812/billing")
+    );
+    assert_eq!(
+        payload.actions[0].properties.to_map()["referrer"],
+        "https://app.example.com/login"
+    );
     assert_eq!(payload.forwarded_at, Some(1_705_314_605.25));
 }
 
@@ -62,7 +78,10 @@ fn readme_shape_defaults_missing_fields() {
     assert_eq!(payload.ts.as_deref(), Some("2024-01-15T10:30:00Z"));
     assert_eq!(payload.actions[0].event_type, "pageview");
     assert_eq!(payload.actions[0].description, "");
-    assert_eq!(payload.actions[1].ts.as_deref(), Some("2024-01-15T10:30:05Z"));
+    assert_eq!(
+        payload.actions[1].ts.as_deref(),
+        Some("2024-01-15T10:30:05Z")
+    );
 }
 
 #[test]
@@ -95,10 +114,17 @@ fn count_mismatch_is_reconciled_to_the_list() {
 fn summaries_in_both_shapes() {
     let code = summary(fixture!("summary-code-shape.json"));
     assert_eq!(code.replaces, 12);
-    assert_eq!(code.summary, "The user browsed shoes, added a pair to their cart, and reached checkout.");
+    assert_eq!(
+        code.summary,
+        "The user browsed shoes, added a pair to their cart, and reached checkout."
+    );
     assert_eq!(code.to_text(), code.summary);
     let readme = summary(fixture!("summary-readme-shape.json"));
-    assert!(readme.summary.starts_with("The user navigated to the Dashboard"));
+    assert!(
+        readme
+            .summary
+            .starts_with("The user navigated to the Dashboard")
+    );
     assert_eq!(readme.replaces, 0);
     assert_eq!(readme.ts.as_deref(), Some("2024-01-15T10:35:00Z"));
 }
@@ -112,7 +138,10 @@ fn key_order(json: &str) -> Vec<String> {
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an object")
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            mut self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
                 self.0.push(key);
             }
@@ -127,18 +156,47 @@ fn key_order(json: &str) -> Vec<String> {
 fn canonical_shape_has_every_field_with_nulls() {
     let json = summary(fixture!("summary-readme-shape.json")).to_json();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(key_order(&json), ["type", "product_id", "session_id", "summary", "replaces", "ts", "forwarded_at"]);
+    assert_eq!(
+        key_order(&json),
+        [
+            "type",
+            "product_id",
+            "session_id",
+            "summary",
+            "replaces",
+            "ts",
+            "forwarded_at"
+        ]
+    );
     assert_eq!(value["product_id"], serde_json::Value::Null);
 
     let payload = actions(fixture!("actions-readme-shape.json"));
     let json = payload.to_json();
     assert_eq!(
         key_order(&json),
-        ["type", "product_id", "session_id", "user_id", "email", "ts", "forwarded_at", "count", "actions"]
+        [
+            "type",
+            "product_id",
+            "session_id",
+            "user_id",
+            "email",
+            "ts",
+            "forwarded_at",
+            "count",
+            "actions"
+        ]
     );
     assert_eq!(
         key_order(&serde_json::to_string(&payload.actions[0]).unwrap()),
-        ["event_type", "title", "description", "canonical_url", "raw_url", "ts", "properties"]
+        [
+            "event_type",
+            "title",
+            "description",
+            "canonical_url",
+            "raw_url",
+            "ts",
+            "properties"
+        ]
     );
 }
 
@@ -168,25 +226,48 @@ fn typed_deserialize_checks_the_kind() {
 
 #[test]
 fn unknown_fields_are_ignored_and_bad_input_is_a_clear_error() {
-    let event = Event::from_json(r#"{"type":"actions","future_field":{"x":[1]},"actions":[{"title":"t","new":1}]}"#);
+    let event = Event::from_json(
+        r#"{"type":"actions","future_field":{"x":[1]},"actions":[{"title":"t","new":1}]}"#,
+    );
     assert_eq!(event.unwrap().kind(), "actions");
-    assert!(matches!(Event::from_json("not json"), Err(DecodeError::Json(_))));
-    assert!(matches!(Event::from_json(r#"{"type":"mystery"}"#), Err(DecodeError::UnknownType(t)) if t == "mystery"));
-    assert!(matches!(Event::from_json(r#"{"actions":[]}"#), Err(DecodeError::MissingType)));
-    assert!(matches!(Event::decode(r#"{"actions":[]}"#, "actions"), Ok(Event::Actions(_))));
+    assert!(matches!(
+        Event::from_json("not json"),
+        Err(DecodeError::Json(_))
+    ));
+    assert!(
+        matches!(Event::from_json(r#"{"type":"mystery"}"#), Err(DecodeError::UnknownType(t)) if t == "mystery")
+    );
+    assert!(matches!(
+        Event::from_json(r#"{"actions":[]}"#),
+        Err(DecodeError::MissingType)
+    ));
+    assert!(matches!(
+        Event::decode(r#"{"actions":[]}"#, "actions"),
+        Ok(Event::Actions(_))
+    ));
 }
 
 #[test]
 fn slim_action_text_falls_back_to_the_title() {
-    let action = SlimAction { title: "Home".into(), canonical_url: "/".into(), ..Default::default() };
+    let action = SlimAction {
+        title: "Home".into(),
+        canonical_url: "/".into(),
+        ..Default::default()
+    };
     assert_eq!(action.to_text(), "Home \u{2014} /");
-    let action = SlimAction { description: "Viewed Home".into(), ..action };
+    let action = SlimAction {
+        description: "Viewed Home".into(),
+        ..action
+    };
     assert_eq!(action.to_text(), "Viewed Home \u{2014} /");
 }
 
 #[test]
 fn empty_session_text() {
-    assert_eq!(ActionsPayload::default().to_text(), "Session unknown \u{2014} 0 actions");
+    assert_eq!(
+        ActionsPayload::default().to_text(),
+        "Session unknown \u{2014} 0 actions"
+    );
 }
 
 #[test]

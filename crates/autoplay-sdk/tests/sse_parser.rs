@@ -31,7 +31,11 @@ fn events(items: &[SseItem]) -> Vec<SseEvent> {
 }
 
 fn ev(event: &str, data: &str, id: Option<&str>) -> SseEvent {
-    SseEvent { event: event.into(), data: data.into(), id: id.map(Into::into) }
+    SseEvent {
+        event: event.into(),
+        data: data.into(),
+        id: id.map(Into::into),
+    }
 }
 
 #[test]
@@ -39,7 +43,10 @@ fn fixture_stream_parses_to_six_events_a_retry_and_last_id_five() {
     let (items, last) = parse(FIXTURE);
     assert_eq!(items[0], SseItem::Retry(1000));
     let events = events(&items);
-    let summary: Vec<(&str, Option<&str>)> = events.iter().map(|e| (e.event.as_str(), e.id.as_deref())).collect();
+    let summary: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.id.as_deref()))
+        .collect();
     assert_eq!(
         summary,
         vec![
@@ -51,7 +58,10 @@ fn fixture_stream_parses_to_six_events_a_retry_and_last_id_five() {
             ("actions", Some("5")),
         ]
     );
-    assert_eq!(events[1].data, "", "`data:` with nothing after it dispatches empty data");
+    assert_eq!(
+        events[1].data, "",
+        "`data:` with nothing after it dispatches empty data"
+    );
     assert_eq!(events[4].data, "not json at all");
     assert_eq!(last.as_deref(), Some("5"));
 }
@@ -71,7 +81,11 @@ fn line_ends_lf_cr_and_crlf_are_all_line_ends() {
     let expected = vec![ev("message", "a\nb", None), ev("x", "c", None)];
     for sep in ["\n", "\r", "\r\n"] {
         let text = format!("data: a{sep}data: b{sep}{sep}event: x{sep}data: c{sep}{sep}");
-        assert_eq!(events(&parse(text.as_bytes()).0), expected, "separator {sep:?}");
+        assert_eq!(
+            events(&parse(text.as_bytes()).0),
+            expected,
+            "separator {sep:?}"
+        );
     }
     // A CR ending one chunk and an LF starting the next are one line end, not two
     // (two would dispatch after "data: a" and split the event).
@@ -79,7 +93,10 @@ fn line_ends_lf_cr_and_crlf_are_all_line_ends() {
     assert_eq!(events(&items), vec![ev("message", "a\nb", None)]);
     // A lone CR followed by a CR is a blank line.
     let (items, _) = parse_chunks([&b"data: a\r"[..], b"\rdata: b\r\r"]);
-    assert_eq!(events(&items), vec![ev("message", "a", None), ev("message", "b", None)]);
+    assert_eq!(
+        events(&items),
+        vec![ev("message", "a", None), ev("message", "b", None)]
+    );
 }
 
 #[test]
@@ -90,10 +107,15 @@ fn leading_bom_is_stripped() {
 
 #[test]
 fn comments_fields_without_colon_and_space_stripping() {
-    let (items, _) = parse(b": a comment\ndata\n\ndata:no space\ndata:  two spaces\n\nevent\ndata: x\n\n");
+    let (items, _) =
+        parse(b": a comment\ndata\n\ndata:no space\ndata:  two spaces\n\nevent\ndata: x\n\n");
     assert_eq!(
         events(&items),
-        vec![ev("message", "", None), ev("message", "no space\n two spaces", None), ev("message", "x", None)]
+        vec![
+            ev("message", "", None),
+            ev("message", "no space\n two spaces", None),
+            ev("message", "x", None)
+        ]
     );
 }
 
@@ -135,10 +157,17 @@ fn unfinished_event_at_end_of_stream_is_discarded() {
 fn reset_connection_keeps_the_last_id_and_forgets_the_half_event() {
     let mut parser = SseParser::new();
     let mut items = Vec::new();
-    parser.feed(b"id: 3\ndata: a\n\ndata: partial", |i| items.push(i)).unwrap();
+    parser
+        .feed(b"id: 3\ndata: a\n\ndata: partial", |i| items.push(i))
+        .unwrap();
     parser.reset_connection();
-    parser.feed(b"\xEF\xBB\xBFdata: b\n\n", |i| items.push(i)).unwrap();
-    assert_eq!(events(&items), vec![ev("message", "a", Some("3")), ev("message", "b", Some("3"))]);
+    parser
+        .feed(b"\xEF\xBB\xBFdata: b\n\n", |i| items.push(i))
+        .unwrap();
+    assert_eq!(
+        events(&items),
+        vec![ev("message", "a", Some("3")), ev("message", "b", Some("3"))]
+    );
 }
 
 #[test]
@@ -146,8 +175,16 @@ fn initial_last_event_id_is_used_until_the_stream_sets_one() {
     let mut parser = SseParser::new();
     parser.set_last_event_id(Some("41".into()));
     let mut items = Vec::new();
-    parser.feed(b"data: a\n\nid: 42\ndata: b\n\n", |i| items.push(i)).unwrap();
-    assert_eq!(events(&items), vec![ev("message", "a", Some("41")), ev("message", "b", Some("42"))]);
+    parser
+        .feed(b"data: a\n\nid: 42\ndata: b\n\n", |i| items.push(i))
+        .unwrap();
+    assert_eq!(
+        events(&items),
+        vec![
+            ev("message", "a", Some("41")),
+            ev("message", "b", Some("42"))
+        ]
+    );
     assert_eq!(parser.last_event_id(), Some("42"));
 }
 
@@ -183,7 +220,12 @@ fn many_events_in_one_chunk_come_out_in_order() {
     let (items, last) = parse(text.as_bytes());
     let events = events(&items);
     assert_eq!(events.len(), 1000);
-    assert!(events.iter().enumerate().all(|(i, e)| e.data == format!("{{\"n\":{i}}}")));
+    assert!(
+        events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.data == format!("{{\"n\":{i}}}"))
+    );
     assert_eq!(last.as_deref(), Some("999"));
 }
 
@@ -205,14 +247,22 @@ fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
         Just(b"unknown: field".to_vec()),
     ];
     let line_end = prop_oneof![Just(&b"\n"[..]), Just(&b"\r"[..]), Just(&b"\r\n"[..])];
-    (any::<bool>(), prop::collection::vec((piece, line_end), 0..40)).prop_map(|(bom, lines)| {
-        let mut bytes = if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
-        for (piece, end) in lines {
-            bytes.extend_from_slice(&piece);
-            bytes.extend_from_slice(end);
-        }
-        bytes
-    })
+    (
+        any::<bool>(),
+        prop::collection::vec((piece, line_end), 0..40),
+    )
+        .prop_map(|(bom, lines)| {
+            let mut bytes = if bom {
+                b"\xEF\xBB\xBF".to_vec()
+            } else {
+                Vec::new()
+            };
+            for (piece, end) in lines {
+                bytes.extend_from_slice(&piece);
+                bytes.extend_from_slice(end);
+            }
+            bytes
+        })
 }
 
 proptest! {

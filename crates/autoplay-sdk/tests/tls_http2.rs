@@ -33,7 +33,10 @@ fn start_tls_server(alpn: Vec<Vec<u8>>) -> (u16, String, Arc<Mutex<Vec<Version>>
     let seen = versions.clone();
     let (port_tx, port_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             port_tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -41,18 +44,21 @@ fn start_tls_server(alpn: Vec<Vec<u8>>) -> (u16, String, Arc<Mutex<Vec<Version>>
                 let (socket, _) = listener.accept().await.unwrap();
                 let (acceptor, seen) = (acceptor.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(socket).await else { return };
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        seen.lock().unwrap().push(req.version());
-                        async move {
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .header("content-type", "text/event-stream")
-                                    .body(Full::new(Bytes::from_static(FRAMES.as_bytes())))
-                                    .unwrap(),
-                            )
-                        }
-                    });
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            seen.lock().unwrap().push(req.version());
+                            async move {
+                                Ok::<_, Infallible>(
+                                    Response::builder()
+                                        .header("content-type", "text/event-stream")
+                                        .body(Full::new(Bytes::from_static(FRAMES.as_bytes())))
+                                        .unwrap(),
+                                )
+                            }
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
@@ -75,7 +81,9 @@ fn first_payload_over(alpn: Vec<Vec<u8>>) -> (String, Version) {
         })
         .run_in_background()
         .unwrap();
-    let session = rx.recv_timeout(Duration::from_secs(10)).expect("a payload over TLS");
+    let session = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a payload over TLS");
     drop(client);
     let version = versions.lock().unwrap()[0];
     (session, version)
@@ -104,6 +112,12 @@ fn an_untrusted_certificate_is_retried_not_accepted() {
         .max_retries(1)
         .run()
         .unwrap_err();
-    assert!(matches!(err, autoplay_sdk::Error::RetriesExhausted { .. }), "{err:?}");
-    assert!(versions.lock().unwrap().is_empty(), "no request may pass an untrusted handshake");
+    assert!(
+        matches!(err, autoplay_sdk::Error::RetriesExhausted { .. }),
+        "{err:?}"
+    );
+    assert!(
+        versions.lock().unwrap().is_empty(),
+        "no request may pass an untrusted handshake"
+    );
 }

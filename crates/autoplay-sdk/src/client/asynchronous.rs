@@ -94,10 +94,13 @@ impl Callbacks {
             Event::Actions(payload) => self.on_actions.as_ref().map(|f| f(payload)),
             Event::Summary(payload) => self.on_summary.as_ref().map(|f| f(payload)),
         };
-        if let Some(future) = future {
-            if std::panic::AssertUnwindSafe(future).catch_unwind().await.is_err() {
-                warn!("a callback panicked; the event is skipped and the client goes on");
-            }
+        if let Some(future) = future
+            && std::panic::AssertUnwindSafe(future)
+                .catch_unwind()
+                .await
+                .is_err()
+        {
+            warn!("a callback panicked; the event is skipped and the client goes on");
         }
     }
 }
@@ -146,7 +149,9 @@ impl EngineTask {
         match self.handle.take() {
             None => Ok(()),
             Some(handle) => handle.await.unwrap_or_else(|e| {
-                Err(Error::Io(std::io::Error::other(format!("the reader task failed: {e}"))))
+                Err(Error::Io(std::io::Error::other(format!(
+                    "the reader task failed: {e}"
+                ))))
             }),
         }
     }
@@ -209,7 +214,10 @@ impl AsyncConnectorClient {
         }
         let discarded = queue.take_all().len();
         if discarded > 0 {
-            warn!(discarded, "the drain timeout passed; events still queued were discarded");
+            warn!(
+                discarded,
+                "the drain timeout passed; events still queued were discarded"
+            );
         }
         engine.finish().await
     }
@@ -303,12 +311,20 @@ impl AsyncConnectorClient {
 }
 
 /// Decodes on this task and hands each event to the worker task owning its session.
-async fn route_to_workers(queue: &EventQueue<SseEvent>, config: &ClientConfig, callbacks: &Callbacks) {
+async fn route_to_workers(
+    queue: &EventQueue<SseEvent>,
+    config: &ClientConfig,
+    callbacks: &Callbacks,
+) {
     let mut lanes = Vec::with_capacity(config.workers);
     let mut workers = Vec::with_capacity(config.workers);
     for _ in 0..config.workers {
-        let lane = Arc::new(EventQueue::<Event>::new(WORKER_QUEUE_SIZE, OverflowPolicy::Block));
-        let (worker_lane, callbacks, drain) = (lane.clone(), callbacks.clone(), config.drain_timeout);
+        let lane = Arc::new(EventQueue::<Event>::new(
+            WORKER_QUEUE_SIZE,
+            OverflowPolicy::Block,
+        ));
+        let (worker_lane, callbacks, drain) =
+            (lane.clone(), callbacks.clone(), config.drain_timeout);
         workers.push(tokio::spawn(async move {
             while let Popped::Item(event) = worker_lane.pop(drain).await {
                 callbacks.handle(event).await;
@@ -321,7 +337,9 @@ async fn route_to_workers(queue: &EventQueue<SseEvent>, config: &ClientConfig, c
     let mut workers = AbortOnDrop(workers);
     while let Popped::Item(event) = queue.pop(config.drain_timeout).await {
         if let Some(payload) = decode(&event) {
-            lanes[worker_index(&payload, lanes.len())].push(payload).await;
+            lanes[worker_index(&payload, lanes.len())]
+                .push(payload)
+                .await;
         }
     }
     lanes.iter().for_each(|lane| lane.close());
@@ -330,7 +348,10 @@ async fn route_to_workers(queue: &EventQueue<SseEvent>, config: &ClientConfig, c
         discarded += worker.await.unwrap_or(0);
     }
     if discarded > 0 {
-        warn!(discarded, "the drain timeout passed; events waiting for a worker were discarded");
+        warn!(
+            discarded,
+            "the drain timeout passed; events waiting for a worker were discarded"
+        );
     }
 }
 

@@ -193,11 +193,16 @@ impl ConnectorClient {
         }
         let discarded = queue.take_all().len();
         if discarded > 0 {
-            warn!(discarded, "the drain timeout passed; events still queued were discarded");
+            warn!(
+                discarded,
+                "the drain timeout passed; events still queued were discarded"
+            );
         }
         let result = match reader.join() {
             Ok(result) => result,
-            Err(_) => Err(Error::Io(std::io::Error::other("the reader thread panicked"))),
+            Err(_) => Err(Error::Io(std::io::Error::other(
+                "the reader thread panicked",
+            ))),
         };
         info!(ok = result.is_ok(), "client stopped");
         result
@@ -260,8 +265,12 @@ fn route_to_workers(
     let mut lanes = Vec::with_capacity(config.workers);
     let mut threads = Vec::with_capacity(config.workers);
     for i in 0..config.workers {
-        let lane = Arc::new(EventQueue::<Event>::new(WORKER_QUEUE_SIZE, OverflowPolicy::Block));
-        let (worker_lane, callbacks, drain) = (lane.clone(), callbacks.clone(), config.drain_timeout);
+        let lane = Arc::new(EventQueue::<Event>::new(
+            WORKER_QUEUE_SIZE,
+            OverflowPolicy::Block,
+        ));
+        let (worker_lane, callbacks, drain) =
+            (lane.clone(), callbacks.clone(), config.drain_timeout);
         let spawned = std::thread::Builder::new()
             .name(format!("autoplay-worker-{i}"))
             .spawn(move || {
@@ -274,7 +283,9 @@ fn route_to_workers(
             Ok(thread) => threads.push(thread),
             Err(e) => {
                 queue.close();
-                lanes.iter().for_each(|l: &Arc<EventQueue<Event>>| l.close());
+                lanes
+                    .iter()
+                    .for_each(|l: &Arc<EventQueue<Event>>| l.close());
                 return Err(Error::Io(e));
             }
         }
@@ -288,7 +299,10 @@ fn route_to_workers(
     lanes.iter().for_each(|lane| lane.close());
     let discarded: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
     if discarded > 0 {
-        warn!(discarded, "the drain timeout passed; events waiting for a worker were discarded");
+        warn!(
+            discarded,
+            "the drain timeout passed; events waiting for a worker were discarded"
+        );
     }
     Ok(())
 }
@@ -344,7 +358,9 @@ impl BackgroundClient {
         match self.thread.take().map(JoinHandle::join) {
             None => Ok(()),
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(Error::Io(std::io::Error::other("the client thread panicked"))),
+            Some(Err(_)) => Err(Error::Io(std::io::Error::other(
+                "the client thread panicked",
+            ))),
         }
     }
 }

@@ -74,7 +74,9 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -207,7 +209,10 @@ async fn serve(
     let reply = script(index, &request);
     recorded.lock().unwrap().push(request);
 
-    let mut response = format!("HTTP/1.1 {} Scripted\r\nConnection: close\r\n", reply.status);
+    let mut response = format!(
+        "HTTP/1.1 {} Scripted\r\nConnection: close\r\n",
+        reply.status
+    );
     for (name, value) in &reply.headers {
         response.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -108,10 +108,20 @@ impl<T> EventQueue<T> {
         self.items_notify.notify_one();
     }
 
-    fn wake_producers(&self, thread_parked: bool) {
+    /// Called after each pop. A producer waits only while the queue is full, and is
+    /// woken once the queue has drained to half: waking it for every free slot
+    /// would bounce both threads through the scheduler once per event.
+    fn after_pop(&self, state: MutexGuard<'_, State<T>>) {
+        if state.items.len() != self.capacity / 2 {
+            return;
+        }
+        let thread_parked = state.producers_parked > 0;
+        drop(state);
         if thread_parked {
             self.room_cv.notify_one();
         }
+        // Stores a permit when no task waits yet, so a producer that is about to
+        // wait still sees it.
         self.room_notify.notify_one();
     }
 
@@ -137,27 +147,35 @@ impl<T> EventQueue<T> {
     }
 
     /// Pushes from a task; under `Block` waits for room without blocking the thread.
-    pub(crate) async fn push(&self, mut item: T) -> Pushed<T> {
+    pub(crate) async fn push(&self, item: T) -> Pushed<T> {
+        let mut item = match self.try_push_and_wake(item) {
+            Ok(pushed) => return pushed,
+            Err(back) => back,
+        };
+        // Full under `Block`. Registering as a waiter takes the notifier's lock, so
+        // it is done only on this slow path, before looking again: a pop or a close
+        // in between is then never missed.
         loop {
             let room = self.room_notify.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut state = self.lock();
-                match self.try_push(&mut state, item) {
-                    Ok(pushed) => {
-                        let parked = state.consumers_parked > 0;
-                        drop(state);
-                        if matches!(pushed, Pushed::Queued) {
-                            self.wake_consumers(parked);
-                        }
-                        return pushed;
-                    }
-                    Err(back) => item = back,
-                }
-            }
+            item = match self.try_push_and_wake(item) {
+                Ok(pushed) => return pushed,
+                Err(back) => back,
+            };
             room.await;
         }
+    }
+
+    fn try_push_and_wake(&self, item: T) -> Result<Pushed<T>, T> {
+        let mut state = self.lock();
+        let pushed = self.try_push(&mut state, item)?;
+        let parked = state.consumers_parked > 0;
+        drop(state);
+        if matches!(pushed, Pushed::Queued) {
+            self.wake_consumers(parked);
+        }
+        Ok(pushed)
     }
 
     /// Pushes from a thread; under `Block` waits for room.
@@ -192,9 +210,7 @@ impl<T> EventQueue<T> {
                 return Popped::TimedOut;
             }
             if let Some(item) = state.items.pop_front() {
-                let parked = state.producers_parked > 0;
-                drop(state);
-                self.wake_producers(parked);
+                self.after_pop(state);
                 return Popped::Item(item);
             }
             if state.closed_at.is_some() {
@@ -208,27 +224,33 @@ impl<T> EventQueue<T> {
 
     /// Pops from a task; same contract as [`pop_blocking`](Self::pop_blocking).
     pub(crate) async fn pop(&self, drain_timeout: Duration) -> Popped<T> {
+        if let Some(popped) = self.try_pop(drain_timeout) {
+            return popped;
+        }
+        // Empty: register as a waiter, then look again, so a push or a close in
+        // between is never missed.
         loop {
             let arrived = self.items_notify.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.drain_expired(drain_timeout) {
-                    return Popped::TimedOut;
-                }
-                if let Some(item) = state.items.pop_front() {
-                    let parked = state.producers_parked > 0;
-                    drop(state);
-                    self.wake_producers(parked);
-                    return Popped::Item(item);
-                }
-                if state.closed_at.is_some() {
-                    return Popped::Closed;
-                }
+            if let Some(popped) = self.try_pop(drain_timeout) {
+                return popped;
             }
             arrived.await;
         }
+    }
+
+    /// An item, the end of the queue, or `None` when there is nothing yet.
+    fn try_pop(&self, drain_timeout: Duration) -> Option<Popped<T>> {
+        let mut state = self.lock();
+        if state.drain_expired(drain_timeout) {
+            return Some(Popped::TimedOut);
+        }
+        if let Some(item) = state.items.pop_front() {
+            self.after_pop(state);
+            return Some(Popped::Item(item));
+        }
+        state.closed_at.is_some().then_some(Popped::Closed)
     }
 
     /// Takes everything left, for counting what a shutdown discards.

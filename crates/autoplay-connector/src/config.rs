@@ -1,0 +1,684 @@
+//! Configuration: products, keys, secrets, timings, and how to load them.
+//!
+//! Build a [`ConnectorConfig`] in code, from TOML ([`ConnectorConfig::from_toml_str`],
+//! [`ConnectorConfig::from_toml_file`]), from `--product ID:KEY[:SECRET]` specs
+//! ([`parse_product_spec`]), or any mix. Keys and secrets are wrapped so that
+//! `Debug` (and therefore logs) never shows them.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! heartbeat_s = 30
+//! replay_events = 10000
+//! summary_threshold = 10
+//!
+//! [llm]                       # optional; AUTOPLAY_LLM_* variables override it
+//! base_url = "https://api.openai.com/v1"
+//! model = "gpt-4o-mini"
+//!
+//! [[products]]
+//! id = "acme"
+//! api_keys = ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "ak_plain"]
+//! webhook_secret = "whsec_..."
+//! summary_threshold = 5
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Environment variable with the LLM backend's base URL (e.g. `https://api.openai.com/v1`).
+pub const LLM_BASE_URL_ENV: &str = "AUTOPLAY_LLM_BASE_URL";
+/// Environment variable with the LLM model name.
+pub const LLM_MODEL_ENV: &str = "AUTOPLAY_LLM_MODEL";
+/// Environment variable with the LLM API key.
+pub const LLM_API_KEY_ENV: &str = "AUTOPLAY_LLM_API_KEY";
+
+/// The product created when none is configured.
+pub const DEFAULT_PRODUCT_ID: &str = "demo";
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("invalid config: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A secret string (webhook secret, plain API key, LLM key): `Debug` and `Display`
+/// print `<redacted>`, so it cannot leak into logs by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// An API key a stream client presents as `Authorization: Bearer <key>`.
+///
+/// Only the SHA-256 digest is kept, whether the key was configured plain or as
+/// `sha256:<64 hex>`, so every comparison is between two 32-byte digests in
+/// constant time, whatever the lengths of the keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    digest: [u8; 32],
+}
+
+impl ApiKey {
+    /// A key given in plain text.
+    pub fn plain(key: &str) -> Self {
+        Self {
+            digest: sha256(key.as_bytes()),
+        }
+    }
+
+    /// A key given as the hex SHA-256 of its text (with or without `sha256:`).
+    pub fn from_sha256_hex(hex_digest: &str) -> Result<Self, ConfigError> {
+        let hex_digest = hex_digest.strip_prefix("sha256:").unwrap_or(hex_digest);
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut digest)
+            .map_err(|_| ConfigError::Invalid("a sha256: API key needs 64 hex digits".into()))?;
+        Ok(Self { digest })
+    }
+
+    /// `sha256:<64 hex>` is a hash; anything else is a plain key.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        if spec.is_empty() {
+            return Err(ConfigError::Invalid("an API key cannot be empty".into()));
+        }
+        if spec.starts_with("sha256:") {
+            Self::from_sha256_hex(spec)
+        } else {
+            Ok(Self::plain(spec))
+        }
+    }
+
+    /// Whether `presented` (the key a client sent) is this key, in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.matches_digest(&sha256(presented.as_bytes()))
+    }
+
+    pub(crate) fn matches_digest(&self, digest: &[u8; 32]) -> bool {
+        self.digest.ct_eq(digest).into()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for ApiKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spec = String::deserialize(d)?;
+        ApiKey::parse(&spec).map_err(serde::de::Error::custom)
+    }
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// One product: its stream keys, its webhook secret, its summary threshold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductConfig {
+    /// The `{product_id}` of the URLs.
+    pub id: String,
+    /// Keys that may read `GET /stream/{id}`.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+    /// What PostHog sends (as `X-PostHog-Secret`, `Authorization: Bearer`, or the key
+    /// of a `sha256=` HMAC signature). Without one, ingest accepts the product's API
+    /// keys as the secret (no HMAC then).
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// Actions per summary for this product; the connector default when `None`;
+    /// `0` turns summaries off.
+    #[serde(default)]
+    pub summary_threshold: Option<usize>,
+}
+
+impl ProductConfig {
+    /// A product with no keys yet.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            api_keys: Vec::new(),
+            webhook_secret: None,
+            summary_threshold: None,
+        }
+    }
+
+    /// Adds a stream API key (plain, or `sha256:<hex>`).
+    pub fn with_api_key(mut self, key: &str) -> Result<Self, ConfigError> {
+        self.api_keys.push(ApiKey::parse(key)?);
+        Ok(self)
+    }
+
+    /// Sets the webhook secret.
+    pub fn with_webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.webhook_secret = Some(secret.into());
+        self
+    }
+
+    /// Sets this product's summary threshold (`0` = off).
+    pub fn with_summary_threshold(mut self, threshold: usize) -> Self {
+        self.summary_threshold = Some(threshold);
+        self
+    }
+}
+
+/// Parses a `--product ID:API_KEY[:WEBHOOK_SECRET]` flag. The key may be
+/// `sha256:<64 hex>`; the secret is everything after the key's colon.
+pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
+    let bad = || ConfigError::Invalid("a product is ID:API_KEY[:WEBHOOK_SECRET]".into());
+    let (id, rest) = spec.split_once(':').ok_or_else(bad)?;
+    let (key, secret) = if let Some(hashed) = rest.strip_prefix("sha256:") {
+        match hashed.split_once(':') {
+            Some((hex_digest, secret)) => (&rest[..7 + hex_digest.len()], Some(secret)),
+            None => (rest, None),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((key, secret)) => (key, Some(secret)),
+            None => (rest, None),
+        }
+    };
+    if key.is_empty() {
+        return Err(bad());
+    }
+    let mut product = ProductConfig::new(id).with_api_key(key)?;
+    if let Some(secret) = secret {
+        if secret.is_empty() {
+            return Err(ConfigError::Invalid(
+                "the webhook secret after the second ':' is empty".into(),
+            ));
+        }
+        product = product.with_webhook_secret(secret);
+    }
+    validate_product_id(&product.id)?;
+    Ok(product)
+}
+
+fn validate_product_id(id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "product id {id:?} must be 1-128 characters of letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// The OpenAI-compatible chat-completions backend for summaries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The API root; `/chat/completions` is appended (e.g. `https://api.openai.com/v1`).
+    pub base_url: String,
+    /// The model name.
+    pub model: String,
+    /// Sent as `Authorization: Bearer`.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// How long one summary may take before the embedded summariser is used instead.
+    #[serde(
+        default = "default_llm_timeout",
+        rename = "timeout_s",
+        deserialize_with = "de_seconds"
+    )]
+    pub timeout: Duration,
+}
+
+fn default_llm_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl LlmConfig {
+    /// A backend at `base_url` using `model`, with no key and a 10 s timeout.
+    pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            model: model.into(),
+            api_key: None,
+            timeout: default_llm_timeout(),
+        }
+    }
+
+    /// From `AUTOPLAY_LLM_BASE_URL`, `AUTOPLAY_LLM_MODEL` and `AUTOPLAY_LLM_API_KEY`;
+    /// `None` unless the base URL is set. The model defaults to `gpt-4o-mini`.
+    pub fn from_env() -> Option<Self> {
+        let base_url = env_nonempty(LLM_BASE_URL_ENV)?;
+        let model = env_nonempty(LLM_MODEL_ENV).unwrap_or_else(|| "gpt-4o-mini".to_owned());
+        let mut config = Self::new(base_url, model);
+        config.api_key = env_nonempty(LLM_API_KEY_ENV).map(Secret::new);
+        Some(config)
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Everything the connector needs to run.
+///
+/// `Default` gives the documented defaults and no products; see
+/// [`ensure_default_product`](Self::ensure_default_product).
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    /// Where to listen (default `127.0.0.1:8080`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The products served.
+    pub products: Vec<ProductConfig>,
+    /// Time between heartbeats on idle and busy streams alike (default 30 s).
+    pub heartbeat_interval: Duration,
+    /// Events per product kept for `Last-Event-ID` replay (default 10,000).
+    pub replay_capacity: usize,
+    /// Frames one subscriber may have queued before it counts as too slow and is
+    /// disconnected (default 1,024).
+    pub subscriber_buffer: usize,
+    /// Largest accepted request body in bytes (default 5 MiB).
+    pub body_limit: usize,
+    /// Actions per session summary, for products that do not set one (default 10;
+    /// 0 = off).
+    pub summary_threshold: usize,
+    /// A session with no action for this long is forgotten (default 30 min).
+    pub session_idle_timeout: Duration,
+    /// The LLM summary backend; the embedded summariser when `None`.
+    pub llm: Option<LlmConfig>,
+}
+
+impl Default for ConnectorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            products: Vec::new(),
+            heartbeat_interval: Duration::from_secs(30),
+            replay_capacity: 10_000,
+            subscriber_buffer: 1024,
+            body_limit: 5 * 1024 * 1024,
+            summary_threshold: 10,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            llm: None,
+        }
+    }
+}
+
+/// The product [`ConnectorConfig::ensure_default_product`] made up.
+#[derive(Debug, Clone)]
+pub struct GeneratedProduct {
+    /// Its id (`demo`).
+    pub id: String,
+    /// Its random API key: show it to the user once.
+    pub api_key: Secret,
+}
+
+/// The TOML file's shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    heartbeat_s: Option<Duration>,
+    replay_events: Option<usize>,
+    subscriber_buffer: Option<usize>,
+    body_limit_bytes: Option<usize>,
+    summary_threshold: Option<usize>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    session_idle_s: Option<Duration>,
+    llm: Option<LlmConfig>,
+    #[serde(default)]
+    products: Vec<ProductConfig>,
+}
+
+fn de_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(d)?;
+    seconds(secs).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_seconds(d).map(Some)
+}
+
+/// Seconds (fractions allowed, so tests can use milliseconds) as a duration.
+pub fn seconds(secs: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ConfigError::Invalid(format!("{secs} is not a positive number of seconds")))
+}
+
+impl ConnectorConfig {
+    /// Parses a TOML config (see the module docs); unset values keep their defaults.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text)?;
+        let mut config = Self::default();
+        if let Some(listen) = file.listen {
+            config.listen = listen;
+        }
+        if let Some(heartbeat) = file.heartbeat_s {
+            config.heartbeat_interval = heartbeat;
+        }
+        if let Some(n) = file.replay_events {
+            config.replay_capacity = n;
+        }
+        if let Some(n) = file.subscriber_buffer {
+            config.subscriber_buffer = n;
+        }
+        if let Some(n) = file.body_limit_bytes {
+            config.body_limit = n;
+        }
+        if let Some(n) = file.summary_threshold {
+            config.summary_threshold = n;
+        }
+        if let Some(idle) = file.session_idle_s {
+            config.session_idle_timeout = idle;
+        }
+        config.llm = file.llm;
+        config.products = file.products;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML config file.
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Adds a product.
+    pub fn with_product(mut self, product: ProductConfig) -> Self {
+        self.products.push(product);
+        self
+    }
+
+    /// Adds a product, replacing one with the same id (so a `--product` flag can
+    /// override the config file).
+    pub fn set_product(&mut self, product: ProductConfig) {
+        match self.products.iter_mut().find(|p| p.id == product.id) {
+            Some(existing) => *existing = product,
+            None => self.products.push(product),
+        }
+    }
+
+    /// Lets the `AUTOPLAY_LLM_*` environment variables choose the LLM backend:
+    /// when `AUTOPLAY_LLM_BASE_URL` is set it replaces the configured backend's URL
+    /// (or creates one), and the model and key variables replace theirs when set.
+    pub fn apply_llm_env(&mut self) {
+        let base = env_nonempty(LLM_BASE_URL_ENV);
+        let model = env_nonempty(LLM_MODEL_ENV);
+        let key = env_nonempty(LLM_API_KEY_ENV);
+        match (&mut self.llm, base) {
+            (Some(llm), base) => {
+                if let Some(base) = base {
+                    llm.base_url = base;
+                }
+                if let Some(model) = model {
+                    llm.model = model;
+                }
+                if let Some(key) = key {
+                    llm.api_key = Some(Secret::new(key));
+                }
+            }
+            (None, Some(_)) => self.llm = LlmConfig::from_env(),
+            (None, None) => {}
+        }
+    }
+
+    /// With no product configured, adds product `demo` with a random API key and
+    /// returns it (the caller prints the key; the connector never logs it).
+    pub fn ensure_default_product(&mut self) -> Option<GeneratedProduct> {
+        if !self.products.is_empty() {
+            return None;
+        }
+        let key = random_key("ak_");
+        self.products.push(ProductConfig {
+            id: DEFAULT_PRODUCT_ID.to_owned(),
+            api_keys: vec![ApiKey::plain(key.expose())],
+            webhook_secret: None,
+            summary_threshold: None,
+        });
+        Some(GeneratedProduct {
+            id: DEFAULT_PRODUCT_ID.to_owned(),
+            api_key: key,
+        })
+    }
+
+    /// Checks ids, limits and the LLM settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for product in &self.products {
+            validate_product_id(&product.id)?;
+            if !seen.insert(product.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "product {:?} is configured twice",
+                    product.id
+                )));
+            }
+            if product
+                .webhook_secret
+                .as_ref()
+                .is_some_and(|s| s.expose().is_empty())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "product {:?} has an empty webhook secret",
+                    product.id
+                )));
+            }
+        }
+        if self.replay_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "replay_events must be at least 1".into(),
+            ));
+        }
+        if self.subscriber_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "subscriber_buffer must be at least 1".into(),
+            ));
+        }
+        if self.heartbeat_interval.is_zero() || self.session_idle_timeout.is_zero() {
+            return Err(ConfigError::Invalid("intervals must be positive".into()));
+        }
+        if let Some(llm) = &self.llm
+            && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(
+                "the LLM base_url must be an http(s) URL".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A random token: `prefix` and 32 hex digits (128 bits from the OS generator).
+pub fn random_key(prefix: &str) -> Secret {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random number generator is available");
+    Secret(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_specs() {
+        let p = parse_product_spec("acme:key1").unwrap();
+        assert_eq!(p.id, "acme");
+        assert!(p.api_keys[0].matches("key1"));
+        assert!(p.webhook_secret.is_none());
+
+        let p = parse_product_spec("acme:key1:sec:ret").unwrap();
+        assert!(p.api_keys[0].matches("key1"));
+        assert_eq!(p.webhook_secret.unwrap().expose(), "sec:ret");
+
+        let hash = hex::encode(sha256(b"hunter2"));
+        let p = parse_product_spec(&format!("acme:sha256:{hash}:whsec")).unwrap();
+        assert!(p.api_keys[0].matches("hunter2"));
+        assert!(!p.api_keys[0].matches("hunter3"));
+        assert_eq!(p.webhook_secret.unwrap().expose(), "whsec");
+
+        let p = parse_product_spec(&format!("acme:sha256:{hash}")).unwrap();
+        assert!(p.api_keys[0].matches("hunter2"));
+
+        for bad in [
+            "acme",
+            "acme:",
+            ":key",
+            "a b:key",
+            "acme:sha256:zz",
+            "acme:key:",
+        ] {
+            assert!(parse_product_spec(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toml_config() {
+        let hash = hex::encode(sha256(b"k2"));
+        let text = format!(
+            r#"
+            listen = "127.0.0.1:0"
+            heartbeat_s = 0.05
+            replay_events = 7
+            summary_threshold = 3
+            session_idle_s = 2
+
+            [llm]
+            base_url = "http://127.0.0.1:9/v1"
+            model = "m"
+            api_key = "llm-secret"
+            timeout_s = 0.5
+
+            [[products]]
+            id = "acme"
+            api_keys = ["k1", "sha256:{hash}"]
+            webhook_secret = "whsec"
+            summary_threshold = 0
+
+            [[products]]
+            id = "beta"
+            "#
+        );
+        let config = ConnectorConfig::from_toml_str(&text).unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(config.replay_capacity, 7);
+        assert_eq!(config.summary_threshold, 3);
+        assert_eq!(config.session_idle_timeout, Duration::from_secs(2));
+        let llm = config.llm.as_ref().unwrap();
+        assert_eq!(llm.timeout, Duration::from_millis(500));
+        assert_eq!(llm.api_key.as_ref().unwrap().expose(), "llm-secret");
+        assert_eq!(config.products.len(), 2);
+        assert!(config.products[0].api_keys[0].matches("k1"));
+        assert!(config.products[0].api_keys[1].matches("k2"));
+        assert_eq!(config.products[0].summary_threshold, Some(0));
+        assert!(config.products[1].api_keys.is_empty());
+
+        let debug = format!("{config:?}");
+        for secret in ["whsec", "llm-secret", "k1", &hash] {
+            assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+        }
+    }
+
+    #[test]
+    fn bad_toml() {
+        assert!(ConnectorConfig::from_toml_str("nonsense = 1").is_err());
+        assert!(
+            ConnectorConfig::from_toml_str("[[products]]\nid = \"a\"\n[[products]]\nid = \"a\"")
+                .is_err()
+        );
+        assert!(ConnectorConfig::from_toml_str("heartbeat_s = 0").is_err());
+        assert!(
+            ConnectorConfig::from_toml_str("[[products]]\nid = \"a\"\napi_keys = [\"sha256:12\"]")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn set_product_replaces_by_id() {
+        let mut config = ConnectorConfig::default()
+            .with_product(ProductConfig::new("a").with_summary_threshold(1));
+        config.set_product(ProductConfig::new("a").with_summary_threshold(2));
+        config.set_product(ProductConfig::new("b"));
+        assert_eq!(config.products.len(), 2);
+        assert_eq!(config.products[0].summary_threshold, Some(2));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn default_product() {
+        let mut config = ConnectorConfig::default();
+        let generated = config.ensure_default_product().unwrap();
+        assert_eq!(generated.id, "demo");
+        assert!(generated.api_key.expose().starts_with("ak_"));
+        assert_eq!(generated.api_key.expose().len(), 35);
+        assert!(config.products[0].api_keys[0].matches(generated.api_key.expose()));
+        assert!(config.ensure_default_product().is_none());
+        assert!(!format!("{generated:?}").contains(generated.api_key.expose()));
+    }
+}

@@ -1,0 +1,283 @@
+//! `POST /webhook/{product_id}` (PostHog) and `POST /events/{product_id}`
+//! (already-extracted actions).
+//!
+//! Checks run in this order: unknown product (404), body over the limit (413),
+//! credentials (401), JSON and shape (400). The body is read before the
+//! credentials are checked because an HMAC signature covers it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use autoplay_sdk::models::{ActionsPayload, Event, SlimAction, SummaryPayload};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::debug;
+
+use crate::auth;
+use crate::extract::{self, EmailLookup, format_rfc3339};
+use crate::metrics;
+use crate::server::{AppState, Product, json_error};
+
+/// Emails learnt from `$identify`, `$set` and persons, by (product, user), so later
+/// events of the same user carry it. Forgotten after the session idle time.
+#[derive(Default)]
+pub(crate) struct EmailBook {
+    emails: Mutex<HashMap<UserKey, (String, Instant)>>,
+}
+
+/// (product, user id).
+type UserKey = (Arc<str>, String);
+
+impl EmailBook {
+    fn learn(&self, product_id: &Arc<str>, pairs: &[(String, String)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+        for (user, email) in pairs {
+            emails.insert(
+                (product_id.clone(), user.clone()),
+                (email.clone(), Instant::now()),
+            );
+        }
+    }
+
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+        let before = emails.len();
+        emails.retain(|_, (_, seen)| seen.elapsed() < idle);
+        before - emails.len()
+    }
+}
+
+struct ProductEmails<'a> {
+    book: &'a EmailBook,
+    product_id: &'a Arc<str>,
+}
+
+impl EmailLookup for ProductEmails<'_> {
+    fn email_of(&self, user_id: &str) -> Option<String> {
+        let mut emails = self.book.emails.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = emails.get_mut(&(self.product_id.clone(), user_id.to_owned()))?;
+        entry.1 = Instant::now();
+        Some(entry.0.clone())
+    }
+}
+
+/// Now in unix seconds, to the millisecond: more digits would not survive a JSON
+/// round trip through parsers without exact float parsing.
+fn unix_now() -> f64 {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    millis as f64 / 1000.0
+}
+
+/// The common front of both endpoints: product, body, credentials.
+async fn authenticated_body(
+    state: &AppState,
+    product_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Arc<Product>, Bytes), ApiError> {
+    let Some(product) = state.products.get(product_id).cloned() else {
+        return Err(ApiError(StatusCode::NOT_FOUND, "unknown product".into()));
+    };
+    let bytes = match axum::body::to_bytes(body, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if too_large {
+                ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is larger than {} bytes", state.body_limit),
+                )
+            } else {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the request body".into(),
+                )
+            });
+        }
+    };
+    if let Err(denied) = auth::verify_ingest(&product.config, headers, &bytes) {
+        metrics::inc(&state.metrics.auth_failures);
+        if denied.bad_signature {
+            metrics::inc(&state.metrics.webhook_signature_failures);
+        }
+        debug!(
+            product_id,
+            bad_signature = denied.bad_signature,
+            "ingest request refused"
+        );
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid webhook secret or signature".into(),
+        ));
+    }
+    Ok((product, bytes))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+}
+
+/// A refusal, rendered as [`json_error`] (kept small so `Result`s stay cheap).
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_error(self.0, &self.1)
+    }
+}
+
+pub(crate) async fn webhook(
+    State(state): State<Arc<AppState>>,
+    Path(product_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (product, bytes) = match authenticated_body(&state, &product_id, &headers, body).await {
+        Ok(ok) => ok,
+        Err(error) => return error.into_response(),
+    };
+    let value: serde_json::Value = match parse_json(&bytes) {
+        Ok(value) => value,
+        Err(error) => return error.into_response(),
+    };
+    let now = unix_now();
+    let lookup = ProductEmails {
+        book: &state.emails,
+        product_id: &product.id,
+    };
+    let extraction = match extract::extract(&value, &lookup, now) {
+        Ok(extraction) => extraction,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.0),
+    };
+    state.emails.learn(&product.id, &extraction.learned_emails);
+    metrics::add(&state.metrics.events_ingested, extraction.events);
+    let actions = extraction.action_count();
+    publish_actions(&state, &product, extraction.payloads, now);
+    Json(json!({"accepted": extraction.events, "actions": actions})).into_response()
+}
+
+/// One `/events` batch: a session's actions.
+#[derive(Deserialize)]
+struct DirectBatch {
+    session_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    actions: Vec<SlimAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DirectBody {
+    One(DirectBatch),
+    Many(Vec<DirectBatch>),
+}
+
+pub(crate) async fn events(
+    State(state): State<Arc<AppState>>,
+    Path(product_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (product, bytes) = match authenticated_body(&state, &product_id, &headers, body).await {
+        Ok(ok) => ok,
+        Err(error) => return error.into_response(),
+    };
+    // Syntax first, so a malformed body says "invalid JSON" rather than "wrong shape".
+    let value: serde_json::Value = match parse_json(&bytes) {
+        Ok(value) => value,
+        Err(error) => return error.into_response(),
+    };
+    let batches = match serde_json::from_value::<DirectBody>(value) {
+        Ok(DirectBody::One(batch)) => vec![batch],
+        Ok(DirectBody::Many(batches)) => batches,
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "expected {\"session_id\", \"user_id\"?, \"email\"?, \"actions\": [...]} or an array of those",
+            );
+        }
+    };
+    let accepted = batches.len();
+    let payloads: Vec<ActionsPayload> = batches
+        .into_iter()
+        .filter(|b| !b.actions.is_empty())
+        .map(|b| ActionsPayload {
+            session_id: b.session_id,
+            user_id: b.user_id,
+            email: b.email,
+            actions: b.actions,
+            ..ActionsPayload::default()
+        })
+        .collect();
+    let actions: usize = payloads.iter().map(|p| p.actions.len()).sum();
+    publish_actions(&state, &product, payloads, unix_now());
+    Json(json!({"accepted": accepted, "actions": actions})).into_response()
+}
+
+/// Stamps, publishes, and hands each payload to the session tracker; summaries
+/// that fall due are written in their own task.
+fn publish_actions(
+    state: &Arc<AppState>,
+    product: &Arc<Product>,
+    payloads: Vec<ActionsPayload>,
+    now: f64,
+) {
+    for mut payload in payloads {
+        metrics::add(&state.metrics.actions_extracted, payload.actions.len());
+        payload.product_id = Some(product.config.id.clone());
+        payload.forwarded_at = Some(now);
+        if payload.ts.is_none() {
+            payload.ts = Some(
+                payload
+                    .actions
+                    .last()
+                    .and_then(|a| a.ts.clone())
+                    .unwrap_or_else(|| format_rfc3339(now)),
+            );
+        }
+        let event = Event::Actions(payload);
+        product.channel.publish(&event);
+        let Event::Actions(payload) = event else {
+            unreachable!()
+        };
+
+        let Some(due) = state
+            .sessions
+            .record(&product.id, product.summary_threshold, &payload)
+        else {
+            continue;
+        };
+        let state = state.clone();
+        let product = product.clone();
+        tokio::spawn(async move {
+            let summary = state.summariser.summarise(&due).await;
+            let now = unix_now();
+            let payload = SummaryPayload {
+                product_id: Some(product.config.id.clone()),
+                session_id: Some(due.session_id.clone()),
+                summary,
+                replaces: due.actions.len() as u64,
+                ts: Some(format_rfc3339(now)),
+                forwarded_at: Some(now),
+            };
+            product.channel.publish(&Event::Summary(payload));
+            state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}

@@ -1,0 +1,132 @@
+//! The Autoplay connector: PostHog webhooks in, typed UI actions and session
+//! summaries out, over Server-Sent Events.
+//!
+//! ```text
+//! browser (PostHog)  ──POST /webhook/{product}──▶  extract ─▶ group by session ─▶ summarise every N
+//!                                                     │
+//! client SDK  ◀──GET /stream/{product} (SSE)──  broadcast + replay buffer
+//! ```
+//!
+//! This crate is the server as a library; the `autoplay connector` command is a
+//! thin shell over it:
+//!
+//! ```no_run
+//! use autoplay_connector::{Connector, ConnectorConfig, parse_product_spec};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ConnectorConfig::from_toml_file("autoplay.toml")?;
+//! config.products.push(parse_product_spec("acme:ak_live_123:whsec_456")?);
+//! config.apply_llm_env();
+//! let connector = Connector::bind(config).await?;
+//! println!("listening on {}", connector.local_addr());
+//! connector.serve_with_shutdown(autoplay_connector::shutdown_signal()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # HTTP API
+//!
+//! | route | auth | replies |
+//! |---|---|---|
+//! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 413 over the body limit (5 MiB) |
+//! | `POST /events/{product_id}` | same | same, `accepted` counting batches; body `{"session_id", "user_id"?, "email"?, "actions": [SlimAction...]}` or an array of those |
+//! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>` | 200 SSE, 401 missing or invalid key, 403 a key of another product, 404 unknown product |
+//! | `GET /healthz` | none | 200 `{"status":"ok"}` |
+//! | `GET /metrics` | none | Prometheus text |
+//!
+//! **Webhook credentials.** Any one of: `X-PostHog-Secret: <secret>`;
+//! `X-PostHog-Signature` or `X-Hub-Signature-256` set to `sha256=<hex
+//! HMAC-SHA256(secret, raw body)>` (see [`sign_webhook`]); `Authorization: Bearer
+//! <secret>`. A product configured without a webhook secret accepts its API keys in
+//! the header or bearer forms instead. All comparisons are constant-time.
+//!
+//! **Stream.** Each event is `id: <n>`, `event: actions|summary`, `data: <one-line
+//! canonical JSON with "type">`. Ids are per product, start at 1 and strictly
+//! increase. With `Last-Event-ID: n` a client first gets every event after `n`
+//! still in the replay buffer (default 10,000 per product), then live events, with
+//! no gap and no duplicate. An `n` older than the buffer (or unknown to this run of
+//! the connector) gets the whole buffer; the gap is logged and counted. A
+//! heartbeat (`event: heartbeat`, empty `data:`) is sent every 30 s (configurable).
+//! A subscriber whose send buffer fills up is disconnected, never skipped ahead:
+//! it reconnects and resumes by id.
+//!
+//! # Extraction
+//!
+//! A webhook body is one PostHog event (raw capture form, `"event": "<name>"`), the
+//! CDP envelope (`{"event": {...}, "person": {...}}`), an array of either, or
+//! `{"batch": [...]}`. Each event becomes at most one [`SlimAction`]:
+//!
+//! - **Dropped**: `$pageleave`, `$identify`, `$set`, `$groupidentify`,
+//!   `$feature_flag_called`, `$web_vitals` and every other `$`-prefixed PostHog
+//!   event not listed below (see [`extract::DROPPED_EVENTS`]). They still count as
+//!   accepted, and any email they carry is learnt.
+//! - **`$pageview`** (and `$screen`) → `pageview`; title from the `title`
+//!   property (the document title), else `$title`/`$screen_name`, else the URL
+//!   path; description `Viewed <title>`.
+//! - **`$autocapture`** → by `$event_type`: `click` → `click`, `change` → `input`,
+//!   `submit` → `submit` (others keep their name); `$rageclick` → `click`. The title
+//!   is what the user saw: `$el_text`, else the target element's text, `aria-label`,
+//!   `name`, `placeholder`, `title`, `alt` or `id` (from `$elements`, or parsed from
+//!   `elements_chain`), else the nearest labelled ancestor, else the tag name.
+//!   Descriptions: `Clicked '<title>'`, `Changed '<title>'`, `Submitted '<title>'`.
+//! - **Custom events** (no `$`) → their name as `event_type` and title;
+//!   description `Triggered <name>`.
+//!
+//! URLs come from `$current_url` (else `$host` + `$pathname`). `raw_url` keeps it
+//! as visited; `canonical_url` drops the query and fragment and replaces id-like
+//! path segments with `:id`: all digits, UUIDs, hex of 16+ characters, and mixed
+//! alphanumeric tokens of 10+ characters with at least one letter and two digits
+//! (`ch_3MmlLrLkdIwHu7ix0snN0B4F`; not `v2`, `oauth2` or `user-profile-v2`).
+//! `ts` is the event's `timestamp`. `properties` keeps the event's own
+//! (non-`$`) properties except `title`, `email`, `token` and `distinct_id`, plus
+//! `referrer` from `$referrer`.
+//!
+//! The session is `$session_id` (else `distinct_id`), the user `distinct_id`, the
+//! email the first of: the properties' `email`, `$set.email`, `$set_once.email`,
+//! the envelope person's `email`, any other event of the request for that user,
+//! and what earlier requests taught for that user. One [`ActionsPayload`] is
+//! published per session per request, its actions in timestamp order, payloads
+//! ordered by their first action; `ts` is the last action's time and
+//! `forwarded_at` the time the connector published it.
+//!
+//! # Summaries
+//!
+//! After every N actions of a session (default 10 per product; 0 turns it off) a
+//! [`SummaryPayload`] is published whose `replaces` is the number of actions it
+//! covers. It is written by an OpenAI-compatible chat-completions endpoint when
+//! configured ([`LlmConfig`], or the `AUTOPLAY_LLM_BASE_URL`, `AUTOPLAY_LLM_MODEL`
+//! and `AUTOPLAY_LLM_API_KEY` variables through
+//! [`ConnectorConfig::apply_llm_env`]), with a timeout; on any failure, and when no
+//! LLM is configured, the embedded summariser writes one to three sentences
+//! ([`summary::embedded_summary`]). Summaries are written off the ingest path and
+//! never delay it. Sessions idle longer than
+//! [`ConnectorConfig::session_idle_timeout`] are forgotten.
+//!
+//! # Secrets
+//!
+//! API keys are kept only as SHA-256 digests; webhook and LLM secrets are
+//! [`Secret`]s whose `Debug` prints `<redacted>`. Nothing logs a key or secret.
+//!
+//! [`SlimAction`]: autoplay_sdk::models::SlimAction
+//! [`ActionsPayload`]: autoplay_sdk::models::ActionsPayload
+//! [`SummaryPayload`]: autoplay_sdk::models::SummaryPayload
+#![warn(missing_docs)]
+
+mod auth;
+mod broadcast;
+pub mod config;
+pub mod extract;
+mod ingest;
+pub mod metrics;
+mod server;
+mod stream;
+pub mod summary;
+
+pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
+pub use config::{
+    ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, ProductConfig, Secret,
+    parse_product_spec,
+};
+pub use metrics::Metrics;
+pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};
+pub use stream::LAST_EVENT_ID;

@@ -1,0 +1,296 @@
+//! The HTTP server: routes, shared state, startup and graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::broadcast::Channel;
+use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
+use crate::ingest::{self, EmailBook};
+use crate::metrics::{self, Metrics};
+use crate::stream;
+use crate::summary::{SessionTracker, Summariser};
+
+/// Why the connector could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding or serving failed.
+    #[error("connector I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One product at run time.
+pub(crate) struct Product {
+    pub id: Arc<str>,
+    pub config: ProductConfig,
+    pub summary_threshold: usize,
+    pub channel: Arc<Channel>,
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub products: HashMap<String, Arc<Product>>,
+    pub metrics: Arc<Metrics>,
+    pub sessions: SessionTracker,
+    pub emails: EmailBook,
+    pub summariser: Summariser,
+    pub heartbeat: Duration,
+    pub body_limit: usize,
+    pub session_idle_timeout: Duration,
+    pub shutdown: CancellationToken,
+}
+
+/// A JSON error body: `{"error": "<message>"}`.
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// Stops a running [`Connector`] from anywhere; clone it freely.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(CancellationToken);
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown: open streams end, in-flight requests finish,
+    /// then [`Connector::serve`] returns.
+    pub fn shutdown(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutdown(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// A bound, not yet serving, connector.
+///
+/// ```no_run
+/// use autoplay_connector::{Connector, ConnectorConfig};
+///
+/// # async fn run() -> Result<(), autoplay_connector::Error> {
+/// let mut config = ConnectorConfig::default();
+/// if let Some(demo) = config.ensure_default_product() {
+///     println!("stream key for {}: {}", demo.id, demo.api_key.expose());
+/// }
+/// let connector = Connector::bind(config).await?;
+/// println!("stream: {}", connector.stream_url("demo"));
+/// connector.serve_with_shutdown(autoplay_connector::shutdown_signal()).await
+/// # }
+/// ```
+pub struct Connector {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Validates `config` and binds its listen address (port 0 picks a free one).
+    pub async fn bind(config: ConnectorConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::default());
+        let products = config
+            .products
+            .iter()
+            .map(|p| {
+                if p.api_keys.is_empty() {
+                    warn!(
+                        product_id = p.id,
+                        "product has no API key: nobody can read its stream"
+                    );
+                }
+                if p.webhook_secret.is_none() {
+                    info!(
+                        product_id = p.id,
+                        "product has no webhook secret: ingest accepts its API keys instead"
+                    );
+                }
+                let product = Product {
+                    id: Arc::from(p.id.as_str()),
+                    config: p.clone(),
+                    summary_threshold: p.summary_threshold.unwrap_or(config.summary_threshold),
+                    channel: Arc::new(Channel::new(
+                        p.id.clone(),
+                        config.replay_capacity,
+                        config.subscriber_buffer,
+                        metrics.clone(),
+                    )),
+                };
+                (p.id.clone(), Arc::new(product))
+            })
+            .collect();
+        let backend = if config.llm.is_some() {
+            "llm"
+        } else {
+            "embedded"
+        };
+        info!(
+            %local_addr,
+            products = ?config.products.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            summaries = backend,
+            "connector bound"
+        );
+        let state = AppState {
+            products,
+            summariser: Summariser::new(config.llm.clone(), metrics.clone()),
+            metrics,
+            sessions: SessionTracker::default(),
+            emails: EmailBook::default(),
+            heartbeat: config.heartbeat_interval,
+            body_limit: config.body_limit,
+            session_idle_timeout: config.session_idle_timeout,
+            shutdown: CancellationToken::new(),
+        };
+        Ok(Self {
+            listener,
+            local_addr,
+            state: Arc::new(state),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<local_addr>/stream/<product_id>`.
+    pub fn stream_url(&self, product_id: &str) -> String {
+        format!("http://{}/stream/{product_id}", self.local_addr)
+    }
+
+    /// `http://<local_addr>/webhook/<product_id>`.
+    pub fn webhook_url(&self, product_id: &str) -> String {
+        format!("http://{}/webhook/{product_id}", self.local_addr)
+    }
+
+    /// A handle that stops [`serve`](Self::serve).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.state.shutdown.clone())
+    }
+
+    /// The live counters (what `GET /metrics` renders).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
+    /// Serves until a [`ShutdownHandle`] asks it to stop.
+    pub async fn serve(self) -> Result<(), Error> {
+        self.serve_with_shutdown(std::future::pending()).await
+    }
+
+    /// Serves until `signal` completes or a [`ShutdownHandle`] asks it to stop
+    /// (pass [`shutdown_signal`] for SIGINT/SIGTERM). Open streams are ended so the
+    /// shutdown does not wait on them.
+    pub async fn serve_with_shutdown(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let state = self.state;
+        let token = state.shutdown.clone();
+        let sweeper = tokio::spawn(sweep_idle(state.clone()));
+        let app = router(state.clone());
+        let trigger = token.clone();
+        let stopped = async move {
+            tokio::select! {
+                _ = signal => trigger.cancel(),
+                _ = trigger.cancelled() => {}
+            }
+            info!("connector shutting down");
+        };
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(stopped)
+            .await;
+        token.cancel();
+        sweeper.abort();
+        info!("connector stopped");
+        result.map_err(Error::Io)
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/webhook/{product_id}", post(ingest::webhook))
+        .route("/events/{product_id}", post(ingest::events))
+        .route("/stream/{product_id}", get(stream::stream))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Forgets idle sessions and emails, a few times per idle period.
+async fn sweep_idle(state: Arc<AppState>) {
+    let idle = state.session_idle_timeout;
+    let every = (idle / 4).clamp(Duration::from_millis(5), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let evicted = state.sessions.evict_idle(idle);
+        state.emails.evict_idle(idle);
+        if evicted > 0 {
+            metrics::add(&state.metrics.sessions_evicted, evicted);
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

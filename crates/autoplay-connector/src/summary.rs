@@ -1,0 +1,350 @@
+//! Session summaries: every N actions of a (product, session), one
+//! [`SummaryPayload`](autoplay_sdk::models::SummaryPayload) whose `replaces` is the number of
+//! actions it covers.
+//!
+//! Counting happens inline (a map lookup under a short lock); writing the summary
+//! happens in a spawned task, so neither a slow LLM nor a failing one ever holds
+//! up ingestion. Sessions idle longer than the configured time are forgotten with
+//! their pending actions, so memory follows the number of *active* sessions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use autoplay_sdk::models::{ActionsPayload, SlimAction};
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::config::LlmConfig;
+use crate::metrics::{self, Metrics};
+
+/// Actions of one session waiting to be summarised.
+#[derive(Debug, Clone)]
+pub struct SessionActions {
+    /// The session.
+    pub session_id: String,
+    /// Its user, when known.
+    pub user_id: Option<String>,
+    /// Its user's email, when known.
+    pub email: Option<String>,
+    /// The actions, oldest first.
+    pub actions: Vec<SlimAction>,
+}
+
+struct SessionState {
+    user_id: Option<String>,
+    email: Option<String>,
+    pending: Vec<SlimAction>,
+    last_seen: Instant,
+}
+
+/// Counts actions per (product, session) and says when a summary is due.
+#[derive(Default)]
+pub(crate) struct SessionTracker {
+    sessions: Mutex<HashMap<(Arc<str>, String), SessionState>>,
+}
+
+impl SessionTracker {
+    /// Adds a payload's actions; returns the batch to summarise once `threshold`
+    /// actions are pending (all pending ones, so `replaces` can exceed the
+    /// threshold when a payload crosses it).
+    pub fn record(
+        &self,
+        product_id: &Arc<str>,
+        threshold: usize,
+        payload: &ActionsPayload,
+    ) -> Option<SessionActions> {
+        if threshold == 0 || payload.actions.is_empty() {
+            return None;
+        }
+        let session_id = payload.session_id.clone()?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let state = sessions
+            .entry((product_id.clone(), session_id.clone()))
+            .or_insert_with(|| SessionState {
+                user_id: None,
+                email: None,
+                pending: Vec::new(),
+                last_seen: Instant::now(),
+            });
+        state.last_seen = Instant::now();
+        if payload.user_id.is_some() {
+            state.user_id = payload.user_id.clone();
+        }
+        if payload.email.is_some() {
+            state.email = payload.email.clone();
+        }
+        state.pending.extend(payload.actions.iter().cloned());
+        (state.pending.len() >= threshold).then(|| SessionActions {
+            session_id,
+            user_id: state.user_id.clone(),
+            email: state.email.clone(),
+            actions: std::mem::take(&mut state.pending),
+        })
+    }
+
+    /// Forgets sessions idle for longer than `idle`; returns how many.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let before = sessions.len();
+        sessions.retain(|_, state| state.last_seen.elapsed() < idle);
+        before - sessions.len()
+    }
+
+    /// Sessions tracked now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+/// LLM requests in flight at most. Past this, summaries fall back to the embedded
+/// summariser at once: a stalled LLM must not pile up tasks and memory.
+pub const MAX_LLM_IN_FLIGHT: usize = 32;
+
+/// Writes summaries: the LLM when configured, the embedded summariser otherwise
+/// and whenever the LLM fails or is saturated.
+pub(crate) struct Summariser {
+    llm: Option<(LlmConfig, reqwest::Client)>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Summariser {
+    pub fn new(llm: Option<LlmConfig>, metrics: Arc<Metrics>) -> Self {
+        let llm = llm.map(|config| {
+            let client = reqwest::Client::builder()
+                .timeout(config.timeout)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new());
+            (config, client)
+        });
+        Self {
+            llm,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_LLM_IN_FLIGHT)),
+            metrics,
+        }
+    }
+
+    pub async fn summarise(&self, session: &SessionActions) -> String {
+        if let Some((config, client)) = &self.llm {
+            let outcome = match self.in_flight.try_acquire() {
+                Ok(_permit) => llm_summary(config, client, session).await,
+                Err(_) => Err(format!(
+                    "{MAX_LLM_IN_FLIGHT} LLM requests already in flight"
+                )),
+            };
+            match outcome {
+                Ok(text) => return text,
+                Err(e) => {
+                    metrics::inc(&self.metrics.llm_failures);
+                    warn!(session_id = session.session_id, error = %e, "LLM summary failed; using the embedded summariser");
+                }
+            }
+        }
+        embedded_summary(session)
+    }
+}
+
+async fn llm_summary(
+    config: &LlmConfig,
+    client: &reqwest::Client,
+    session: &SessionActions,
+) -> Result<String, String> {
+    let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+    let mut prompt = String::from("Actions, oldest first:\n");
+    for (i, action) in session.actions.iter().enumerate() {
+        prompt.push_str(&format!("{}. {}\n", i + 1, action.to_text()));
+    }
+    let body = json!({
+        "model": config.model,
+        "temperature": 0.2,
+        "max_tokens": 200,
+        "messages": [
+            {"role": "system", "content": "You summarise what a user did in a web app for a support and analytics team. \
+                Answer with one to three plain sentences, no lists, no preamble."},
+            {"role": "user", "content": prompt},
+        ],
+    });
+    let mut request = client.post(&url).timeout(config.timeout).json(&body);
+    if let Some(key) = &config.api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    let reply: Value = response
+        .json()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    reply
+        .pointer("/choices/0/message/content")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| "the reply has no choices[0].message.content".to_owned())
+}
+
+/// One to three sentences from the actions alone: who, which pages, what they
+/// did there. Deterministic, so tests and offline demos can rely on it.
+pub fn embedded_summary(session: &SessionActions) -> String {
+    let who = match (&session.email, &session.user_id) {
+        (Some(email), _) => email.clone(),
+        (None, Some(user)) => format!("User {user}"),
+        (None, None) => "An anonymous user".to_owned(),
+    };
+    let actions = &session.actions;
+    let mut pages = Vec::new();
+    let mut clicked = Vec::new();
+    let mut changed = Vec::new();
+    let mut submitted = Vec::new();
+    let mut custom = Vec::new();
+    for action in actions {
+        let list = match action.event_type.as_str() {
+            "pageview" => &mut pages,
+            "click" => &mut clicked,
+            "input" => &mut changed,
+            "submit" => &mut submitted,
+            _ => &mut custom,
+        };
+        let name = match action.event_type.as_str() {
+            "pageview" => action.title.clone(),
+            "click" | "input" | "submit" => format!("'{}'", action.title),
+            other => other.to_owned(),
+        };
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
+
+    let n = actions.len();
+    let plural = if n == 1 { "action" } else { "actions" };
+    let mut sentences = vec![if pages.is_empty() {
+        format!("{who} took {n} {plural}.")
+    } else {
+        format!("{who} viewed {} ({n} {plural}).", join_list(&pages))
+    }];
+    let mut deeds = Vec::new();
+    if !clicked.is_empty() {
+        deeds.push(format!("clicked {}", join_list(&clicked)));
+    }
+    if !changed.is_empty() {
+        deeds.push(format!("filled in {}", join_list(&changed)));
+    }
+    if !submitted.is_empty() {
+        deeds.push(format!("submitted {}", join_list(&submitted)));
+    }
+    if !deeds.is_empty() {
+        sentences.push(format!("They {}.", join_clauses(&deeds)));
+    }
+    if !custom.is_empty() {
+        let also = if deeds.is_empty() { "" } else { "also " };
+        sentences.push(format!("They {also}triggered {}.", join_list(&custom)));
+    }
+    sentences.join(" ")
+}
+
+/// `a`, `a and b`, `a, b and c`, `a, b, c, d and 3 more`.
+fn join_list(items: &[String]) -> String {
+    const SHOWN: usize = 4;
+    if items.len() > SHOWN {
+        return format!(
+            "{} and {} more",
+            items[..SHOWN].join(", "),
+            items.len() - SHOWN
+        );
+    }
+    join_clauses(items)
+}
+
+fn join_clauses(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(kind: &str, title: &str) -> SlimAction {
+        SlimAction {
+            event_type: kind.into(),
+            title: title.into(),
+            ..SlimAction::default()
+        }
+    }
+
+    fn session(actions: Vec<SlimAction>) -> SessionActions {
+        SessionActions {
+            session_id: "s".into(),
+            user_id: Some("user_456".into()),
+            email: Some("alice@example.com".into()),
+            actions,
+        }
+    }
+
+    #[test]
+    fn embedded_sentences() {
+        let text = embedded_summary(&session(vec![
+            action("pageview", "Dashboard"),
+            action("click", "Export CSV"),
+            action("pageview", "Billing"),
+            action("input", "company_vat_id"),
+            action("submit", "Billing details"),
+            action("invoice_paid", "invoice_paid"),
+            action("click", "Export CSV"),
+        ]));
+        assert_eq!(
+            text,
+            "alice@example.com viewed Dashboard and Billing (7 actions). They clicked 'Export CSV', \
+             filled in 'company_vat_id' and submitted 'Billing details'. They also triggered invoice_paid."
+        );
+        let mut anon = session(vec![action("click", "Go")]);
+        anon.email = None;
+        anon.user_id = None;
+        assert_eq!(
+            embedded_summary(&anon),
+            "An anonymous user took 1 action. They clicked 'Go'."
+        );
+        let many: Vec<_> = (0..6)
+            .map(|i| action("pageview", &format!("P{i}")))
+            .collect();
+        assert_eq!(
+            embedded_summary(&session(many)),
+            "alice@example.com viewed P0, P1, P2, P3 and 2 more (6 actions)."
+        );
+    }
+
+    #[test]
+    fn threshold_and_eviction() {
+        let tracker = SessionTracker::default();
+        let product: Arc<str> = Arc::from("p");
+        let payload = |n: usize| ActionsPayload {
+            session_id: Some("s1".into()),
+            actions: (0..n).map(|_| action("click", "x")).collect(),
+            ..ActionsPayload::default()
+        };
+        assert!(tracker.record(&product, 3, &payload(2)).is_none());
+        let due = tracker.record(&product, 3, &payload(2)).unwrap();
+        assert_eq!(due.actions.len(), 4);
+        assert!(tracker.record(&product, 3, &payload(1)).is_none());
+        assert!(tracker.record(&product, 0, &payload(10)).is_none());
+        assert_eq!(tracker.len(), 1);
+        assert_eq!(tracker.evict_idle(Duration::from_secs(60)), 0);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(tracker.evict_idle(Duration::from_millis(1)), 1);
+        assert_eq!(tracker.len(), 0);
+    }
+}

@@ -1,0 +1,232 @@
+//! The command line, as clap parses it. Nothing here does any work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Real-time UI actions and session summaries from an Autoplay connector.
+///
+/// Run `autoplay demo` to see everything work offline in a second.
+#[derive(Debug, Parser)]
+#[command(
+    name = "autoplay",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Log filter for stderr, in RUST_LOG syntax (`info`, `debug`,
+    /// `autoplay_sdk=debug,warn`, …). Default: $RUST_LOG, else `warn` (`info` for
+    /// `connector`).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Tail a connector stream and print every payload.
+    ///
+    /// Payloads go to stdout, one flushed write per payload (pipes too); connection
+    /// state and errors go to stderr. Exit status: 0 after --max-events or on
+    /// SIGINT/SIGTERM (or when stdout is closed), 2 on a fatal HTTP status
+    /// (401, 403, 404) or bad arguments, 1 when --max-retries is exhausted.
+    #[command(after_help = "Examples:\n  \
+        autoplay listen http://127.0.0.1:8080/stream/demo --token ak_...\n  \
+        AUTOPLAY_TOKEN=ak_... autoplay listen $URL --format json | jq .session_id\n  \
+        autoplay listen $URL --format raw --last-event-id 1041 --max-events 10")]
+    Listen(ListenArgs),
+    /// Run a connector: PostHog webhooks in, SSE stream out.
+    ///
+    /// Flags override the config file. With no product configured, product `demo`
+    /// is created with a random API key, and its stream URL and key are printed on
+    /// stdout. Stops gracefully on SIGINT/SIGTERM.
+    #[command(after_help = "Examples:\n  \
+        autoplay connector\n  \
+        autoplay connector --listen 0.0.0.0:8080 --product acme:ak_live_123:whsec_456\n  \
+        autoplay connector --config autoplay.toml --heartbeat-s 15")]
+    Connector(ConnectorArgs),
+    /// The showcase: a connector, simulated users and a listener, all offline.
+    ///
+    /// Starts a connector on a free loopback port, a traffic generator posting
+    /// realistic PostHog webhooks for a few users moving through an example app, and
+    /// a listener printing each payload's text (session summaries included), until
+    /// Ctrl-C or --max-events.
+    Demo(DemoArgs),
+}
+
+/// How `listen` prints what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Each payload's embedding-ready text, then a blank line.
+    Text,
+    /// One canonical JSON object per payload per line, with `type`.
+    Json,
+    /// One JSON line per SSE event before any interpretation:
+    /// {"event":..,"data":..,"id":..}, heartbeats and unknown types included.
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The stream URL, `http(s)://HOST/stream/PRODUCT_ID`.
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// API key, sent as `Authorization: Bearer <T>`. Default: $AUTOPLAY_TOKEN.
+    #[arg(long, value_name = "T")]
+    pub token: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Exit (status 0) after printing this many items.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_events: Option<u64>,
+
+    /// Resume after this event id (sent as `Last-Event-ID`).
+    #[arg(long, value_name = "ID")]
+    pub last_event_id: Option<String>,
+
+    /// Extra request header, `'Name: value'` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub headers: Vec<Header>,
+
+    /// First reconnect delay in milliseconds; doubles up to --max-backoff-ms
+    /// [default: 1000].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub initial_backoff_ms: Option<u64>,
+
+    /// Longest reconnect delay in milliseconds [default: 30000].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_backoff_ms: Option<u64>,
+
+    /// Replace the connection when nothing (not even a heartbeat) arrives for this
+    /// many seconds; fractions allowed [default: 90].
+    #[arg(long, value_name = "S", value_parser = parse_positive_seconds)]
+    pub read_timeout_s: Option<f64>,
+
+    /// Give up (status 1) after this many consecutive failed connection attempts
+    /// [default: retry forever].
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectorArgs {
+    /// TOML config file (listen, products, heartbeat_s, replay_events,
+    /// summary_threshold, llm, …).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free one [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// A product, `ID:API_KEY[:WEBHOOK_SECRET]` (repeatable; replaces a product of
+    /// the same id from the file). The key may be `sha256:<64 hex>`.
+    #[arg(long = "product", value_name = "ID:API_KEY[:WEBHOOK_SECRET]")]
+    pub products: Vec<String>,
+
+    /// Seconds between heartbeats; fractions allowed [default: 30].
+    #[arg(long, value_name = "S", value_parser = parse_positive_seconds)]
+    pub heartbeat_s: Option<f64>,
+
+    /// Events per product kept for `Last-Event-ID` replay [default: 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub replay_events: Option<u64>,
+
+    /// Actions per session summary, for products that set none; 0 turns summaries
+    /// off [default: 10].
+    #[arg(long, value_name = "N")]
+    pub summary_threshold: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Exit (status 0) after printing this many payloads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_events: Option<u64>,
+
+    /// Address of the embedded connector.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Number of simulated users.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    pub users: u64,
+
+    /// Actions per session summary (0 = no summaries).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub summary_threshold: usize,
+}
+
+/// A `--header 'Name: value'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+fn parse_header(spec: &str) -> Result<Header, String> {
+    let (name, value) = spec
+        .split_once(':')
+        .ok_or_else(|| "expected 'Name: value'".to_owned())?;
+    let name = name.trim();
+    if name.is_empty() || !name.bytes().all(is_token_char) {
+        return Err(format!("{name:?} is not a valid header name"));
+    }
+    Ok(Header {
+        name: name.to_owned(),
+        value: value.trim().to_owned(),
+    })
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
+        _ => Err("expected a positive number of seconds".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn headers_parse() {
+        assert_eq!(
+            parse_header("X-Proxy-Auth:  abc: def ").unwrap(),
+            Header {
+                name: "X-Proxy-Auth".into(),
+                value: "abc: def".into()
+            }
+        );
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header(": value").is_err());
+        assert!(parse_header("bad name: v").is_err());
+    }
+
+    #[test]
+    fn seconds_parse() {
+        assert_eq!(parse_positive_seconds("0.05").unwrap(), 0.05);
+        assert!(parse_positive_seconds("0").is_err());
+        assert!(parse_positive_seconds("-1").is_err());
+        assert!(parse_positive_seconds("nan").is_err());
+    }
+}

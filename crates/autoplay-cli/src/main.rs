@@ -1,0 +1,125 @@
+//! `autoplay`: tail a connector stream (`listen`), run a connector (`connector`), or
+//! see the whole system work offline (`demo`).
+//!
+//! A thin shell: flags are parsed here and handed to `autoplay_sdk` (the client) and
+//! `autoplay_connector` (the server).
+
+mod cli;
+mod connector;
+mod demo;
+mod listen;
+mod output;
+mod signal;
+mod traffic;
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+/// Decoding is allocation-heavy; mimalloc beats the system allocator there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status of a fatal HTTP status or bad arguments (clap uses 2 for usage errors too).
+const EXIT_USAGE: u8 = 2;
+/// Exit status of everything else that went wrong (retries exhausted, I/O).
+const EXIT_FAILURE: u8 = 1;
+
+/// What ends a command early: a message for stderr and an exit status.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    /// Bad arguments or a fatal HTTP status: status 2.
+    pub fn usage(message: impl fmt::Display) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.to_string(),
+        }
+    }
+
+    /// Anything else: status 1.
+    pub fn failure(message: impl fmt::Display) -> Self {
+        Self {
+            code: EXIT_FAILURE,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<autoplay_sdk::Error> for CliError {
+    fn from(e: autoplay_sdk::Error) -> Self {
+        use autoplay_sdk::Error;
+        match e {
+            Error::FatalStatus { .. } | Error::InvalidConfig(_) => CliError::usage(e),
+            _ => CliError::failure(e),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Exits 2 on bad arguments, 0 for --help and --version.
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Connector(_) => "info",
+        // The engine's warnings (fatal status, giving up, oversized event) repeat what
+        // the CLI already says on stderr, through the hooks and the final error.
+        Command::Listen(_) | Command::Demo(_) => "warn,autoplay_sdk::engine=error",
+    };
+    if let Err(e) = init_logging(cli.log_level.as_deref(), default_filter) {
+        return report(e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(CliError::failure(format!("cannot start the runtime: {e}"))),
+    };
+    let result = runtime.block_on(async {
+        let shutdown = signal::Shutdown::install()
+            .map_err(|e| CliError::failure(format!("cannot install signal handlers: {e}")))?;
+        match cli.command {
+            Command::Listen(args) => listen::run(args, shutdown).await,
+            Command::Connector(args) => connector::run(args, shutdown).await,
+            Command::Demo(args) => demo::run(args, shutdown).await,
+        }
+    });
+    // Do not wait on background work (a DNS lookup, a reconnect delay) to exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: CliError) -> ExitCode {
+    output::status(format_args!("error: {}", e.message));
+    ExitCode::from(e.code)
+}
+
+/// Logs go to stderr; `--log-level` wins over `RUST_LOG`, which wins over the default.
+fn init_logging(flag: Option<&str>, default: &str) -> Result<(), CliError> {
+    let filter = match flag {
+        Some(spec) => EnvFilter::try_new(spec)
+            .map_err(|e| CliError::usage(format!("invalid --log-level {spec:?}: {e}")))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
+    // Colours only for a terminal that has not asked for none.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+    Ok(())
+}

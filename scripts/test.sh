@@ -9,3 +9,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --lib --bins --tests --examples --locked
 cargo test --workspace --doc --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# The published Python autoplay-sdk (0.1.0 and the latest release) against our connector.
+bash scripts/published_sdk/test.sh

@@ -161,6 +161,27 @@ impl Accumulator {
         self.lock().len()
     }
 
+    /// The summary from the LLM's answer; after a failure, logs it and keeps the
+    /// batch pending.
+    fn conclude(&self, batch: Batch, answer: Result<String, String>) -> Option<SummaryPayload> {
+        match answer {
+            Ok(text) => {
+                let summary = batch.into_summary(text);
+                debug!(
+                    session_id = summary.session_id.as_deref(),
+                    replaces = summary.replaces,
+                    "session summarised"
+                );
+                Some(summary)
+            }
+            Err(e) => {
+                warn!(session_id = %batch.session_id, error = %e, "LLM summary failed; the actions stay pending");
+                self.restore(batch);
+                None
+            }
+        }
+    }
+
     fn render(&self, batch: &Batch) -> String {
         let mut list = String::new();
         for (i, line) in batch.lines.iter().enumerate() {
@@ -258,28 +279,14 @@ impl SessionSummarizer {
     fn summarise(&self, batch: Batch) -> Option<SummaryPayload> {
         let prompt = self.acc.render(&batch);
         // The LLM is called without the lock: other sessions go on meanwhile.
-        match (self.llm)(&prompt) {
-            Ok(text) => {
-                let summary = batch.into_summary(text);
-                debug!(
-                    session_id = summary.session_id.as_deref(),
-                    replaces = summary.replaces,
-                    "session summarised"
-                );
-                if let Some(on_summary) = &self.on_summary {
-                    on_summary(
-                        summary.session_id.as_deref().unwrap_or(UNKNOWN_SESSION),
-                        &summary.summary,
-                    );
-                }
-                Some(summary)
-            }
-            Err(e) => {
-                warn!(session_id = %batch.session_id, error = %e, "LLM summary failed; the actions stay pending");
-                self.acc.restore(batch);
-                None
-            }
+        let summary = self.acc.conclude(batch, (self.llm)(&prompt))?;
+        if let Some(on_summary) = &self.on_summary {
+            on_summary(
+                summary.session_id.as_deref().unwrap_or(UNKNOWN_SESSION),
+                &summary.summary,
+            );
         }
+        Some(summary)
     }
 }
 
@@ -381,24 +388,15 @@ impl AsyncSessionSummarizer {
 
     async fn summarise(&self, batch: Batch) -> Option<SummaryPayload> {
         let prompt = self.acc.render(&batch);
-        match (self.llm)(prompt).await {
-            Ok(text) => {
-                let summary = batch.into_summary(text);
-                if let Some(on_summary) = &self.on_summary {
-                    let session = summary
-                        .session_id
-                        .clone()
-                        .unwrap_or_else(|| UNKNOWN_SESSION.into());
-                    on_summary(session, summary.summary.clone()).await;
-                }
-                Some(summary)
-            }
-            Err(e) => {
-                warn!(session_id = %batch.session_id, error = %e, "LLM summary failed; the actions stay pending");
-                self.acc.restore(batch);
-                None
-            }
+        let summary = self.acc.conclude(batch, (self.llm)(prompt).await)?;
+        if let Some(on_summary) = &self.on_summary {
+            let session = summary
+                .session_id
+                .clone()
+                .unwrap_or_else(|| UNKNOWN_SESSION.into());
+            on_summary(session, summary.summary.clone()).await;
         }
+        Some(summary)
     }
 }
 

@@ -2,18 +2,16 @@
 //! task that called `run`, so a slow callback never stalls the reader.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{RunGuard, StopHandle};
-use crate::config::{ClientConfig, ConfigBuilder, Hooks, OverflowPolicy, config_setters};
+use super::{Core, RunGuard, StopHandle};
+use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
 use crate::dispatch::{decode, worker_index};
-use crate::engine::{Engine, Stats};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
 use crate::queue::{EventQueue, Popped};
@@ -64,19 +62,13 @@ impl AsyncConnectorClientBuilder {
 
     /// Checks the options and builds the client.
     pub fn build(self) -> Result<AsyncConnectorClient, Error> {
-        let (config, hooks) = self.config.build()?;
         Ok(AsyncConnectorClient {
             inner: Arc::new(Inner {
-                config: Arc::new(config),
-                hooks,
+                core: Core::new(self.config, self.stop)?,
                 callbacks: Callbacks {
                     on_actions: self.on_actions,
                     on_summary: self.on_summary,
                 },
-                stop: self.stop,
-                stats: Arc::new(Stats::default()),
-                running: Arc::new(AtomicBool::new(false)),
-                queue: Mutex::new(None),
             }),
         })
     }
@@ -106,13 +98,8 @@ impl Callbacks {
 }
 
 struct Inner {
-    config: Arc<ClientConfig>,
-    hooks: Hooks,
+    core: Core,
     callbacks: Callbacks,
-    stop: StopHandle,
-    stats: Arc<Stats>,
-    running: Arc<AtomicBool>,
-    queue: Mutex<Option<Arc<EventQueue<SseEvent>>>>,
 }
 
 /// The async client, for tokio applications (RAG pipelines with async embedding and
@@ -178,20 +165,10 @@ impl AsyncConnectorClient {
     }
 
     fn start(&self, keep_heartbeats: bool) -> (Arc<EventQueue<SseEvent>>, EngineTask) {
-        let config = &self.inner.config;
-        let queue = Arc::new(EventQueue::new(config.max_queue_size, config.overflow));
-        *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
-        let engine = Engine::new(
-            config.clone(),
-            self.inner.hooks.clone(),
-            queue.clone(),
-            self.inner.stats.clone(),
-            self.inner.stop.token(),
-            keep_heartbeats,
-        );
+        let (queue, engine) = self.inner.core.prepare(keep_heartbeats);
         let task = EngineTask {
             handle: Some(tokio::spawn(engine.run())),
-            stop: self.inner.stop.clone(),
+            stop: self.inner.core.stop_handle().clone(),
         };
         (queue, task)
     }
@@ -199,9 +176,9 @@ impl AsyncConnectorClient {
     /// Connects and awaits the callbacks until [`stop`](Self::stop) (then `Ok`) or a
     /// fatal status or exhausted retries (then `Err`). Dropping this future stops the client.
     pub async fn run(&self) -> Result<(), Error> {
-        let _running = RunGuard::acquire(&self.inner.running)?;
+        let _running = self.inner.core.begin_run()?;
         let (queue, mut engine) = self.start(false);
-        let config = &self.inner.config;
+        let config = self.inner.core.config();
         let callbacks = &self.inner.callbacks;
         if config.workers == 1 {
             while let Popped::Item(event) = queue.pop(config.drain_timeout).await {
@@ -252,12 +229,12 @@ impl AsyncConnectorClient {
             drain: std::time::Duration,
             _running: RunGuard,
         }
-        let state = RunGuard::acquire(&self.inner.running).map(|running| {
+        let state = self.inner.core.begin_run().map(|running| {
             let (queue, engine) = self.start(keep_heartbeats);
             State {
                 queue,
                 engine,
-                drain: self.inner.config.drain_timeout,
+                drain: self.inner.core.config().drain_timeout,
                 _running: running,
             }
         });
@@ -286,27 +263,22 @@ impl AsyncConnectorClient {
 
     /// Stops the client; callable from anywhere, including inside a callback.
     pub fn stop(&self) {
-        self.inner.stop.stop();
+        self.inner.core.stop_handle().stop();
     }
 
     /// A handle that can stop this client from elsewhere.
     pub fn stop_handle(&self) -> StopHandle {
-        self.inner.stop.clone()
+        self.inner.core.stop_handle().clone()
     }
 
     /// Events dropped so far because the queue was full.
     pub fn dropped_count(&self) -> u64 {
-        self.inner.stats.dropped.load(Ordering::Relaxed)
+        self.inner.core.dropped_count()
     }
 
     /// Events waiting in the queue right now.
     pub fn queue_size(&self) -> usize {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, |q| q.len())
+        self.inner.core.queue_size()
     }
 }
 

@@ -2,16 +2,14 @@
 //! worker threads) run the callbacks.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
-use super::{RunGuard, StopHandle};
-use crate::config::{ClientConfig, ConfigBuilder, Hooks, OverflowPolicy, config_setters};
+use super::{Core, StopHandle};
+use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
 use crate::dispatch::{decode, worker_index};
-use crate::engine::{Engine, Stats};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
 use crate::queue::{EventQueue, Popped};
@@ -56,19 +54,13 @@ impl ConnectorClientBuilder {
 
     /// Checks the options (URL scheme, sizes, backoff bounds, headers) and builds the client.
     pub fn build(self) -> Result<ConnectorClient, Error> {
-        let (config, hooks) = self.config.build()?;
         Ok(ConnectorClient {
             inner: Arc::new(Inner {
-                config: Arc::new(config),
-                hooks,
+                core: Core::new(self.config, self.stop)?,
                 callbacks: Callbacks {
                     on_actions: self.on_actions,
                     on_summary: self.on_summary,
                 },
-                stop: self.stop,
-                stats: Arc::new(Stats::default()),
-                running: Arc::new(AtomicBool::new(false)),
-                queue: Mutex::new(None),
             }),
         })
     }
@@ -110,14 +102,8 @@ impl Callbacks {
 }
 
 struct Inner {
-    config: Arc<ClientConfig>,
-    hooks: Hooks,
+    core: Core,
     callbacks: Callbacks,
-    stop: StopHandle,
-    stats: Arc<Stats>,
-    running: Arc<AtomicBool>,
-    /// The current run's queue, for [`ConnectorClient::queue_size`].
-    queue: Mutex<Option<Arc<EventQueue<SseEvent>>>>,
 }
 
 /// The blocking client: subscribes to `GET /stream/{product_id}` and calls your
@@ -157,19 +143,9 @@ impl ConnectorClient {
     /// through everything else. Queued events are handled before it returns, for up to
     /// the drain timeout.
     pub fn run(&self) -> Result<(), Error> {
-        let _running = RunGuard::acquire(&self.inner.running)?;
-        let config = self.inner.config.clone();
-        let queue = Arc::new(EventQueue::new(config.max_queue_size, config.overflow));
-        *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
-
-        let engine = Engine::new(
-            config.clone(),
-            self.inner.hooks.clone(),
-            queue.clone(),
-            self.inner.stats.clone(),
-            self.inner.stop.token(),
-            false,
-        );
+        let _running = self.inner.core.begin_run()?;
+        let config = self.inner.core.config().clone();
+        let (queue, engine) = self.inner.core.prepare(false);
         let reader = std::thread::Builder::new()
             .name("autoplay-reader".into())
             .spawn(move || -> Result<(), Error> {
@@ -223,27 +199,22 @@ impl ConnectorClient {
 
     /// Stops the client; callable from any thread, including inside a callback.
     pub fn stop(&self) {
-        self.inner.stop.stop();
+        self.inner.core.stop_handle().stop();
     }
 
     /// A handle that can stop this client from elsewhere.
     pub fn stop_handle(&self) -> StopHandle {
-        self.inner.stop.clone()
+        self.inner.core.stop_handle().clone()
     }
 
     /// Events dropped so far because the queue was full.
     pub fn dropped_count(&self) -> u64 {
-        self.inner.stats.dropped.load(Ordering::Relaxed)
+        self.inner.core.dropped_count()
     }
 
     /// Events waiting in the queue right now.
     pub fn queue_size(&self) -> usize {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map_or(0, |q| q.len())
+        self.inner.core.queue_size()
     }
 }
 

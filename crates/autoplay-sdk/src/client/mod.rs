@@ -4,15 +4,89 @@
 mod asynchronous;
 mod blocking;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
 pub use asynchronous::{AsyncConnectorClient, AsyncConnectorClientBuilder};
 pub use blocking::{BackgroundClient, ConnectorClient, ConnectorClientBuilder};
 
+use crate::config::{ClientConfig, ConfigBuilder};
+use crate::engine::{Engine, Stats};
 use crate::error::Error;
+use crate::queue::EventQueue;
+use crate::sse::SseEvent;
+
+/// What both clients hold besides their callbacks: the checked settings, the stop
+/// signal, the counters, and the current run's queue.
+pub(crate) struct Core {
+    config: Arc<ClientConfig>,
+    hooks: crate::config::Hooks,
+    stop: StopHandle,
+    stats: Arc<Stats>,
+    running: Arc<AtomicBool>,
+    /// The current run's queue, for `queue_size`.
+    queue: Mutex<Option<Arc<EventQueue<SseEvent>>>>,
+}
+
+impl Core {
+    /// Checks the options; this is where bad configuration fails.
+    pub(crate) fn new(config: ConfigBuilder, stop: StopHandle) -> Result<Self, Error> {
+        let (config, hooks) = config.build()?;
+        Ok(Core {
+            config: Arc::new(config),
+            hooks,
+            stop,
+            stats: Arc::new(Stats::default()),
+            running: Arc::new(AtomicBool::new(false)),
+            queue: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &Arc<ClientConfig> {
+        &self.config
+    }
+
+    /// Marks the client running until the guard drops; a second run fails.
+    pub(crate) fn begin_run(&self) -> Result<RunGuard, Error> {
+        RunGuard::acquire(&self.running)
+    }
+
+    /// A fresh queue for one run and the engine that fills it.
+    pub(crate) fn prepare(&self, keep_heartbeats: bool) -> (Arc<EventQueue<SseEvent>>, Engine) {
+        let queue = Arc::new(EventQueue::new(
+            self.config.max_queue_size,
+            self.config.overflow,
+        ));
+        *self.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
+        let engine = Engine::new(
+            self.config.clone(),
+            self.hooks.clone(),
+            queue.clone(),
+            self.stats.clone(),
+            self.stop.token(),
+            keep_heartbeats,
+        );
+        (queue, engine)
+    }
+
+    pub(crate) fn stop_handle(&self) -> &StopHandle {
+        &self.stop
+    }
+
+    pub(crate) fn dropped_count(&self) -> u64 {
+        self.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn queue_size(&self) -> usize {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |q| q.len())
+    }
+}
 
 /// Stops a client from anywhere: another thread, a signal handler, or inside one of
 /// its own callbacks. Cheap to clone. Stopping is final for that client.

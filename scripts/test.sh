@@ -11,3 +11,5 @@ cargo test --workspace --doc --locked
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # The published Python autoplay-sdk (0.1.0 and the latest release) against our connector.
 bash scripts/published_sdk/test.sh
+# Our Python package, built from source, against the real connector.
+bash crates/autoplay-python/test.sh

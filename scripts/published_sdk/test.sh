@@ -7,10 +7,10 @@ cd "$(dirname "$0")/../.."
 
 python="${PYTHON:-python3}"
 cargo build -q -p autoplay-cli --locked
-binary="target/debug/autoplay"
+binary="${CARGO_TARGET_DIR:-target}/debug/autoplay"
 
 for spec in "autoplay-sdk==0.1.0" "autoplay-sdk"; do
-    venv="target/published-sdk-venv/$(echo "$spec" | tr -c 'a-zA-Z0-9.\n' '_')"
+    venv="${CARGO_TARGET_DIR:-target}/published-sdk-venv/$(echo "$spec" | tr -c 'a-zA-Z0-9.\n' '_')"
     if [ ! -x "$venv/bin/python" ]; then
         "$python" -m venv "$venv"
     fi

@@ -181,13 +181,6 @@ struct DirectBatch {
     actions: Vec<SlimAction>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DirectBody {
-    One(DirectBatch),
-    Many(Vec<DirectBatch>),
-}
-
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
     Path(product_id): Path<String>,
@@ -203,9 +196,14 @@ pub(crate) async fn events(
         Ok(value) => value,
         Err(error) => return error.into_response(),
     };
-    let batches = match serde_json::from_value::<DirectBody>(value) {
-        Ok(DirectBody::One(batch)) => vec![batch],
-        Ok(DirectBody::Many(batches)) => batches,
+    // Not an untagged enum: serde buffers those in a form that cannot carry an
+    // action's raw `properties` JSON, so every action with properties would fail.
+    let batches = match value {
+        serde_json::Value::Array(_) => serde_json::from_value::<Vec<DirectBatch>>(value),
+        one => serde_json::from_value::<DirectBatch>(one).map(|batch| vec![batch]),
+    };
+    let batches = match batches {
+        Ok(batches) => batches,
         Err(_) => {
             return json_error(
                 StatusCode::BAD_REQUEST,

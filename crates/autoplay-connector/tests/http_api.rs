@@ -291,7 +291,9 @@ async fn direct_events_endpoint() {
         json!({"accepted": 1, "actions": 1})
     );
     let many = json!([
-        {"session_id": "s2", "actions": [{"type": "pageview", "title": "A"}, {"type": "click", "title": "B"}]},
+        {"session_id": "s2", "actions": [
+            {"type": "pageview", "title": "A", "properties": {"referrer": "/home", "n": [1, 2]}},
+            {"type": "click", "title": "B", "properties": {}}]},
         {"session_id": "s3", "actions": []}
     ]);
     let response = server.post_events("acme", &many).await;
@@ -308,6 +310,11 @@ async fn direct_events_endpoint() {
     let second = sse.next_event(WAIT).await.unwrap().json();
     assert_eq!(second["session_id"], "s2");
     assert_eq!(second["actions"][0]["event_type"], "pageview");
+    assert_eq!(
+        second["actions"][0]["properties"],
+        json!({"referrer": "/home", "n": [1, 2]}),
+        "properties pass through unchanged"
+    );
 
     assert_eq!(
         server

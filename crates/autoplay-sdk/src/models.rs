@@ -56,6 +56,11 @@ pub enum DecodeError {
 ///
 /// Decoding does not build a map nobody may read; [`Properties::to_map`] parses it
 /// on demand.
+///
+/// Being raw JSON, it decodes through serde_json's own deserializers (`from_str`,
+/// `from_slice`, `from_reader`, `from_value`). Serde's buffered containers
+/// (`#[serde(untagged)]` enums, `#[serde(flatten)]`) cannot carry raw JSON: inside
+/// those, decode the payload as a `serde_json::Value` first, then `from_value`.
 #[derive(Clone)]
 pub struct Properties(Box<RawValue>);
 

@@ -278,3 +278,13 @@ fn properties_parse_and_compare_by_value() {
     assert!(Properties::from_json("[1]").is_err());
     assert!(Properties::default().is_empty());
 }
+
+#[test]
+fn actions_decode_from_a_json_value_too() {
+    let value = serde_json::json!({"title": "t", "properties": {"a": [1, 2]}});
+    let action: SlimAction = serde_json::from_value(value).unwrap();
+    assert_eq!(action.properties.to_map()["a"], serde_json::json!([1, 2]));
+    let value = serde_json::json!({"type": "actions", "actions": [{"properties": {}}]});
+    let payload: ActionsPayload = serde_json::from_value(value).unwrap();
+    assert!(payload.actions[0].properties.is_empty());
+}

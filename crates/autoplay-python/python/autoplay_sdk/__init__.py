@@ -1,0 +1,62 @@
+"""Real-time event streaming client for Autoplay connectors, on a Rust core.
+
+A drop-in for the published ``autoplay-sdk``: the same names and behaviour, with the
+stream read, parsed and decoded in Rust, outside the GIL.
+
+    from autoplay_sdk import ConnectorClient, ActionsPayload
+
+    def on_actions(payload: ActionsPayload) -> None:
+        print(payload.to_text())
+
+    ConnectorClient(url=STREAM_URL, token=API_TOKEN).on_actions(on_actions).run()
+"""
+
+from __future__ import annotations
+
+import logging as _logging
+from typing import Union
+
+from ._errors import (
+    AlreadyRunningError,
+    FatalStatusError,
+    InvalidConfigError,
+    RetriesExhaustedError,
+    SdkError,
+)
+from ._native import (
+    ActionsPayload,
+    ConnectorClient,
+    EventBuffer,
+    RagPipeline,
+    SessionSummarizer,
+    SlimAction,
+    SummaryPayload,
+    decode_payload,
+)
+from ._native import __version__ as __version__
+from ._async import AsyncConnectorClient, AsyncRagPipeline, AsyncSessionSummarizer
+
+AnyPayload = Union[ActionsPayload, SummaryPayload]
+"""Either payload a stream carries."""
+
+_logging.getLogger("autoplay_sdk").addHandler(_logging.NullHandler())
+
+__all__ = [
+    "ActionsPayload",
+    "AlreadyRunningError",
+    "AnyPayload",
+    "AsyncConnectorClient",
+    "AsyncRagPipeline",
+    "AsyncSessionSummarizer",
+    "ConnectorClient",
+    "EventBuffer",
+    "FatalStatusError",
+    "InvalidConfigError",
+    "RagPipeline",
+    "RetriesExhaustedError",
+    "SdkError",
+    "SessionSummarizer",
+    "SlimAction",
+    "SummaryPayload",
+    "decode_payload",
+]

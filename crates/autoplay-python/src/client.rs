@@ -1,0 +1,538 @@
+//! `ConnectorClient`: the core's blocking client, driven from Python.
+//!
+//! The core's reader thread parses and decodes without the GIL; the core's worker
+//! thread takes the GIL only while a Python callback runs. `run()` waits with the
+//! GIL released and checks for signals every 100 ms, so Ctrl-C stops the client and
+//! `run()` returns normally.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use autoplay_sdk::{ConnectorClient, DisconnectReason, Event, OverflowPolicy};
+use pyo3::exceptions::PyKeyboardInterrupt;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tracing::{info, warn};
+
+use crate::errors;
+use crate::logging::log_callback_error;
+use crate::models::{PyActionsPayload, PySummaryPayload, drop_dict};
+
+/// How often `run()` wakes up to check for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// After Ctrl-C, how long `run()` lets the client finish handling queued events.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(700);
+
+/// Options other than the URL and token, as given.
+#[derive(Clone)]
+struct Options {
+    max_queue_size: usize,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_retries: Option<u32>,
+    overflow: OverflowPolicy,
+    workers: usize,
+    drain_timeout: Duration,
+    max_event_size: Option<usize>,
+    headers: Vec<(String, String)>,
+    last_event_id: Option<String>,
+}
+
+/// A Python callable; `with_arg` says whether hooks get an argument.
+struct Hook {
+    f: Py<PyAny>,
+    with_arg: bool,
+}
+
+#[derive(Default)]
+struct Callbacks {
+    on_actions: Option<Arc<Py<PyAny>>>,
+    on_summary: Option<Arc<Py<PyAny>>>,
+    on_drop: Option<Arc<Py<PyAny>>>,
+    on_connect: Option<Arc<Hook>>,
+    on_disconnect: Option<Arc<Hook>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The client of the current (or last) run, for `stop()` and the counters.
+    current: Option<ConnectorClient>,
+    stopped: bool,
+    running: bool,
+}
+
+/// Blocking client for `GET /stream/{product_id}`.
+#[pyclass(module = "autoplay_sdk", name = "ConnectorClient", subclass, frozen)]
+pub(crate) struct PyConnectorClient {
+    url: String,
+    token: String,
+    options: Options,
+    callbacks: Mutex<Callbacks>,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        errors::invalid(
+            py,
+            format!("{name} must be a non-negative number of seconds"),
+        )
+    })
+}
+
+fn overflow_policy(py: Python<'_>, name: &str) -> PyResult<OverflowPolicy> {
+    match name.to_ascii_lowercase().replace('-', "_").as_str() {
+        "drop_newest" | "newest" => Ok(OverflowPolicy::DropNewest),
+        "drop_oldest" | "oldest" => Ok(OverflowPolicy::DropOldest),
+        "block" => Ok(OverflowPolicy::Block),
+        _ => Err(errors::invalid(
+            py,
+            format!("overflow_policy {name:?}: use \"drop_newest\", \"drop_oldest\" or \"block\""),
+        )),
+    }
+}
+
+fn hook(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<Arc<Hook>> {
+    let with_arg = py
+        .import("autoplay_sdk._util")?
+        .call_method1("wants_argument", (f,))?
+        .extract()?;
+    Ok(Arc::new(Hook {
+        f: f.clone().unbind(),
+        with_arg,
+    }))
+}
+
+fn call_hook(hook: &Hook, what: &str, arg: String) {
+    Python::attach(|py| {
+        let result = if hook.with_arg {
+            hook.f.call1(py, (arg,))
+        } else {
+            hook.f.call0(py)
+        };
+        if let Err(e) = result {
+            log_callback_error(py, what, e);
+        }
+    });
+}
+
+/// One dropped event, told to `on_drop` from a relay thread so that the reader
+/// never waits for the GIL.
+struct DropNote {
+    kind: &'static str,
+    session_id: Option<String>,
+    product_id: Option<String>,
+    total: u64,
+}
+
+/// Calls `on_drop` on its own thread until `done` is set.
+fn spawn_drop_relay(
+    f: Arc<Py<PyAny>>,
+    rx: mpsc::Receiver<DropNote>,
+    done: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("autoplay-on-drop".into())
+        .spawn(move || {
+            let call = |note: DropNote| {
+                crate::gil::attach(|py| {
+                    let result = drop_dict(
+                        py,
+                        note.kind,
+                        note.session_id.as_deref(),
+                        note.product_id.as_deref(),
+                    )
+                    .and_then(|d| f.call1(py, (d, note.total)));
+                    if let Err(e) = result {
+                        log_callback_error(py, "on_drop callback", e);
+                    }
+                })
+            };
+            loop {
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(note) => call(note),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if done.load(Ordering::Acquire) {
+                            while let Ok(note) = rx.try_recv() {
+                                call(note);
+                            }
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })
+}
+
+impl PyConnectorClient {
+    fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
+        let o = &self.options;
+        let mut b = ConnectorClient::builder(self.url.clone())
+            .token(self.token.clone())
+            .max_queue_size(o.max_queue_size)
+            .connect_timeout(o.connect_timeout)
+            .read_timeout(o.read_timeout)
+            .initial_backoff(o.initial_backoff)
+            .max_backoff(o.max_backoff)
+            .overflow_policy(o.overflow)
+            .workers(o.workers)
+            .drain_timeout(o.drain_timeout);
+        if let Some(n) = o.max_retries {
+            b = b.max_retries(n);
+        }
+        if let Some(n) = o.max_event_size {
+            b = b.max_event_size(n);
+        }
+        for (name, value) in &o.headers {
+            b = b.header(name.clone(), value.clone());
+        }
+        if let Some(id) = &o.last_event_id {
+            b = b.last_event_id(id.clone());
+        }
+        b
+    }
+
+    /// Builds the core client with the Python callbacks wired in.
+    fn build(
+        &self,
+        py: Python<'_>,
+        skip: &Arc<AtomicBool>,
+    ) -> PyResult<(ConnectorClient, Option<mpsc::Receiver<DropNote>>)> {
+        let mut b = self.builder();
+        let callbacks = lock(&self.callbacks);
+        if let Some(f) = callbacks.on_actions.clone() {
+            let skip = skip.clone();
+            b = b.on_actions(move |payload| {
+                if skip.load(Ordering::Acquire) {
+                    return;
+                }
+                crate::gil::attach(|py| {
+                    let result = Py::new(py, PyActionsPayload { inner: payload })
+                        .and_then(|obj| f.call1(py, (obj,)));
+                    if let Err(e) = result {
+                        log_callback_error(py, "on_actions callback", e);
+                    }
+                })
+            });
+        }
+        if let Some(f) = callbacks.on_summary.clone() {
+            let skip = skip.clone();
+            b = b.on_summary(move |payload| {
+                if skip.load(Ordering::Acquire) {
+                    return;
+                }
+                crate::gil::attach(|py| {
+                    let result = Py::new(py, PySummaryPayload { inner: payload })
+                        .and_then(|obj| f.call1(py, (obj,)));
+                    if let Err(e) = result {
+                        log_callback_error(py, "on_summary callback", e);
+                    }
+                })
+            });
+        }
+        if let Some(h) = callbacks.on_connect.clone() {
+            b = b.on_connect(move |url: &str| call_hook(&h, "on_connect callback", url.to_owned()));
+        }
+        if let Some(h) = callbacks.on_disconnect.clone() {
+            b = b.on_disconnect(move |reason: &DisconnectReason| {
+                call_hook(&h, "on_disconnect callback", reason.to_string())
+            });
+        }
+        let mut relay = None;
+        if callbacks.on_drop.is_some() {
+            let (tx, rx) = mpsc::sync_channel::<DropNote>(4096);
+            b = b.on_drop(move |event: &Event, total| {
+                let (session_id, product_id) = match event {
+                    Event::Actions(p) => (p.session_id.clone(), p.product_id.clone()),
+                    Event::Summary(p) => (p.session_id.clone(), p.product_id.clone()),
+                };
+                // A full relay only loses a notification; the total stays exact.
+                let _ = tx.try_send(DropNote {
+                    kind: event.kind(),
+                    session_id,
+                    product_id,
+                    total,
+                });
+            });
+            relay = Some(rx);
+        }
+        drop(callbacks);
+        let client = b.build().map_err(|e| errors::to_py(py, e))?;
+        Ok((client, relay))
+    }
+
+    fn set_callback(&self, which: &str, f: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !f.is_callable() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{which} needs a callable"
+            )));
+        }
+        let f = Arc::new(f.clone().unbind());
+        let mut callbacks = lock(&self.callbacks);
+        match which {
+            "on_actions" => callbacks.on_actions = Some(f),
+            "on_summary" => callbacks.on_summary = Some(f),
+            _ => callbacks.on_drop = Some(f),
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyConnectorClient {
+    #[new]
+    #[pyo3(signature = (
+        url, token=String::new(), max_queue_size=500, *,
+        connect_timeout=10.0, read_timeout_s=90.0, initial_backoff_s=1.0, max_backoff_s=30.0,
+        max_retries=None, on_connect=None, on_disconnect=None,
+        overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
+        max_event_size=None, headers=None, last_event_id=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        url: String,
+        token: String,
+        max_queue_size: usize,
+        connect_timeout: f64,
+        read_timeout_s: f64,
+        initial_backoff_s: f64,
+        max_backoff_s: f64,
+        max_retries: Option<u32>,
+        on_connect: Option<&Bound<'_, PyAny>>,
+        on_disconnect: Option<&Bound<'_, PyAny>>,
+        overflow_policy: &str,
+        workers: usize,
+        drain_timeout_s: f64,
+        max_event_size: Option<usize>,
+        headers: Option<&Bound<'_, PyDict>>,
+        last_event_id: Option<String>,
+    ) -> PyResult<Self> {
+        let mut header_list = Vec::new();
+        if let Some(headers) = headers {
+            for (k, v) in headers.iter() {
+                header_list.push((k.extract::<String>()?, v.extract::<String>()?));
+            }
+        }
+        let options = Options {
+            max_queue_size,
+            connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
+            read_timeout: seconds(py, "read_timeout_s", read_timeout_s)?,
+            initial_backoff: seconds(py, "initial_backoff_s", initial_backoff_s)?,
+            max_backoff: seconds(py, "max_backoff_s", max_backoff_s)?,
+            max_retries,
+            overflow: self::overflow_policy(py, overflow_policy)?,
+            workers,
+            drain_timeout: seconds(py, "drain_timeout_s", drain_timeout_s)?,
+            max_event_size,
+            headers: header_list,
+            last_event_id,
+        };
+        let mut callbacks = Callbacks::default();
+        if let Some(f) = on_connect.filter(|f| !f.is_none()) {
+            callbacks.on_connect = Some(hook(py, f)?);
+        }
+        if let Some(f) = on_disconnect.filter(|f| !f.is_none()) {
+            callbacks.on_disconnect = Some(hook(py, f)?);
+        }
+        let client = Self {
+            url,
+            token,
+            options,
+            callbacks: Mutex::new(callbacks),
+            state: Arc::default(),
+        };
+        // Check every option now, so a mistake raises here rather than in run().
+        client.builder().build().map_err(|e| errors::to_py(py, e))?;
+        Ok(client)
+    }
+
+    /// Registers `fn(ActionsPayload)`; returns the client, for chaining.
+    fn on_actions<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_actions", f)?;
+        Ok(slf)
+    }
+
+    /// Registers `fn(SummaryPayload)`; returns the client, for chaining.
+    fn on_summary<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_summary", f)?;
+        Ok(slf)
+    }
+
+    /// Registers `fn(payload_dict, total_dropped)`, called for each event dropped
+    /// because the queue was full; returns the client, for chaining.
+    fn on_drop<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_drop", f)?;
+        Ok(slf)
+    }
+
+    /// Connects and handles events until `stop()` or Ctrl-C (then returns), or a
+    /// fatal status / exhausted retries (then raises an `SdkError`).
+    fn run(&self, py: Python<'_>) -> PyResult<()> {
+        crate::logging::refresh_log_level(py);
+        let skip = Arc::new(AtomicBool::new(false));
+        let (client, relay) = self.build(py, &skip)?;
+        {
+            let mut state = lock(&self.state);
+            if state.running {
+                return Err(errors::to_py(py, autoplay_sdk::Error::AlreadyRunning));
+            }
+            if state.stopped {
+                return Ok(());
+            }
+            state.running = true;
+            state.current = Some(client.clone());
+        }
+        let result = self.run_client(py, client, relay, skip);
+        lock(&self.state).running = false;
+        result
+    }
+
+    /// Starts `run()` on a daemon `threading.Thread` and returns the thread.
+    fn run_in_background<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("target", slf.getattr("run")?)?;
+        kwargs.set_item("daemon", true)?;
+        kwargs.set_item("name", "autoplay-sdk-client")?;
+        let thread = py
+            .import("threading")?
+            .getattr("Thread")?
+            .call((), Some(&kwargs))?;
+        thread.call_method0("start")?;
+        Ok(thread)
+    }
+
+    /// Stops the client: `run()` returns once queued events are handled.
+    fn stop(&self) {
+        let mut state = lock(&self.state);
+        state.stopped = true;
+        if let Some(client) = &state.current {
+            client.stop();
+        }
+    }
+
+    /// Events dropped so far because the queue was full.
+    #[getter]
+    fn dropped_count(&self) -> u64 {
+        lock(&self.state)
+            .current
+            .as_ref()
+            .map_or(0, ConnectorClient::dropped_count)
+    }
+
+    /// Events waiting in the queue right now.
+    #[getter]
+    fn queue_size(&self) -> usize {
+        lock(&self.state)
+            .current
+            .as_ref()
+            .map_or(0, ConnectorClient::queue_size)
+    }
+
+    /// The stream URL.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.stop();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ConnectorClient(url={:?})", self.url)
+    }
+}
+
+impl PyConnectorClient {
+    fn run_client(
+        &self,
+        py: Python<'_>,
+        client: ConnectorClient,
+        relay: Option<mpsc::Receiver<DropNote>>,
+        skip: Arc<AtomicBool>,
+    ) -> PyResult<()> {
+        let relay_done = Arc::new(AtomicBool::new(false));
+        let relay_thread = match (relay, lock(&self.callbacks).on_drop.clone()) {
+            (Some(rx), Some(f)) => Some(
+                spawn_drop_relay(f, rx, relay_done.clone())
+                    .map_err(|e| errors::runtime(format!("could not start a thread: {e}")))?,
+            ),
+            _ => None,
+        };
+        let (tx, rx) = mpsc::channel();
+        let rx = Mutex::new(rx);
+        let runner = client.clone();
+        std::thread::Builder::new()
+            .name("autoplay-run".into())
+            .spawn(move || {
+                let _ = tx.send(runner.run());
+            })
+            .map_err(|e| errors::runtime(format!("could not start a thread: {e}")))?;
+
+        let mut interrupted: Option<Instant> = None;
+        let mut pending_error: Option<PyErr> = None;
+        let outcome = loop {
+            match py.detach(|| lock(&rx).recv_timeout(SIGNAL_POLL)) {
+                Ok(result) => break Some(result),
+                Err(RecvTimeoutError::Disconnected) => break None,
+                Err(RecvTimeoutError::Timeout) => {
+                    if interrupted.is_some_and(|at| at.elapsed() >= INTERRUPT_GRACE)
+                        && !skip.swap(true, Ordering::AcqRel)
+                    {
+                        // Ctrl-C means now: events still queued are skipped rather than
+                        // holding `run()`; only a callback already running is waited for.
+                        warn!("interrupted while events were still queued; skipping them");
+                    }
+                    if let Err(e) = py.check_signals() {
+                        client.stop();
+                        if e.is_instance_of::<PyKeyboardInterrupt>(py) {
+                            if interrupted.is_none() {
+                                info!("interrupted; stopping the client");
+                                interrupted = Some(Instant::now());
+                            } else {
+                                skip.store(true, Ordering::Release);
+                            }
+                            continue;
+                        }
+                        // Another exception from a signal handler: skip what is queued,
+                        // wait for the client to end, then raise it.
+                        skip.store(true, Ordering::Release);
+                        pending_error = Some(e);
+                    }
+                }
+            }
+        };
+        relay_done.store(true, Ordering::Release);
+        if let Some(t) = relay_thread {
+            py.detach(|| {
+                let _ = t.join();
+            });
+        }
+        if let Some(e) = pending_error {
+            return Err(e);
+        }
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(errors::to_py(py, e)),
+            None => Err(errors::runtime("the client thread ended unexpectedly")),
+        }
+    }
+}

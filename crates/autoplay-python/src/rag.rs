@@ -1,0 +1,113 @@
+//! `RagPipeline`: the core's pipeline with Python `embed` and `upsert` callables.
+//!
+//! The core types vectors as `Vec<f32>`; to hand `upsert` exactly what `embed`
+//! returned (a list of floats, a numpy array, ...) the Python vector is kept aside
+//! on the calling thread between the two calls.
+
+use std::cell::RefCell;
+
+use autoplay_sdk::rag::{RagMetadata, RagPipeline};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::logging::log_callback_error;
+use crate::models::{PyActionsPayload, PySummaryPayload};
+use crate::summarizer::PySessionSummarizer;
+
+thread_local! {
+    static VECTOR: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
+}
+
+/// Embeds each payload's `to_text()` and upserts it into your vector store.
+#[pyclass(module = "autoplay_sdk", name = "RagPipeline", subclass)]
+pub(crate) struct PyRagPipeline {
+    inner: RagPipeline,
+    summarizer: Option<Py<PySessionSummarizer>>,
+}
+
+#[pymethods]
+impl PyRagPipeline {
+    #[new]
+    #[pyo3(signature = (embed, upsert, summarizer=None))]
+    fn new(
+        embed: &Bound<'_, PyAny>,
+        upsert: &Bound<'_, PyAny>,
+        summarizer: Option<Py<PySessionSummarizer>>,
+    ) -> Self {
+        let embed = embed.clone().unbind();
+        let upsert = upsert.clone().unbind();
+        let inner = RagPipeline::new(
+            move |text: &str| -> Result<Vec<f32>, String> {
+                Python::attach(|py| match embed.call1(py, (text,)) {
+                    Ok(vector) => {
+                        VECTOR.with(|slot| *slot.borrow_mut() = Some(vector));
+                        Ok(Vec::new())
+                    }
+                    Err(e) => {
+                        log_callback_error(py, "the pipeline's embed", e);
+                        Err("embed raised".to_owned())
+                    }
+                })
+            },
+            move |id: &str, _vector: Vec<f32>, meta: RagMetadata| -> Result<(), String> {
+                Python::attach(|py| {
+                    let vector = VECTOR
+                        .with(|slot| slot.borrow_mut().take())
+                        .unwrap_or_else(|| py.None());
+                    let result = (|| {
+                        let metadata = PyDict::new(py);
+                        metadata.set_item("session_id", meta.session_id.as_deref())?;
+                        metadata.set_item("type", meta.kind)?;
+                        upsert.call1(py, (id, vector, metadata))
+                    })();
+                    match result {
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            log_callback_error(py, "the pipeline's upsert", e);
+                            Err("upsert raised".to_owned())
+                        }
+                    }
+                })
+            },
+        );
+        Self { inner, summarizer }
+    }
+
+    /// Handles an actions batch (wire it as `on_actions`).
+    fn on_actions(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+        let payload = payload.cast::<PyActionsPayload>()?.borrow().inner.clone();
+        match &self.summarizer {
+            Some(summarizer) => {
+                if let Some(summary) = summarizer.borrow(py).inner.add(&payload) {
+                    self.inner.on_summary(&summary);
+                }
+            }
+            None => self.inner.on_actions(&payload),
+        }
+        Ok(())
+    }
+
+    /// Handles a summary (wire it as `on_summary`).
+    fn on_summary(&self, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+        let payload = payload.cast::<PySummaryPayload>()?.borrow().inner.clone();
+        self.inner.on_summary(&payload);
+        Ok(())
+    }
+
+    /// Documents upserted so far.
+    #[getter]
+    fn upserted_count(&self) -> u64 {
+        self.inner.upserted_count()
+    }
+
+    /// Documents lost to an `embed` or `upsert` error so far.
+    #[getter]
+    fn failed_count(&self) -> u64 {
+        self.inner.failed_count()
+    }
+
+    #[getter]
+    fn summarizer(&self, py: Python<'_>) -> Option<Py<PySessionSummarizer>> {
+        self.summarizer.as_ref().map(|s| s.clone_ref(py))
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the Python package `autoplay_sdk` from source and runs its pytest suite
+# against the real connector on 127.0.0.1.
+#
+# Needs only Rust (cargo), a C compiler and Python >= 3.10 with pip: it makes a
+# virtualenv under target/py-venv (reused when present), installs maturin, pytest and
+# mypy into it, installs this package with pip (maturin as the PEP 517 backend),
+# builds the connector the tests start, and runs pytest. Extra arguments go to pytest.
+#
+#   crates/autoplay-python/test.sh            # everything
+#   crates/autoplay-python/test.sh -k async   # a subset
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+VENV="${AUTOPLAY_PY_VENV:-$TARGET/py-venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating virtualenv $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+# the maturin backend runs the `maturin` binary found on PATH
+export PATH="$VENV/bin:$PATH"
+
+echo "==> installing build and test tools"
+"$PY" -m pip install -q --disable-pip-version-check "maturin>=1.5,<2" pytest mypy
+
+echo "==> building and installing autoplay_sdk (pip install $HERE)"
+# maturin is in the venv already, so skip pip's isolated build environment.
+"$PY" -m pip install -q --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps "$HERE"
+
+echo "==> building the test connector"
+(cd "$ROOT" && cargo build -q -p autoplay-python --example test_connector)
+
+echo "==> pytest"
+cd "$HERE"
+exec "$PY" -m pytest -q tests "$@"

@@ -1,0 +1,105 @@
+"""A user's program, checked with `mypy --strict` against the package's stubs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Dict, List, Optional
+
+from autoplay_sdk import (
+    ActionsPayload,
+    AnyPayload,
+    AsyncConnectorClient,
+    AsyncRagPipeline,
+    ConnectorClient,
+    EventBuffer,
+    FatalStatusError,
+    RagPipeline,
+    SdkError,
+    SessionSummarizer,
+    SlimAction,
+    SummaryPayload,
+)
+
+STREAM_URL = "http://127.0.0.1:8080/stream/demo"
+API_TOKEN = "ak_..."
+
+
+def on_actions(payload: ActionsPayload) -> None:
+    session: Optional[str] = payload.session_id
+    email: Optional[str] = payload.email
+    count: int = payload.count
+    for action in payload.actions:
+        title: str = action.title
+        description: str = action.description
+        url: str = action.canonical_url
+        print(session, email, count, title, description, url)
+    text: str = payload.to_text()
+    print(text)
+
+
+def on_summary(payload: SummaryPayload) -> None:
+    replaces: int = payload.replaces
+    print(payload.session_id, replaces, payload.to_text())
+
+
+def on_drop(payload: Dict[str, Any], total_dropped: int) -> None:
+    print(f"dropped {payload['type']} total={total_dropped}")
+
+
+def describe(payload: AnyPayload) -> str:
+    return payload.to_text()
+
+
+def blocking() -> None:
+    client = ConnectorClient(url=STREAM_URL, token=API_TOKEN, max_queue_size=1000)
+    client.on_actions(on_actions).on_summary(on_summary).on_drop(on_drop)
+    thread: threading.Thread = client.run_in_background()
+    dropped: int = client.dropped_count
+    queued: int = client.queue_size
+    print(dropped, queued, thread.name)
+    client.stop()
+    with ConnectorClient(url=STREAM_URL, token=API_TOKEN, read_timeout_s=60.0, max_retries=3) as c:
+        c.on_actions(on_actions).run_in_background()
+    try:
+        ConnectorClient(STREAM_URL).run()
+    except FatalStatusError as e:
+        code: Optional[int] = e.status_code
+        print(code)
+    except SdkError:
+        pass
+
+
+async def async_main() -> None:
+    async def handle(payload: ActionsPayload) -> None:
+        print(payload.to_text())
+
+    async with AsyncConnectorClient(url=STREAM_URL, token=API_TOKEN) as client:
+        client.on_actions(handle)
+        task: "asyncio.Task[None]" = client.run_in_background()
+        client.stop()
+        await task
+
+
+def helpers() -> None:
+    buffer = EventBuffer(max_size=100)
+    buffer.add(ActionsPayload(session_id="s", actions=[SlimAction(title="x")]))
+    drained: List[Any] = buffer.drain()
+    print(drained, buffer.size, buffer.is_empty)
+    summarizer = SessionSummarizer(lambda prompt: "summary", threshold=5)
+    pipeline = RagPipeline(lambda text: [0.0], lambda i, v, m: None, summarizer=summarizer)
+    pipeline.on_actions(ActionsPayload.from_dict({"actions": []}))
+
+    async def embed(text: str) -> List[float]:
+        return [0.0]
+
+    async def upsert(i: str, v: Any, m: Dict[str, Any]) -> None:
+        return None
+
+    AsyncRagPipeline(embed, upsert)
+
+
+if __name__ == "__main__":
+    blocking()
+    asyncio.run(async_main())
+    helpers()

@@ -1,0 +1,9 @@
+"""Mistakes the stubs must catch (mypy must report every line marked E)."""
+
+from autoplay_sdk import ActionsPayload, ConnectorClient
+
+client = ConnectorClient(url="http://x/stream/p", token=42)  # E: token is a str
+n: str = client.dropped_count  # E: an int
+p = ActionsPayload()
+t: int = p.to_text()  # E: a str
+p.nonexistent  # E: no such attribute

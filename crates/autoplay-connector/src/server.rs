@@ -11,10 +11,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::broadcast::Channel;
 use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
@@ -221,7 +222,15 @@ impl Connector {
             }
             info!("connector shutting down");
         };
-        let result = axum::serve(self.listener, app)
+        // Without TCP_NODELAY, Nagle's algorithm holds a frame written while an
+        // earlier one is unacknowledged, and the client's delayed ACK turns that
+        // into milliseconds of latency per event on a live stream.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                debug!(%error, "could not set TCP_NODELAY on an accepted connection");
+            }
+        });
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(stopped)
             .await;
         token.cancel();

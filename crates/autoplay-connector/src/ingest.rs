@@ -140,18 +140,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The authenticated body parsed as JSON: syntax first, so a malformed body says
+/// "invalid JSON" rather than "wrong shape".
+async fn authenticated_json(
+    state: &AppState,
+    product_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Arc<Product>, serde_json::Value), ApiError> {
+    let (product, bytes) = authenticated_body(state, product_id, headers, body).await?;
+    Ok((product, parse_json(&bytes)?))
+}
+
 pub(crate) async fn webhook(
     State(state): State<Arc<AppState>>,
     Path(product_id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (product, bytes) = match authenticated_body(&state, &product_id, &headers, body).await {
+    let (product, value) = match authenticated_json(&state, &product_id, &headers, body).await {
         Ok(ok) => ok,
-        Err(error) => return error.into_response(),
-    };
-    let value: serde_json::Value = match parse_json(&bytes) {
-        Ok(value) => value,
         Err(error) => return error.into_response(),
     };
     let now = unix_now();
@@ -187,13 +195,8 @@ pub(crate) async fn events(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (product, bytes) = match authenticated_body(&state, &product_id, &headers, body).await {
+    let (product, value) = match authenticated_json(&state, &product_id, &headers, body).await {
         Ok(ok) => ok,
-        Err(error) => return error.into_response(),
-    };
-    // Syntax first, so a malformed body says "invalid JSON" rather than "wrong shape".
-    let value: serde_json::Value = match parse_json(&bytes) {
-        Ok(value) => value,
         Err(error) => return error.into_response(),
     };
     // Not an untagged enum: serde buffers those in a form that cannot carry an

@@ -167,7 +167,7 @@ mod tests {
 
     fn event(n: u64) -> Event {
         Event::Summary(SummaryPayload {
-            summary: format!("s{n}"),
+            summary: format!("s{n}").into(),
             replaces: n,
             ..SummaryPayload::default()
         })

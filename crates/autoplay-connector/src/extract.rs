@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use autoplay_sdk::models::{ActionsPayload, Properties, SlimAction};
+use autoplay_sdk::models::{ActionsPayload, CompactString, Properties, SlimAction};
 use serde_json::{Map, Value};
 
 /// PostHog events that carry no user intent. `$identify`, `$set` and friends are
@@ -113,7 +113,7 @@ pub fn extract(
     extracted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
 
     let mut payloads: Vec<ActionsPayload> = Vec::new();
-    let mut by_session: HashMap<Option<String>, usize> = HashMap::new();
+    let mut by_session: HashMap<Option<CompactString>, usize> = HashMap::new();
     for (_, _, item) in extracted {
         let index = *by_session
             .entry(item.session_id.clone())
@@ -141,8 +141,8 @@ pub fn extract(
             payload.email = learned
                 .iter()
                 .find(|(u, _)| u == user)
-                .map(|(_, e)| e.clone())
-                .or_else(|| known.email_of(user));
+                .map(|(_, e)| e.as_str().into())
+                .or_else(|| known.email_of(user).map(Into::into));
         }
     }
 
@@ -292,9 +292,9 @@ fn event_email(event: &RawEvent<'_>) -> Option<String> {
 }
 
 struct Extracted {
-    session_id: Option<String>,
-    user_id: Option<String>,
-    email: Option<String>,
+    session_id: Option<CompactString>,
+    user_id: Option<CompactString>,
+    email: Option<CompactString>,
     action: SlimAction,
 }
 
@@ -347,16 +347,16 @@ fn to_action(event: &RawEvent<'_>) -> Option<Extracted> {
     let session_id = id_text(prop("$session_id")).or_else(|| event.user_id.clone());
 
     Some(Extracted {
-        session_id,
-        user_id: event.user_id.clone(),
-        email: event_email(event),
+        session_id: session_id.map(Into::into),
+        user_id: event.user_id.as_deref().map(Into::into),
+        email: event_email(event).map(Into::into),
         action: SlimAction {
-            event_type,
-            title,
-            description,
-            canonical_url,
-            raw_url,
-            ts: event.timestamp.clone(),
+            event_type: event_type.into(),
+            title: title.into(),
+            description: description.into(),
+            canonical_url: canonical_url.into(),
+            raw_url: raw_url.map(Into::into),
+            ts: event.timestamp.as_deref().map(Into::into),
             properties: Properties::from_map(&kept_properties(props)),
             ..SlimAction::default()
         },

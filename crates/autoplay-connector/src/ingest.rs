@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use autoplay_sdk::models::{ActionsPayload, Event, SlimAction, SummaryPayload};
+use autoplay_sdk::models::{ActionsPayload, CompactString, Event, SlimAction, SummaryPayload};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -181,11 +181,11 @@ pub(crate) async fn webhook(
 /// One `/events` batch: a session's actions.
 #[derive(Deserialize)]
 struct DirectBatch {
-    session_id: Option<String>,
+    session_id: Option<CompactString>,
     #[serde(default)]
-    user_id: Option<String>,
+    user_id: Option<CompactString>,
     #[serde(default)]
-    email: Option<String>,
+    email: Option<CompactString>,
     actions: Vec<SlimAction>,
 }
 
@@ -241,7 +241,7 @@ fn publish_actions(
 ) {
     for mut payload in payloads {
         metrics::add(&state.metrics.actions_extracted, payload.actions.len());
-        payload.product_id = Some(product.config.id.clone());
+        payload.product_id = Some(product.config.id.as_str().into());
         payload.forwarded_at = Some(now);
         if payload.ts.is_none() {
             payload.ts = Some(
@@ -249,7 +249,7 @@ fn publish_actions(
                     .actions
                     .last()
                     .and_then(|a| a.ts.clone())
-                    .unwrap_or_else(|| format_rfc3339(now)),
+                    .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
         let event = Event::Actions(payload);
@@ -270,11 +270,11 @@ fn publish_actions(
             let summary = state.summariser.summarise(&due).await;
             let now = unix_now();
             let payload = SummaryPayload {
-                product_id: Some(product.config.id.clone()),
+                product_id: Some(product.config.id.as_str().into()),
                 session_id: Some(due.session_id.clone()),
-                summary,
+                summary: summary.into(),
                 replaces: due.actions.len() as u64,
-                ts: Some(format_rfc3339(now)),
+                ts: Some(format_rfc3339(now).into()),
                 forwarded_at: Some(now),
             };
             product.channel.publish(&Event::Summary(payload));

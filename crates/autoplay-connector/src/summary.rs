@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use autoplay_sdk::models::{ActionsPayload, SlimAction};
+use autoplay_sdk::models::{ActionsPayload, CompactString, SlimAction};
 use serde_json::{Value, json};
 use tracing::warn;
 
@@ -22,18 +22,18 @@ use crate::metrics::{self, Metrics};
 #[derive(Debug, Clone)]
 pub struct SessionActions {
     /// The session.
-    pub session_id: String,
+    pub session_id: CompactString,
     /// Its user, when known.
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     /// Its user's email, when known.
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
     /// The actions, oldest first.
     pub actions: Vec<SlimAction>,
 }
 
 struct SessionState {
-    user_id: Option<String>,
-    email: Option<String>,
+    user_id: Option<CompactString>,
+    email: Option<CompactString>,
     pending: Vec<SlimAction>,
     last_seen: Instant,
 }
@@ -41,7 +41,7 @@ struct SessionState {
 /// Counts actions per (product, session) and says when a summary is due.
 #[derive(Default)]
 pub(crate) struct SessionTracker {
-    sessions: Mutex<HashMap<(Arc<str>, String), SessionState>>,
+    sessions: Mutex<HashMap<(Arc<str>, CompactString), SessionState>>,
 }
 
 impl SessionTracker {
@@ -141,7 +141,7 @@ impl Summariser {
                 Ok(text) => return text,
                 Err(e) => {
                     metrics::inc(&self.metrics.llm_failures);
-                    warn!(session_id = session.session_id, error = %e, "LLM summary failed; using the embedded summariser");
+                    warn!(session_id = session.session_id.as_str(), error = %e, "LLM summary failed; using the embedded summariser");
                 }
             }
         }
@@ -198,7 +198,7 @@ async fn llm_summary(
 /// did there. Deterministic, so tests and offline demos can rely on it.
 pub fn embedded_summary(session: &SessionActions) -> String {
     let who = match (&session.email, &session.user_id) {
-        (Some(email), _) => email.clone(),
+        (Some(email), _) => email.to_string(),
         (None, Some(user)) => format!("User {user}"),
         (None, None) => "An anonymous user".to_owned(),
     };
@@ -217,7 +217,7 @@ pub fn embedded_summary(session: &SessionActions) -> String {
             _ => &mut custom,
         };
         let name = match action.event_type.as_str() {
-            "pageview" => action.title.clone(),
+            "pageview" => action.title.to_string(),
             "click" | "input" | "submit" => format!("'{}'", action.title),
             other => other.to_owned(),
         };

@@ -253,14 +253,14 @@ impl PyConnectorClient {
             let (tx, rx) = mpsc::sync_channel::<DropNote>(4096);
             b = b.on_drop(move |event: &Event, total| {
                 let (session_id, product_id) = match event {
-                    Event::Actions(p) => (p.session_id.clone(), p.product_id.clone()),
-                    Event::Summary(p) => (p.session_id.clone(), p.product_id.clone()),
+                    Event::Actions(p) => (p.session_id.as_deref(), p.product_id.as_deref()),
+                    Event::Summary(p) => (p.session_id.as_deref(), p.product_id.as_deref()),
                 };
                 // A full relay only loses a notification; the total stays exact.
                 let _ = tx.try_send(DropNote {
                     kind: event.kind(),
-                    session_id,
-                    product_id,
+                    session_id: session_id.map(str::to_owned),
+                    product_id: product_id.map(str::to_owned),
                     total,
                 });
             });

@@ -68,19 +68,19 @@ impl PySlimAction {
         };
         Ok(Self {
             inner: SlimAction {
-                event_type: event_type.to_owned(),
-                title: title.to_owned(),
-                description: description.to_owned(),
-                canonical_url: canonical_url.to_owned(),
-                raw_url,
-                ts,
+                event_type: event_type.into(),
+                title: title.into(),
+                description: description.into(),
+                canonical_url: canonical_url.into(),
+                raw_url: raw_url.map(Into::into),
+                ts: ts.map(Into::into),
                 properties,
                 index,
                 timestamp_start,
                 timestamp_end,
-                session_id,
-                user_id,
-                email,
+                session_id: session_id.map(Into::into),
+                user_id: user_id.map(Into::into),
+                email: email.map(Into::into),
             },
         })
     }
@@ -222,11 +222,11 @@ impl PyActionsPayload {
         };
         Ok(Self {
             inner: ActionsPayload {
-                product_id,
-                session_id,
-                user_id,
-                email,
-                ts,
+                product_id: product_id.map(Into::into),
+                session_id: session_id.map(Into::into),
+                user_id: user_id.map(Into::into),
+                email: email.map(Into::into),
+                ts: ts.map(Into::into),
                 forwarded_at,
                 actions,
             },
@@ -339,11 +339,11 @@ impl PySummaryPayload {
     ) -> Self {
         Self {
             inner: SummaryPayload {
-                product_id,
-                session_id,
-                summary: summary.to_owned(),
+                product_id: product_id.map(Into::into),
+                session_id: session_id.map(Into::into),
+                summary: summary.into(),
                 replaces,
-                ts,
+                ts: ts.map(Into::into),
                 forwarded_at,
             },
         }

@@ -1,5 +1,11 @@
 //! From queued SSE events to typed payloads and worker choice: the part of the
 //! consumer side both clients share.
+//!
+//! Decoding JSON is the costliest step of the read path, so it is shared between
+//! the two threads: the consumer decodes what it pops, and when the consumer is
+//! behind (events are waiting in the queue) the reader decodes an event itself
+//! before queueing it, since its thread would otherwise only wait on the socket.
+//! The queue stays one FIFO, so the order never changes.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -11,7 +17,45 @@ use crate::sse::SseEvent;
 /// How much of a bad payload to show in a log line.
 const LOGGED_DATA_CHARS: usize = 200;
 
-/// Decodes a queued event, logging and skipping what is not a payload.
+/// Which consumer a run serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Typed payloads: heartbeats are dropped by the reader, which may decode ahead.
+    Payloads,
+    /// Every SSE event as parsed, heartbeats included, never decoded.
+    Raw,
+}
+
+/// What the reader hands the consumers.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    /// An event as parsed; the consumer decodes it.
+    Sse(SseEvent),
+    /// A payload the reader already decoded (only in [`Delivery::Payloads`] runs).
+    Payload(Event),
+}
+
+impl Queued {
+    /// The typed payload, decoded here unless the reader did it; `None` (logged) when
+    /// the event is not a valid payload.
+    pub(crate) fn into_payload(self) -> Option<Event> {
+        match self {
+            Queued::Sse(event) => decode(&event),
+            Queued::Payload(payload) => Some(payload),
+        }
+    }
+
+    /// The event as parsed. A [`Delivery::Raw`] run never decodes ahead, so its
+    /// consumer always gets `Some`.
+    pub(crate) fn into_sse(self) -> Option<SseEvent> {
+        match self {
+            Queued::Sse(event) => Some(event),
+            Queued::Payload(_) => None,
+        }
+    }
+}
+
+/// Decodes a parsed event, logging and skipping what is not a payload.
 pub(crate) fn decode(event: &SseEvent) -> Option<Event> {
     match Event::decode(&event.data, &event.event) {
         Ok(payload) => Some(payload),

@@ -17,14 +17,21 @@ use reqwest::header::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{ClientConfig, DisconnectReason, Hooks};
+use crate::config::{ClientConfig, DisconnectReason, Hooks, OverflowPolicy};
+use crate::dispatch::{Delivery, Queued, decode};
 use crate::error::{Error, is_fatal_status};
 use crate::models::Event;
 use crate::queue::{EventQueue, Pushed};
-use crate::sse::{SseError, SseEvent, SseItem, SseParser};
+use crate::sse::{SseError, SseItem, SseParser};
 
 /// The SSE event name the connector uses for liveness-only frames.
 pub(crate) const HEARTBEAT_EVENT: &str = "heartbeat";
+
+/// Events waiting in the queue from which the reader decodes the next event itself.
+/// Below it the consumer keeps up, and the reader stays free for the socket; above
+/// it the consumer is the bottleneck, and the reader's spare time goes to decoding.
+/// A few events of slack keep the consumer busy while the reader decodes.
+const DECODE_AHEAD_DEPTH: usize = 64;
 
 /// Counters shared between the engine and the client handles.
 #[derive(Debug, Default)]
@@ -78,11 +85,12 @@ impl Backoff {
 pub(crate) struct Engine {
     config: Arc<ClientConfig>,
     hooks: Hooks,
-    queue: Arc<EventQueue<SseEvent>>,
+    queue: Arc<EventQueue<Queued>>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
-    /// Pass heartbeats to the queue too (for raw tails such as `autoplay listen --format raw`).
-    keep_heartbeats: bool,
+    /// Typed payloads, or every SSE event with heartbeats (for raw tails such as
+    /// `autoplay listen --format raw`).
+    delivery: Delivery,
     /// Rate limit of the drop warning.
     last_drop_log: Option<Instant>,
     drops_since_log: u64,
@@ -92,10 +100,10 @@ impl Engine {
     pub(crate) fn new(
         config: Arc<ClientConfig>,
         hooks: Hooks,
-        queue: Arc<EventQueue<SseEvent>>,
+        queue: Arc<EventQueue<Queued>>,
         stats: Arc<Stats>,
         cancel: CancellationToken,
-        keep_heartbeats: bool,
+        delivery: Delivery,
     ) -> Self {
         Engine {
             config,
@@ -103,7 +111,7 @@ impl Engine {
             queue,
             stats,
             cancel,
-            keep_heartbeats,
+            delivery,
             last_drop_log: None,
             drops_since_log: 0,
         }
@@ -333,12 +341,18 @@ impl Engine {
                 }
                 SseItem::Event(event) => {
                     *events += 1;
-                    if event.event == HEARTBEAT_EVENT && !self.keep_heartbeats {
-                        continue;
-                    }
+                    let item = match self.delivery {
+                        Delivery::Raw => Queued::Sse(event),
+                        Delivery::Payloads if event.event == HEARTBEAT_EVENT => continue,
+                        Delivery::Payloads if self.consumer_is_behind() => match decode(&event) {
+                            Some(payload) => Queued::Payload(payload),
+                            None => continue,
+                        },
+                        Delivery::Payloads => Queued::Sse(event),
+                    };
                     let pushed = tokio::select! {
                         biased;
-                        pushed = self.queue.push(event) => pushed,
+                        pushed = self.queue.push(item) => pushed,
                         _ = self.cancel.cancelled() => return Err(()),
                     };
                     if let Pushed::Dropped(dropped) = pushed {
@@ -350,15 +364,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether the reader should decode the next event itself: the consumer has
+    /// events waiting, and the event will be queued rather than dropped (decoding an
+    /// event the queue then refuses would only slow the reader down).
+    fn consumer_is_behind(&self) -> bool {
+        let waiting = self.queue.len();
+        waiting >= DECODE_AHEAD_DEPTH
+            && (waiting < self.queue.capacity()
+                || self.queue.policy() != OverflowPolicy::DropNewest)
+    }
+
     /// Counts a drop and tells the user. Only payloads count: a malformed or unknown
     /// event would have been skipped anyway.
-    fn record_drop(&mut self, dropped: SseEvent) {
-        let event = match Event::decode(&dropped.data, &dropped.event) {
-            Ok(event) => event,
-            Err(e) => {
-                debug!(error = %e, "a queue overflow discarded an event that was not a payload");
-                return;
-            }
+    fn record_drop(&mut self, dropped: Queued) {
+        let event = match dropped {
+            Queued::Payload(event) => event,
+            Queued::Sse(sse) => match Event::decode(&sse.data, &sse.event) {
+                Ok(event) => event,
+                Err(e) => {
+                    debug!(error = %e, "a queue overflow discarded an event that was not a payload");
+                    return;
+                }
+            },
         };
         let total = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         self.drops_since_log += 1;
@@ -439,6 +466,101 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigBuilder;
+    use crate::sse::SseEvent;
+
+    fn engine(capacity: usize, policy: OverflowPolicy, delivery: Delivery) -> Engine {
+        let (config, hooks) = ConfigBuilder::new("http://127.0.0.1:9/stream/acme")
+            .build()
+            .unwrap();
+        Engine::new(
+            Arc::new(config),
+            hooks,
+            Arc::new(EventQueue::new(capacity, policy)),
+            Arc::new(Stats::default()),
+            CancellationToken::new(),
+            delivery,
+        )
+    }
+
+    fn sse(data: &str) -> SseItem {
+        SseItem::Event(SseEvent {
+            event: "actions".into(),
+            data: data.into(),
+            id: None,
+        })
+    }
+
+    const PAYLOAD: &str = r#"{"type":"actions","session_id":"s","actions":[]}"#;
+
+    /// Delivers `items` and returns what the queue then holds, oldest first.
+    async fn deliver(engine: &mut Engine, items: Vec<SseItem>) -> Vec<Queued> {
+        let mut backoff = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            failures: 0,
+        };
+        let mut items = items;
+        engine
+            .deliver_all(&mut items, &mut backoff, &mut 0)
+            .await
+            .unwrap();
+        engine.queue.take_all()
+    }
+
+    fn decoded_ahead(queued: &[Queued]) -> Vec<bool> {
+        queued
+            .iter()
+            .map(|q| matches!(q, Queued::Payload(_)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_reader_decodes_ahead_once_the_consumer_is_behind() {
+        let mut engine = engine(500, OverflowPolicy::DropNewest, Delivery::Payloads);
+        let items = (0..DECODE_AHEAD_DEPTH + 2).map(|_| sse(PAYLOAD)).collect();
+        let queued = deliver(&mut engine, items).await;
+        let mut expected = vec![false; DECODE_AHEAD_DEPTH];
+        expected.extend([true, true]);
+        assert_eq!(decoded_ahead(&queued), expected);
+    }
+
+    #[tokio::test]
+    async fn decoding_ahead_skips_what_is_not_a_payload() {
+        let mut engine = engine(500, OverflowPolicy::Block, Delivery::Payloads);
+        let mut items: Vec<SseItem> = (0..DECODE_AHEAD_DEPTH).map(|_| sse(PAYLOAD)).collect();
+        items.extend([sse("not json"), sse(r#"{"type":"nope"}"#), sse(PAYLOAD)]);
+        let queued = deliver(&mut engine, items).await;
+        assert_eq!(queued.len(), DECODE_AHEAD_DEPTH + 1);
+        assert!(matches!(queued.last(), Some(Queued::Payload(_))));
+        assert_eq!(engine.stats.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn no_decoding_for_an_event_a_full_queue_drops() {
+        let depth = DECODE_AHEAD_DEPTH + 1;
+        let mut engine = engine(depth, OverflowPolicy::DropNewest, Delivery::Payloads);
+        let items = (0..depth + 3).map(|_| sse(PAYLOAD)).collect();
+        let queued = deliver(&mut engine, items).await;
+        assert_eq!(queued.len(), depth);
+        assert_eq!(decoded_ahead(&queued).iter().filter(|d| **d).count(), 1);
+        // The drops are still payloads, counted and reported.
+        assert_eq!(engine.stats.dropped.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn raw_delivery_never_decodes_and_keeps_heartbeats() {
+        let mut engine = engine(500, OverflowPolicy::DropNewest, Delivery::Raw);
+        let mut items: Vec<SseItem> = (0..DECODE_AHEAD_DEPTH * 2).map(|_| sse(PAYLOAD)).collect();
+        items.push(SseItem::Event(SseEvent {
+            event: HEARTBEAT_EVENT.into(),
+            data: String::new(),
+            id: None,
+        }));
+        let queued = deliver(&mut engine, items).await;
+        assert_eq!(queued.len(), DECODE_AHEAD_DEPTH * 2 + 1);
+        assert!(queued.into_iter().all(|q| q.into_sse().is_some()));
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {

@@ -47,4 +47,4 @@ pub use client::{
 };
 pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR};
 pub use error::Error;
-pub use models::{ActionsPayload, DecodeError, Event, SlimAction, SummaryPayload};
+pub use models::{ActionsPayload, CompactString, DecodeError, Event, SlimAction, SummaryPayload};

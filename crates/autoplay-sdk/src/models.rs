@@ -27,8 +27,10 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+pub use compact_str::CompactString;
+use compact_str::ToCompactString;
 use serde::de::{self, Deserializer};
-use serde::ser::{SerializeStruct, Serializer};
+use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::warn;
@@ -55,14 +57,14 @@ pub enum DecodeError {
 /// An action's free-form `properties` object, kept as the JSON text it came in.
 ///
 /// Decoding does not build a map nobody may read; [`Properties::to_map`] parses it
-/// on demand.
+/// on demand. An empty object costs no allocation.
 ///
 /// Being raw JSON, it decodes through serde_json's own deserializers (`from_str`,
 /// `from_slice`, `from_reader`, `from_value`). Serde's buffered containers
 /// (`#[serde(untagged)]` enums, `#[serde(flatten)]`) cannot carry raw JSON: inside
 /// those, decode the payload as a `serde_json::Value` first, then `from_value`.
-#[derive(Clone)]
-pub struct Properties(Box<RawValue>);
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<RawValue>>);
 
 impl PartialEq for Properties {
     /// Equal when the JSON is, whatever the spacing.
@@ -81,54 +83,52 @@ impl Properties {
 
     /// Properties from a map.
     pub fn from_map(map: &serde_json::Map<String, serde_json::Value>) -> Self {
-        let json = serde_json::to_string(map).unwrap_or_else(|_| "{}".to_owned());
-        Self(RawValue::from_string(json).unwrap_or_else(|_| empty_object()))
+        if map.is_empty() {
+            return Self::default();
+        }
+        let raw = serde_json::to_string(map)
+            .ok()
+            .and_then(|json| RawValue::from_string(json).ok());
+        Self(raw)
     }
 
     fn from_raw(raw: Box<RawValue>) -> Result<Self, Box<RawValue>> {
-        if raw.get().starts_with('{') {
-            Ok(Self(raw))
-        } else {
-            Err(raw)
+        let json = raw.get();
+        if !json.starts_with('{') {
+            return Err(raw);
         }
+        let is_empty = json[1..json.len() - 1].trim().is_empty();
+        Ok(Self((!is_empty).then_some(raw)))
     }
 
-    /// The JSON text of the object.
+    /// The JSON text of the object (`{}` when empty).
     pub fn as_json(&self) -> &str {
-        self.0.get()
+        self.0.as_deref().map_or("{}", RawValue::get)
     }
 
     /// Whether the object has no entries.
     pub fn is_empty(&self) -> bool {
-        let inner = &self.0.get()[1..self.0.get().len() - 1];
-        inner.trim().is_empty()
+        self.0.is_none()
     }
 
     /// The properties as a map.
     pub fn to_map(&self) -> serde_json::Map<String, serde_json::Value> {
-        serde_json::from_str(self.0.get()).unwrap_or_default()
-    }
-}
-
-fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).expect("{} is valid JSON")
-}
-
-impl Default for Properties {
-    fn default() -> Self {
-        Self(empty_object())
+        serde_json::from_str(self.as_json()).unwrap_or_default()
     }
 }
 
 impl fmt::Debug for Properties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.get())
+        f.write_str(self.as_json())
     }
 }
 
 impl Serialize for Properties {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        match &self.0 {
+            Some(raw) => raw.serialize(serializer),
+            None => serializer.serialize_map(Some(0))?.end(),
+        }
     }
 }
 
@@ -148,17 +148,17 @@ impl<'de> Deserialize<'de> for Properties {
 pub struct SlimAction {
     /// `pageview`, `click`, `input`, `submit`, or a custom event name (`type` in
     /// later shapes).
-    pub event_type: String,
+    pub event_type: CompactString,
     /// A short name of what was acted on.
-    pub title: String,
+    pub title: CompactString,
     /// A sentence saying what the user did.
-    pub description: String,
+    pub description: CompactString,
     /// The page, without query or fragment and with ids collapsed to `:id`.
-    pub canonical_url: String,
+    pub canonical_url: CompactString,
     /// The page as visited.
-    pub raw_url: Option<String>,
+    pub raw_url: Option<CompactString>,
     /// When the action happened (ISO-8601).
-    pub ts: Option<String>,
+    pub ts: Option<CompactString>,
     /// Free-form properties.
     pub properties: Properties,
     /// Position in the session (later shapes).
@@ -168,11 +168,11 @@ pub struct SlimAction {
     /// End time, unix seconds (later shapes).
     pub timestamp_end: Option<f64>,
     /// Per-action session id (later shapes).
-    pub session_id: Option<String>,
+    pub session_id: Option<CompactString>,
     /// Per-action user id (later shapes).
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     /// Per-action email (later shapes).
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
 }
 
 impl SlimAction {
@@ -198,19 +198,19 @@ impl SlimAction {
 #[derive(Deserialize)]
 struct WireAction {
     #[serde(default)]
-    event_type: Option<String>,
+    event_type: Option<CompactString>,
     #[serde(rename = "type", default)]
-    kind: Option<String>,
+    kind: Option<CompactString>,
     #[serde(default)]
-    title: Option<String>,
+    title: Option<CompactString>,
     #[serde(default)]
-    description: Option<String>,
+    description: Option<CompactString>,
     #[serde(default)]
-    canonical_url: Option<String>,
+    canonical_url: Option<CompactString>,
     #[serde(default)]
-    raw_url: Option<String>,
+    raw_url: Option<CompactString>,
     #[serde(default)]
-    ts: Option<String>,
+    ts: Option<CompactString>,
     #[serde(default)]
     properties: Properties,
     #[serde(default)]
@@ -220,11 +220,11 @@ struct WireAction {
     #[serde(default)]
     timestamp_end: Option<f64>,
     #[serde(default, deserialize_with = "lenient_id")]
-    session_id: Option<String>,
+    session_id: Option<CompactString>,
     #[serde(default, deserialize_with = "lenient_id")]
-    user_id: Option<String>,
+    user_id: Option<CompactString>,
     #[serde(default)]
-    email: Option<String>,
+    email: Option<CompactString>,
 }
 
 impl From<WireAction> for SlimAction {
@@ -300,15 +300,15 @@ impl Serialize for SlimAction {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ActionsPayload {
     /// The product the session belongs to.
-    pub product_id: Option<String>,
+    pub product_id: Option<CompactString>,
     /// The browser session (PostHog `$session_id`).
-    pub session_id: Option<String>,
+    pub session_id: Option<CompactString>,
     /// The user (PostHog `distinct_id`).
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     /// The user's email when known.
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
     /// Batch time (ISO-8601).
-    pub ts: Option<String>,
+    pub ts: Option<CompactString>,
     /// When the connector forwarded the batch, unix seconds.
     pub forwarded_at: Option<f64>,
     /// The actions, in order.
@@ -376,15 +376,15 @@ impl<'de> Deserialize<'de> for ActionsPayload {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SummaryPayload {
     /// The product the session belongs to.
-    pub product_id: Option<String>,
+    pub product_id: Option<CompactString>,
     /// The browser session.
-    pub session_id: Option<String>,
+    pub session_id: Option<CompactString>,
     /// The summary (`content` in the README shape).
-    pub summary: String,
+    pub summary: CompactString,
     /// How many actions this summary stands for.
     pub replaces: u64,
     /// When it was written (ISO-8601).
-    pub ts: Option<String>,
+    pub ts: Option<CompactString>,
     /// When the connector forwarded it, unix seconds.
     pub forwarded_at: Option<f64>,
 }
@@ -392,7 +392,7 @@ pub struct SummaryPayload {
 impl SummaryPayload {
     /// The summary text itself.
     pub fn to_text(&self) -> String {
-        self.summary.clone()
+        self.summary.to_string()
     }
 
     /// The canonical JSON.
@@ -524,15 +524,15 @@ struct WirePayload<'a> {
     #[serde(rename = "type", default, borrow)]
     kind: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_id")]
-    product_id: Option<String>,
+    product_id: Option<CompactString>,
     #[serde(default, deserialize_with = "lenient_id")]
-    session_id: Option<String>,
+    session_id: Option<CompactString>,
     #[serde(default, deserialize_with = "lenient_id")]
-    user_id: Option<String>,
+    user_id: Option<CompactString>,
     #[serde(default)]
-    email: Option<String>,
+    email: Option<CompactString>,
     #[serde(default)]
-    ts: Option<String>,
+    ts: Option<CompactString>,
     #[serde(default)]
     forwarded_at: Option<f64>,
     #[serde(default)]
@@ -540,9 +540,9 @@ struct WirePayload<'a> {
     #[serde(default)]
     actions: Option<Vec<SlimAction>>,
     #[serde(default)]
-    summary: Option<String>,
+    summary: Option<CompactString>,
     #[serde(default)]
-    content: Option<String>,
+    content: Option<CompactString>,
     #[serde(default)]
     replaces: Option<u64>,
 }
@@ -592,34 +592,36 @@ impl WirePayload<'_> {
 
 /// Ids are strings, but some sources send numbers (a numeric `distinct_id`):
 /// take those as their decimal text rather than reject the payload.
-fn lenient_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+fn lenient_id<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<CompactString>, D::Error> {
     struct IdVisitor;
 
     impl de::Visitor<'_> for IdVisitor {
-        type Value = Option<String>;
+        type Value = Option<CompactString>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string, a number or null")
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
+            Ok(Some(CompactString::from(v)))
         }
 
         fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(v))
+            Ok(Some(CompactString::from(v)))
         }
 
         fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(v.to_compact_string()))
         }
 
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(v.to_compact_string()))
         }
 
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
+            Ok(Some(v.to_compact_string()))
         }
 
         fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {

@@ -6,6 +6,7 @@
 //! client). The overflow policy is applied here, in one place.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,9 @@ impl<T> State<T> {
 
 pub(crate) struct EventQueue<T> {
     state: Mutex<State<T>>,
+    /// The number of items, mirrored outside the lock so the reader can look at it
+    /// for every event (to decide whether to decode ahead) without contending.
+    len: AtomicUsize,
     capacity: usize,
     policy: OverflowPolicy,
     /// Wakes consumer threads.
@@ -72,6 +76,7 @@ impl<T> EventQueue<T> {
                 consumers_parked: 0,
                 producers_parked: 0,
             }),
+            len: AtomicUsize::new(0),
             capacity,
             policy,
             items_cv: Condvar::new(),
@@ -87,8 +92,22 @@ impl<T> EventQueue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The number of queued items (a snapshot: it may change right after).
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn policy(&self) -> OverflowPolicy {
+        self.policy
+    }
+
+    /// Updates the mirrored length; called with the lock held after every change.
+    fn publish_len(&self, state: &State<T>) {
+        self.len.store(state.items.len(), Ordering::Relaxed);
     }
 
     /// Ends the queue: consumers take what is left, then see `Closed`; producers
@@ -112,6 +131,7 @@ impl<T> EventQueue<T> {
     /// woken once the queue has drained to half: waking it for every free slot
     /// would bounce both threads through the scheduler once per event.
     fn after_pop(&self, state: MutexGuard<'_, State<T>>) {
+        self.publish_len(&state);
         if state.items.len() != self.capacity / 2 {
             return;
         }
@@ -133,6 +153,7 @@ impl<T> EventQueue<T> {
         }
         if state.items.len() < self.capacity {
             state.items.push_back(item);
+            self.publish_len(state);
             return Ok(Pushed::Queued);
         }
         match self.policy {
@@ -140,6 +161,7 @@ impl<T> EventQueue<T> {
             OverflowPolicy::DropOldest => {
                 let oldest = state.items.pop_front();
                 state.items.push_back(item);
+                self.publish_len(state);
                 Ok(oldest.map_or(Pushed::Queued, Pushed::Dropped))
             }
             OverflowPolicy::Block => Err(item),
@@ -255,7 +277,10 @@ impl<T> EventQueue<T> {
 
     /// Takes everything left, for counting what a shutdown discards.
     pub(crate) fn take_all(&self) -> Vec<T> {
-        let items: Vec<T> = self.lock().items.drain(..).collect();
+        let mut state = self.lock();
+        let items: Vec<T> = state.items.drain(..).collect();
+        self.publish_len(&state);
+        drop(state);
         self.room_cv.notify_all();
         self.room_notify.notify_waiters();
         items

@@ -36,7 +36,7 @@ use futures_util::future::BoxFuture;
 use tracing::{debug, warn};
 
 use crate::error::Error;
-use crate::models::{ActionsPayload, SummaryPayload};
+use crate::models::{ActionsPayload, CompactString, SummaryPayload};
 
 /// The default number of actions per summary.
 pub const DEFAULT_THRESHOLD: usize = 10;
@@ -58,7 +58,7 @@ type AsyncSummaryCallback = Box<dyn Fn(String, String) -> BoxFuture<'static, ()>
 /// A session's actions waiting for a summary.
 #[derive(Debug, Default)]
 struct Pending {
-    product_id: Option<String>,
+    product_id: Option<CompactString>,
     lines: Vec<String>,
 }
 
@@ -66,7 +66,7 @@ struct Pending {
 #[derive(Debug)]
 struct Batch {
     session_id: String,
-    product_id: Option<String>,
+    product_id: Option<CompactString>,
     lines: Vec<String>,
 }
 
@@ -198,8 +198,8 @@ impl Batch {
     fn into_summary(self, text: String) -> SummaryPayload {
         SummaryPayload {
             product_id: self.product_id,
-            session_id: Some(self.session_id),
-            summary: text.trim().to_owned(),
+            session_id: Some(self.session_id.into()),
+            summary: text.trim().into(),
             replaces: self.lines.len() as u64,
             ts: None,
             forwarded_at: SystemTime::now()
@@ -390,11 +390,8 @@ impl AsyncSessionSummarizer {
         let prompt = self.acc.render(&batch);
         let summary = self.acc.conclude(batch, (self.llm)(prompt).await)?;
         if let Some(on_summary) = &self.on_summary {
-            let session = summary
-                .session_id
-                .clone()
-                .unwrap_or_else(|| UNKNOWN_SESSION.into());
-            on_summary(session, summary.summary.clone()).await;
+            let session = summary.session_id.as_deref().unwrap_or(UNKNOWN_SESSION);
+            on_summary(session.to_owned(), summary.summary.to_string()).await;
         }
         Some(summary)
     }

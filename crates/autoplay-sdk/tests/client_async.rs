@@ -85,8 +85,8 @@ async fn events_stream_yields_payloads_in_order() {
     let kinds: Vec<String> = events
         .iter()
         .map(|e| match e {
-            Event::Actions(p) => p.actions[0].title.clone(),
-            Event::Summary(p) => p.summary.clone(),
+            Event::Actions(p) => p.actions[0].title.to_string(),
+            Event::Summary(p) => p.summary.to_string(),
         })
         .collect();
     assert_eq!(kinds, vec!["1", "2", "3", "4", "5", "done"]);

@@ -415,13 +415,15 @@ fn overflow_run(policy: OverflowPolicy) -> (Vec<String>, u64, Vec<(String, u64)>
             if first.fetch_add(1, Ordering::SeqCst) == 0 {
                 let _ = gate.lock().unwrap().recv_timeout(WAIT);
             }
-            s.push(p.actions[0].title.clone());
+            s.push(p.actions[0].title.to_string());
         })
         .on_drop(move |event, total| {
             let Event::Actions(p) = event else {
                 panic!("only actions were sent")
             };
-            d.lock().unwrap().push((p.actions[0].title.clone(), total));
+            d.lock()
+                .unwrap()
+                .push((p.actions[0].title.to_string(), total));
         })
         .build()
         .unwrap();
@@ -473,6 +475,50 @@ fn block_policy_loses_nothing() {
     assert_eq!(seen, expected);
     assert_eq!(dropped, 0);
     assert!(drops.is_empty());
+}
+
+/// When the callback falls behind, the reader decodes part of the backlog itself
+/// (see `dispatch`): order, skips and summaries must come out exactly as when the
+/// consumer decodes everything.
+#[test]
+fn a_backlog_decoded_by_both_threads_keeps_order_and_skips() {
+    let mut frames = Vec::new();
+    for i in 1..=400u64 {
+        frames.push(actions_frame(i, "s", &i.to_string()));
+        match i {
+            150 => frames.push("data: {not json\n\n".to_owned()),
+            250 => frames.push("data: {\"type\":\"unknown\"}\n\n".to_owned()),
+            300 => frames.push(summary_frame(1000, "s", "halfway")),
+            _ => {}
+        }
+    }
+    let body = vec![write(frames.concat()), Step::Stall];
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let seen = Seen::default();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(Some(gate_rx));
+    let (a, s) = (seen.clone(), seen.clone());
+    let client = fast(&server.url())
+        .overflow_policy(OverflowPolicy::Block)
+        .on_actions(move |p| {
+            // Hold the first callback until the whole stream is queued behind it.
+            if let Some(gate) = gate.lock().unwrap().take() {
+                let _ = gate.recv_timeout(WAIT);
+            }
+            a.push(format!("actions:{}", p.actions[0].title));
+        })
+        .on_summary(move |p| s.push(format!("summary:{}", p.summary)))
+        .build()
+        .unwrap();
+    let bg = client.run_in_background().unwrap();
+    wait_until(WAIT, "the backlog", || client.queue_size() >= 399);
+    gate_tx.send(()).unwrap();
+    wait_until(WAIT, "every payload", || seen.len() == 401);
+    drop(bg);
+    let mut expected: Vec<String> = (1..=400).map(|i| format!("actions:{i}")).collect();
+    expected.insert(300, "summary:halfway".to_owned());
+    assert_eq!(seen.get(), expected);
+    assert_eq!(client.dropped_count(), 0);
 }
 
 #[test]
@@ -571,7 +617,7 @@ fn a_panicking_callback_is_contained() {
             if p.actions[0].title == "1" {
                 panic!("user bug");
             }
-            s.push(p.actions[0].title.clone());
+            s.push(p.actions[0].title.to_string());
         })
         .run_in_background()
         .unwrap();

@@ -15,7 +15,7 @@ fn batch(session: &str, titles: &[&str]) -> ActionsPayload {
             .iter()
             .map(|t| SlimAction {
                 title: (*t).into(),
-                canonical_url: format!("/{t}"),
+                canonical_url: format!("/{t}").into(),
                 ..Default::default()
             })
             .collect(),
@@ -33,8 +33,8 @@ fn summary(session: &str, text: &str) -> SummaryPayload {
 
 fn title(event: &Event) -> String {
     match event {
-        Event::Actions(p) => p.actions[0].title.clone(),
-        Event::Summary(p) => p.summary.clone(),
+        Event::Actions(p) => p.actions[0].title.to_string(),
+        Event::Summary(p) => p.summary.to_string(),
     }
 }
 

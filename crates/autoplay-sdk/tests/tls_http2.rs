@@ -86,7 +86,7 @@ fn first_payload_over(alpn: Vec<Vec<u8>>) -> (String, Version) {
         .expect("a payload over TLS");
     drop(client);
     let version = versions.lock().unwrap()[0];
-    (session, version)
+    (session.to_string(), version)
 }
 
 #[test]

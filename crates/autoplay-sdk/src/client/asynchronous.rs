@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::{Core, RunGuard, StopHandle};
 use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
-use crate::dispatch::{decode, worker_index};
+use crate::dispatch::{Delivery, Queued, worker_index};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
 use crate::queue::{EventQueue, Popped};
@@ -164,8 +164,8 @@ impl AsyncConnectorClient {
         }
     }
 
-    fn start(&self, keep_heartbeats: bool) -> (Arc<EventQueue<SseEvent>>, EngineTask) {
-        let (queue, engine) = self.inner.core.prepare(keep_heartbeats);
+    fn start(&self, delivery: Delivery) -> (Arc<EventQueue<Queued>>, EngineTask) {
+        let (queue, engine) = self.inner.core.prepare(delivery);
         let task = EngineTask {
             handle: Some(tokio::spawn(engine.run())),
             stop: self.inner.core.stop_handle().clone(),
@@ -177,12 +177,12 @@ impl AsyncConnectorClient {
     /// fatal status or exhausted retries (then `Err`). Dropping this future stops the client.
     pub async fn run(&self) -> Result<(), Error> {
         let _running = self.inner.core.begin_run()?;
-        let (queue, mut engine) = self.start(false);
+        let (queue, mut engine) = self.start(Delivery::Payloads);
         let config = self.inner.core.config();
         let callbacks = &self.inner.callbacks;
         if config.workers == 1 {
-            while let Popped::Item(event) = queue.pop(config.drain_timeout).await {
-                if let Some(payload) = decode(&event) {
+            while let Popped::Item(queued) = queue.pop(config.drain_timeout).await {
+                if let Some(payload) = queued.into_payload() {
                     callbacks.handle(payload).await;
                 }
             }
@@ -209,28 +209,28 @@ impl AsyncConnectorClient {
     /// after [`stop`](Self::stop); a fatal status or exhausted retries arrive as its last
     /// item, an `Err`. Dropping the stream stops the client.
     pub fn events(&self) -> impl Stream<Item = Result<Event, Error>> + Send + 'static {
-        self.stream(false, |event| decode(&event))
+        self.stream(Delivery::Payloads, Queued::into_payload)
     }
 
     /// Every SSE event as the parser dispatched it, before any Autoplay interpretation:
     /// heartbeats, unknown types and malformed data included (for raw tails and debugging).
     pub fn raw_events(&self) -> impl Stream<Item = Result<SseEvent, Error>> + Send + 'static {
-        self.stream(true, Some)
+        self.stream(Delivery::Raw, Queued::into_sse)
     }
 
     fn stream<T: Send + 'static>(
         &self,
-        keep_heartbeats: bool,
-        map: fn(SseEvent) -> Option<T>,
+        delivery: Delivery,
+        map: fn(Queued) -> Option<T>,
     ) -> impl Stream<Item = Result<T, Error>> + Send + 'static {
         struct State {
-            queue: Arc<EventQueue<SseEvent>>,
+            queue: Arc<EventQueue<Queued>>,
             engine: EngineTask,
             drain: std::time::Duration,
             _running: RunGuard,
         }
         let state = self.inner.core.begin_run().map(|running| {
-            let (queue, engine) = self.start(keep_heartbeats);
+            let (queue, engine) = self.start(delivery);
             State {
                 queue,
                 engine,
@@ -284,7 +284,7 @@ impl AsyncConnectorClient {
 
 /// Decodes on this task and hands each event to the worker task owning its session.
 async fn route_to_workers(
-    queue: &EventQueue<SseEvent>,
+    queue: &EventQueue<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
 ) {
@@ -307,8 +307,8 @@ async fn route_to_workers(
     }
     // Dropping `run` aborts the workers too.
     let mut workers = AbortOnDrop(workers);
-    while let Popped::Item(event) = queue.pop(config.drain_timeout).await {
-        if let Some(payload) = decode(&event) {
+    while let Popped::Item(queued) = queue.pop(config.drain_timeout).await {
+        if let Some(payload) = queued.into_payload() {
             lanes[worker_index(&payload, lanes.len())]
                 .push(payload)
                 .await;

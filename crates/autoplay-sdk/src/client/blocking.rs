@@ -9,11 +9,10 @@ use tracing::{info, warn};
 
 use super::{Core, StopHandle};
 use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
-use crate::dispatch::{decode, worker_index};
+use crate::dispatch::{Delivery, Queued, worker_index};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
 use crate::queue::{EventQueue, Popped};
-use crate::sse::SseEvent;
 
 type ActionsCallback = Arc<dyn Fn(ActionsPayload) + Send + Sync>;
 type SummaryCallback = Arc<dyn Fn(SummaryPayload) + Send + Sync>;
@@ -145,7 +144,7 @@ impl ConnectorClient {
     pub fn run(&self) -> Result<(), Error> {
         let _running = self.inner.core.begin_run()?;
         let config = self.inner.core.config().clone();
-        let (queue, engine) = self.inner.core.prepare(false);
+        let (queue, engine) = self.inner.core.prepare(Delivery::Payloads);
         let reader = std::thread::Builder::new()
             .name("autoplay-reader".into())
             .spawn(move || -> Result<(), Error> {
@@ -219,9 +218,9 @@ impl ConnectorClient {
 }
 
 /// Handles events on this thread until the queue is closed and drained.
-fn consume(queue: &EventQueue<SseEvent>, config: &ClientConfig, callbacks: &Callbacks) {
-    while let Popped::Item(event) = queue.pop_blocking(config.drain_timeout) {
-        if let Some(payload) = decode(&event) {
+fn consume(queue: &EventQueue<Queued>, config: &ClientConfig, callbacks: &Callbacks) {
+    while let Popped::Item(queued) = queue.pop_blocking(config.drain_timeout) {
+        if let Some(payload) = queued.into_payload() {
             callbacks.handle(payload);
         }
     }
@@ -229,7 +228,7 @@ fn consume(queue: &EventQueue<SseEvent>, config: &ClientConfig, callbacks: &Call
 
 /// Decodes on this thread and hands each event to the worker owning its session.
 fn route_to_workers(
-    queue: &EventQueue<SseEvent>,
+    queue: &EventQueue<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
 ) -> Result<(), Error> {
@@ -262,8 +261,8 @@ fn route_to_workers(
         }
         lanes.push(lane);
     }
-    while let Popped::Item(event) = queue.pop_blocking(config.drain_timeout) {
-        if let Some(payload) = decode(&event) {
+    while let Popped::Item(queued) = queue.pop_blocking(config.drain_timeout) {
+        if let Some(payload) = queued.into_payload() {
             lanes[worker_index(&payload, lanes.len())].push_blocking(payload);
         }
     }

@@ -13,10 +13,10 @@ pub use asynchronous::{AsyncConnectorClient, AsyncConnectorClientBuilder};
 pub use blocking::{BackgroundClient, ConnectorClient, ConnectorClientBuilder};
 
 use crate::config::{ClientConfig, ConfigBuilder};
+use crate::dispatch::{Delivery, Queued};
 use crate::engine::{Engine, Stats};
 use crate::error::Error;
 use crate::queue::EventQueue;
-use crate::sse::SseEvent;
 
 /// What both clients hold besides their callbacks: the checked settings, the stop
 /// signal, the counters, and the current run's queue.
@@ -27,7 +27,7 @@ pub(crate) struct Core {
     stats: Arc<Stats>,
     running: Arc<AtomicBool>,
     /// The current run's queue, for `queue_size`.
-    queue: Mutex<Option<Arc<EventQueue<SseEvent>>>>,
+    queue: Mutex<Option<Arc<EventQueue<Queued>>>>,
 }
 
 impl Core {
@@ -54,7 +54,7 @@ impl Core {
     }
 
     /// A fresh queue for one run and the engine that fills it.
-    pub(crate) fn prepare(&self, keep_heartbeats: bool) -> (Arc<EventQueue<SseEvent>>, Engine) {
+    pub(crate) fn prepare(&self, delivery: Delivery) -> (Arc<EventQueue<Queued>>, Engine) {
         let queue = Arc::new(EventQueue::new(
             self.config.max_queue_size,
             self.config.overflow,
@@ -66,7 +66,7 @@ impl Core {
             queue.clone(),
             self.stats.clone(),
             self.stop.token(),
-            keep_heartbeats,
+            delivery,
         );
         (queue, engine)
     }

@@ -36,6 +36,7 @@ struct Options {
     max_backoff: Duration,
     max_retries: Option<u32>,
     overflow: OverflowPolicy,
+    overflow_grace: Duration,
     workers: usize,
     drain_timeout: Duration,
     max_event_size: Option<usize>,
@@ -185,6 +186,7 @@ impl PyConnectorClient {
             .initial_backoff(o.initial_backoff)
             .max_backoff(o.max_backoff)
             .overflow_policy(o.overflow)
+            .overflow_grace(o.overflow_grace)
             .workers(o.workers)
             .drain_timeout(o.drain_timeout);
         if let Some(n) = o.max_retries {
@@ -296,7 +298,7 @@ impl PyConnectorClient {
         connect_timeout=10.0, read_timeout_s=90.0, initial_backoff_s=1.0, max_backoff_s=30.0,
         max_retries=None, on_connect=None, on_disconnect=None,
         overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
-        max_event_size=None, headers=None, last_event_id=None
+        max_event_size=None, headers=None, last_event_id=None, overflow_grace_s=0.025
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -317,6 +319,7 @@ impl PyConnectorClient {
         max_event_size: Option<usize>,
         headers: Option<&Bound<'_, PyDict>>,
         last_event_id: Option<String>,
+        overflow_grace_s: f64,
     ) -> PyResult<Self> {
         let mut header_list = Vec::new();
         if let Some(headers) = headers {
@@ -332,6 +335,7 @@ impl PyConnectorClient {
             max_backoff: seconds(py, "max_backoff_s", max_backoff_s)?,
             max_retries,
             overflow: self::overflow_policy(py, overflow_policy)?,
+            overflow_grace: seconds(py, "overflow_grace_s", overflow_grace_s)?,
             workers,
             drain_timeout: seconds(py, "drain_timeout_s", drain_timeout_s)?,
             max_event_size,

@@ -16,6 +16,12 @@ use crate::sse::DEFAULT_MAX_EVENT_SIZE;
 pub const TOKEN_ENV_VAR: &str = "AUTOPLAY_TOKEN";
 
 /// What the reader does when the queue between it and the callbacks is full.
+///
+/// The two drop policies first give the callbacks a short grace
+/// ([`overflow_grace`](crate::ConnectorClientBuilder::overflow_grace), default 25 ms)
+/// to make room: a callback thread that was only descheduled for a moment, or paused
+/// by a garbage collector, loses nothing. Once a grace has run out, events are dropped
+/// at once, without waiting again, until the queue has drained to half.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// Drop the event that just arrived (the published SDK's behaviour).
@@ -59,6 +65,9 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
+/// How long a full queue waits for room before a drop policy drops.
+pub(crate) const DEFAULT_OVERFLOW_GRACE: Duration = Duration::from_millis(25);
+
 pub(crate) type ConnectHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type DisconnectHook = Arc<dyn Fn(&DisconnectReason) + Send + Sync>;
 pub(crate) type DropHook = Arc<dyn Fn(&Event, u64) + Send + Sync>;
@@ -87,6 +96,7 @@ pub(crate) struct ClientConfig {
     pub max_event_size: usize,
     pub max_queue_size: usize,
     pub overflow: OverflowPolicy,
+    pub overflow_grace: Duration,
     pub workers: usize,
     pub drain_timeout: Duration,
     /// Extra trusted roots (PEM), checked to parse at build time.
@@ -108,6 +118,7 @@ pub(crate) struct ConfigBuilder {
     pub max_event_size: usize,
     pub max_queue_size: usize,
     pub overflow: OverflowPolicy,
+    pub overflow_grace: Duration,
     pub workers: usize,
     pub drain_timeout: Duration,
     pub root_certificates: Vec<Vec<u8>>,
@@ -129,6 +140,7 @@ impl ConfigBuilder {
             max_event_size: DEFAULT_MAX_EVENT_SIZE,
             max_queue_size: 500,
             overflow: OverflowPolicy::DropNewest,
+            overflow_grace: DEFAULT_OVERFLOW_GRACE,
             workers: 1,
             drain_timeout: Duration::from_secs(5),
             root_certificates: Vec::new(),
@@ -216,6 +228,7 @@ impl ConfigBuilder {
             max_event_size: self.max_event_size,
             max_queue_size: self.max_queue_size,
             overflow: self.overflow,
+            overflow_grace: self.overflow_grace,
             workers: self.workers,
             drain_timeout: self.drain_timeout,
             root_certificates: self.root_certificates.clone(),
@@ -298,6 +311,13 @@ macro_rules! config_setters {
             /// What happens when the queue is full (default [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest)).
             pub fn overflow_policy(mut self, policy: crate::OverflowPolicy) -> Self {
                 self.config.overflow = policy;
+                self
+            }
+
+            /// How long a full queue waits for room before a drop policy drops (default
+            /// 25 ms; zero drops at once). See [`OverflowPolicy`](crate::OverflowPolicy).
+            pub fn overflow_grace(mut self, grace: std::time::Duration) -> Self {
+                self.config.overflow_grace = grace;
                 self
             }
 

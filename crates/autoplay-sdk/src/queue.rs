@@ -41,6 +41,9 @@ struct State<T> {
     /// nobody waits, so the hot path only notifies when someone does.
     consumers_parked: usize,
     producers_parked: usize,
+    /// A drop policy's grace ran out: drop at once, without waiting again, until
+    /// the queue has drained to half.
+    overflowing: bool,
 }
 
 impl<T> State<T> {
@@ -57,6 +60,8 @@ pub(crate) struct EventQueue<T> {
     len: AtomicUsize,
     capacity: usize,
     policy: OverflowPolicy,
+    /// How long a full queue waits for room before a drop policy drops.
+    grace: Duration,
     /// Wakes consumer threads.
     items_cv: Condvar,
     /// Wakes consumer tasks.
@@ -68,17 +73,25 @@ pub(crate) struct EventQueue<T> {
 }
 
 impl<T> EventQueue<T> {
+    /// A queue whose drop policies drop at once (no grace).
     pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
+        Self::with_grace(capacity, policy, Duration::ZERO)
+    }
+
+    /// A queue whose drop policies first wait up to `grace` for room.
+    pub(crate) fn with_grace(capacity: usize, policy: OverflowPolicy, grace: Duration) -> Self {
         EventQueue {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity.min(4096)),
                 closed_at: None,
                 consumers_parked: 0,
                 producers_parked: 0,
+                overflowing: false,
             }),
             len: AtomicUsize::new(0),
             capacity,
             policy,
+            grace,
             items_cv: Condvar::new(),
             items_notify: Notify::new(),
             room_cv: Condvar::new(),
@@ -130,11 +143,12 @@ impl<T> EventQueue<T> {
     /// Called after each pop. A producer waits only while the queue is full, and is
     /// woken once the queue has drained to half: waking it for every free slot
     /// would bounce both threads through the scheduler once per event.
-    fn after_pop(&self, state: MutexGuard<'_, State<T>>) {
+    fn after_pop(&self, mut state: MutexGuard<'_, State<T>>) {
         self.publish_len(&state);
         if state.items.len() != self.capacity / 2 {
             return;
         }
+        state.overflowing = false;
         let thread_parked = state.producers_parked > 0;
         drop(state);
         if thread_parked {
@@ -145,8 +159,30 @@ impl<T> EventQueue<T> {
         self.room_notify.notify_one();
     }
 
+    /// Whether a push into a full queue waits for room (`Block`, or a drop policy
+    /// still within its grace) rather than dropping now.
+    fn waits_when_full(&self, state: &State<T>) -> bool {
+        match self.policy {
+            OverflowPolicy::Block => true,
+            OverflowPolicy::DropNewest | OverflowPolicy::DropOldest => {
+                !self.grace.is_zero() && !state.overflowing
+            }
+        }
+    }
+
+    /// When a producer that found the queue full stops waiting for room: never for
+    /// `Block`, after the grace for the drop policies.
+    fn wait_deadline(&self) -> Option<Instant> {
+        (self.policy != OverflowPolicy::Block).then(|| Instant::now() + self.grace)
+    }
+
+    /// The grace ran out: from now on the drop policy drops at once.
+    fn grace_expired(&self, state: &mut State<T>) {
+        state.overflowing = true;
+    }
+
     /// Applies the overflow policy to a full queue, or queues the item. Returns the
-    /// item back when the `Block` policy has to wait.
+    /// item back when the producer has to wait for room.
     fn try_push(&self, state: &mut State<T>, item: T) -> Result<Pushed<T>, T> {
         if state.closed_at.is_some() {
             return Ok(Pushed::Dropped(item));
@@ -155,6 +191,9 @@ impl<T> EventQueue<T> {
             state.items.push_back(item);
             self.publish_len(state);
             return Ok(Pushed::Queued);
+        }
+        if self.waits_when_full(state) {
+            return Err(item);
         }
         match self.policy {
             OverflowPolicy::DropNewest => Ok(Pushed::Dropped(item)),
@@ -168,15 +207,17 @@ impl<T> EventQueue<T> {
         }
     }
 
-    /// Pushes from a task; under `Block` waits for room without blocking the thread.
+    /// Pushes from a task; waiting for room (see [`OverflowPolicy`]) does not block
+    /// the thread.
     pub(crate) async fn push(&self, item: T) -> Pushed<T> {
         let mut item = match self.try_push_and_wake(item) {
             Ok(pushed) => return pushed,
             Err(back) => back,
         };
-        // Full under `Block`. Registering as a waiter takes the notifier's lock, so
-        // it is done only on this slow path, before looking again: a pop or a close
-        // in between is then never missed.
+        // Full. Registering as a waiter takes the notifier's lock, so it is done only
+        // on this slow path, before looking again: a pop or a close in between is
+        // then never missed.
+        let deadline = self.wait_deadline().map(tokio::time::Instant::from_std);
         loop {
             let room = self.room_notify.notified();
             tokio::pin!(room);
@@ -185,7 +226,14 @@ impl<T> EventQueue<T> {
                 Ok(pushed) => return pushed,
                 Err(back) => back,
             };
-            room.await;
+            match deadline {
+                None => room.await,
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        self.grace_expired(&mut self.lock());
+                    }
+                }
+            }
         }
     }
 
@@ -200,8 +248,9 @@ impl<T> EventQueue<T> {
         Ok(pushed)
     }
 
-    /// Pushes from a thread; under `Block` waits for room.
+    /// Pushes from a thread, waiting for room as [`OverflowPolicy`] says.
     pub(crate) fn push_blocking(&self, mut item: T) -> Pushed<T> {
+        let mut deadline = None;
         let mut state = self.lock();
         loop {
             match self.try_push(&mut state, item) {
@@ -216,7 +265,20 @@ impl<T> EventQueue<T> {
                 Err(back) => {
                     item = back;
                     state.producers_parked += 1;
-                    state = self.room_cv.wait(state).unwrap_or_else(|e| e.into_inner());
+                    state = match *deadline.get_or_insert_with(|| self.wait_deadline()) {
+                        None => self.room_cv.wait(state).unwrap_or_else(|e| e.into_inner()),
+                        Some(deadline) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let (mut state, waited) = self
+                                .room_cv
+                                .wait_timeout(state, left)
+                                .unwrap_or_else(|e| e.into_inner());
+                            if waited.timed_out() {
+                                self.grace_expired(&mut state);
+                            }
+                            state
+                        }
+                    };
                     state.producers_parked -= 1;
                 }
             }
@@ -361,5 +423,71 @@ mod tests {
         q.close();
         assert!(matches!(q.pop(DRAIN).await, Popped::Item(2)));
         assert!(matches!(q.pop(DRAIN).await, Popped::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_drop_policy_waits_out_a_short_stall_within_the_grace() {
+        for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest] {
+            let q = Arc::new(EventQueue::with_grace(2, policy, Duration::from_secs(10)));
+            q.push(1).await;
+            q.push(2).await;
+            let consumer = {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    q.pop(DRAIN).await
+                })
+            };
+            assert!(matches!(q.push(3).await, Pushed::Queued), "{policy:?}");
+            assert!(matches!(consumer.await.unwrap(), Popped::Item(1)));
+            assert_eq!(q.take_all(), vec![2, 3]);
+        }
+    }
+
+    #[tokio::test]
+    async fn after_the_grace_runs_out_drops_are_immediate_until_half_drained() {
+        let grace = Duration::from_millis(30);
+        let q = EventQueue::with_grace(4, OverflowPolicy::DropNewest, grace);
+        for i in 0..4 {
+            q.push(i).await;
+        }
+        let started = Instant::now();
+        assert!(matches!(q.push(4).await, Pushed::Dropped(4)));
+        assert!(started.elapsed() >= grace, "the first drop waits the grace");
+        let started = Instant::now();
+        for i in 5..50 {
+            assert!(matches!(q.push(i).await, Pushed::Dropped(_)));
+        }
+        assert!(
+            started.elapsed() < grace,
+            "later drops do not wait: {:?}",
+            started.elapsed()
+        );
+        // One pop leaves the queue above half: still no waiting.
+        assert!(matches!(q.pop(DRAIN).await, Popped::Item(0)));
+        q.push(50).await;
+        let started = Instant::now();
+        assert!(matches!(q.push(51).await, Pushed::Dropped(51)));
+        assert!(started.elapsed() < grace);
+        // Drained to half: the next full queue gets its grace again.
+        assert!(matches!(q.pop(DRAIN).await, Popped::Item(1)));
+        assert!(matches!(q.pop(DRAIN).await, Popped::Item(2)));
+        q.push(52).await;
+        q.push(53).await;
+        let started = Instant::now();
+        assert!(matches!(q.push(54).await, Pushed::Dropped(54)));
+        assert!(started.elapsed() >= grace);
+    }
+
+    #[test]
+    fn blocking_push_honours_the_grace_too() {
+        let grace = Duration::from_millis(30);
+        let q = EventQueue::with_grace(1, OverflowPolicy::DropOldest, grace);
+        q.push_blocking(1);
+        let started = Instant::now();
+        assert!(matches!(q.push_blocking(2), Pushed::Dropped(1)));
+        assert!(started.elapsed() >= grace);
+        assert!(matches!(q.push_blocking(3), Pushed::Dropped(2)));
+        assert!(started.elapsed() < grace * 2);
     }
 }

@@ -477,6 +477,45 @@ fn block_policy_loses_nothing() {
     assert!(drops.is_empty());
 }
 
+/// A callback that stalls for a moment (a descheduled thread, a GC pause) within
+/// the overflow grace loses nothing under a drop policy; without a grace the same
+/// stall drops events.
+#[test]
+fn a_short_callback_stall_within_the_grace_loses_nothing() {
+    let frames: String = (1..=40u64)
+        .map(|i| actions_frame(i, "s", &i.to_string()))
+        .collect();
+    let body = vec![write(frames), Step::Stall];
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let run = |grace: Duration| {
+        let seen = Seen::default();
+        let first = AtomicUsize::new(0);
+        let s = seen.clone();
+        let client = fast(&server.url())
+            .max_queue_size(4)
+            .overflow_grace(grace)
+            .on_actions(move |p| {
+                if first.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                s.push(p.actions[0].title.to_string());
+            })
+            .build()
+            .unwrap();
+        let bg = client.run_in_background().unwrap();
+        wait_until(WAIT, "every event seen or dropped", || {
+            seen.len() as u64 + client.dropped_count() == 40
+        });
+        drop(bg);
+        (seen.get(), client.dropped_count())
+    };
+    let (seen, dropped) = run(Duration::from_secs(5));
+    assert_eq!(dropped, 0);
+    assert_eq!(seen, (1..=40).map(|i| i.to_string()).collect::<Vec<_>>());
+    let (_, dropped) = run(Duration::ZERO);
+    assert!(dropped > 0, "without a grace the stall drops events");
+}
+
 /// When the callback falls behind, the reader decodes part of the backlog itself
 /// (see `dispatch`): order, skips and summaries must come out exactly as when the
 /// consumer decodes everything.

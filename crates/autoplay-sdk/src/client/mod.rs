@@ -55,9 +55,10 @@ impl Core {
 
     /// A fresh queue for one run and the engine that fills it.
     pub(crate) fn prepare(&self, delivery: Delivery) -> (Arc<EventQueue<Queued>>, Engine) {
-        let queue = Arc::new(EventQueue::new(
+        let queue = Arc::new(EventQueue::with_grace(
             self.config.max_queue_size,
             self.config.overflow,
+            self.config.overflow_grace,
         ));
         *self.queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue.clone());
         let engine = Engine::new(

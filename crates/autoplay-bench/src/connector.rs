@@ -204,13 +204,17 @@ pub fn sub(kind: &str, mode: &str, url: &str, n: u64) {
         raw_latency(url, n);
     }
     struct Seen {
+        /// From the connector's `forwarded_at` (its publish time) to the callback.
         latencies: Vec<u64>,
+        /// From the poster's clock before the POST to the callback.
+        from_post: Vec<u64>,
         seqs: HashSet<u64>,
         duplicates: u64,
         last: Instant,
     }
     let seen = Arc::new(Mutex::new(Seen {
         latencies: Vec::with_capacity(n as usize),
+        from_post: Vec::with_capacity(n as usize),
         seqs: HashSet::with_capacity(n as usize),
         duplicates: 0,
         last: Instant::now(),
@@ -221,8 +225,10 @@ pub fn sub(kind: &str, mode: &str, url: &str, n: u64) {
         move |p: &ActionsPayload| {
             let now = unix_ns();
             if let Some((sent, seq)) = p.actions.first().and_then(|a| parse_title(&a.title)) {
+                let forwarded = (p.forwarded_at.unwrap_or(0.0) * 1e9) as u64;
                 let mut s = seen.lock().unwrap();
-                s.latencies.push(now.saturating_sub(sent));
+                s.latencies.push(now.saturating_sub(forwarded));
+                s.from_post.push(now.saturating_sub(sent));
                 if !s.seqs.insert(seq) {
                     s.duplicates += 1;
                 }
@@ -302,23 +308,12 @@ pub fn sub(kind: &str, mode: &str, url: &str, n: u64) {
         }
     }
     let s = seen.lock().unwrap();
-    // Skip the first 10% of arrivals (connection warm-up).
-    let mut lat: Vec<u64> = s.latencies[s.latencies.len() / 10..].to_vec();
-    lat.sort_unstable();
-    let us = |q: f64| quantile(&lat, q) as f64 / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({
-            "events": s.seqs.len(),
-            "dropped": dropped(),
-            "duplicates": s.duplicates,
-            "secs": started.elapsed().as_secs_f64(),
-            "p50_us": us(0.5),
-            "p99_us": us(0.99),
-            "p999_us": us(0.999),
-            "max_us": lat.last().map_or(0.0, |&x| x as f64 / 1000.0),
-        })
-    );
+    let mut result = latency_summary(&s.latencies, &s.from_post);
+    result["events"] = s.seqs.len().into();
+    result["dropped"] = dropped().into();
+    result["duplicates"] = s.duplicates.into();
+    result["secs"] = started.elapsed().as_secs_f64().into();
+    println!("{result}");
     let _ = std::io::stdout().flush();
     std::process::exit(0);
 }
@@ -420,7 +415,9 @@ fn raw_latency(url: &str, n: u64) -> ! {
     let _ = std::io::stdout().flush();
     let started = Instant::now();
     let title = memchr::memmem::Finder::new(b"\"title\":\"t:");
+    let forwarded_at = memchr::memmem::FinderRev::new(b"\"forwarded_at\":");
     let mut latencies = Vec::with_capacity(n as usize);
+    let mut from_post = Vec::with_capacity(n as usize);
     let mut seqs = HashSet::with_capacity(n as usize);
     let mut buf = vec![0u8; 64 * 1024];
     while (seqs.len() as u64) < n {
@@ -436,31 +433,52 @@ fn raw_latency(url: &str, n: u64) -> ! {
             let Some(end) = memchr::memchr(b'"', rest) else {
                 continue;
             };
+            // The frame's `forwarded_at` comes before its actions.
+            let forwarded = forwarded_at.rfind(&chunk[..at]).and_then(|f| {
+                let number = &chunk[f + 15..at];
+                let end = number.iter().position(|b| !b".0123456789".contains(b))?;
+                std::str::from_utf8(&number[..end])
+                    .ok()?
+                    .parse::<f64>()
+                    .ok()
+            });
             if let Some((sent, seq)) = std::str::from_utf8(&rest[..end])
                 .ok()
                 .and_then(|t| parse_title(&format!("t:{t}")))
+                && let Some(forwarded) = forwarded
                 && seqs.insert(seq)
             {
-                latencies.push(now.saturating_sub(sent));
+                latencies.push(now.saturating_sub((forwarded * 1e9) as u64));
+                from_post.push(now.saturating_sub(sent));
             }
         }
     }
-    let mut lat: Vec<u64> = latencies[latencies.len() / 10..].to_vec();
-    lat.sort_unstable();
-    let us = |q: f64| quantile(&lat, q) as f64 / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({
-            "events": seqs.len(),
-            "dropped": 0,
-            "duplicates": 0,
-            "secs": started.elapsed().as_secs_f64(),
-            "p50_us": us(0.5),
-            "p99_us": us(0.99),
-            "p999_us": us(0.999),
-            "max_us": lat.last().map_or(0.0, |&x| x as f64 / 1000.0),
-        })
-    );
+    let mut result = latency_summary(&latencies, &from_post);
+    result["events"] = seqs.len().into();
+    result["dropped"] = 0.into();
+    result["duplicates"] = 0.into();
+    result["secs"] = started.elapsed().as_secs_f64().into();
+    println!("{result}");
     let _ = std::io::stdout().flush();
     std::process::exit(0);
+}
+
+/// Quantiles in µs of both latency series, skipping the first 10% of arrivals
+/// (connection warm-up): `p50_us`…`max_us` from the connector's publish time,
+/// `post_p99_us` from before the POST.
+fn latency_summary(from_connector: &[u64], from_post: &[u64]) -> serde_json::Value {
+    let sorted = |values: &[u64]| {
+        let mut v = values[values.len() / 10..].to_vec();
+        v.sort_unstable();
+        v
+    };
+    let (lat, post) = (sorted(from_connector), sorted(from_post));
+    let us = |v: &[u64], q: f64| quantile(v, q) as f64 / 1000.0;
+    serde_json::json!({
+        "p50_us": us(&lat, 0.5),
+        "p99_us": us(&lat, 0.99),
+        "p999_us": us(&lat, 0.999),
+        "max_us": lat.last().map_or(0.0, |&x| x as f64 / 1000.0),
+        "post_p99_us": us(&post, 0.99),
+    })
 }

@@ -22,8 +22,6 @@ pub const KINDS: &[&str] = &[
     "eventsource-client",
     "raw-split",
     "raw-decode",
-    "idle-blocking",
-    "idle-async",
 ];
 
 /// What one child measured.
@@ -67,16 +65,8 @@ impl Outcome {
 
 /// `VmHWM` (peak RSS) and `VmRSS` of this process, in KiB.
 pub fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let (rss, hwm) = crate::connector::proc_memory_kib(std::process::id());
+    (hwm, rss)
 }
 
 fn wait_for(count: &AtomicU64, n: u64, dropped: impl Fn() -> u64) {
@@ -109,15 +99,6 @@ pub fn run(kind: &str, url: &str, n: u64) -> Outcome {
         "eventsource-client" => (eventsource_client(url, n), 0),
         "raw-split" => (raw(url, n, false), 0),
         "raw-decode" => (raw(url, n, true), 0),
-        "idle-blocking" | "idle-async" => {
-            idle(kind, url);
-            let (hwm_kib, rss_kib) = memory_kib();
-            return Outcome {
-                hwm_kib,
-                rss_kib,
-                ..Outcome::default()
-            };
-        }
         other => {
             eprintln!("unknown consumer {other}; one of {KINDS:?}");
             std::process::exit(2);
@@ -336,29 +317,5 @@ impl LineState {
         } else if line.is_empty() {
             self.event.clear();
         }
-    }
-}
-
-fn idle(kind: &str, url: &str) {
-    let url = format!("{url}/idle");
-    if kind == "idle-blocking" {
-        let client = ConnectorClient::builder(&url)
-            .on_actions(|_| {})
-            .run_in_background()
-            .expect("start the blocking client");
-        std::thread::sleep(Duration::from_secs(2));
-        std::mem::forget(client);
-    } else {
-        let rt = runtime();
-        let client = AsyncConnectorClient::builder(&url)
-            .on_actions(|_| std::future::ready(()))
-            .build()
-            .expect("build the async client");
-        let _task = rt.spawn({
-            let client = client.clone();
-            async move { client.run().await }
-        });
-        std::thread::sleep(Duration::from_secs(2));
-        std::mem::forget(rt);
     }
 }

@@ -73,11 +73,12 @@ impl EmailLookup for ProductEmails<'_> {
 
 /// Now in unix seconds, to the millisecond: more digits would not survive a JSON
 /// round trip through parsers without exact float parsing.
+/// Unix seconds with microsecond resolution, so `forwarded_at` can time delivery.
 fn unix_now() -> f64 {
-    let millis = SystemTime::now()
+    let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    millis as f64 / 1000.0
+        .map_or(0, |d| d.as_micros());
+    micros as f64 / 1e6
 }
 
 /// The common front of both endpoints: product, body, credentials.

@@ -27,6 +27,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// The default limit on one event's size: 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
@@ -36,16 +38,19 @@ pub const DEFAULT_EVENT_TYPE: &str = "message";
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 /// One dispatched event.
+///
+/// The event name and id are [`CompactString`]s: names and ids up to 24 bytes (all
+/// the connector sends) are stored inline, so an event costs one allocation, its data.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {
     /// The `event:` field, `"message"` when the event named none.
-    pub event: String,
+    pub event: CompactString,
     /// The `data:` lines joined with `\n`.
     pub data: String,
     /// The last event id when this event was dispatched: the event's own `id:`, or
     /// the latest one before it (`None` when no id was ever set, or after an empty
     /// `id:` reset it).
-    pub id: Option<String>,
+    pub id: Option<CompactString>,
 }
 
 /// What the parser hands out.
@@ -330,17 +335,17 @@ impl SseParser {
             String::with_capacity(self.data_capacity_hint),
         );
         let event = if self.event_type.is_empty() {
-            DEFAULT_EVENT_TYPE.to_owned()
+            CompactString::const_new(DEFAULT_EVENT_TYPE)
         } else {
-            let name = self.event_type.clone();
+            let name = CompactString::from(self.event_type.as_str());
             self.event_type.clear();
             name
         };
         let id = self
             .last_event_id
-            .as_ref()
+            .as_deref()
             .filter(|id| !id.is_empty())
-            .cloned();
+            .map(CompactString::from);
         emit(SseItem::Event(SseEvent { event, data, id }));
     }
 }

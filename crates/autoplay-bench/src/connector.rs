@@ -1,5 +1,5 @@
-//! Parts 2–4, driven through a real connector: a child process running the
-//! `autoplay_connector` library (hidden `serve-connector` subcommand), a poster in
+//! Parts 2–4, driven through a real connector: a child process running
+//! `autoplay connector` (the CLI as shipped), a poster in
 //! this process sending `POST /events/acme` at a fixed rate with the send time in
 //! each first action's title (`t:<unix ns>:<seq>`), and consumers in their own
 //! child processes (hidden `sub` subcommand) or, for fan-out, raw subscribers here.
@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use autoplay_connector::{Connector, ConnectorConfig, parse_product_spec};
 use autoplay_sdk::{ActionsPayload, AsyncConnectorClient, ConnectorClient, OverflowPolicy};
 
 use crate::report::quantile;
@@ -54,31 +53,6 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
-/// The hidden `serve-connector <summary_threshold>` subcommand: prints the
-/// address, then serves until killed.
-pub fn serve(summary_threshold: usize) {
-    raise_nofile();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut config = ConnectorConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            summary_threshold,
-            ..ConnectorConfig::default()
-        };
-        config
-            .products
-            .push(parse_product_spec(&format!("acme:{KEY}")).expect("product spec"));
-        let connector = Connector::bind(config).await.expect("bind the connector");
-        println!("{}", connector.local_addr());
-        let _ = std::io::stdout().flush();
-        let _ = connector.serve().await;
-    });
-}
-
 /// A connector child process.
 pub struct ConnectorProcess {
     pub child: Child,
@@ -86,18 +60,30 @@ pub struct ConnectorProcess {
 }
 
 impl ConnectorProcess {
+    /// Starts `autoplay connector` (the CLI as shipped, with its allocator) with
+    /// product `acme` and the given summary threshold (0: off).
     pub fn start(summary_threshold: usize) -> Option<Self> {
-        let mut child = Command::new(std::env::current_exe().ok()?)
-            .args(["serve-connector", &summary_threshold.to_string()])
+        let exe = crate::binaries::built("autoplay-cli", "autoplay")?;
+        let mut child = Command::new(exe)
+            .args([
+                "connector",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "error",
+            ])
+            .args(["--product", &format!("acme:{KEY}")])
+            .args(["--summary-threshold", &summary_threshold.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
+        // "autoplay connector listening on http://<addr>"
         let mut line = String::new();
         BufReader::new(child.stdout.take()?)
             .read_line(&mut line)
             .ok()?;
-        let addr = line.trim().parse().ok()?;
+        let addr = line.trim().rsplit("http://").next()?.parse().ok()?;
         Some(Self { child, addr })
     }
 

@@ -15,6 +15,7 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod binaries;
 mod blaster;
 mod connector;
 mod consume;
@@ -67,11 +68,6 @@ fn main() {
             loop {
                 std::thread::park();
             }
-        }
-        // Hidden: a connector in this (child) process.
-        "serve-connector" => {
-            let threshold = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(0);
-            connector::serve(threshold);
         }
         // Hidden: one of our clients subscribed to a connector.
         "sub" => {

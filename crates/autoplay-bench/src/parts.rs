@@ -72,7 +72,7 @@ pub fn latency(root: &Path, work: &Path) -> String {
     let rt = poster_runtime();
     let mut out = String::new();
     out.push_str(
-        "A connector (the `autoplay_connector` library in a child process, 2 tokio workers, \
+        "A connector (`autoplay connector`, the CLI as shipped, in a child process, 2 tokio workers, \
          summaries off) receives `POST /events/acme` from a paced poster in the parent (16 tasks on 2 threads at \
          nice 10, so the load generator yields the CPU to the system under test; \
          one 3-action batch per request, ~800 bytes on the stream); the consumer runs in its own \
@@ -579,7 +579,7 @@ pub fn fanout() -> String {
     let mut memory = Vec::new();
     let _ = writeln!(
         out,
-        "A connector child process (2 tokio workers, summaries off, 1,024-frame subscriber \
+        "A connector child process (`autoplay connector` as shipped, 2 tokio workers, summaries off, 1,024-frame subscriber \
          buffers); N raw subscribers in the parent (tokio, 2 workers; each a bare HTTP/1.1 GET \
          from one of 127.0.0.2–9, counting frames, every N/16-th one also reading the send time \
          out of each event) and a poster posting 50 three-action batches per request, kept at most \

@@ -386,27 +386,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
 /// Starts `autoplay-idle-client <kind> <url>`, waits 2 s, and returns its
 /// (`VmRSS`, `VmHWM`) in KiB.
 fn idle_client_memory(kind: &str, url: &str) -> Option<(u64, u64)> {
-    let exe = std::env::current_exe()
-        .ok()?
-        .with_file_name("autoplay-idle-client");
-    // `cargo run` builds only the binary it runs; build the idle client alongside.
-    if let Ok(cargo) = std::env::var("CARGO") {
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "-p",
-            "autoplay-bench",
-            "--bin",
-            "autoplay-idle-client",
-        ]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        if !build.status().is_ok_and(|s| s.success()) {
-            eprintln!("  could not build autoplay-idle-client");
-            return None;
-        }
-    }
+    let exe = crate::binaries::built("autoplay-bench", "autoplay-idle-client")?;
     let mut child = Command::new(&exe)
         .args([kind, url])
         .stdout(Stdio::null())

@@ -37,7 +37,38 @@ fn build_config(args: &ConnectorArgs) -> Result<ConnectorConfig, CliError> {
     Ok(config)
 }
 
+/// Raises the soft open-files limit to the hard one: each subscriber holds a
+/// socket, and the usual soft limit of 1,024 would refuse connections long before
+/// memory or CPU run out. Returns the limit now in force.
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
 pub async fn run(args: ConnectorArgs, mut shutdown: Shutdown) -> Result<(), CliError> {
+    #[cfg(unix)]
+    if let Some(limit) = raise_open_files_limit() {
+        tracing::info!(limit, "open-files limit (one per subscriber)");
+    }
     let mut config = build_config(&args)?;
     let generated = config.ensure_default_product();
     config.validate().map_err(CliError::usage)?;

@@ -22,10 +22,6 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
 
-/// Decoding is allocation-heavy; mimalloc beats the system allocator there.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit status of a fatal HTTP status or bad arguments (clap uses 2 for usage errors too).
 const EXIT_USAGE: u8 = 2;
 /// Exit status of everything else that went wrong (retries exhausted, I/O).

@@ -11,7 +11,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -222,23 +224,62 @@ impl Connector {
             }
             info!("connector shutting down");
         };
-        // Without TCP_NODELAY, Nagle's algorithm holds a frame written while an
-        // earlier one is unacknowledged, and the client's delayed ACK turns that
-        // into milliseconds of latency per event on a live stream.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                debug!(%error, "could not set TCP_NODELAY on an accepted connection");
-            }
-        });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await;
+        serve_connections(self.listener, app, stopped).await;
         token.cancel();
         sweeper.abort();
         info!("connector stopped");
-        result.map_err(Error::Io)
+        Ok(())
     }
 }
+
+/// Accepts connections and serves HTTP/1.1 on each until `stopped`, then lets the
+/// open ones finish.
+///
+/// Written out rather than `axum::serve` for memory: a subscriber holds its
+/// connection for hours, so what one connection keeps decides how many fit. Capping
+/// hyper's read buffer at its 8 KiB minimum (request heads and body reads above it
+/// are read in several steps; a head over 8 KiB gets 431) and serving one shared
+/// `Router` instead of re-deriving it per connection cut an idle subscriber from
+/// ~25 KiB to ~13.5 KiB (glibc; `docs/benchmarks.md`, part 4).
+async fn serve_connections(listener: TcpListener, app: Router, stopped: impl Future<Output = ()>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(MAX_READ_BUFFER)
+        .timer(hyper_util::rt::TokioTimer::new());
+    let service = TowerToHyperService::new(app);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stopped);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        // Without TCP_NODELAY, Nagle's algorithm holds a frame written while an
+        // earlier one is unacknowledged, and the client's delayed ACK turns that
+        // into milliseconds of latency per event on a live stream.
+        if let Err(error) = tcp.set_nodelay(true) {
+            debug!(%error, "could not set TCP_NODELAY on an accepted connection");
+        }
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service.clone()));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// hyper's smallest allowed read buffer.
+const MAX_READ_BUFFER: usize = 8 * 1024;
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()

@@ -334,6 +334,28 @@ async fn direct_events_endpoint() {
     assert_eq!(unauthenticated.status(), 401);
 }
 
+/// Request heads are read into an 8 KiB buffer (what keeps an idle subscriber
+/// small): a larger head is refused with 431, and the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_over_8_kib_gets_431() {
+    let server = Server::start(config()).await;
+    let client = reqwest::Client::new();
+    let big = client
+        .get(server.url("/healthz"))
+        .header("x-padding", "x".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 431);
+    let fits = client
+        .get(server.url("/healthz"))
+        .header("x-padding", "x".repeat(6_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fits.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_and_metrics() {
     let server = Server::start(config()).await;

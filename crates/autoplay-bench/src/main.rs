@@ -106,7 +106,7 @@ fn write_report(parts: &[&str], arg: &str) {
             "throughput" => throughput::run(&root, &work, &mut notes),
             "parser" => parser_section(),
             "latency" => parts::latency(&root, &work),
-            "slow" => parts::slow(&work),
+            "slow" => parts::slow(&root, &work),
             "fanout" => parts::fanout(),
             _ => "Not implemented yet.\n".to_string(),
         };

@@ -188,7 +188,7 @@ pub fn latency(root: &Path, work: &Path) -> String {
 }
 
 /// Part 3.
-pub fn slow(work: &Path) -> String {
+pub fn slow(root: &Path, work: &Path) -> String {
     const RATE: u64 = 1_000;
     const N: u64 = 3_000;
     let rt = runtime();
@@ -206,25 +206,39 @@ pub fn slow(work: &Path) -> String {
         N / RATE
     );
     out.push_str("| consumer | delivered | lost | dropped (client's count) | duplicates | done after s |\n|---|---:|---:|---:|---:|---:|\n");
-    let mut cases: Vec<(String, Command)> = [
-        (
-            "slow-default",
-            "(a) `ConnectorClient`, default (`DropNewest`, 1 worker)",
-        ),
-        ("slow-workers8", "(a) `ConnectorClient`, `workers(8)`"),
-        (
-            "slow-block",
-            "(a) `ConnectorClient`, `OverflowPolicy::Block`",
-        ),
-    ]
-    .into_iter()
-    .map(|(mode, label)| {
-        (
-            label.to_string(),
-            self_command(&["sub", "blocking", mode, "URL", &N.to_string()]),
-        )
-    })
-    .collect();
+    let modes = [
+        ("slow-default", "default (`DropNewest`, 1 worker)"),
+        ("slow-workers8", "`workers(8)`"),
+        ("slow-block", "`OverflowPolicy::Block`"),
+    ];
+    let mut cases: Vec<(String, Command)> = Vec::new();
+    for (kind, client) in [
+        ("blocking", "(a) `ConnectorClient`"),
+        ("async", "(b) `AsyncConnectorClient`"),
+    ] {
+        for (mode, setting) in modes {
+            cases.push((
+                format!("{client}, {setting}"),
+                self_command(&["sub", kind, mode, "URL", &N.to_string()]),
+            ));
+        }
+    }
+    match python::ours_env(root, work) {
+        Ok(env) => {
+            for (policy, setting) in [
+                ("drop_newest", "default (`drop_newest`, 1 worker)"),
+                ("block", "`overflow_policy=\"block\"`"),
+            ] {
+                let mut c = Command::new(&env.python);
+                c.arg(&env.script)
+                    .args(["slow", "URL", &N.to_string(), KEY, policy]);
+                cases.push((format!("(c) our Python package, {setting}"), c));
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "| (c) our Python package | skipped: {e} | | | | |");
+        }
+    }
     match python::published_env(work) {
         Ok(env) => {
             let mut c = Command::new(&env.python);

@@ -71,6 +71,7 @@ pub(crate) const DEFAULT_OVERFLOW_GRACE: Duration = Duration::from_millis(25);
 pub(crate) type ConnectHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type DisconnectHook = Arc<dyn Fn(&DisconnectReason) + Send + Sync>;
 pub(crate) type DropHook = Arc<dyn Fn(&Event, u64) + Send + Sync>;
+pub(crate) type RetryHook = Arc<dyn Fn(u32, Duration, &str) + Send + Sync>;
 
 /// Callbacks about the connection itself, the same for both clients. They run on the
 /// reader, so they must be quick.
@@ -79,6 +80,7 @@ pub(crate) struct Hooks {
     pub on_connect: Option<ConnectHook>,
     pub on_disconnect: Option<DisconnectHook>,
     pub on_drop: Option<DropHook>,
+    pub on_retry: Option<RetryHook>,
 }
 
 /// Validated settings of one client.
@@ -353,6 +355,17 @@ macro_rules! config_setters {
                 f: impl Fn(&crate::DisconnectReason) + Send + Sync + 'static,
             ) -> Self {
                 self.config.hooks.on_disconnect = Some(std::sync::Arc::new(f));
+                self
+            }
+
+            /// Called before each reconnection wait with the number of consecutive failed
+            /// attempts (0 when reconnecting after a stream that delivered events), the
+            /// delay about to be waited, and why the last attempt ended. Runs on the reader.
+            pub fn on_retry(
+                mut self,
+                f: impl Fn(u32, std::time::Duration, &str) + Send + Sync + 'static,
+            ) -> Self {
+                self.config.hooks.on_retry = Some(std::sync::Arc::new(f));
                 self
             }
 

@@ -197,6 +197,9 @@ impl Engine {
                 delay_ms = delay.as_millis() as u64,
                 "reconnecting: {why}"
             );
+            if let Some(hook) = &self.hooks.on_retry {
+                call_hook("on_retry", || hook(failed_attempts, delay, &why));
+            }
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(delay) => {}

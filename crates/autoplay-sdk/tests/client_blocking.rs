@@ -743,6 +743,33 @@ fn connect_and_disconnect_hooks_fire() {
 }
 
 #[test]
+fn the_retry_hook_reports_attempt_delay_and_reason() {
+    let server = TestServer::start(|n, _| match n {
+        0 => Reply::status(500),
+        1 => Reply::status(502),
+        2 => Reply::stream(vec![write(actions_frame(1, "s", "a"))]),
+        _ => Reply::stream(vec![Step::Stall]),
+    });
+    let retries = Arc::new(Mutex::new(Vec::new()));
+    let r = retries.clone();
+    let bg = fast(&server.url())
+        .on_retry(move |attempt, delay, why| {
+            r.lock().unwrap().push((attempt, delay, why.to_owned()));
+        })
+        .run_in_background()
+        .unwrap();
+    wait_until(WAIT, "three retries", || retries.lock().unwrap().len() >= 3);
+    drop(bg);
+    let retries = retries.lock().unwrap().clone();
+    let attempts: Vec<u32> = retries.iter().map(|r| r.0).collect();
+    assert_eq!(attempts[..3], [1, 2, 0]);
+    assert!(retries[0].2.contains("500"), "{:?}", retries[0].2);
+    assert!(retries[1].2.contains("502"), "{:?}", retries[1].2);
+    // `fast` caps the backoff at 20 ms.
+    assert!(retries.iter().all(|r| r.1 <= Duration::from_millis(20)));
+}
+
+#[test]
 fn bad_configuration_fails_at_build_with_a_clear_message() {
     let cases: Vec<(ConnectorClientBuilder, &str)> = vec![
         (

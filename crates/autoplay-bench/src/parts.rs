@@ -17,12 +17,15 @@ use crate::connector::{
 use crate::python;
 use crate::report::{mib, quantile, thousands};
 
+/// Two tokio workers, as every process of the benchmark uses.
+fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    builder
+}
+
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+    runtime_builder().build().expect("runtime")
 }
 
 /// The load generator's runtime for part 2. Its threads run at a lower priority
@@ -30,9 +33,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// does not preempt the connector or the client: on a real deployment the traffic
 /// comes from elsewhere.
 fn poster_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
+    runtime_builder()
         .on_thread_start(|| {
             // SAFETY: setpriority has no memory-safety preconditions; on Linux,
             // PRIO_PROCESS with id 0 applies to the calling thread only.

@@ -176,11 +176,6 @@ impl<T> EventQueue<T> {
         (self.policy != OverflowPolicy::Block).then(|| Instant::now() + self.grace)
     }
 
-    /// The grace ran out: from now on the drop policy drops at once.
-    fn grace_expired(&self, state: &mut State<T>) {
-        state.overflowing = true;
-    }
-
     /// Applies the overflow policy to a full queue, or queues the item. Returns the
     /// item back when the producer has to wait for room.
     fn try_push(&self, state: &mut State<T>, item: T) -> Result<Pushed<T>, T> {
@@ -230,7 +225,7 @@ impl<T> EventQueue<T> {
                 None => room.await,
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, room).await.is_err() {
-                        self.grace_expired(&mut self.lock());
+                        self.lock().overflowing = true;
                     }
                 }
             }
@@ -274,7 +269,7 @@ impl<T> EventQueue<T> {
                                 .wait_timeout(state, left)
                                 .unwrap_or_else(|e| e.into_inner());
                             if waited.timed_out() {
-                                self.grace_expired(&mut state);
+                                state.overflowing = true;
                             }
                             state
                         }

@@ -470,6 +470,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use crate::config::ConfigBuilder;
+    use crate::queue::Batch;
     use crate::sse::SseEvent;
 
     fn engine(capacity: usize, policy: OverflowPolicy, delivery: Delivery) -> Engine {
@@ -508,7 +509,7 @@ mod tests {
             .deliver_all(&mut items, &mut backoff, &mut 0)
             .await
             .unwrap();
-        engine.queue.take_all()
+        engine.queue.take_all(Batch::default())
     }
 
     fn decoded_ahead(queued: &[Queued]) -> Vec<bool> {

@@ -6,7 +6,7 @@
 //! client). The overflow policy is applied here, in one place.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -47,18 +47,48 @@ struct State<T> {
 }
 
 impl<T> State<T> {
-    fn drain_expired(&self, drain_timeout: Duration) -> bool {
+    /// Closed longer ago than the drain timeout: what is still waiting is discarded.
+    fn drain_over(&self, drain_timeout: Duration) -> bool {
         self.closed_at
-            .is_some_and(|at| !self.items.is_empty() && at.elapsed() >= drain_timeout)
+            .is_some_and(|at| at.elapsed() >= drain_timeout)
     }
 }
 
+/// Items a consumer has taken from the queue in one go and not handed out yet.
+///
+/// Taking items one lock at a time made the reader and the consumer trade the
+/// lock's cache line once per event; a batch trades it once per batch. Each
+/// consumer of a queue keeps one `Batch` and passes it to every pop.
+#[derive(Debug)]
+pub(crate) struct Batch<T> {
+    items: VecDeque<T>,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            items: VecDeque::new(),
+        }
+    }
+}
+
+/// A consumer takes at most this many items per lock...
+const MAX_BATCH: usize = 32;
+/// ...and at most this share of the queue's capacity (1/8).
+const MAX_BATCH_SHARE: usize = 8;
+
 pub(crate) struct EventQueue<T> {
     state: Mutex<State<T>>,
-    /// The number of items, mirrored outside the lock so the reader can look at it
+    /// The number of items waiting, including those a consumer has taken in a batch
+    /// but not handed out yet. Kept outside the lock so the reader can look at it
     /// for every event (to decide whether to decode ahead) without contending.
     len: AtomicUsize,
+    /// Set once by [`close`](Self::close); lets a consumer handing out its batch
+    /// see a close without taking the lock.
+    closed: AtomicBool,
     capacity: usize,
+    /// The most items a consumer takes per lock.
+    batch_size: usize,
     policy: OverflowPolicy,
     /// How long a full queue waits for room before a drop policy drops.
     grace: Duration,
@@ -89,7 +119,11 @@ impl<T> EventQueue<T> {
                 overflowing: false,
             }),
             len: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             capacity,
+            // A batch is extra room beyond `capacity` (the queue refills while the
+            // consumer works through it), so it stays a small share of it.
+            batch_size: (capacity / MAX_BATCH_SHARE).clamp(1, MAX_BATCH),
             policy,
             grace,
             items_cv: Condvar::new(),
@@ -105,7 +139,8 @@ impl<T> EventQueue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The number of queued items (a snapshot: it may change right after).
+    /// The number of waiting items, those in a consumer's batch included (a
+    /// snapshot: it may change right after).
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
@@ -118,15 +153,11 @@ impl<T> EventQueue<T> {
         self.policy
     }
 
-    /// Updates the mirrored length; called with the lock held after every change.
-    fn publish_len(&self, state: &State<T>) {
-        self.len.store(state.items.len(), Ordering::Relaxed);
-    }
-
     /// Ends the queue: consumers take what is left, then see `Closed`; producers
     /// waiting for room give up.
     pub(crate) fn close(&self) {
         self.lock().closed_at.get_or_insert_with(Instant::now);
+        self.closed.store(true, Ordering::Release);
         self.items_cv.notify_all();
         self.items_notify.notify_waiters();
         self.room_cv.notify_all();
@@ -140,13 +171,23 @@ impl<T> EventQueue<T> {
         self.items_notify.notify_one();
     }
 
-    /// Called after each pop. A producer waits only while the queue is full, and is
-    /// woken once the queue has drained to half: waking it for every free slot
-    /// would bounce both threads through the scheduler once per event.
-    fn after_pop(&self, mut state: MutexGuard<'_, State<T>>) {
-        self.publish_len(&state);
-        if state.items.len() != self.capacity / 2 {
-            return;
+    /// Moves up to a batch of items into `batch` and hands out the first. A
+    /// producer waits only while the queue is full, and is woken once the queue has
+    /// drained to half: waking it for every free slot would bounce both threads
+    /// through the scheduler once per event.
+    /// Called only when the queue is not empty.
+    fn take_batch(&self, mut state: MutexGuard<'_, State<T>>, batch: &mut Batch<T>) -> T {
+        let before = state.items.len();
+        let taken = before.min(self.batch_size);
+        batch.items.extend(state.items.drain(..taken));
+        let item = batch
+            .items
+            .pop_front()
+            .expect("a batch taken from a non-empty queue has a first item");
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        let half = self.capacity / 2;
+        if before <= half || state.items.len() > half {
+            return item;
         }
         state.overflowing = false;
         let thread_parked = state.producers_parked > 0;
@@ -157,6 +198,21 @@ impl<T> EventQueue<T> {
         // Stores a permit when no task waits yet, so a producer that is about to
         // wait still sees it.
         self.room_notify.notify_one();
+        item
+    }
+
+    /// The next item of the consumer's batch, unless the queue was closed longer
+    /// ago than the drain timeout; `None` when the batch is empty.
+    fn pop_from_batch(&self, batch: &mut Batch<T>, drain_timeout: Duration) -> Option<Popped<T>> {
+        if batch.items.is_empty() {
+            return None;
+        }
+        if self.closed.load(Ordering::Acquire) && self.lock().drain_over(drain_timeout) {
+            return Some(Popped::TimedOut);
+        }
+        let item = batch.items.pop_front()?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Some(Popped::Item(item))
     }
 
     /// Whether a push into a full queue waits for room (`Block`, or a drop policy
@@ -184,7 +240,7 @@ impl<T> EventQueue<T> {
         }
         if state.items.len() < self.capacity {
             state.items.push_back(item);
-            self.publish_len(state);
+            self.len.fetch_add(1, Ordering::Relaxed);
             return Ok(Pushed::Queued);
         }
         if self.waits_when_full(state) {
@@ -193,9 +249,9 @@ impl<T> EventQueue<T> {
         match self.policy {
             OverflowPolicy::DropNewest => Ok(Pushed::Dropped(item)),
             OverflowPolicy::DropOldest => {
+                // Full, so there is an oldest: one out, one in, the length stays.
                 let oldest = state.items.pop_front();
                 state.items.push_back(item);
-                self.publish_len(state);
                 Ok(oldest.map_or(Pushed::Queued, Pushed::Dropped))
             }
             OverflowPolicy::Block => Err(item),
@@ -282,15 +338,19 @@ impl<T> EventQueue<T> {
 
     /// Pops from a thread, waiting until an item arrives or the queue is closed and
     /// empty. Once closed, items are handed out until `drain_timeout` has passed.
-    pub(crate) fn pop_blocking(&self, drain_timeout: Duration) -> Popped<T> {
+    /// Items come from `batch` first; when it is empty, up to a batch more are
+    /// taken under one lock.
+    pub(crate) fn pop_blocking(&self, batch: &mut Batch<T>, drain_timeout: Duration) -> Popped<T> {
+        if let Some(popped) = self.pop_from_batch(batch, drain_timeout) {
+            return popped;
+        }
         let mut state = self.lock();
         loop {
-            if state.drain_expired(drain_timeout) {
+            if state.drain_over(drain_timeout) && !state.items.is_empty() {
                 return Popped::TimedOut;
             }
-            if let Some(item) = state.items.pop_front() {
-                self.after_pop(state);
-                return Popped::Item(item);
+            if !state.items.is_empty() {
+                return Popped::Item(self.take_batch(state, batch));
             }
             if state.closed_at.is_some() {
                 return Popped::Closed;
@@ -302,8 +362,11 @@ impl<T> EventQueue<T> {
     }
 
     /// Pops from a task; same contract as [`pop_blocking`](Self::pop_blocking).
-    pub(crate) async fn pop(&self, drain_timeout: Duration) -> Popped<T> {
-        if let Some(popped) = self.try_pop(drain_timeout) {
+    pub(crate) async fn pop(&self, batch: &mut Batch<T>, drain_timeout: Duration) -> Popped<T> {
+        if let Some(popped) = self.pop_from_batch(batch, drain_timeout) {
+            return popped;
+        }
+        if let Some(popped) = self.try_pop(batch, drain_timeout) {
             return popped;
         }
         // Empty: register as a waiter, then look again, so a push or a close in
@@ -312,7 +375,7 @@ impl<T> EventQueue<T> {
             let arrived = self.items_notify.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            if let Some(popped) = self.try_pop(drain_timeout) {
+            if let Some(popped) = self.try_pop(batch, drain_timeout) {
                 return popped;
             }
             arrived.await;
@@ -320,23 +383,24 @@ impl<T> EventQueue<T> {
     }
 
     /// An item, the end of the queue, or `None` when there is nothing yet.
-    fn try_pop(&self, drain_timeout: Duration) -> Option<Popped<T>> {
-        let mut state = self.lock();
-        if state.drain_expired(drain_timeout) {
+    fn try_pop(&self, batch: &mut Batch<T>, drain_timeout: Duration) -> Option<Popped<T>> {
+        let state = self.lock();
+        if state.items.is_empty() {
+            return state.closed_at.is_some().then_some(Popped::Closed);
+        }
+        if state.drain_over(drain_timeout) {
             return Some(Popped::TimedOut);
         }
-        if let Some(item) = state.items.pop_front() {
-            self.after_pop(state);
-            return Some(Popped::Item(item));
-        }
-        state.closed_at.is_some().then_some(Popped::Closed)
+        Some(Popped::Item(self.take_batch(state, batch)))
     }
 
-    /// Takes everything left, for counting what a shutdown discards.
-    pub(crate) fn take_all(&self) -> Vec<T> {
+    /// Takes everything left in the queue and in the consumer's batch, for counting
+    /// what a shutdown discards.
+    pub(crate) fn take_all(&self, batch: Batch<T>) -> Vec<T> {
         let mut state = self.lock();
-        let items: Vec<T> = state.items.drain(..).collect();
-        self.publish_len(&state);
+        let mut items: Vec<T> = batch.items.into();
+        items.extend(state.items.drain(..));
+        self.len.store(0, Ordering::Relaxed);
         drop(state);
         self.room_cv.notify_all();
         self.room_notify.notify_waiters();
@@ -353,25 +417,28 @@ mod tests {
 
     #[test]
     fn drop_newest_returns_the_new_item() {
+        let mut b = Batch::default();
         let q = EventQueue::new(2, OverflowPolicy::DropNewest);
         assert!(matches!(q.push_blocking(1), Pushed::Queued));
         assert!(matches!(q.push_blocking(2), Pushed::Queued));
         assert!(matches!(q.push_blocking(3), Pushed::Dropped(3)));
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(1)));
     }
 
     #[test]
     fn drop_oldest_returns_the_oldest_item() {
+        let mut b = Batch::default();
         let q = EventQueue::new(2, OverflowPolicy::DropOldest);
         q.push_blocking(1);
         q.push_blocking(2);
         assert!(matches!(q.push_blocking(3), Pushed::Dropped(1)));
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(2)));
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(3)));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(2)));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(3)));
     }
 
     #[test]
     fn block_waits_for_room_and_close_ends_consumers() {
+        let mut b = Batch::default();
         let q = Arc::new(EventQueue::new(1, OverflowPolicy::Block));
         q.push_blocking(1);
         let producer = {
@@ -380,32 +447,34 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(q.len(), 1, "the producer must wait while the queue is full");
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(1)));
         assert!(producer.join().unwrap());
         q.close();
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(2)));
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Closed));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(2)));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Closed));
     }
 
     #[test]
     fn closed_queue_hands_out_items_until_the_drain_timeout() {
+        let mut b = Batch::default();
         let q = EventQueue::new(4, OverflowPolicy::Block);
         q.push_blocking(1);
         q.push_blocking(2);
         q.close();
         assert!(matches!(q.push_blocking(3), Pushed::Dropped(3)));
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Item(1)));
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(1)));
         std::thread::sleep(Duration::from_millis(5));
         assert!(matches!(
-            q.pop_blocking(Duration::from_millis(1)),
+            q.pop_blocking(&mut b, Duration::from_millis(1)),
             Popped::TimedOut
         ));
-        assert_eq!(q.take_all(), vec![2]);
-        assert!(matches!(q.pop_blocking(DRAIN), Popped::Closed));
+        assert_eq!(q.take_all(std::mem::take(&mut b)), vec![2]);
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Closed));
     }
 
     #[tokio::test]
     async fn async_push_blocks_until_an_async_pop() {
+        let mut b = Batch::default();
         let q = Arc::new(EventQueue::new(1, OverflowPolicy::Block));
         q.push(1).await;
         let producer = {
@@ -413,11 +482,11 @@ mod tests {
             tokio::spawn(async move { matches!(q.push(2).await, Pushed::Queued) })
         };
         tokio::task::yield_now().await;
-        assert!(matches!(q.pop(DRAIN).await, Popped::Item(1)));
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(1)));
         assert!(producer.await.unwrap());
         q.close();
-        assert!(matches!(q.pop(DRAIN).await, Popped::Item(2)));
-        assert!(matches!(q.pop(DRAIN).await, Popped::Closed));
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(2)));
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Closed));
     }
 
     #[tokio::test]
@@ -430,17 +499,20 @@ mod tests {
                 let q = q.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    q.pop(DRAIN).await
+                    let mut b = Batch::default();
+                    (q.pop(&mut b, DRAIN).await, b)
                 })
             };
             assert!(matches!(q.push(3).await, Pushed::Queued), "{policy:?}");
-            assert!(matches!(consumer.await.unwrap(), Popped::Item(1)));
-            assert_eq!(q.take_all(), vec![2, 3]);
+            let (popped, b) = consumer.await.unwrap();
+            assert!(matches!(popped, Popped::Item(1)));
+            assert_eq!(q.take_all(b), vec![2, 3]);
         }
     }
 
     #[tokio::test]
     async fn after_the_grace_runs_out_drops_are_immediate_until_half_drained() {
+        let mut b = Batch::default();
         let grace = Duration::from_millis(30);
         let q = EventQueue::with_grace(4, OverflowPolicy::DropNewest, grace);
         for i in 0..4 {
@@ -459,14 +531,14 @@ mod tests {
             started.elapsed()
         );
         // One pop leaves the queue above half: still no waiting.
-        assert!(matches!(q.pop(DRAIN).await, Popped::Item(0)));
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(0)));
         q.push(50).await;
         let started = Instant::now();
         assert!(matches!(q.push(51).await, Pushed::Dropped(51)));
         assert!(started.elapsed() < grace);
         // Drained to half: the next full queue gets its grace again.
-        assert!(matches!(q.pop(DRAIN).await, Popped::Item(1)));
-        assert!(matches!(q.pop(DRAIN).await, Popped::Item(2)));
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(1)));
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(2)));
         q.push(52).await;
         q.push(53).await;
         let started = Instant::now();
@@ -484,5 +556,87 @@ mod tests {
         assert!(started.elapsed() >= grace);
         assert!(matches!(q.push_blocking(3), Pushed::Dropped(2)));
         assert!(started.elapsed() < grace * 2);
+    }
+
+    #[test]
+    fn a_consumer_takes_a_batch_per_lock_and_the_length_still_counts_it() {
+        let q = EventQueue::new(64, OverflowPolicy::DropNewest);
+        assert_eq!(q.batch_size, 8, "an eighth of the capacity");
+        for i in 0..20 {
+            q.push_blocking(i);
+        }
+        let mut b = Batch::default();
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(0)));
+        assert_eq!(
+            b.items.len(),
+            7,
+            "the rest of the batch waits with the consumer"
+        );
+        assert_eq!(q.lock().items.len(), 12);
+        assert_eq!(q.len(), 19, "events in a batch are still waiting");
+        for want in 1..20 {
+            assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(n) if n == want));
+        }
+        assert_eq!(q.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_async_pop_takes_batches_too() {
+        let q = EventQueue::new(500, OverflowPolicy::Block);
+        for i in 0..100 {
+            q.push(i).await;
+        }
+        let mut b = Batch::default();
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(0)));
+        assert_eq!(b.items.len(), MAX_BATCH - 1, "at most {MAX_BATCH} per lock");
+        for want in 1..100 {
+            assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Item(n) if n == want));
+        }
+        q.close();
+        assert!(matches!(q.pop(&mut b, DRAIN).await, Popped::Closed));
+    }
+
+    #[test]
+    fn after_the_drain_timeout_the_batch_is_discarded_with_the_queue() {
+        let q = EventQueue::new(64, OverflowPolicy::Block);
+        for i in 0..20 {
+            q.push_blocking(i);
+        }
+        let mut b = Batch::default();
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(0)));
+        q.close();
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(1)));
+        std::thread::sleep(Duration::from_millis(5));
+        let short = Duration::from_millis(1);
+        assert!(matches!(q.pop_blocking(&mut b, short), Popped::TimedOut));
+        assert_eq!(q.take_all(b), (2..20).collect::<Vec<_>>());
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn a_batch_that_drains_the_queue_to_half_wakes_a_blocked_producer() {
+        let q = Arc::new(EventQueue::new(64, OverflowPolicy::Block));
+        for i in 0..64 {
+            q.push_blocking(i);
+        }
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || matches!(q.push_blocking(64), Pushed::Queued))
+        };
+        while q.lock().producers_parked == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut b = Batch::default();
+        // Batches of 8 leave 56, 48, 40, then 32 (half) in the queue.
+        for want in 0..24 {
+            assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(n) if n == want));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!producer.is_finished(), "woken only at half");
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(24)));
+        assert!(producer.join().unwrap());
+        for want in 25..65 {
+            assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(n) if n == want));
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters}
 use crate::dispatch::{Delivery, Queued, worker_index};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
-use crate::queue::{EventQueue, Popped};
+use crate::queue::{Batch, EventQueue, Popped};
 use crate::sse::SseEvent;
 
 type AsyncActionsCallback = Arc<dyn Fn(ActionsPayload) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -180,16 +180,17 @@ impl AsyncConnectorClient {
         let (queue, mut engine) = self.start(Delivery::Payloads);
         let config = self.inner.core.config();
         let callbacks = &self.inner.callbacks;
+        let mut batch = Batch::default();
         if config.workers == 1 {
-            while let Popped::Item(queued) = queue.pop(config.drain_timeout).await {
+            while let Popped::Item(queued) = queue.pop(&mut batch, config.drain_timeout).await {
                 if let Some(payload) = queued.into_payload() {
                     callbacks.handle(payload).await;
                 }
             }
         } else {
-            route_to_workers(&queue, config, callbacks).await;
+            route_to_workers(&queue, &mut batch, config, callbacks).await;
         }
-        let discarded = queue.take_all().len();
+        let discarded = queue.take_all(batch).len();
         if discarded > 0 {
             warn!(
                 discarded,
@@ -225,6 +226,7 @@ impl AsyncConnectorClient {
     ) -> impl Stream<Item = Result<T, Error>> + Send + 'static {
         struct State {
             queue: Arc<EventQueue<Queued>>,
+            batch: Batch<Queued>,
             engine: EngineTask,
             drain: std::time::Duration,
             _running: RunGuard,
@@ -233,6 +235,7 @@ impl AsyncConnectorClient {
             let (queue, engine) = self.start(delivery);
             State {
                 queue,
+                batch: Batch::default(),
                 engine,
                 drain: self.inner.core.config().drain_timeout,
                 _running: running,
@@ -244,7 +247,7 @@ impl AsyncConnectorClient {
                 Err(e) => return Some((Err(e), None)),
             };
             loop {
-                match state.queue.pop(state.drain).await {
+                match state.queue.pop(&mut state.batch, state.drain).await {
                     Popped::Item(event) => {
                         if let Some(item) = map(event) {
                             return Some((Ok(item), Some(Ok(state))));
@@ -285,6 +288,7 @@ impl AsyncConnectorClient {
 /// Decodes on this task and hands each event to the worker task owning its session.
 async fn route_to_workers(
     queue: &EventQueue<Queued>,
+    batch: &mut Batch<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
 ) {
@@ -298,16 +302,17 @@ async fn route_to_workers(
         let (worker_lane, callbacks, drain) =
             (lane.clone(), callbacks.clone(), config.drain_timeout);
         workers.push(tokio::spawn(async move {
-            while let Popped::Item(event) = worker_lane.pop(drain).await {
+            let mut batch = Batch::default();
+            while let Popped::Item(event) = worker_lane.pop(&mut batch, drain).await {
                 callbacks.handle(event).await;
             }
-            worker_lane.take_all().len()
+            worker_lane.take_all(batch).len()
         }));
         lanes.push(lane);
     }
     // Dropping `run` aborts the workers too.
     let mut workers = AbortOnDrop(workers);
-    while let Popped::Item(queued) = queue.pop(config.drain_timeout).await {
+    while let Popped::Item(queued) = queue.pop(batch, config.drain_timeout).await {
         if let Some(payload) = queued.into_payload() {
             lanes[worker_index(&payload, lanes.len())]
                 .push(payload)

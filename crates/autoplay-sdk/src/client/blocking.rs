@@ -12,7 +12,7 @@ use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters}
 use crate::dispatch::{Delivery, Queued, worker_index};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
-use crate::queue::{EventQueue, Popped};
+use crate::queue::{Batch, EventQueue, Popped};
 
 type ActionsCallback = Arc<dyn Fn(ActionsPayload) + Send + Sync>;
 type SummaryCallback = Arc<dyn Fn(SummaryPayload) + Send + Sync>;
@@ -161,12 +161,13 @@ impl ConnectorClient {
             }
         };
 
+        let mut batch = Batch::default();
         if config.workers == 1 {
-            consume(&queue, &config, &self.inner.callbacks);
+            consume(&queue, &mut batch, &config, &self.inner.callbacks);
         } else {
-            route_to_workers(&queue, &config, &self.inner.callbacks)?;
+            route_to_workers(&queue, &mut batch, &config, &self.inner.callbacks)?;
         }
-        let discarded = queue.take_all().len();
+        let discarded = queue.take_all(batch).len();
         if discarded > 0 {
             warn!(
                 discarded,
@@ -218,8 +219,13 @@ impl ConnectorClient {
 }
 
 /// Handles events on this thread until the queue is closed and drained.
-fn consume(queue: &EventQueue<Queued>, config: &ClientConfig, callbacks: &Callbacks) {
-    while let Popped::Item(queued) = queue.pop_blocking(config.drain_timeout) {
+fn consume(
+    queue: &EventQueue<Queued>,
+    batch: &mut Batch<Queued>,
+    config: &ClientConfig,
+    callbacks: &Callbacks,
+) {
+    while let Popped::Item(queued) = queue.pop_blocking(batch, config.drain_timeout) {
         if let Some(payload) = queued.into_payload() {
             callbacks.handle(payload);
         }
@@ -229,6 +235,7 @@ fn consume(queue: &EventQueue<Queued>, config: &ClientConfig, callbacks: &Callba
 /// Decodes on this thread and hands each event to the worker owning its session.
 fn route_to_workers(
     queue: &EventQueue<Queued>,
+    batch: &mut Batch<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
 ) -> Result<(), Error> {
@@ -244,10 +251,11 @@ fn route_to_workers(
         let spawned = std::thread::Builder::new()
             .name(format!("autoplay-worker-{i}"))
             .spawn(move || {
-                while let Popped::Item(event) = worker_lane.pop_blocking(drain) {
+                let mut batch = Batch::default();
+                while let Popped::Item(event) = worker_lane.pop_blocking(&mut batch, drain) {
                     callbacks.handle(event);
                 }
-                worker_lane.take_all().len()
+                worker_lane.take_all(batch).len()
             });
         match spawned {
             Ok(thread) => threads.push(thread),
@@ -261,7 +269,7 @@ fn route_to_workers(
         }
         lanes.push(lane);
     }
-    while let Popped::Item(queued) = queue.pop_blocking(config.drain_timeout) {
+    while let Popped::Item(queued) = queue.pop_blocking(batch, config.drain_timeout) {
         if let Some(payload) = queued.into_payload() {
             lanes[worker_index(&payload, lanes.len())].push_blocking(payload);
         }

@@ -268,18 +268,24 @@ fn publish_actions(
         let state = state.clone();
         let product = product.clone();
         tokio::spawn(async move {
-            let summary = state.summariser.summarise(&due).await;
+            let summary = state.summariser.summarise(&due.session).await;
+            if let Some(previous) = due.after {
+                // An error only means the previous summary's task ended without
+                // publishing; either way this one may go now.
+                let _ = previous.await;
+            }
             let now = unix_now();
             let payload = SummaryPayload {
                 product_id: Some(product.config.id.as_str().into()),
-                session_id: Some(due.session_id.clone()),
+                session_id: Some(due.session.session_id.clone()),
                 summary: summary.into(),
-                replaces: due.actions.len() as u64,
+                replaces: due.session.actions.len() as u64,
                 ts: Some(format_rfc3339(now).into()),
                 forwarded_at: Some(now),
             };
             product.channel.publish(&Event::Summary(payload));
             state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+            let _ = due.published.send(());
         });
     }
 }

@@ -99,7 +99,8 @@
 //! [`ConnectorConfig::apply_llm_env`]), with a timeout; on any failure, and when no
 //! LLM is configured, the embedded summariser writes one to three sentences
 //! ([`summary::embedded_summary`]). Summaries are written off the ingest path and
-//! never delay it. Sessions idle longer than
+//! never delay it; a session's summaries still go out in the order they fell due,
+//! even when the LLM answers a later request first. Sessions idle longer than
 //! [`ConnectorConfig::session_idle_timeout`] are forgotten.
 //!
 //! # Secrets

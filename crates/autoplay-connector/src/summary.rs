@@ -4,8 +4,10 @@
 //!
 //! Counting happens inline (a map lookup under a short lock); writing the summary
 //! happens in a spawned task, so neither a slow LLM nor a failing one ever holds
-//! up ingestion. Sessions idle longer than the configured time are forgotten with
-//! their pending actions, so memory follows the number of *active* sessions.
+//! up ingestion. The LLM requests of one session run concurrently, but their
+//! summaries are published in the order they fell due. Sessions idle longer than
+//! the configured time are forgotten with their pending actions, so memory follows
+//! the number of *active* sessions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use autoplay_sdk::models::{ActionsPayload, CompactString, SlimAction};
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tracing::warn;
 
 use crate::config::LlmConfig;
@@ -36,6 +39,23 @@ struct SessionState {
     email: Option<CompactString>,
     pending: Vec<SlimAction>,
     last_seen: Instant,
+    /// Resolves once the session's latest summary is published.
+    last_summary: Option<oneshot::Receiver<()>>,
+}
+
+/// A summary that fell due, with its place in the session's order.
+///
+/// Summaries are written in their own tasks, and an LLM may answer a later request
+/// before an earlier one; a session's summaries are still published in the order
+/// they fell due: each waits for the previous one (which its writer's timeout
+/// bounds) before it goes out.
+pub(crate) struct DueSummary {
+    /// The actions to summarise.
+    pub session: SessionActions,
+    /// Resolves when the session's previous summary is out (or was given up).
+    pub after: Option<oneshot::Receiver<()>>,
+    /// Sent, or dropped, once this summary is out, to let the next one go.
+    pub published: oneshot::Sender<()>,
 }
 
 /// Counts actions per (product, session) and says when a summary is due.
@@ -53,7 +73,7 @@ impl SessionTracker {
         product_id: &Arc<str>,
         threshold: usize,
         payload: &ActionsPayload,
-    ) -> Option<SessionActions> {
+    ) -> Option<DueSummary> {
         if threshold == 0 || payload.actions.is_empty() {
             return None;
         }
@@ -66,6 +86,7 @@ impl SessionTracker {
                 email: None,
                 pending: Vec::new(),
                 last_seen: Instant::now(),
+                last_summary: None,
             });
         state.last_seen = Instant::now();
         if payload.user_id.is_some() {
@@ -75,11 +96,19 @@ impl SessionTracker {
             state.email = payload.email.clone();
         }
         state.pending.extend(payload.actions.iter().cloned());
-        (state.pending.len() >= threshold).then(|| SessionActions {
-            session_id,
-            user_id: state.user_id.clone(),
-            email: state.email.clone(),
-            actions: std::mem::take(&mut state.pending),
+        if state.pending.len() < threshold {
+            return None;
+        }
+        let (published, next) = oneshot::channel();
+        Some(DueSummary {
+            session: SessionActions {
+                session_id,
+                user_id: state.user_id.clone(),
+                email: state.email.clone(),
+                actions: std::mem::take(&mut state.pending),
+            },
+            after: state.last_summary.replace(next),
+            published,
         })
     }
 
@@ -338,8 +367,17 @@ mod tests {
         };
         assert!(tracker.record(&product, 3, &payload(2)).is_none());
         let due = tracker.record(&product, 3, &payload(2)).unwrap();
-        assert_eq!(due.actions.len(), 4);
+        assert_eq!(due.session.actions.len(), 4);
+        assert!(
+            due.after.is_none(),
+            "the session's first summary waits for none"
+        );
         assert!(tracker.record(&product, 3, &payload(1)).is_none());
+        let mut next = tracker.record(&product, 3, &payload(2)).unwrap();
+        let mut after = next.after.take().expect("the second waits for the first");
+        assert!(after.try_recv().is_err(), "the first is not out yet");
+        due.published.send(()).unwrap();
+        assert!(after.try_recv().is_ok());
         assert!(tracker.record(&product, 0, &payload(10)).is_none());
         assert_eq!(tracker.len(), 1);
         assert_eq!(tracker.evict_idle(Duration::from_secs(60)), 0);

@@ -131,6 +131,10 @@ type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 struct FakeLlm {
     requests: Seen,
     delay: Duration,
+    /// The first request waits this much longer.
+    first_extra_delay: Duration,
+    /// Answer "summary <n>" (n = the request's number from 1) instead of a fixed text.
+    numbered: bool,
     fail: bool,
 }
 
@@ -142,15 +146,29 @@ async fn chat_completions(
     let auth = headers
         .get("authorization")
         .map(|v| v.to_str().unwrap().to_owned());
-    fake.requests.lock().unwrap().push((auth, body));
-    tokio::time::sleep(fake.delay).await;
+    let number = {
+        let mut requests = fake.requests.lock().unwrap();
+        requests.push((auth, body));
+        requests.len()
+    };
+    let extra = if number == 1 {
+        fake.first_extra_delay
+    } else {
+        Duration::ZERO
+    };
+    tokio::time::sleep(fake.delay + extra).await;
     if fake.fail {
         return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
     }
+    let content = if fake.numbered {
+        format!("summary {number}")
+    } else {
+        "  Alice reviewed her project board and paid an invoice.  ".to_owned()
+    };
     Json(json!({
         "id": "chatcmpl-1",
         "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "  Alice reviewed her project board and paid an invoice.  "}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
     }))
     .into_response()
 }
@@ -258,4 +276,45 @@ async fn llm_timeout_falls_back_and_never_blocks_ingestion() {
     );
     assert!(summary.summary.starts_with("alice@example.com"));
     assert_eq!(server.metric("autoplay_llm_failures_total").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_summaries_go_out_in_order_when_the_llm_answers_out_of_order() {
+    let fake = FakeLlm {
+        first_extra_delay: Duration::from_millis(600),
+        numbered: true,
+        ..FakeLlm::default()
+    };
+    let base = start_fake_llm(fake.clone()).await;
+    let server = Server::start(llm_config(base, Duration::from_secs(5))).await;
+    let mut sse = server.stream("acme", ACME_KEY, None).await;
+    let three = |first: usize| {
+        json!({"session_id": "s", "actions": (first..first + 3)
+            .map(|i| json!({"type": "click", "title": format!("button {i}")}))
+            .collect::<Vec<_>>()})
+    };
+    server.post_events("acme", &three(1)).await;
+    let deadline = Instant::now() + WAIT;
+    while fake.requests.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the first summary was never asked for"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The second summary's request is answered at once, long before the first's.
+    server.post_events("acme", &three(4)).await;
+    let (first, _) = next_summary(&mut sse).await;
+    let (second, _) = next_summary(&mut sse).await;
+    assert_eq!(first.summary, "summary 1");
+    assert_eq!(second.summary, "summary 2");
+    assert_eq!((first.replaces, second.replaces), (3, 3));
+    let prompts: Vec<String> = fake
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| body["messages"][1]["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(prompts[0].contains("button 1") && prompts[1].contains("button 4"));
 }

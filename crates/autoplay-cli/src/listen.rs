@@ -23,7 +23,17 @@ pub async fn run(args: ListenArgs, mut shutdown: Shutdown) -> Result<(), CliErro
         .on_connect(|url| output::status(format_args!("connected to {url}")))
         .on_disconnect(|reason| {
             if *reason != DisconnectReason::Stopped {
-                output::status(format_args!("disconnected: {reason}; reconnecting"));
+                output::status(format_args!("disconnected: {reason}"));
+            }
+        })
+        .on_retry(|attempt, delay, reason| {
+            let delay = human_delay(delay);
+            if attempt == 0 {
+                output::status(format_args!("reconnecting in {delay}"));
+            } else {
+                output::status(format_args!(
+                    "attempt {attempt} failed ({reason}); retrying in {delay}"
+                ));
             }
         });
     if let Some(token) = args.token {
@@ -74,6 +84,15 @@ pub async fn run(args: ListenArgs, mut shutdown: Shutdown) -> Result<(), CliErro
             .await
         }
         Format::Raw => print_stream(client.raw_events(), max_events, &mut shutdown, raw_line).await,
+    }
+}
+
+/// `850 ms`, `2.4 s`: precise enough for a person watching the stream.
+fn human_delay(delay: Duration) -> String {
+    if delay < Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else {
+        format!("{:.1} s", delay.as_secs_f64())
     }
 }
 

@@ -575,6 +575,17 @@ async fn listen_exits_1_when_retries_are_exhausted() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stdout.is_empty());
     assert!(stderr.contains(&url), "{stderr}");
+    // Each wait is announced with the attempt that failed and why.
+    for attempt in [1, 2] {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("autoplay: attempt {attempt} failed (")))
+            .unwrap_or_else(|| panic!("no line for attempt {attempt}: {stderr}"));
+        assert!(
+            line.contains("retrying in ") && line.ends_with(" ms"),
+            "{line}"
+        );
+    }
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 

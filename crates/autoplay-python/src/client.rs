@@ -57,6 +57,7 @@ struct Callbacks {
     on_drop: Option<Arc<Py<PyAny>>>,
     on_connect: Option<Arc<Hook>>,
     on_disconnect: Option<Arc<Hook>>,
+    on_retry: Option<Arc<Py<PyAny>>>,
 }
 
 #[derive(Default)]
@@ -250,6 +251,17 @@ impl PyConnectorClient {
                 call_hook(&h, "on_disconnect callback", reason.to_string())
             });
         }
+        if let Some(f) = callbacks.on_retry.clone() {
+            // Called just before the reader waits anyway, so waiting for the GIL
+            // here costs the stream nothing.
+            b = b.on_retry(move |attempt, delay, reason| {
+                Python::attach(|py| {
+                    if let Err(e) = f.call1(py, (attempt, delay.as_secs_f64(), reason)) {
+                        log_callback_error(py, "on_retry callback", e);
+                    }
+                })
+            });
+        }
         let mut relay = None;
         if callbacks.on_drop.is_some() {
             let (tx, rx) = mpsc::sync_channel::<DropNote>(4096);
@@ -298,7 +310,8 @@ impl PyConnectorClient {
         connect_timeout=10.0, read_timeout_s=90.0, initial_backoff_s=1.0, max_backoff_s=30.0,
         max_retries=None, on_connect=None, on_disconnect=None,
         overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
-        max_event_size=None, headers=None, last_event_id=None, overflow_grace_s=0.025
+        max_event_size=None, headers=None, last_event_id=None, overflow_grace_s=0.025,
+        on_retry=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -320,6 +333,7 @@ impl PyConnectorClient {
         headers: Option<&Bound<'_, PyDict>>,
         last_event_id: Option<String>,
         overflow_grace_s: f64,
+        on_retry: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let mut header_list = Vec::new();
         if let Some(headers) = headers {
@@ -348,6 +362,15 @@ impl PyConnectorClient {
         }
         if let Some(f) = on_disconnect.filter(|f| !f.is_none()) {
             callbacks.on_disconnect = Some(hook(py, f)?);
+        }
+        if let Some(f) = on_retry.filter(|f| !f.is_none()) {
+            if !f.is_callable() {
+                return Err(errors::invalid(
+                    py,
+                    "on_retry must be callable as on_retry(attempt, delay_s, reason)",
+                ));
+            }
+            callbacks.on_retry = Some(Arc::new(f.clone().unbind()));
         }
         let client = Self {
             url,

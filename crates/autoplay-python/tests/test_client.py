@@ -4,6 +4,7 @@ drops, back-pressure, callbacks that raise, logging, stop/with/background."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any, List, Tuple
@@ -15,6 +16,7 @@ from autoplay_sdk import (
     ConnectorClient,
     FatalStatusError,
     InvalidConfigError,
+    RetriesExhaustedError,
     SdkError,
     SummaryPayload,
 )
@@ -100,6 +102,32 @@ def test_reconnects_across_a_connector_restart(connector: Connector) -> None:
     assert wait_for(lambda: got == ["before", "after"])
     assert len(disconnects) >= 1
     client.stop()
+
+
+def test_on_retry_reports_attempt_delay_and_reason() -> None:
+    # A port nobody listens on: every attempt fails to connect.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    retries: List[Tuple[int, float, str]] = []
+    client = ConnectorClient(
+        url=f"http://127.0.0.1:{port}/stream/acme",
+        token="k",
+        initial_backoff_s=0.01,
+        max_backoff_s=0.05,
+        max_retries=2,
+        on_retry=lambda attempt, delay_s, reason: retries.append((attempt, delay_s, reason)),
+    )
+    with pytest.raises(RetriesExhaustedError):
+        client.run()
+    assert [attempt for attempt, _, _ in retries] == [1, 2]
+    assert all(0 <= delay <= 0.05 for _, delay, _ in retries), retries
+    assert all("Connection refused" in reason or "connect" in reason for _, _, reason in retries), retries
+
+
+def test_on_retry_must_be_callable() -> None:
+    with pytest.raises(InvalidConfigError, match="on_retry must be callable"):
+        ConnectorClient(url="http://127.0.0.1:9/stream/acme", on_retry=42)
 
 
 def test_drops_under_a_slow_callback(connector: Connector) -> None:

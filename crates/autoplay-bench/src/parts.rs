@@ -68,6 +68,21 @@ fn posters() -> u64 {
         .unwrap_or(16)
 }
 
+/// How late a thread wakes from 1 ms sleeps over `span`, in ns, sorted: the
+/// scheduling noise of the machine itself.
+fn wake_up_jitter(span: Duration) -> Vec<u64> {
+    let tick = Duration::from_millis(1);
+    let end = Instant::now() + span;
+    let mut late = Vec::with_capacity(span.as_millis() as usize);
+    while Instant::now() < end {
+        let start = Instant::now();
+        std::thread::sleep(tick);
+        late.push(start.elapsed().saturating_sub(tick).as_nanos() as u64);
+    }
+    late.sort_unstable();
+    late
+}
+
 /// Part 2.
 pub fn latency(root: &Path, work: &Path) -> String {
     let rt = poster_runtime();
@@ -84,6 +99,19 @@ pub fn latency(root: &Path, work: &Path) -> String {
          subscriber's task). For scale, the p99 measured from the poster's clock before the POST \
          (so including the HTTP POST and the ingest) and the POST round trip are shown too. \
          First 10% of arrivals skipped (warm-up). All three processes share the 2 cores.\n\n",
+    );
+    let jitter = wake_up_jitter(Duration::from_secs(3));
+    let _ = writeln!(
+        out,
+        "The machine's own wake-up delay, for scale: a thread sleeping 1 ms at a time for 3 s, \
+         before anything else of this part starts, woke late by p50 {} ms, p99 {} ms, p99.9 {} ms, \
+         max {} ms ({} sleeps). Every hop (poster → connector → client) can meet such a delay, \
+         so it is a floor under the tails below.\n",
+        ms(quantile(&jitter, 0.5) as f64 / 1000.0),
+        ms(quantile(&jitter, 0.99) as f64 / 1000.0),
+        ms(quantile(&jitter, 0.999) as f64 / 1000.0),
+        ms(jitter.last().copied().unwrap_or(0) as f64 / 1000.0),
+        thousands(jitter.len() as f64),
     );
     out.push_str("| client | rate (events/s) | events | sent at (events/s) | delivered | dropped | p50 ms | p99 ms | p99.9 ms | max ms | p99 from before the POST ms | POST round trip p50 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut p99_at_10k = Vec::new();

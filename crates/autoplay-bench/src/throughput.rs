@@ -367,7 +367,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
          `autoplay-bench consume blocking|raw-decode <url> 100000` against `autoplay-bench blast`): \
          the reader thread takes ~56% of the samples and the callback thread ~40%, both mostly \
          serde_json decoding (`skip_to_escape`, `parse_str`, struct visitors); the reader also \
-         copies from the socket and runs the SSE parser. The reader decodes ahead whenever 64 \
+         copies from the socket and runs the SSE parser. The reader decodes ahead whenever 160 \
          or more events wait, so both threads decode and both cores are busy (the blaster, in \
          the parent process, takes 2–4% of one). Per event, (a) spends ~1.5× the CPU of (g2) \
          (470–526 ms vs 312–376 ms of CPU per 100,000 events). Decoding-related samples are \

@@ -340,19 +340,15 @@ async fn direct_events_endpoint() {
 async fn a_request_head_over_8_kib_gets_431() {
     let server = Server::start(config()).await;
     let client = reqwest::Client::new();
-    let big = client
-        .get(server.url("/healthz"))
-        .header("x-padding", "x".repeat(10_000))
-        .send()
-        .await
-        .unwrap();
+    let health_with_padding = |bytes: usize| {
+        client
+            .get(server.url("/healthz"))
+            .header("x-padding", "x".repeat(bytes))
+            .send()
+    };
+    let big = health_with_padding(10_000).await.unwrap();
     assert_eq!(big.status(), 431);
-    let fits = client
-        .get(server.url("/healthz"))
-        .header("x-padding", "x".repeat(6_000))
-        .send()
-        .await
-        .unwrap();
+    let fits = health_with_padding(6_000).await.unwrap();
     assert_eq!(fits.status(), 200);
 }
 

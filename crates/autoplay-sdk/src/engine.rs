@@ -98,6 +98,8 @@ pub(crate) struct Engine {
     /// Typed payloads, or every SSE event with heartbeats (for raw tails such as
     /// `autoplay listen --format raw`).
     delivery: Delivery,
+    /// Events waiting from which the reader decodes ahead, for this queue.
+    decode_ahead_depth: usize,
     /// Rate limit of the drop warning.
     last_drop_log: Option<Instant>,
     drops_since_log: u64,
@@ -115,6 +117,7 @@ impl Engine {
         Engine {
             config,
             hooks,
+            decode_ahead_depth: decode_ahead_depth(queue.capacity()),
             queue,
             stats,
             cancel,
@@ -379,7 +382,7 @@ impl Engine {
     /// event the queue then refuses would only slow the reader down).
     fn consumer_is_behind(&self) -> bool {
         let waiting = self.queue.len();
-        waiting >= decode_ahead_depth(self.queue.capacity())
+        waiting >= self.decode_ahead_depth
             && (waiting < self.queue.capacity()
                 || self.queue.policy() != OverflowPolicy::DropNewest)
     }

@@ -171,11 +171,10 @@ impl<T> EventQueue<T> {
         self.items_notify.notify_one();
     }
 
-    /// Moves up to a batch of items into `batch` and hands out the first. A
-    /// producer waits only while the queue is full, and is woken once the queue has
-    /// drained to half: waking it for every free slot would bounce both threads
-    /// through the scheduler once per event.
-    /// Called only when the queue is not empty.
+    /// Moves up to a batch of items from the queue, which must not be empty, into
+    /// `batch` and hands out the first. A producer waits only while the queue is
+    /// full, and is woken once the queue has drained to half: waking it for every
+    /// free slot would bounce both threads through the scheduler once per event.
     fn take_batch(&self, mut state: MutexGuard<'_, State<T>>, batch: &mut Batch<T>) -> T {
         let before = state.items.len();
         let taken = before.min(self.batch_size);

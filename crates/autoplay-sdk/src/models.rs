@@ -194,62 +194,110 @@ impl SlimAction {
     }
 }
 
-/// The action as it may come over the wire, in any of the shapes.
+/// The keys an action may carry, in any of the shapes.
 #[derive(Deserialize)]
-struct WireAction {
-    #[serde(default)]
-    event_type: Option<CompactString>,
-    #[serde(rename = "type", default)]
-    kind: Option<CompactString>,
-    #[serde(default)]
-    title: Option<CompactString>,
-    #[serde(default)]
-    description: Option<CompactString>,
-    #[serde(default)]
-    canonical_url: Option<CompactString>,
-    #[serde(default)]
-    raw_url: Option<CompactString>,
-    #[serde(default)]
-    ts: Option<CompactString>,
-    #[serde(default)]
-    properties: Properties,
-    #[serde(default)]
-    index: Option<u64>,
-    #[serde(default)]
-    timestamp_start: Option<f64>,
-    #[serde(default)]
-    timestamp_end: Option<f64>,
-    #[serde(default, deserialize_with = "lenient_id")]
-    session_id: Option<CompactString>,
-    #[serde(default, deserialize_with = "lenient_id")]
-    user_id: Option<CompactString>,
-    #[serde(default)]
-    email: Option<CompactString>,
+#[serde(field_identifier, rename_all = "snake_case")]
+enum ActionField {
+    EventType,
+    #[serde(rename = "type")]
+    Kind,
+    Title,
+    Description,
+    CanonicalUrl,
+    RawUrl,
+    Ts,
+    Properties,
+    Index,
+    TimestampStart,
+    TimestampEnd,
+    SessionId,
+    UserId,
+    Email,
+    #[serde(other)]
+    Unknown,
 }
 
-impl From<WireAction> for SlimAction {
-    fn from(wire: WireAction) -> Self {
-        Self {
-            event_type: wire.event_type.or(wire.kind).unwrap_or_default(),
-            title: wire.title.unwrap_or_default(),
-            description: wire.description.unwrap_or_default(),
-            canonical_url: wire.canonical_url.unwrap_or_default(),
-            raw_url: wire.raw_url,
-            ts: wire.ts,
-            properties: wire.properties,
-            index: wire.index,
-            timestamp_start: wire.timestamp_start,
-            timestamp_end: wire.timestamp_end,
-            session_id: wire.session_id,
-            user_id: wire.user_id,
-            email: wire.email,
+/// Reads an action's fields straight into a [`SlimAction`]: a payload has several
+/// actions and this is the innermost loop of decoding, so no intermediate struct is
+/// built and moved. Missing fields and `null` take the default, unknown keys are
+/// skipped, a key given twice is an error (as serde's derived decoders do).
+struct SlimActionVisitor;
+
+impl<'de> de::Visitor<'de> for SlimActionVisitor {
+    type Value = SlimAction;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an action object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SlimAction, A::Error> {
+        fn set<'de, A: de::MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut A,
+            seen: &mut u16,
+            bit: u16,
+            name: &'static str,
+        ) -> Result<T, A::Error> {
+            if *seen & bit != 0 {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *seen |= bit;
+            map.next_value()
         }
+
+        let mut action = SlimAction::default();
+        // `type` names the event type only where `event_type` is absent or null.
+        let (mut event_type, mut kind): (Option<CompactString>, Option<CompactString>) =
+            (None, None);
+        let mut seen = 0u16;
+        while let Some(key) = map.next_key::<ActionField>()? {
+            let m = &mut map;
+            let s = &mut seen;
+            match key {
+                ActionField::EventType => event_type = set(m, s, 1, "event_type")?,
+                ActionField::Kind => kind = set(m, s, 1 << 1, "type")?,
+                ActionField::Title => {
+                    action.title = set::<_, Option<_>>(m, s, 1 << 2, "title")?.unwrap_or_default();
+                }
+                ActionField::Description => {
+                    action.description =
+                        set::<_, Option<_>>(m, s, 1 << 3, "description")?.unwrap_or_default();
+                }
+                ActionField::CanonicalUrl => {
+                    action.canonical_url =
+                        set::<_, Option<_>>(m, s, 1 << 4, "canonical_url")?.unwrap_or_default();
+                }
+                ActionField::RawUrl => action.raw_url = set(m, s, 1 << 5, "raw_url")?,
+                ActionField::Ts => action.ts = set(m, s, 1 << 6, "ts")?,
+                ActionField::Properties => {
+                    action.properties = set(m, s, 1 << 7, "properties")?;
+                }
+                ActionField::Index => action.index = set(m, s, 1 << 8, "index")?,
+                ActionField::TimestampStart => {
+                    action.timestamp_start = set(m, s, 1 << 9, "timestamp_start")?;
+                }
+                ActionField::TimestampEnd => {
+                    action.timestamp_end = set(m, s, 1 << 10, "timestamp_end")?;
+                }
+                ActionField::SessionId => {
+                    action.session_id = set::<_, LenientId>(m, s, 1 << 11, "session_id")?.0;
+                }
+                ActionField::UserId => {
+                    action.user_id = set::<_, LenientId>(m, s, 1 << 12, "user_id")?.0;
+                }
+                ActionField::Email => action.email = set(m, s, 1 << 13, "email")?,
+                ActionField::Unknown => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        action.event_type = event_type.or(kind).unwrap_or_default();
+        Ok(action)
     }
 }
 
 impl<'de> Deserialize<'de> for SlimAction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        WireAction::deserialize(deserializer).map(Into::into)
+        deserializer.deserialize_map(SlimActionVisitor)
     }
 }
 
@@ -590,6 +638,15 @@ impl WirePayload<'_> {
     }
 }
 
+/// An id read with [`lenient_id`], for decoders that take values by type.
+struct LenientId(Option<CompactString>);
+
+impl<'de> Deserialize<'de> for LenientId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient_id(deserializer).map(LenientId)
+    }
+}
+
 /// Ids are strings, but some sources send numbers (a numeric `distinct_id`):
 /// take those as their decimal text rather than reject the payload.
 fn lenient_id<'de, D: Deserializer<'de>>(
@@ -657,6 +714,41 @@ mod tests {
         let action: SlimAction = serde_json::from_str(r#"{"properties":{ "a" : 1 }}"#).unwrap();
         assert!(!action.properties.is_empty());
         assert_eq!(action.properties.to_map()["a"], 1);
+    }
+
+    #[test]
+    fn action_fields_from_every_shape() {
+        let action: SlimAction = serde_json::from_str(
+            r#"{"type":"click","event_type":null,"title":null,"extra":{"deep":[1,{"x":null}]},
+                "index":3,"timestamp_start":1.5,"session_id":7,"user_id":"u","email":"e@x"}"#,
+        )
+        .unwrap();
+        assert_eq!(action.event_type, "click", "`type` stands in for a null event_type");
+        assert_eq!(action.title, "");
+        assert_eq!(action.index, Some(3));
+        assert_eq!(action.timestamp_start, Some(1.5));
+        assert_eq!(action.timestamp_end, None);
+        assert_eq!(action.session_id.as_deref(), Some("7"));
+        assert_eq!(action.user_id.as_deref(), Some("u"));
+        assert_eq!(action.email.as_deref(), Some("e@x"));
+
+        for json in [
+            r#"{"type":"custom","event_type":"click"}"#,
+            r#"{"event_type":"click","type":"custom"}"#,
+        ] {
+            let action: SlimAction = serde_json::from_str(json).unwrap();
+            assert_eq!(action.event_type, "click", "event_type wins in {json}");
+        }
+        assert_eq!(serde_json::from_str::<SlimAction>("{}").unwrap(), SlimAction::default());
+    }
+
+    #[test]
+    fn malformed_actions_are_errors() {
+        let twice = serde_json::from_str::<SlimAction>(r#"{"title":"a","title":"b"}"#);
+        assert!(twice.unwrap_err().to_string().contains("duplicate field `title`"));
+        assert!(serde_json::from_str::<SlimAction>(r#"{"title":5}"#).is_err());
+        assert!(serde_json::from_str::<SlimAction>(r#""click""#).is_err());
+        assert!(Event::from_json(r#"{"type":"actions","actions":[{"index":"x"}]}"#).is_err());
     }
 
     #[test]

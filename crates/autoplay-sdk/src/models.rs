@@ -217,20 +217,30 @@ enum ActionField {
     Unknown,
 }
 
-/// Reads an action's fields straight into a [`SlimAction`]: a payload has several
-/// actions and this is the innermost loop of decoding, so no intermediate struct is
-/// built and moved. Missing fields and `null` take the default, unknown keys are
-/// skipped, a key given twice is an error (as serde's derived decoders do).
-struct SlimActionVisitor;
+/// Reads an action's fields straight into a [`SlimAction`] where it will stay (a
+/// slot of the payload's action list): a payload has several actions and this is
+/// the innermost loop of decoding, so no intermediate struct is built and no
+/// 280-byte action is moved on its way into the list. Missing fields and `null`
+/// take the default, unknown keys are skipped, a key given twice is an error (as
+/// serde's derived decoders do).
+struct FillAction<'a>(&'a mut SlimAction);
 
-impl<'de> de::Visitor<'de> for SlimActionVisitor {
-    type Value = SlimAction;
+impl<'de> de::DeserializeSeed<'de> for FillAction<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for FillAction<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an action object")
     }
 
-    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SlimAction, A::Error> {
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         fn set<'de, A: de::MapAccess<'de>, T: Deserialize<'de>>(
             map: &mut A,
             seen: &mut u16,
@@ -244,7 +254,7 @@ impl<'de> de::Visitor<'de> for SlimActionVisitor {
             map.next_value()
         }
 
-        let mut action = SlimAction::default();
+        let action = self.0;
         // `type` names the event type only where `event_type` is absent or null.
         let (mut event_type, mut kind): (Option<CompactString>, Option<CompactString>) =
             (None, None);
@@ -291,14 +301,53 @@ impl<'de> de::Visitor<'de> for SlimActionVisitor {
             }
         }
         action.event_type = event_type.or(kind).unwrap_or_default();
-        Ok(action)
+        Ok(())
     }
 }
 
 impl<'de> Deserialize<'de> for SlimAction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(SlimActionVisitor)
+        let mut action = SlimAction::default();
+        de::DeserializeSeed::deserialize(FillAction(&mut action), deserializer)?;
+        Ok(action)
     }
+}
+
+/// A payload's `actions` array, each action decoded in its slot of the list.
+struct ActionList(Vec<SlimAction>);
+
+impl<'de> Deserialize<'de> for ActionList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+
+        impl<'de> de::Visitor<'de> for ListVisitor {
+            type Value = ActionList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of actions")
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ActionList, A::Error> {
+                let mut actions = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                loop {
+                    actions.push(SlimAction::default());
+                    let slot = actions.last_mut().expect("just pushed");
+                    if seq.next_element_seed(FillAction(slot))?.is_none() {
+                        actions.pop();
+                        return Ok(ActionList(actions));
+                    }
+                }
+            }
+        }
+
+        deserializer.deserialize_seq(ListVisitor)
+    }
+}
+
+fn action_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<SlimAction>>, D::Error> {
+    Ok(Option::<ActionList>::deserialize(deserializer)?.map(|list| list.0))
 }
 
 impl Serialize for SlimAction {
@@ -585,7 +634,7 @@ struct WirePayload<'a> {
     forwarded_at: Option<f64>,
     #[serde(default)]
     count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "action_list")]
     actions: Option<Vec<SlimAction>>,
     #[serde(default)]
     summary: Option<CompactString>,
@@ -723,7 +772,10 @@ mod tests {
                 "index":3,"timestamp_start":1.5,"session_id":7,"user_id":"u","email":"e@x"}"#,
         )
         .unwrap();
-        assert_eq!(action.event_type, "click", "`type` stands in for a null event_type");
+        assert_eq!(
+            action.event_type, "click",
+            "`type` stands in for a null event_type"
+        );
         assert_eq!(action.title, "");
         assert_eq!(action.index, Some(3));
         assert_eq!(action.timestamp_start, Some(1.5));
@@ -739,13 +791,41 @@ mod tests {
             let action: SlimAction = serde_json::from_str(json).unwrap();
             assert_eq!(action.event_type, "click", "event_type wins in {json}");
         }
-        assert_eq!(serde_json::from_str::<SlimAction>("{}").unwrap(), SlimAction::default());
+        assert_eq!(
+            serde_json::from_str::<SlimAction>("{}").unwrap(),
+            SlimAction::default()
+        );
+    }
+
+    #[test]
+    fn action_lists_of_any_length_keep_their_order() {
+        let titles: Vec<String> = (0..10).map(|i| format!(r#"{{"title":"t{i}"}}"#)).collect();
+        let json = format!(r#"{{"type":"actions","actions":[{}]}}"#, titles.join(","));
+        let Event::Actions(payload) = Event::from_json(&json).unwrap() else {
+            panic!("an actions payload")
+        };
+        let got: Vec<&str> = payload.actions.iter().map(|a| a.title.as_str()).collect();
+        assert_eq!(got, (0..10).map(|i| format!("t{i}")).collect::<Vec<_>>());
+        for empty in [r#""actions":[]"#, r#""actions":null"#, r#""count":0"#] {
+            let json = format!(r#"{{"type":"actions",{empty}}}"#);
+            assert_eq!(
+                Event::from_json(&json).unwrap().to_text(),
+                "Session unknown \u{2014} 0 actions"
+            );
+        }
+        assert!(Event::from_json(r#"{"type":"actions","actions":{}}"#).is_err());
+        assert!(Event::from_json(r#"{"type":"actions","actions":[{"title":"a"},3]}"#).is_err());
     }
 
     #[test]
     fn malformed_actions_are_errors() {
         let twice = serde_json::from_str::<SlimAction>(r#"{"title":"a","title":"b"}"#);
-        assert!(twice.unwrap_err().to_string().contains("duplicate field `title`"));
+        assert!(
+            twice
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate field `title`")
+        );
         assert!(serde_json::from_str::<SlimAction>(r#"{"title":5}"#).is_err());
         assert!(serde_json::from_str::<SlimAction>(r#""click""#).is_err());
         assert!(Event::from_json(r#"{"type":"actions","actions":[{"index":"x"}]}"#).is_err());

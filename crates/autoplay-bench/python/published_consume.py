@@ -9,7 +9,7 @@ usage: published_consume.py throughput|slow|latency URL N [TOKEN [OVERFLOW_POLIC
   `forwarded_at` (its publish time, µs resolution) and minus t, the send time in the
   first action's title (`t:<ns>:<seq>`); done at N distinct or 3 s quiet.
 
-Prints one JSON line: {"events", "secs", "hwm_kib", "rss_kib", "dropped", ...}.
+Prints one JSON line: {"events", "secs", "cpu_secs", "hwm_kib", "rss_kib", "dropped", ...}.
 """
 
 import json
@@ -77,6 +77,7 @@ def main():
     client = ConnectorClient(url=url, token=token, **options) \
         .on_actions(on_event).on_summary(on_event)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     client.run_in_background()
     deadline = started + 300
     idle_limit = 60.0 if mode == "throughput" else 3.0
@@ -93,9 +94,10 @@ def main():
             break
         time.sleep(0.002)
     secs = time.perf_counter() - started
+    cpu_secs = time.process_time() - cpu_started
     hwm, rss = memory_kib()
     client.stop()
-    result = {"events": count[0], "secs": secs, "hwm_kib": hwm, "rss_kib": rss,
+    result = {"events": count[0], "secs": secs, "cpu_secs": cpu_secs, "hwm_kib": hwm, "rss_kib": rss,
               "dropped": client.dropped_count, "duplicates": 0}
     if mode == "latency":
         with lock:

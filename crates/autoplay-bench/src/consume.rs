@@ -1,7 +1,7 @@
 //! The consumer side of the throughput benchmark, run in a child process (the
 //! hidden `consume <kind> <url> <n>` subcommand) so each consumer's peak RSS and
 //! allocator state are its own. Prints one JSON line:
-//! `{"events": n, "secs": t, "hwm_kib": k, "rss_kib": r, "dropped": d}`.
+//! `{"events": n, "secs": t, "cpu_secs": c, "hwm_kib": k, "rss_kib": r, "dropped": d}`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,6 +29,8 @@ pub const KINDS: &[&str] = &[
 pub struct Outcome {
     pub events: u64,
     pub secs: f64,
+    /// CPU time of the whole process (all threads, user + system) over `secs`.
+    pub cpu_secs: f64,
     pub hwm_kib: u64,
     pub rss_kib: u64,
     pub dropped: u64,
@@ -37,8 +39,8 @@ pub struct Outcome {
 impl Outcome {
     pub fn to_json(self) -> String {
         format!(
-            "{{\"events\": {}, \"secs\": {}, \"hwm_kib\": {}, \"rss_kib\": {}, \"dropped\": {}}}",
-            self.events, self.secs, self.hwm_kib, self.rss_kib, self.dropped
+            "{{\"events\": {}, \"secs\": {}, \"cpu_secs\": {}, \"hwm_kib\": {}, \"rss_kib\": {}, \"dropped\": {}}}",
+            self.events, self.secs, self.cpu_secs, self.hwm_kib, self.rss_kib, self.dropped
         )
     }
 
@@ -48,10 +50,20 @@ impl Outcome {
         Some(Self {
             events: u("events") as u64,
             secs: u("secs"),
+            cpu_secs: u("cpu_secs"),
             hwm_kib: u("hwm_kib") as u64,
             rss_kib: u("rss_kib") as u64,
             dropped: u("dropped") as u64,
         })
+    }
+
+    /// CPU time per delivered event, in microseconds (0 when not reported).
+    pub fn cpu_us_per_event(&self) -> f64 {
+        if self.events > 0 {
+            self.cpu_secs * 1e6 / self.events as f64
+        } else {
+            0.0
+        }
     }
 
     pub fn rate(&self) -> f64 {
@@ -67,6 +79,18 @@ impl Outcome {
 pub fn memory_kib() -> (u64, u64) {
     let (rss, hwm) = crate::connector::proc_memory_kib(std::process::id());
     (hwm, rss)
+}
+
+/// CPU time this process has used so far (all threads, user + system), in seconds.
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn wait_for(count: &AtomicU64, n: u64, dropped: impl Fn() -> u64) {
@@ -92,6 +116,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Runs one consumer against `url` until `n` typed payloads were counted.
 pub fn run(kind: &str, url: &str, n: u64) -> Outcome {
     let started = Instant::now();
+    let cpu_at_start = process_cpu_secs();
     let (events, dropped) = match kind {
         "blocking" => blocking(url, n),
         "async" => asynchronous(url, n),
@@ -105,10 +130,12 @@ pub fn run(kind: &str, url: &str, n: u64) -> Outcome {
         }
     };
     let secs = started.elapsed().as_secs_f64();
+    let cpu_secs = process_cpu_secs() - cpu_at_start;
     let (hwm_kib, rss_kib) = memory_kib();
     Outcome {
         events,
         secs,
+        cpu_secs,
         hwm_kib,
         rss_kib,
         dropped,

@@ -147,6 +147,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         hwm: Vec<f64>,
         dropped: Vec<f64>,
         delivered: Vec<f64>,
+        cpu_us: Vec<f64>,
         failed: usize,
     }
     // Round-robin: run 1 of every consumer, then run 2, ..., so a change in the
@@ -160,24 +161,24 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             hwm: vec![],
             dropped: vec![],
             delivered: vec![],
+            cpu_us: vec![],
             failed: 0,
         })
         .collect();
     for run in 0..runs() {
         for (consumer, row) in consumers.iter().zip(rows.iter_mut()) {
-            // Commands cannot be cloned; rebuild from the program and args.
-            let mut c = Command::new(consumer.command.get_program());
-            c.args(consumer.command.get_args());
-            match run_child(c, Duration::from_secs(300)) {
+            match run_child(consumer.fresh_command(), Duration::from_secs(300)) {
                 Some(o) if o.events > 0 => {
                     eprintln!(
-                        "throughput run {}: ({}) {} events/s, peak RSS {} MiB, dropped {}",
+                        "throughput run {}: ({}) {} events/s, {:.2} µs CPU per event, peak RSS {} MiB, dropped {}",
                         run + 1,
                         consumer.letter,
                         thousands(o.rate()),
+                        o.cpu_us_per_event(),
                         mib(o.hwm_kib),
                         o.dropped
                     );
+                    row.cpu_us.push(o.cpu_us_per_event());
                     row.rates.push(o.rate());
                     row.hwm.push(o.hwm_kib as f64);
                     row.dropped.push(o.dropped as f64);
@@ -187,6 +188,8 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             }
         }
     }
+
+    let pairs = paired_a_and_g2(&consumers, sample_actions_data(&body));
 
     let median_of = |letter: &str| {
         rows.iter()
@@ -208,19 +211,21 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
          Each consumer runs in its own child process, {} runs each, round-robin (run 1 of every consumer, then run 2, ...); the clock \
          starts before the client connects and stops when the callback has counted every typed \
          payload (or, for the published SDK, when delivered + dropped reached the total). \
-         Events/s counts payloads delivered to the callback. Peak RSS is the child's `VmHWM`.\n",
+         Events/s counts payloads delivered to the callback. CPU per event is the child's own \
+         CPU time (all its threads, user + system) over the same span, divided by the payloads \
+         delivered; cores busy is that CPU time over the span. Peak RSS is the child's `VmHWM`.\n",
         thousands(n as f64),
         body.len() as f64 / (1024.0 * 1024.0),
         runs()
     );
     section.push_str(
-        "| consumer | events/s median | min | max | × (d) | × read+decode limit | peak RSS MiB (median) | dropped per run (median) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| consumer | events/s median | min | max | × (d) | × read+decode limit | CPU µs per event (median) | cores busy (median) | peak RSS MiB (median) | dropped per run (median) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in &rows {
         if r.rates.is_empty() {
             let _ = writeln!(
                 section,
-                "| ({}) {} | failed ({} runs) | | | | | | |",
+                "| ({}) {} | failed ({} runs) | | | | | | | | |",
                 r.letter, r.label, r.failed
             );
             continue;
@@ -229,6 +234,19 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         let ratio = |base: Option<f64>| base.map_or("–".into(), |b| format!("{:.2}", med / b));
         let (hwm, _, _) = median_min_max(&r.hwm);
         let (dropped, _, _) = median_min_max(&r.dropped);
+        let (cpu_us, _, _) = median_min_max(&r.cpu_us);
+        let cores: Vec<f64> = r
+            .cpu_us
+            .iter()
+            .zip(&r.rates)
+            .map(|(us, rate)| us * rate / 1e6)
+            .collect();
+        let (cores, _, _) = median_min_max(&cores);
+        let (cpu_us, cores) = if cpu_us > 0.0 {
+            (format!("{cpu_us:.2}"), format!("{cores:.2}"))
+        } else {
+            ("–".to_owned(), "–".to_owned())
+        };
         let failed = if r.failed > 0 {
             format!(" ({} runs failed)", r.failed)
         } else {
@@ -236,7 +254,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         };
         let _ = writeln!(
             section,
-            "| ({}) {}{} | {} | {} | {} | {} | {} | {} | {} |",
+            "| ({}) {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.letter,
             r.label,
             failed,
@@ -245,6 +263,8 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             thousands(max),
             ratio(d),
             ratio(limit),
+            cpu_us,
+            cores,
             mib(hwm as u64),
             thousands(dropped)
         );
@@ -276,10 +296,38 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         section,
         "{}",
         check(
-            "(a) vs the one-thread read+decode limit (g2)",
-            a.zip(limit).map(|(a, l)| a / l),
+            "(a) vs the one-thread read+decode limit (g2), back-to-back pairs (below)",
+            pairs.ratio(),
             1.25
         )
+    );
+    let _ = writeln!(
+        section,
+        "  - The machine's speed drifts by up to ~2× within a run (compare (g2)'s CPU per event \
+         across runs), so the ratio of medians in the table ({}) mixes moments. This check \
+         uses {} extra pairs, each (a) and (g2) back to back (alternating which goes first), \
+         and takes the median of the per-pair ratios: {} (quartiles {} and {}; min {}, max {}).",
+        a.zip(limit)
+            .map_or("–".to_owned(), |(a, l)| format!("{:.2}×", a / l)),
+        pairs.ratios.len(),
+        pairs.ratio().map_or("–".to_owned(), |r| format!("{r:.2}×")),
+        fmt_ratio(quartile(&pairs.ratios, 0.25)),
+        fmt_ratio(quartile(&pairs.ratios, 0.75)),
+        fmt_ratio(pairs.ratios.iter().copied().reduce(f64::min)),
+        fmt_ratio(pairs.ratios.iter().copied().reduce(f64::max)),
+    );
+    let _ = writeln!(
+        section,
+        "  - What two cores give here: around each pair, one thread decoded the stream's actions \
+         payload as (g2) does for 100 ms, then two threads did so at once, then one again; the two \
+         did {} the work of one (median over the pairs; min {}, max {}). Were (a)'s work split \
+         perfectly over two such cores, it would reach (two-core factor) × ((g2)'s CPU per \
+         event ÷ (a)'s) = {} of (g2) (median over the pairs); the rest of the gap is work not \
+         shared evenly between (a)'s threads and the blaster's share of the same cores.",
+        fmt_ratio(median(&pairs.two_core)),
+        fmt_ratio(pairs.two_core.iter().copied().reduce(f64::min)),
+        fmt_ratio(pairs.two_core.iter().copied().reduce(f64::max)),
+        fmt_ratio(median(&pairs.ceiling)),
     );
     let _ = writeln!(
         section,
@@ -363,22 +411,25 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         },
     );
     section.push_str(
-        "Where (a)'s time goes (2026-11-26, `perf record` and `perf stat` of \
-         `autoplay-bench consume blocking|raw-decode <url> 100000` against `autoplay-bench blast`): \
-         the reader thread takes ~56% of the samples and the callback thread ~40%, both mostly \
-         serde_json decoding (`skip_to_escape`, `parse_str`, struct visitors); the reader also \
-         copies from the socket and runs the SSE parser. The reader decodes ahead whenever 160 \
-         or more events wait, so both threads decode and both cores are busy (the blaster, in \
-         the parent process, takes 2–4% of one). Per event, (a) spends ~1.5× the CPU of (g2) \
-         (470–526 ms vs 312–376 ms of CPU per 100,000 events). Decoding-related samples are \
-         ~44% more than in (g2) (349 vs 242 ms per 100,000 events in one pair of profiles), \
-         although one thread decodes the SDK's types as fast as (g2)'s plain structs \
-         (~500k/s each, same fixture): decoding data another core wrote costs more; the HTTP \
-         stack and the handoff make up the rest. The callback thread takes events from the queue in batches (up to 32 per \
-         lock), which measured +6% to +14% for (a) in three A/B runs of 25–30 rounds; the \
-         async client showed no difference. A SIMD JSON decoder is no way out for these \
-         payloads: `sonic-rs` 0.5 decoding the canonical fixture into the same serde structs \
-         on one core ran at 301k–359k/s against serde_json's 351k–407k/s, with or without \
+        "Where (a)'s time goes (2026-11-26, `autoplay-bench consume blocking|raw-decode <url> n` \
+         against `autoplay-bench blast`): both of its threads are busy (`perf sched`: reader \
+         215 ms, callback thread 189 ms of CPU for 100,000 events), mostly in serde_json. \
+         Instruction counts, which the VM's noise does not touch (`valgrind --tool=callgrind`, \
+         whole process, 20,000 events): (a) 427 M, (g2) 364 M, so 1.17× (g2)'s instructions, \
+         with serde_json's string scanning (`skip_to_escape`, `parse_str`) the same 139 M in \
+         both; the difference is decoding every field of every payload shape (14 action keys, \
+         lenient ids), moving 168-byte queue entries (memcpy 27 M vs 17 M), the SSE \
+         parser's copy and the HTTP stack. CPU time per event (table) is a larger multiple of \
+         (g2)'s than the instruction count is, because what the reader allocates and writes the \
+         callback thread reads and frees on the other core. The blaster, in the parent process, \
+         also needs a share of the same two cores (28 ms of CPU per 100,000 events under \
+         `perf sched`), which (g2), using one core, leaves free. The callback thread takes events \
+         from the queue in batches (up to 32 per lock), which measured +6% to +14% for (a) in \
+         three A/B runs of 25–30 rounds; decoding each action straight into its slot of the \
+         payload's list cut 7.5% of the decoding instructions and gave +7% for (a) and (b) \
+         (`docs/performance.md`). A SIMD JSON decoder is no way out for these payloads: \
+         `sonic-rs` 0.5 decoding the canonical fixture into the same serde structs on one core \
+         ran at 301k–359k/s against serde_json's 351k–407k/s, with or without \
          `-C target-cpu=native`.\n\n",
     );
     section.push_str(
@@ -388,6 +439,125 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
          `client_loopback_mimalloc`).\n",
     );
     section
+}
+
+impl Consumer {
+    /// Its command, built anew (a `Command` cannot be cloned or run twice).
+    fn fresh_command(&self) -> Command {
+        let mut c = Command::new(self.command.get_program());
+        c.args(self.command.get_args());
+        c
+    }
+}
+
+/// (a) against (g2), measured back to back.
+#[derive(Default)]
+struct Pairs {
+    /// (a)'s events/s over (g2)'s, per pair.
+    ratios: Vec<f64>,
+    /// Two threads' decoding work over one thread's, measured around each pair.
+    two_core: Vec<f64>,
+    /// Per pair: two-core factor × (g2)'s CPU per event ÷ (a)'s.
+    ceiling: Vec<f64>,
+}
+
+impl Pairs {
+    fn ratio(&self) -> Option<f64> {
+        median(&self.ratios)
+    }
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| median_min_max(values).0)
+}
+
+/// The `q` quantile (nearest rank) of `values`.
+fn quartile(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[(q * last as f64).round() as usize])
+}
+
+fn fmt_ratio(ratio: Option<f64>) -> String {
+    ratio.map_or("–".to_owned(), |r| format!("{r:.2}×"))
+}
+
+/// Runs (a) and (g2) back to back `4 × runs()` times, alternating which goes first,
+/// with the two-core probe around each pair.
+fn paired_a_and_g2(consumers: &[Consumer], sample: &str) -> Pairs {
+    let find = |letter: &str| consumers.iter().find(|c| c.letter == letter);
+    let (Some(a), Some(g2)) = (find("a"), find("g2")) else {
+        return Pairs::default();
+    };
+    let mut pairs = Pairs::default();
+    let span = Duration::from_millis(100);
+    for pair in 0..4 * runs() {
+        let alone_before = decode_work(sample, span, 1);
+        let together = decode_work(sample, span, 2);
+        let alone_after = decode_work(sample, span, 1);
+        let two_core = 2.0 * together as f64 / (alone_before + alone_after).max(1) as f64;
+        let order = if pair % 2 == 0 { [a, g2] } else { [g2, a] };
+        let mut outcomes = order.map(|c| run_child(c.fresh_command(), Duration::from_secs(300)));
+        if pair % 2 == 1 {
+            outcomes.swap(0, 1);
+        }
+        let [Some(oa), Some(og2)] = outcomes else {
+            continue;
+        };
+        if oa.events == 0 || og2.events == 0 {
+            continue;
+        }
+        let ratio = oa.rate() / og2.rate();
+        eprintln!(
+            "pair {}: (a) {} events/s, (g2) {} events/s, ratio {ratio:.2}; two threads did {two_core:.2}× one",
+            pair + 1,
+            thousands(oa.rate()),
+            thousands(og2.rate()),
+        );
+        pairs.ratios.push(ratio);
+        pairs.two_core.push(two_core);
+        if oa.cpu_secs > 0.0 && og2.cpu_secs > 0.0 {
+            pairs
+                .ceiling
+                .push(two_core * og2.cpu_us_per_event() / oa.cpu_us_per_event());
+        }
+    }
+    pairs
+}
+
+/// The data line of the stream's first `actions` event.
+fn sample_actions_data(body: &[u8]) -> &str {
+    let text = std::str::from_utf8(body).expect("the stream is UTF-8");
+    let at = text
+        .find("event: actions\ndata: ")
+        .expect("the stream has actions events")
+        + "event: actions\ndata: ".len();
+    let len = text[at..].find('\n').expect("a data line ends");
+    &text[at..at + len]
+}
+
+/// How many times `threads` threads together decode `data` as (g2) does, in `span`.
+fn decode_work(data: &str, span: Duration, threads: usize) -> u64 {
+    let decode_for = || {
+        let end = Instant::now() + span;
+        let mut done = 0u64;
+        while Instant::now() < end {
+            for _ in 0..32 {
+                crate::model::decode("actions", data);
+            }
+            done += 32;
+        }
+        done
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads).map(|_| scope.spawn(decode_for)).collect();
+        decode_for()
+            + others
+                .into_iter()
+                .map(|t| t.join().expect("decoding thread"))
+                .sum::<u64>()
+    })
 }
 
 /// Starts `autoplay-idle-client <kind> <url>`, waits 2 s, and returns its

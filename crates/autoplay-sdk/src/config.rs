@@ -308,9 +308,9 @@ macro_rules! config_setters {
             ///
             /// The callback side takes events from the queue a few at a time (up to
             /// an eighth of this size, at most 32) to touch the shared queue less
-            /// often; events it has taken but not handed to a callback yet still
-            /// count in `queue_size()`, and the queue refills meanwhile, so up to
-            /// that many more events may be held.
+            /// often; such a batch counts whole in `queue_size()` until its last
+            /// event is handed to a callback, and the queue refills meanwhile, so up
+            /// to that many more events may be held.
             pub fn max_queue_size(mut self, size: usize) -> Self {
                 self.config.max_queue_size = size;
                 self

@@ -62,12 +62,16 @@ impl<T> State<T> {
 #[derive(Debug)]
 pub(crate) struct Batch<T> {
     items: VecDeque<T>,
+    /// How many items this batch took; they leave the queue's count together,
+    /// once the last one is handed out.
+    taken: usize,
 }
 
 impl<T> Default for Batch<T> {
     fn default() -> Self {
         Batch {
             items: VecDeque::new(),
+            taken: 0,
         }
     }
 }
@@ -79,9 +83,12 @@ const MAX_BATCH_SHARE: usize = 8;
 
 pub(crate) struct EventQueue<T> {
     state: Mutex<State<T>>,
-    /// The number of items waiting, including those a consumer has taken in a batch
-    /// but not handed out yet. Kept outside the lock so the reader can look at it
-    /// for every event (to decide whether to decode ahead) without contending.
+    /// The number of items waiting, counting a consumer's current batch whole until
+    /// its last item is handed out (so it can read up to a batch less one high).
+    /// Kept outside the lock so the reader can look at it for every event (to decide
+    /// whether to decode ahead). The consumer updates it once per batch, not once
+    /// per item: a counter both threads wrote for every event made its cache line
+    /// travel between the cores twice per event.
     len: AtomicUsize,
     /// Set once by [`close`](Self::close); lets a consumer handing out its batch
     /// see a close without taking the lock.
@@ -183,7 +190,8 @@ impl<T> EventQueue<T> {
             .items
             .pop_front()
             .expect("a batch taken from a non-empty queue has a first item");
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        batch.taken = taken;
+        self.settle_if_done(batch);
         let half = self.capacity / 2;
         if before <= half || state.items.len() > half {
             return item;
@@ -210,8 +218,16 @@ impl<T> EventQueue<T> {
             return Some(Popped::TimedOut);
         }
         let item = batch.items.pop_front()?;
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.settle_if_done(batch);
         Some(Popped::Item(item))
+    }
+
+    /// Once a batch has handed out its last item, its items leave the count.
+    fn settle_if_done(&self, batch: &mut Batch<T>) {
+        if batch.items.is_empty() && batch.taken > 0 {
+            self.len.fetch_sub(batch.taken, Ordering::Relaxed);
+            batch.taken = 0;
+        }
     }
 
     /// Whether a push into a full queue waits for room (`Block`, or a drop policy
@@ -558,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn a_consumer_takes_a_batch_per_lock_and_the_length_still_counts_it() {
+    fn a_consumer_takes_a_batch_per_lock_and_the_length_counts_it_until_done() {
         let q = EventQueue::new(64, OverflowPolicy::DropNewest);
         assert_eq!(q.batch_size, 8, "an eighth of the capacity");
         for i in 0..20 {
@@ -572,11 +588,19 @@ mod tests {
             "the rest of the batch waits with the consumer"
         );
         assert_eq!(q.lock().items.len(), 12);
-        assert_eq!(q.len(), 19, "events in a batch are still waiting");
-        for want in 1..20 {
+        assert_eq!(q.len(), 20, "a batch counts whole until it is done");
+        for want in 1..8 {
+            assert_eq!(q.len(), 20);
+            assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(n) if n == want));
+        }
+        assert_eq!(q.len(), 12, "the batch left the count with its last item");
+        for want in 8..20 {
             assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(n) if n == want));
         }
         assert_eq!(q.len(), 0);
+        q.push_blocking(20);
+        assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(20)));
+        assert_eq!(q.len(), 0, "a batch of one leaves the count at once");
     }
 
     #[tokio::test]

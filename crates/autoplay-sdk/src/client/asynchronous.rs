@@ -279,7 +279,9 @@ impl AsyncConnectorClient {
         self.inner.core.dropped_count()
     }
 
-    /// Events waiting in the queue right now.
+    /// Events waiting in the queue right now. The callback side's current batch
+    /// (see `max_queue_size`) counts whole until its last event is handed out, so
+    /// this can read up to a batch less one higher than what is left.
     pub fn queue_size(&self) -> usize {
         self.inner.core.queue_size()
     }

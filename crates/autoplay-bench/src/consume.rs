@@ -66,6 +66,15 @@ impl Outcome {
         }
     }
 
+    /// Cores kept busy on average over the run (0 when CPU time is not reported).
+    pub fn cores_busy(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.cpu_secs / self.secs
+        } else {
+            0.0
+        }
+    }
+
     pub fn rate(&self) -> f64 {
         if self.secs > 0.0 {
             self.events as f64 / self.secs

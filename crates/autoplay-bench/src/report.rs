@@ -79,10 +79,11 @@ pub fn median_min_max(values: &[f64]) -> (f64, f64, f64) {
     (mid, v[0], v[v.len() - 1])
 }
 
-/// The `q` quantile (0..=1) of sorted `values`, nearest rank.
-pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+/// The `q` quantile (0..=1) of sorted `values`, nearest rank (the default value,
+/// zero, when there are none).
+pub fn quantile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::consume::Outcome;
-use crate::report::{median_min_max, mib, thousands};
+use crate::report::{median_min_max, mib, quantile, thousands};
 use crate::{blaster, python, stream};
 
 /// Runs per consumer (`AUTOPLAY_BENCH_RUNS` overrides, for a quick look).
@@ -148,6 +148,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         dropped: Vec<f64>,
         delivered: Vec<f64>,
         cpu_us: Vec<f64>,
+        cores: Vec<f64>,
         failed: usize,
     }
     // Round-robin: run 1 of every consumer, then run 2, ..., so a change in the
@@ -162,6 +163,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             dropped: vec![],
             delivered: vec![],
             cpu_us: vec![],
+            cores: vec![],
             failed: 0,
         })
         .collect();
@@ -179,6 +181,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
                         o.dropped
                     );
                     row.cpu_us.push(o.cpu_us_per_event());
+                    row.cores.push(o.cores_busy());
                     row.rates.push(o.rate());
                     row.hwm.push(o.hwm_kib as f64);
                     row.dropped.push(o.dropped as f64);
@@ -238,13 +241,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         let (hwm, _, _) = median_min_max(&r.hwm);
         let (dropped, _, _) = median_min_max(&r.dropped);
         let (cpu_us, _, _) = median_min_max(&r.cpu_us);
-        let cores: Vec<f64> = r
-            .cpu_us
-            .iter()
-            .zip(&r.rates)
-            .map(|(us, rate)| us * rate / 1e6)
-            .collect();
-        let (cores, _, _) = median_min_max(&cores);
+        let (cores, _, _) = median_min_max(&r.cores);
         let (cpu_us, cores) = if cpu_us > 0.0 {
             (format!("{cpu_us:.2}"), format!("{cores:.2}"))
         } else {
@@ -304,39 +301,39 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             1.25
         )
     );
-    let _ = writeln!(
-        section,
-        "  - The machine's own speed drifts by up to ~2× within a run (compare (g2)'s CPU per \
-         event between runs), which medians of {} runs taken seconds apart only partly cancel. \
-         As a second look, {} more pairs ran (a) and (g2) back to back (alternating which went \
-         first); the median of the per-pair ratios was {} (quartiles {} and {}; min {}, max {}).",
-        runs(),
-        pairs.ratios.len(),
-        fmt_ratio(median(&pairs.ratios)),
-        fmt_ratio(quantile_of(&pairs.ratios, 0.25)),
-        fmt_ratio(quantile_of(&pairs.ratios, 0.75)),
-        fmt_ratio(pairs.ratios.iter().copied().reduce(f64::min)),
-        fmt_ratio(pairs.ratios.iter().copied().reduce(f64::max)),
-    );
-    let _ = writeln!(
-        section,
-        "  - What two cores give here: {} times after the pairs, one thread decoded the \
-         stream's actions payload as (g2) does for 100 ms, then two threads at once, then one \
-         again; the two did {} the work of one (median; min {}, max {}). Were (a)'s work split \
-         perfectly over two such cores, it would reach (two-core factor) × ((g2)'s CPU per \
-         event ÷ (a)'s, median over the pairs: {}) = {} of (g2); the rest of the gap is work \
-         not shared evenly between (a)'s threads and the blaster's share of the same cores.",
-        two_core.len(),
-        fmt_ratio(median(&two_core)),
-        fmt_ratio(two_core.iter().copied().reduce(f64::min)),
-        fmt_ratio(two_core.iter().copied().reduce(f64::max)),
-        median(&pairs.cpu_ratios).map_or("–".to_owned(), |r| format!("{r:.2}")),
-        fmt_ratio(
-            median(&two_core)
-                .zip(median(&pairs.cpu_ratios))
-                .map(|(t, c)| t * c)
-        ),
-    );
+    if !pairs.ratios.is_empty() {
+        let (med, min, max) = median_min_max(&pairs.ratios);
+        let mut sorted = pairs.ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            section,
+            "  - The machine's own speed drifts by up to ~2× within a run (compare (g2)'s CPU per \
+             event between runs), which medians of {} runs taken seconds apart only partly \
+             cancel. As a second look, {} more pairs ran (a) and (g2) back to back (alternating \
+             which went first); the median of the per-pair ratios was {med:.2}× (quartiles \
+             {:.2}× and {:.2}×; min {min:.2}×, max {max:.2}×).",
+            runs(),
+            pairs.ratios.len(),
+            quantile(&sorted, 0.25),
+            quantile(&sorted, 0.75),
+        );
+    }
+    if !two_core.is_empty() && !pairs.cpu_ratios.is_empty() {
+        let (factor, min, max) = median_min_max(&two_core);
+        let (cpu_ratio, _, _) = median_min_max(&pairs.cpu_ratios);
+        let _ = writeln!(
+            section,
+            "  - What two cores give here: {} times after the pairs, one thread decoded the \
+             stream's actions payload as (g2) does for 100 ms, then two threads at once, then \
+             one again; the two did {factor:.2}× the work of one (median; min {min:.2}×, max \
+             {max:.2}×). Were (a)'s work split perfectly over two such cores, it would reach \
+             (two-core factor) × ((g2)'s CPU per event ÷ (a)'s, median over the pairs: \
+             {cpu_ratio:.2}) = {:.2}× of (g2); the rest of the gap is work not shared evenly \
+             between (a)'s threads and the blaster's share of the same cores.",
+            two_core.len(),
+            factor * cpu_ratio,
+        );
+    }
     let _ = writeln!(
         section,
         "{}",
@@ -467,22 +464,6 @@ struct Pairs {
     cpu_ratios: Vec<f64>,
 }
 
-fn median(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| median_min_max(values).0)
-}
-
-/// The `q` quantile (nearest rank) of `values`.
-fn quantile_of(values: &[f64], q: f64) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let last = sorted.len().checked_sub(1)?;
-    Some(sorted[(q * last as f64).round() as usize])
-}
-
-fn fmt_ratio(ratio: Option<f64>) -> String {
-    ratio.map_or("–".to_owned(), |r| format!("{r:.2}×"))
-}
-
 /// Runs (a) and (g2) back to back `4 × runs()` times, alternating which goes first.
 fn paired_a_and_g2(consumers: &[Consumer]) -> Pairs {
     let find = |letter: &str| consumers.iter().find(|c| c.letter == letter);
@@ -490,13 +471,16 @@ fn paired_a_and_g2(consumers: &[Consumer]) -> Pairs {
         return Pairs::default();
     };
     let mut pairs = Pairs::default();
+    let run = |c: &Consumer| run_child(c.fresh_command(), Duration::from_secs(300));
     for pair in 0..4 * runs() {
-        let order = if pair % 2 == 0 { [a, g2] } else { [g2, a] };
-        let mut outcomes = order.map(|c| run_child(c.fresh_command(), Duration::from_secs(300)));
-        if pair % 2 == 1 {
-            outcomes.swap(0, 1);
-        }
-        let [Some(oa), Some(og2)] = outcomes else {
+        let (oa, og2) = if pair % 2 == 0 {
+            let oa = run(a);
+            (oa, run(g2))
+        } else {
+            let og2 = run(g2);
+            (run(a), og2)
+        };
+        let (Some(oa), Some(og2)) = (oa, og2) else {
             continue;
         };
         if oa.events == 0 || og2.events == 0 {

@@ -1,0 +1,90 @@
+"""Exit and shutdown: the seed page's background and context-manager shapes, run as
+subprocesses against the real connector with a callback slower than the stream.
+
+Every run must exit 0 with nothing on stderr: no SIGABRT, no Rust panic from a thread
+that called into an interpreter already finalising.
+"""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+
+from conftest import PYTHON, Connector
+
+SCRIPTS = Path(__file__).resolve().parent / "exit_scripts"
+
+EVENTS = 200
+"""Payloads posted per group: 4 s of work for a 20 ms callback, of which the scripts
+leave about 2.5 s queued when they stop (within the default 5 s drain timeout)."""
+
+GROUP = 10
+"""Scripts run at once; they mostly sleep in the callback, so ten share two cores."""
+
+
+def run_group(connector: Connector, script: str, count: int, *extra: str) -> List[Tuple[int, str, str]]:
+    """Starts `count` copies of `script`, posts the events once all are connected,
+    lets them go on, and returns each run's (exit code, stdout, stderr)."""
+    procs = [
+        subprocess.Popen(
+            [PYTHON, str(SCRIPTS / script), connector.url, connector.key, *extra],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        for p in procs:
+            assert p.stdout is not None
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([p.stdout], [], [], max(left, 0))
+            assert ready, "a script never connected"
+            assert p.stdout.readline().strip() == "ready"
+        connector.post_batches(EVENTS)
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=max(deadline - time.monotonic(), 1) + 15)
+            results.append((p.returncode, "ready\n" + out, err))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def check(results: List[Tuple[int, str, str]], handled: bool) -> None:
+    failures = [r for r in results if r[0] != 0 or r[2]]
+    assert not failures, (
+        f"{len(failures)} of {len(results)} runs failed; first: exit {failures[0][0]}, "
+        f"stderr:\n{failures[0][2][-3000:]}"
+    )
+    if handled:
+        # stop() returned only after the queue was drained: every event was handled.
+        counts = [r[1].split()[-1] for r in results]
+        assert counts == [str(EVENTS)] * len(results), counts
+
+
+@pytest.mark.parametrize("script", ["background.py", "context_manager.py"])
+def test_the_page_shapes_exit_cleanly_20_times(connector: Connector, script: str) -> None:
+    for _ in range(20 // GROUP):
+        check(run_group(connector, script, GROUP), handled=True)
+
+
+def test_a_client_never_stopped_is_stopped_and_joined_at_exit(connector: Connector) -> None:
+    started = time.monotonic()
+    check(run_group(connector, "no_stop.py", 5), handled=False)
+    # Bounded by the drain timeout (5 s) plus start-up, not by the queued work.
+    assert time.monotonic() - started < 20

@@ -254,6 +254,8 @@ def test_stop_returns_once_the_queued_events_are_handled(connector: Connector) -
     assert connected.wait(10)
     connector.post_batches(40)
     assert started.wait(10)
+    # All read and queued (stop() ends the reader: what is still on the wire stays there).
+    assert wait_for(lambda: client.queue_size + len(handled) >= 39)
     client.stop()
     # Everything queued was handled before stop() returned, and the run is over.
     assert len(handled) == 40
@@ -277,6 +279,7 @@ def test_stop_is_bounded_by_the_drain_timeout(connector: Connector) -> None:
     assert connected.wait(10)
     connector.post_batches(60)
     assert started.wait(10)
+    assert wait_for(lambda: client.queue_size + len(handled) >= 50)
     begun = time.monotonic()
     client.stop()
     assert time.monotonic() - begun < 1.0

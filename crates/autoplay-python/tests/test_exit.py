@@ -23,8 +23,8 @@ EVENTS = 200
 """Payloads posted per group: 4 s of work for a 20 ms callback, of which the scripts
 leave about 2.5 s queued when they stop (within the default 5 s drain timeout)."""
 
-GROUP = 10
-"""Scripts run at once; they mostly sleep in the callback, so ten share two cores."""
+GROUP = 20
+"""Scripts run at once; they mostly sleep in the callback, so twenty share two cores."""
 
 
 def run_group(connector: Connector, script: str, count: int, *extra: str) -> List[Tuple[int, str, str]]:

@@ -38,6 +38,10 @@ const INTERRUPT_GRACE: Duration = Duration::from_millis(700);
 /// to end: the callback running when the drain timeout passes is waited for, up to this.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
+/// 0.13.0's variable for the stream token, used when neither the argument nor the
+/// core's own variable (`AUTOPLAY_TOKEN`) gives one.
+const TOKEN_ENV_VAR_0_13: &str = "AUTOPLAY_APP_UNKEY_TOKEN";
+
 /// Every client whose `run()` is in progress, for the exit hook.
 static RUNNING: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
@@ -287,11 +291,36 @@ fn spawn_drop_relay(
         })
 }
 
+/// Whether this thread is running an asyncio event loop (`stop()` from a coroutine).
+fn on_a_running_event_loop(py: Python<'_>) -> bool {
+    py.import("asyncio")
+        .and_then(|asyncio| asyncio.call_method0("_get_running_loop"))
+        .is_ok_and(|running| !running.is_none())
+}
+
+/// A non-empty environment variable, trimmed as 0.13.0 trims its token.
+fn env_token(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
 impl PyConnectorClient {
+    /// The token the core is given: the argument; when empty, the core reads
+    /// `AUTOPLAY_TOKEN` itself, and only without it is 0.13.0's variable used. Read at
+    /// each build, as the core reads its own.
+    fn token(&self) -> String {
+        if !self.token.is_empty() || env_token(autoplay_sdk::TOKEN_ENV_VAR).is_some() {
+            return self.token.clone();
+        }
+        env_token(TOKEN_ENV_VAR_0_13).unwrap_or_default()
+    }
+
     fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
         let o = &self.options;
         let mut b = ConnectorClient::builder(self.url.clone())
-            .token(self.token.clone())
+            .token(self.token())
             .max_queue_size(o.max_queue_size)
             .connect_timeout(o.connect_timeout)
             .read_timeout(o.read_timeout)
@@ -570,9 +599,14 @@ impl PyConnectorClient {
     /// Stops the client and returns once `run()` has: the reader ends, queued
     /// events are handled (up to the drain timeout), then both return. Inside a
     /// callback (or a signal handler on `run()`'s thread) it only asks, since the run
-    /// waits for that callback.
+    /// waits for that callback; so it does on a thread running an asyncio loop.
     fn stop(&self, py: Python<'_>) {
         self.shared.request_stop();
+        if on_a_running_event_loop(py) {
+            // Blocking the loop for the drain would stall every coroutine on it,
+            // including callbacks bridged to it that the drain waits for.
+            return;
+        }
         let deadline = Instant::now() + self.shared.drain_timeout + STOP_GRACE;
         self.shared.wait_ended(py, deadline);
     }

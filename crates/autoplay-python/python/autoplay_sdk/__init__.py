@@ -20,7 +20,10 @@ from ._errors import (
     FatalStatusError,
     InvalidConfigError,
     RetriesExhaustedError,
+    SdkBufferFullError,
+    SdkConfigError,
     SdkError,
+    SdkUpstreamError,
 )
 from ._native import (
     ActionsPayload,
@@ -55,7 +58,10 @@ __all__ = [
     "InvalidConfigError",
     "RagPipeline",
     "RetriesExhaustedError",
+    "SdkBufferFullError",
+    "SdkConfigError",
     "SdkError",
+    "SdkUpstreamError",
     "SessionSummarizer",
     "SlimAction",
     "SummaryPayload",

@@ -44,6 +44,8 @@ const TOKEN_ENV_VAR_0_13: &str = "AUTOPLAY_APP_UNKEY_TOKEN";
 
 /// Every client whose `run()` is in progress, for the exit hook.
 static RUNNING: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+/// Set (under `RUNNING`'s lock) by the exit hook: no run may start after it looked.
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// The client (its `Shared` address) whose Python callback this thread is
@@ -165,7 +167,11 @@ impl Shared {
 /// The exit hook's half for the clients: stops every running client, then waits
 /// for all of them (bounded by the longest drain timeout plus [`STOP_GRACE`]).
 pub(crate) fn stop_all_at_exit(py: Python<'_>) {
-    let clients: Vec<Arc<Shared>> = lock(&RUNNING).iter().filter_map(Weak::upgrade).collect();
+    let clients: Vec<Arc<Shared>> = {
+        let running = lock(&RUNNING);
+        EXITING.store(true, Ordering::SeqCst);
+        running.iter().filter_map(Weak::upgrade).collect()
+    };
     clients.iter().for_each(|c| c.request_stop());
     let longest = clients
         .iter()
@@ -177,6 +183,22 @@ pub(crate) fn stop_all_at_exit(py: Python<'_>) {
         if !client.wait_ended(py, deadline) {
             warn!("a client was still running at interpreter exit (a callback did not return)");
         }
+    }
+}
+
+/// Ends a run's bookkeeping when dropped, also if the run panicked: `stop()` and the
+/// exit hook wait for it.
+struct RunEnd<'a>(&'a Arc<Shared>);
+
+impl Drop for RunEnd<'_> {
+    fn drop(&mut self) {
+        lock(&RUNNING).retain(|c| c.strong_count() > 0 && !std::ptr::eq(c.as_ptr(), &**self.0));
+        {
+            let mut state = lock(&self.0.state);
+            state.running = false;
+            state.run_thread = None;
+        }
+        self.0.ended.notify_all();
     }
 }
 
@@ -547,10 +569,6 @@ impl PyConnectorClient {
     /// Connects and handles events until `stop()` or Ctrl-C (then returns), or a
     /// fatal status / exhausted retries (then raises an `SdkError`).
     fn run(&self, py: Python<'_>) -> PyResult<()> {
-        if crate::gil::is_closed() {
-            // The interpreter is exiting: no new run may start calling into it.
-            return Ok(());
-        }
         crate::logging::refresh_log_level(py);
         let (client, relay) = self.build(py)?;
         {
@@ -561,24 +579,21 @@ impl PyConnectorClient {
             if state.stopped {
                 return Ok(());
             }
+            {
+                let mut running = lock(&RUNNING);
+                if EXITING.load(Ordering::SeqCst) {
+                    // The interpreter is exiting: no new run may start calling into it.
+                    return Ok(());
+                }
+                running.retain(|c| c.strong_count() > 0);
+                running.push(Arc::downgrade(&self.shared));
+            }
             state.running = true;
             state.run_thread = Some(std::thread::current().id());
             state.current = Some(client.clone());
         }
-        {
-            let mut running = lock(&RUNNING);
-            running.retain(|c| c.strong_count() > 0);
-            running.push(Arc::downgrade(&self.shared));
-        }
-        let result = self.run_client(py, client, relay);
-        lock(&RUNNING).retain(|c| c.strong_count() > 0 && !std::ptr::eq(c.as_ptr(), &*self.shared));
-        {
-            let mut state = lock(&self.shared.state);
-            state.running = false;
-            state.run_thread = None;
-        }
-        self.shared.ended.notify_all();
-        result
+        let _end = RunEnd(&self.shared);
+        self.run_client(py, client, relay)
     }
 
     /// Starts `run()` on a daemon `threading.Thread` and returns the thread.

@@ -56,12 +56,6 @@ impl Drop for Inside {
     }
 }
 
-/// Whether the package's exit hook has run: callbacks and log records from Rust
-/// threads are dropped from then on.
-pub(crate) fn is_closed() -> bool {
-    CLOSED.load(Ordering::SeqCst)
-}
-
 /// `Python::attach` for a thread that will call into Python many times (a worker);
 /// `None`, without touching Python, once the interpreter is shutting down.
 pub(crate) fn attach<F, R>(f: F) -> Option<R>

@@ -181,7 +181,12 @@ pub(crate) fn stop_all_at_exit(py: Python<'_>) {
     let deadline = Instant::now() + longest + STOP_GRACE;
     for client in &clients {
         if !client.wait_ended(py, deadline) {
-            warn!("a client was still running at interpreter exit (a callback did not return)");
+            // The forwarding layer takes `autoplay*` targets only; this crate's own
+            // module path is `_native::...`.
+            warn!(
+                target: "autoplay_sdk::python",
+                "a client was still running at interpreter exit (a callback did not return)"
+            );
         }
     }
 }
@@ -707,7 +712,7 @@ impl PyConnectorClient {
                         client.stop();
                         if e.is_instance_of::<PyKeyboardInterrupt>(py) {
                             if interrupted.is_none() {
-                                info!("interrupted; stopping the client");
+                                info!(target: "autoplay_sdk::python", "interrupted; stopping the client");
                                 interrupted = Some(Instant::now());
                             } else {
                                 client.stop_now();

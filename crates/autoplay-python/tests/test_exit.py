@@ -88,3 +88,44 @@ def test_a_client_never_stopped_is_stopped_and_joined_at_exit(connector: Connect
     check(run_group(connector, "no_stop.py", 5), handled=False)
     # Bounded by the drain timeout (5 s) plus start-up, not by the queued work.
     assert time.monotonic() - started < 20
+
+
+def test_exit_is_bounded_when_a_callback_never_returns(connector: Connector) -> None:
+    """A callback stuck at exit delays it by the drain timeout plus a bounded grace,
+    says so on stderr, and the process still exits 0 (the stuck thread is never let
+    back into the interpreter)."""
+    proc = subprocess.Popen(
+        [PYTHON, "-c", (
+            "import sys, threading, time\n"
+            "from autoplay_sdk import ConnectorClient\n"
+            "entered = threading.Event()\n"
+            "def stuck(payload):\n"
+            "    entered.set()\n"
+            "    time.sleep(60)\n"
+            "client = ConnectorClient(url=sys.argv[1], token=sys.argv[2], drain_timeout_s=0.3,\n"
+            "                         on_connect=lambda: print('ready', flush=True))\n"
+            "client.on_actions(stuck).run_in_background()\n"
+            "assert entered.wait(20)\n"
+            "print('leaving', flush=True)\n"
+        ), connector.url, connector.key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready and proc.stdout.readline() == "ready\n"
+        connector.post_batches(3)
+        assert proc.stdout.readline() == "leaving\n"
+        left = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    # 0.3 s drain + 1 s grace for the run, then at most 1 s for calls inside to leave.
+    assert took < 4, took
+    assert "still running at interpreter exit" in err, err

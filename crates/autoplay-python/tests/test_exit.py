@@ -7,7 +7,9 @@ that called into an interpreter already finalising.
 
 from __future__ import annotations
 
+import re
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -129,3 +131,51 @@ def test_exit_is_bounded_when_a_callback_never_returns(connector: Connector) -> 
     # 0.3 s drain + 1 s grace for the run, then at most 1 s for calls inside to leave.
     assert took < 4, took
     assert "still running at interpreter exit" in err, err
+
+
+def test_ctrl_c_with_a_backlog_discards_it_through_the_core_stop_now(connector: Connector) -> None:
+    """Ctrl-C on a blocking run() with seconds of queued work: after the 0.7 s grace the
+    rest is discarded (the core's stop-now, one warning), run() returns, exit 0."""
+    proc = subprocess.Popen(
+        [PYTHON, "-c", (
+            "import sys, time\n"
+            "from autoplay_sdk import ConnectorClient\n"
+            "handled = 0\n"
+            "def slow(payload):\n"
+            "    global handled\n"
+            "    time.sleep(0.02)\n"
+            "    handled += 1\n"
+            "    if handled == 1:\n"
+            "        print('busy', flush=True)\n"
+            "ConnectorClient(url=sys.argv[1], token=sys.argv[2],\n"
+            "                on_connect=lambda: print('ready', flush=True)).on_actions(slow).run()\n"
+            "print('returned', handled, flush=True)\n"
+        ), connector.url, connector.key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready and proc.stdout.readline() == "ready\n"
+        connector.post_batches(EVENTS)  # 4 s of work
+        assert proc.stdout.readline() == "busy\n"
+        time.sleep(0.3)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert took < 2.0, took
+    handled = int(out.split()[-1])
+    assert handled < EVENTS, out
+    found = re.search(r"stopped without draining; events still queued were discarded discarded=(\d+)", err)
+    assert found, err
+    # Every event is either handled or counted as discarded (all were read by then).
+    assert 0 < int(found.group(1)) <= EVENTS - handled, err
+    assert "Traceback" not in err, err

@@ -9,6 +9,10 @@
 //! listen = "127.0.0.1:8080"
 //! heartbeat_s = 30
 //! replay_events = 10000
+//! replay_bytes = 67108864     # also bound the replay window by size
+//! max_frame_bytes = 1048576   # bigger batches are split
+//! body_timeout_s = 15         # a request body must arrive within this
+//! write_timeout_s = 30        # a connection that takes no byte for this long is closed
 //! summary_threshold = 10
 //!
 //! [llm]                       # optional; AUTOPLAY_LLM_* variables override it
@@ -37,6 +41,9 @@ pub const LLM_BASE_URL_ENV: &str = "AUTOPLAY_LLM_BASE_URL";
 pub const LLM_MODEL_ENV: &str = "AUTOPLAY_LLM_MODEL";
 /// Environment variable with the LLM API key.
 pub const LLM_API_KEY_ENV: &str = "AUTOPLAY_LLM_API_KEY";
+
+/// The smallest [`ConnectorConfig::max_frame_bytes`] accepted.
+pub const MIN_FRAME_BYTES: usize = 4096;
 
 /// The product created when none is configured.
 pub const DEFAULT_PRODUCT_ID: &str = "demo";
@@ -339,6 +346,20 @@ pub struct ConnectorConfig {
     pub subscriber_buffer: usize,
     /// Largest accepted request body in bytes (default 5 MiB).
     pub body_limit: usize,
+    /// Time a request has to deliver its whole body once its handler starts
+    /// reading it (default 15 s); slower bodies get 408 and their connection
+    /// closed. Request heads have hyper's own 30 s.
+    pub body_read_timeout: Duration,
+    /// Time a connection may refuse every byte written to it (a subscriber that
+    /// reads nothing, its socket buffers full) before it is closed (default 30 s).
+    pub write_timeout: Duration,
+    /// Largest SSE frame sent, in bytes (default 1 MiB): a bigger batch goes out
+    /// as several payloads of the same session, in order. At least 4 KiB.
+    pub max_frame_bytes: usize,
+    /// Bytes of frames per product kept for replay (default 64 MiB), beside
+    /// [`replay_capacity`](Self::replay_capacity): whichever bound is reached first
+    /// evicts the oldest frames. At least [`max_frame_bytes`](Self::max_frame_bytes).
+    pub replay_bytes: usize,
     /// Actions per session summary, for products that do not set one (default 10;
     /// 0 = off).
     pub summary_threshold: usize,
@@ -357,6 +378,10 @@ impl Default for ConnectorConfig {
             replay_capacity: 10_000,
             subscriber_buffer: 1024,
             body_limit: 5 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            max_frame_bytes: 1024 * 1024,
+            replay_bytes: 64 * 1024 * 1024,
             summary_threshold: 10,
             session_idle_timeout: Duration::from_secs(30 * 60),
             llm: None,
@@ -383,6 +408,12 @@ struct FileConfig {
     replay_events: Option<usize>,
     subscriber_buffer: Option<usize>,
     body_limit_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    body_timeout_s: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    write_timeout_s: Option<Duration>,
+    max_frame_bytes: Option<usize>,
+    replay_bytes: Option<usize>,
     summary_threshold: Option<usize>,
     #[serde(default, deserialize_with = "de_opt_seconds")]
     session_idle_s: Option<Duration>,
@@ -427,6 +458,18 @@ impl ConnectorConfig {
         }
         if let Some(n) = file.body_limit_bytes {
             config.body_limit = n;
+        }
+        if let Some(timeout) = file.body_timeout_s {
+            config.body_read_timeout = timeout;
+        }
+        if let Some(timeout) = file.write_timeout_s {
+            config.write_timeout = timeout;
+        }
+        if let Some(n) = file.max_frame_bytes {
+            config.max_frame_bytes = n;
+        }
+        if let Some(n) = file.replay_bytes {
+            config.replay_bytes = n;
         }
         if let Some(n) = file.summary_threshold {
             config.summary_threshold = n;
@@ -542,6 +585,26 @@ impl ConnectorConfig {
         }
         if self.heartbeat_interval.is_zero() || self.session_idle_timeout.is_zero() {
             return Err(ConfigError::Invalid("intervals must be positive".into()));
+        }
+        if self.body_read_timeout.is_zero() || self.write_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "body_timeout_s and write_timeout_s must be positive seconds, e.g. body_timeout_s = 15"
+                    .into(),
+            ));
+        }
+        if self.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "max_frame_bytes = {} is too small: it must be at least {MIN_FRAME_BYTES} \
+                 (one action with its properties must fit), e.g. max_frame_bytes = 1048576",
+                self.max_frame_bytes
+            )));
+        }
+        if self.replay_bytes < self.max_frame_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "replay_bytes = {} must be at least max_frame_bytes = {} (the newest frame \
+                 is always kept), e.g. replay_bytes = 67108864",
+                self.replay_bytes, self.max_frame_bytes
+            )));
         }
         if let Some(llm) = &self.llm
             && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))

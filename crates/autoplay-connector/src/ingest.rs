@@ -1,9 +1,12 @@
 //! `POST /webhook/{product_id}` (PostHog) and `POST /events/{product_id}`
 //! (already-extracted actions).
 //!
-//! Checks run in this order: unknown product (404), body over the limit (413),
-//! credentials (401), JSON and shape (400). The body is read before the
-//! credentials are checked because an HMAC signature covers it.
+//! Checks run in this order: unknown product (404), credentials in the headers
+//! (401), the body (413 over the limit, 408 not in within the body timeout), an
+//! HMAC signature over it (401), JSON and shape (400). Only a request signed with
+//! an HMAC has its body read before it is known to be the product's: everything
+//! else is refused from its headers, so an unauthenticated request costs no
+//! buffering and no wait.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -81,7 +84,7 @@ fn unix_now() -> f64 {
     micros as f64 / 1e6
 }
 
-/// The common front of both endpoints: product, body, credentials.
+/// The common front of both endpoints: product, credentials, body.
 async fn authenticated_body(
     state: &AppState,
     product_id: &str,
@@ -91,12 +94,43 @@ async fn authenticated_body(
     let Some(product) = state.products.get(product_id).cloned() else {
         return Err(ApiError(StatusCode::NOT_FOUND, "unknown product".into()));
     };
-    let bytes = match axum::body::to_bytes(body, state.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
+    let check = auth::check_ingest_headers(&product.config, headers)
+        .map_err(|denied| refuse(state, product_id, denied))?;
+    let bytes = read_body(state, body).await?;
+    if let auth::IngestCheck::Signed(signatures) = &check {
+        auth::verify_signatures(&product.config, signatures, &bytes)
+            .map_err(|denied| refuse(state, product_id, denied))?;
+    }
+    Ok((product, bytes))
+}
+
+fn refuse(state: &AppState, product_id: &str, denied: auth::IngestDenied) -> ApiError {
+    metrics::inc(&state.metrics.auth_failures);
+    if denied.bad_signature {
+        metrics::inc(&state.metrics.webhook_signature_failures);
+    }
+    debug!(
+        product_id,
+        bad_signature = denied.bad_signature,
+        "ingest request refused"
+    );
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid webhook secret or signature".into(),
+    )
+}
+
+/// The body, up to the limit and within the body timeout: a sender that trickles
+/// its body holds a connection and a buffer, so it gets a deadline for the whole
+/// body, not only for each read.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let read = axum::body::to_bytes(body, state.body_limit);
+    match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return Err(if too_large {
+            Err(if too_large {
                 ApiError(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("the body is larger than {} bytes", state.body_limit),
@@ -106,25 +140,19 @@ async fn authenticated_body(
                     StatusCode::BAD_REQUEST,
                     "could not read the request body".into(),
                 )
-            });
+            })
         }
-    };
-    if let Err(denied) = auth::verify_ingest(&product.config, headers, &bytes) {
-        metrics::inc(&state.metrics.auth_failures);
-        if denied.bad_signature {
-            metrics::inc(&state.metrics.webhook_signature_failures);
+        Err(_) => {
+            metrics::inc(&state.metrics.body_read_timeouts);
+            Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    state.body_read_timeout.as_secs_f64()
+                ),
+            ))
         }
-        debug!(
-            product_id,
-            bad_signature = denied.bad_signature,
-            "ingest request refused"
-        );
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid webhook secret or signature".into(),
-        ));
     }
-    Ok((product, bytes))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -137,7 +165,19 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_error(self.0, &self.1)
+        let mut response = json_error(self.0, &self.1);
+        // Refused before or while its body was read: what is left of the body is
+        // never read, so the connection cannot carry another request.
+        if matches!(
+            self.0,
+            StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

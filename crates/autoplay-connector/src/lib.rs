@@ -35,10 +35,13 @@
 //! | `GET /metrics` | none | Prometheus text |
 //!
 //! **Webhook credentials.** Any one of: `X-PostHog-Secret: <secret>`;
-//! `X-PostHog-Signature` or `X-Hub-Signature-256` set to `sha256=<hex
-//! HMAC-SHA256(secret, raw body)>` (see [`sign_webhook`]); `Authorization: Bearer
-//! <secret>`. A product configured without a webhook secret accepts its API keys in
-//! the header or bearer forms instead. All comparisons are constant-time.
+//! `X-PostHog-Signature`, `X-Hub-Signature-256` or (PostHog's legacy webhooks)
+//! `X-PostHog-Secret` set to `sha256=<hex HMAC-SHA256(secret, raw body)>` (see
+//! [`sign_webhook`]); `Authorization: Bearer <secret>`. A product configured without
+//! a webhook secret accepts its API keys in the header or bearer forms instead. All
+//! comparisons are constant-time. Credentials are checked from the headers before
+//! the body is read: only a signature needs the body, and it is read only up to
+//! the limit and within the body timeout (408 after it).
 //!
 //! **Stream.** Each event is `id: <n>`, `event: actions|summary`, `data: <one-line
 //! canonical JSON with "type">`. Ids are per product, start at 1 and strictly
@@ -52,9 +55,17 @@
 //!
 //! # Extraction
 //!
-//! A webhook body is one PostHog event (raw capture form, `"event": "<name>"`), the
-//! CDP envelope (`{"event": {...}, "person": {...}}`), an array of either, or
-//! `{"batch": [...]}`. Each event becomes at most one [`SlimAction`]:
+//! A webhook body is one PostHog event (raw capture form, `"event": "<name>"` with
+//! `properties`), the flat form of the Hog destination `autoplay-setup` creates
+//! (`event`, `session_id`, `current_url`, `event_type`, `distinct_id`, `email`,
+//! `referrer`, `timestamp`, `elements_chain` and the element fields
+//! `button_or_link_text`, `input_field_name`, `element_id`, `link_destination`, all
+//! top-level, `""` for absent), the CDP envelope (`{"event": {...}, "person":
+//! {...}}`), an array of any of them, or `{"batch": [...]}`. The flat form's fields
+//! stand for the capture form's `$session_id`, `$current_url`, `$event_type`,
+//! `$referrer` and `email`; its element fields name the element only where
+//! `elements_chain` does not, and `link_destination` is kept in `properties`. Each
+//! event becomes at most one [`SlimAction`]:
 //!
 //! - **Dropped**: `$pageleave`, `$identify`, `$set`, `$groupidentify`,
 //!   `$feature_flag_called`, `$web_vitals` and every other `$`-prefixed PostHog

@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub summariser: Summariser,
     pub heartbeat: Duration,
     pub body_limit: usize,
+    pub body_read_timeout: Duration,
+    pub max_frame_bytes: usize,
     pub session_idle_timeout: Duration,
     pub shutdown: CancellationToken,
 }
@@ -165,6 +167,8 @@ impl Connector {
             emails: EmailBook::default(),
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
+            body_read_timeout: config.body_read_timeout,
+            max_frame_bytes: config.max_frame_bytes,
             session_idle_timeout: config.session_idle_timeout,
             shutdown: CancellationToken::new(),
         };

@@ -192,6 +192,83 @@ async fn every_fixture_reaches_the_stream() {
     assert_eq!(ids, (1..=7).collect::<Vec<u64>>());
 }
 
+/// The flat bodies of the Hog destination `autoplay-setup` 0.2.0 creates, posted
+/// as it posts them (`x-posthog-secret`, `Content-Type: application/json`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hog_destination_flat_bodies_reach_the_stream() {
+    let server = Server::start(config()).await;
+    let mut sse = server.stream("acme", ACME_KEY, None).await;
+    let session = "018d0b6c-1f2e-7c3a-9b1d-5e6f7a8b9c0d";
+    let rows = [
+        (
+            "hog-flat-pageview",
+            (
+                "pageview",
+                "/projects/8812/board",
+                "https://app.example.com/projects/:id/board",
+                "Viewed /projects/8812/board",
+            ),
+        ),
+        (
+            "hog-flat-click",
+            (
+                "click",
+                "Export CSV",
+                "https://app.example.com/dashboard",
+                "Clicked 'Export CSV'",
+            ),
+        ),
+        (
+            "hog-flat-change",
+            (
+                "input",
+                "company_vat_id",
+                "https://app.example.com/settings/:id/billing",
+                "Changed 'company_vat_id'",
+            ),
+        ),
+        (
+            "hog-flat-submit",
+            (
+                "submit",
+                "Billing details",
+                "https://app.example.com/settings/:id/billing",
+                "Submitted 'Billing details'",
+            ),
+        ),
+    ];
+    for (name, expected) in rows {
+        let got = through_the_connector(&server, &mut sse, name, 1).await;
+        let (payload, action) = only_action(&got);
+        assert_eq!(action, expected, "{name}");
+        assert_eq!(payload.session_id.as_deref(), Some(session), "{name}");
+        assert_eq!(payload.user_id.as_deref(), Some("user_456"), "{name}");
+        assert_eq!(payload.email.as_deref(), Some("alice@example.com"));
+    }
+
+    let response = server
+        .post_webhook("acme", fixture("hog-flat-pageleave"))
+        .await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"accepted": 1, "actions": 0})
+    );
+    let got = through_the_connector(&server, &mut sse, "hog-flat-link-anonymous", 1).await;
+    let (payload, action) = only_action(&got);
+    assert_eq!(
+        action,
+        (
+            "click",
+            "Download PDF",
+            "https://app.example.com/invoices/:id",
+            "Clicked 'Download PDF'"
+        )
+    );
+    let visitor = "018d0b6b-anon-7bbb-8ccc-ddddeeeeffff";
+    assert_eq!(payload.session_id.as_deref(), Some(visitor));
+    assert_eq!(payload.email, None);
+}
+
 /// The SDK's async client reads the connector's stream end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_client_receives_typed_payloads() {

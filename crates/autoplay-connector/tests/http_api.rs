@@ -196,6 +196,15 @@ async fn webhook_hmac_signatures() {
         .unwrap();
         assert_eq!(ok.status(), 200, "{header}");
     }
+    // PostHog's legacy webhooks put the signature in the secret's own header.
+    let legacy = signed(
+        "x-posthog-secret",
+        sign_webhook(ACME_SECRET, body.as_bytes()),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(legacy.status(), 200);
     let wrong_key = signed(
         "x-posthog-signature",
         sign_webhook("other", body.as_bytes()),

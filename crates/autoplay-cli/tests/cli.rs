@@ -460,6 +460,9 @@ async fn listen_json_against_the_connector_prints_canonical_json() {
                 "canonical_url": "https://app.example.com/dashboard",
                 "raw_url": "https://app.example.com/dashboard",
                 "ts": "2024-01-15T10:30:00Z", "properties": {},
+                // The connector stamps what 0.13.0 clients read.
+                "index": 0, "timestamp_start": 1_705_314_600.0,
+                "timestamp_end": 1_705_314_600.0,
             }],
         })
     );

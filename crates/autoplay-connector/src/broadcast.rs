@@ -75,7 +75,7 @@ impl Channel {
     /// Publishes an event and returns its id.
     pub fn publish(&self, event: &Event) -> u64 {
         // Serialise outside the lock; only the id needs it.
-        let json = event.to_json();
+        let json = event.to_stream_json();
         let kind = event.kind();
         let mut inner = self.lock();
         let id = inner.next_id;

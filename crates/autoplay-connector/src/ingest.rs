@@ -272,6 +272,33 @@ pub(crate) async fn events(
     Json(json!({"accepted": accepted, "actions": actions})).into_response()
 }
 
+/// Gives each action the fields both generations of clients read, where the
+/// sender left them out: `index` (its position in the batch), `timestamp_start`
+/// from `ts` and `ts` from `timestamp_start`, and `timestamp_end`, the next
+/// action's start (the last action's own start), as 0.13.0 defines it.
+fn stamp_both_generations(actions: &mut [SlimAction]) {
+    for (i, action) in actions.iter_mut().enumerate() {
+        if action.index.is_none() {
+            action.index = Some(i as u64);
+        }
+        if action.timestamp_start.is_none() {
+            action.timestamp_start = action.ts.as_deref().and_then(extract::parse_rfc3339);
+        }
+        if action.ts.is_none() {
+            action.ts = action.timestamp_start.map(|t| format_rfc3339(t).into());
+        }
+    }
+    for i in 0..actions.len() {
+        let next = actions.get(i + 1).and_then(|a| a.timestamp_start);
+        let action = &mut actions[i];
+        if action.timestamp_end.is_none()
+            && let Some(start) = action.timestamp_start
+        {
+            action.timestamp_end = Some(next.map_or(start, |next| next.max(start)));
+        }
+    }
+}
+
 /// Stamps, publishes, and hands each payload to the session tracker; summaries
 /// that fall due are written in their own task.
 fn publish_actions(
@@ -282,6 +309,7 @@ fn publish_actions(
 ) {
     for mut payload in payloads {
         metrics::add(&state.metrics.actions_extracted, payload.actions.len());
+        stamp_both_generations(&mut payload.actions);
         payload.product_id = Some(product.config.id.as_str().into());
         payload.forwarded_at = Some(now);
         if payload.ts.is_none() {

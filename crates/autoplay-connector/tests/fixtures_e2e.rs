@@ -27,8 +27,33 @@ async fn through_the_connector(
         let Event::Actions(payload) = Event::decode(&frame.data, &frame.event).unwrap() else {
             panic!("{name}: not an actions payload");
         };
-        // The JSON is the canonical shape: re-serialising gives the same text.
-        assert_eq!(payload.to_json(), frame.data);
+        // The JSON is the stream shape: re-serialising gives the same text.
+        assert_eq!(payload.to_stream_json(), frame.data);
+        // Both generations' fields on every action: 0.1.0's `event_type` and `ts`,
+        // 0.13.0's `type`, `index`, `timestamp_start`/`timestamp_end`, `raw_url`.
+        let value: serde_json::Value = serde_json::from_str(&frame.data).unwrap();
+        let mut previous_end = None;
+        for (i, a) in value["actions"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(a["type"], a["event_type"], "{name}: {a}");
+            assert_eq!(a["index"], i, "{name}: {a}");
+            let start = a["timestamp_start"].as_f64().unwrap();
+            let end = a["timestamp_end"].as_f64().unwrap();
+            assert!(end >= start, "{name}: {a}");
+            if let Some(previous) = previous_end {
+                assert_eq!(
+                    previous, start,
+                    "{name}: an action ends where the next starts"
+                );
+            }
+            previous_end = Some(end);
+            let ts = a["ts"].as_str().unwrap();
+            assert_eq!(
+                autoplay_connector::extract::parse_rfc3339(ts),
+                Some(start),
+                "{name}"
+            );
+            assert!(a.get("raw_url").is_some(), "{name}: {a}");
+        }
         assert_eq!(payload.product_id.as_deref(), Some("acme"));
         assert!(payload.forwarded_at.is_some());
         assert_eq!(payload.ts, payload.actions.last().unwrap().ts);

@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use autoplay_sdk::models::{ActionsPayload, CompactString, Event, SlimAction, SummaryPayload};
+use autoplay_sdk::models::{
+    ACTIONS_TYPE, ActionsPayload, CompactString, SUMMARY_TYPE, SlimAction, SummaryPayload,
+};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -25,6 +27,7 @@ use tracing::debug;
 
 use crate::auth;
 use crate::extract::{self, EmailLookup, format_rfc3339};
+use crate::frames;
 use crate::metrics;
 use crate::server::{AppState, Product, json_error};
 
@@ -321,11 +324,9 @@ fn publish_actions(
                     .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
-        let event = Event::Actions(payload);
-        product.channel.publish(&event);
-        let Event::Actions(payload) = event else {
-            unreachable!()
-        };
+        for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
+            product.channel.publish(ACTIONS_TYPE, &json);
+        }
 
         let Some(due) = state
             .sessions
@@ -351,7 +352,8 @@ fn publish_actions(
                 ts: Some(format_rfc3339(now).into()),
                 forwarded_at: Some(now),
             };
-            product.channel.publish(&Event::Summary(payload));
+            let json = frames::summary_frame(payload, state.max_frame_bytes);
+            product.channel.publish(SUMMARY_TYPE, &json);
             state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
             let _ = due.published.send(());
         });

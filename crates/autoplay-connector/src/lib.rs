@@ -128,6 +128,7 @@ mod auth;
 mod broadcast;
 pub mod config;
 pub mod extract;
+mod frames;
 mod ingest;
 pub mod metrics;
 mod server;

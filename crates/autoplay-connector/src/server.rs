@@ -16,10 +16,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio_io_timeout::TimeoutWriter;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::broadcast::Channel;
+use crate::broadcast::{Channel, ReplayWindow};
 use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
 use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
@@ -55,6 +56,7 @@ pub(crate) struct AppState {
     pub heartbeat: Duration,
     pub body_limit: usize,
     pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_frame_bytes: usize,
     pub session_idle_timeout: Duration,
     pub shutdown: CancellationToken,
@@ -140,7 +142,10 @@ impl Connector {
                     summary_threshold: p.summary_threshold.unwrap_or(config.summary_threshold),
                     channel: Arc::new(Channel::new(
                         p.id.clone(),
-                        config.replay_capacity,
+                        ReplayWindow {
+                            events: config.replay_capacity,
+                            bytes: config.replay_bytes,
+                        },
                         config.subscriber_buffer,
                         metrics.clone(),
                     )),
@@ -168,6 +173,7 @@ impl Connector {
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
             body_read_timeout: config.body_read_timeout,
+            write_timeout: config.write_timeout,
             max_frame_bytes: config.max_frame_bytes,
             session_idle_timeout: config.session_idle_timeout,
             shutdown: CancellationToken::new(),
@@ -228,7 +234,11 @@ impl Connector {
             }
             info!("connector shutting down");
         };
-        serve_connections(self.listener, app, stopped).await;
+        let limits = ConnectionLimits {
+            write_timeout: state.write_timeout,
+            metrics: state.metrics.clone(),
+        };
+        serve_connections(self.listener, app, limits, stopped).await;
         token.cancel();
         sweeper.abort();
         info!("connector stopped");
@@ -245,7 +255,17 @@ impl Connector {
 /// are read in several steps; a head over 8 KiB gets 431) and serving one shared
 /// `Router` instead of re-deriving it per connection cut an idle subscriber from
 /// ~25 KiB to ~13.5 KiB (glibc; `docs/benchmarks.md`, part 4).
-async fn serve_connections(listener: TcpListener, app: Router, stopped: impl Future<Output = ()>) {
+///
+/// Each socket is wrapped in a write timeout: a peer that takes no byte for
+/// [`ConnectorConfig::write_timeout`] (a subscriber that stopped reading, its
+/// socket buffers full) has its connection closed, so it holds no descriptor and
+/// no queue. Without it, hyper waits on that write for ever.
+async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    stopped: impl Future<Output = ()>,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(MAX_READ_BUFFER)
         .timer(hyper_util::rt::TokioTimer::new());
@@ -271,15 +291,45 @@ async fn serve_connections(listener: TcpListener, app: Router, stopped: impl Fut
         if let Err(error) = tcp.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY on an accepted connection");
         }
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service.clone()));
+        let mut io = TimeoutWriter::new(tcp);
+        io.set_timeout(Some(limits.write_timeout));
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service.clone()));
+        let metrics = limits.metrics.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                debug!(%error, "connection ended with an error");
+                if is_write_timeout(&error) {
+                    metrics::inc(&metrics.write_timeouts);
+                    info!("closed a connection that took nothing for the write timeout");
+                } else {
+                    debug!(%error, "connection ended with an error");
+                }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// What every connection is held to.
+struct ConnectionLimits {
+    write_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Whether hyper gave up on a connection because [`TimeoutWriter`] timed out.
+fn is_write_timeout(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// hyper's smallest allowed read buffer.

@@ -357,6 +357,15 @@ impl Serialize for SlimAction {
 }
 
 impl SlimAction {
+    /// The action as the connector streams it: its canonical JSON with `type`
+    /// (= `event_type`) as well (see [`ActionsPayload::to_stream_json`]).
+    pub fn to_stream_json(&self) -> String {
+        let mut out = Vec::with_capacity(320);
+        self.serialize_as(&mut serde_json::Serializer::new(&mut out), true)
+            .expect("an action always serialises");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
     /// The canonical fields, then the later shapes' fields that are present; with
     /// `with_type`, `type` (= `event_type`) after `event_type` too.
     fn serialize_as<S: Serializer>(

@@ -855,3 +855,37 @@ async fn help_on_every_subcommand() {
         );
     }
 }
+
+/// Hardening limits come from flags too, and a bad one stops the connector
+/// before it binds, saying what form is expected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_limit_flags_are_validated() {
+    let (status, _, stderr) = run(&[
+        "connector",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-frame-bytes",
+        "100",
+    ])
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("max_frame_bytes = 100") && stderr.contains("at least 4096"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = run(&[
+        "connector",
+        "--listen",
+        "127.0.0.1:0",
+        "--replay-bytes",
+        "5000",
+    ])
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("replay_bytes = 5000"), "{stderr}");
+    let (status, _, stderr) = run(&["connector", "--body-timeout-s", "0"]).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (status, stdout, _) = run(&["connector", "--help"]).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(stdout.contains("visible to every user"), "{stdout}");
+}

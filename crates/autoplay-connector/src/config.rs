@@ -723,6 +723,47 @@ mod tests {
     }
 
     #[test]
+    fn hardening_limits() {
+        let config = ConnectorConfig::from_toml_str(
+            "body_timeout_s = 2.5\nwrite_timeout_s = 7\nmax_frame_bytes = 65536\nreplay_bytes = 1000000",
+        )
+        .unwrap();
+        assert_eq!(config.body_read_timeout, Duration::from_millis(2500));
+        assert_eq!(config.write_timeout, Duration::from_secs(7));
+        assert_eq!(config.max_frame_bytes, 65_536);
+        assert_eq!(config.replay_bytes, 1_000_000);
+        let defaults = ConnectorConfig::default();
+        assert!(defaults.body_read_timeout <= Duration::from_secs(30));
+        assert_eq!(defaults.max_frame_bytes, 1024 * 1024);
+
+        for (text, says) in [
+            (
+                "max_frame_bytes = 100",
+                "max_frame_bytes = 100 is too small",
+            ),
+            (
+                "replay_bytes = 5000",
+                "replay_bytes = 5000 must be at least",
+            ),
+            ("body_timeout_s = 0", "not a positive number of seconds"),
+            ("write_timeout_s = -1", "not a positive number of seconds"),
+        ] {
+            let error = ConnectorConfig::from_toml_str(text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        let error = ConnectorConfig {
+            write_timeout: Duration::ZERO,
+            ..ConnectorConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("e.g. body_timeout_s = 15"), "{error}");
+    }
+
+    #[test]
     fn set_product_replaces_by_id() {
         let mut config = ConnectorConfig::default()
             .with_product(ProductConfig::new("a").with_summary_threshold(1));

@@ -28,7 +28,7 @@
 //!
 //! | route | auth | replies |
 //! |---|---|---|
-//! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 413 over the body limit (5 MiB) |
+//! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 408 body not in within the body timeout (15 s), 413 over the body limit (5 MiB) |
 //! | `POST /events/{product_id}` | same | same, `accepted` counting batches; body `{"session_id", "user_id"?, "email"?, "actions": [SlimAction...]}` or an array of those |
 //! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>` | 200 SSE, 401 missing or invalid key, 403 a key of another product, 404 unknown product |
 //! | `GET /healthz` | none | 200 `{"status":"ok"}` |
@@ -44,14 +44,23 @@
 //! the limit and within the body timeout (408 after it).
 //!
 //! **Stream.** Each event is `id: <n>`, `event: actions|summary`, `data: <one-line
-//! canonical JSON with "type">`. Ids are per product, start at 1 and strictly
-//! increase. With `Last-Event-ID: n` a client first gets every event after `n`
-//! still in the replay buffer (default 10,000 per product), then live events, with
+//! JSON with "type">`: the canonical JSON, each action carrying both generations'
+//! fields, `event_type` and `ts` (read by the published 0.1.0 client) and `type`,
+//! `index` (position in the payload), `timestamp_start`/`timestamp_end` (unix
+//! seconds; an action ends where the next begins, the last where it began) and
+//! `raw_url` (read by 0.13.0); see [`Event::to_stream_json`]. Ids are per product,
+//! start at 1 and strictly increase. No frame is larger than
+//! [`ConnectorConfig::max_frame_bytes`] (1 MiB): a bigger batch goes out as
+//! several payloads of its session, in order. With `Last-Event-ID: n` a client
+//! first gets every event after `n` still in the replay buffer (default the newest
+//! 10,000 per product, fewer if they take more than 64 MiB), then live events, with
 //! no gap and no duplicate. An `n` older than the buffer (or unknown to this run of
 //! the connector) gets the whole buffer; the gap is logged and counted. A
 //! heartbeat (`event: heartbeat`, empty `data:`) is sent every 30 s (configurable).
 //! A subscriber whose send buffer fills up is disconnected, never skipped ahead:
-//! it reconnects and resumes by id.
+//! it reconnects and resumes by id. Any connection that takes no byte for
+//! [`ConnectorConfig::write_timeout`] (30 s; a subscriber that stopped reading) is
+//! closed and counted (`autoplay_write_timeouts_total`).
 //!
 //! # Extraction
 //!
@@ -122,6 +131,7 @@
 //! [`SlimAction`]: autoplay_sdk::models::SlimAction
 //! [`ActionsPayload`]: autoplay_sdk::models::ActionsPayload
 //! [`SummaryPayload`]: autoplay_sdk::models::SummaryPayload
+//! [`Event::to_stream_json`]: autoplay_sdk::models::Event::to_stream_json
 #![warn(missing_docs)]
 
 mod auth;

@@ -44,6 +44,13 @@ pub enum Command {
     /// Flags override the config file. With no product configured, product `demo`
     /// is created with a random API key, and its stream URL and key are printed on
     /// stdout. Stops gracefully on SIGINT/SIGTERM.
+    ///
+    /// Arguments are visible to every user of the machine (`ps`,
+    /// `/proc/<pid>/cmdline`). Keep keys and secrets out of them: set
+    /// AUTOPLAY_PRODUCTS (`ID:API_KEY[:WEBHOOK_SECRET]` specs, separated by spaces
+    /// or commas), or give them in the --config file, where each may be
+    /// `{ file = "<path>" }` or `{ env = "<VARIABLE>" }`. AUTOPLAY_METRICS_TOKEN
+    /// puts /metrics behind `Authorization: Bearer <token>`.
     #[command(after_help = "Examples:\n  \
         autoplay connector\n  \
         autoplay connector --listen 0.0.0.0:8080 --product acme:ak_live_123:whsec_456\n  \

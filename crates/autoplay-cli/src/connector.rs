@@ -17,6 +17,7 @@ fn build_config(args: &ConnectorArgs) -> Result<ConnectorConfig, CliError> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    config.apply_secrets_env().map_err(CliError::usage)?;
     for (i, spec) in args.products.iter().enumerate() {
         // The spec holds a key: never echo it back.
         let product = parse_product_spec(spec)

@@ -889,3 +889,46 @@ async fn connector_limit_flags_are_validated() {
     assert_eq!(status.code(), Some(0));
     assert!(stdout.contains("visible to every user"), "{stdout}");
 }
+
+/// Keys and secrets can stay out of argv: products from AUTOPLAY_PRODUCTS, the
+/// metrics token from AUTOPLAY_METRICS_TOKEN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_takes_products_and_metrics_token_from_the_environment() {
+    let connector = Proc::spawn_with(
+        &["connector", "--listen", "127.0.0.1:0"],
+        &[
+            (
+                "AUTOPLAY_PRODUCTS",
+                "acme:ak_env_1:whsec_env_2 beta:ak_env_3",
+            ),
+            ("AUTOPLAY_METRICS_TOKEN", "mt_env_4"),
+        ],
+    );
+    connector.wait_for(false, "product beta:").await;
+    let banner = connector.stdout();
+    let stream = banner
+        .split_whitespace()
+        .find(|w| w.ends_with("/stream/acme"))
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(
+        status(client.get(&stream).bearer_auth("ak_env_1")).await,
+        200
+    );
+    let metrics = stream.replace("/stream/acme", "/metrics");
+    assert_eq!(status(client.get(&metrics)).await, 401);
+    assert_eq!(
+        status(client.get(&metrics).bearer_auth("mt_env_4")).await,
+        200
+    );
+    connector.signal("INT");
+    let (status, stdout, stderr) = connector.finish().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    for secret in ["ak_env_1", "whsec_env_2", "ak_env_3", "mt_env_4"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
+    }
+}

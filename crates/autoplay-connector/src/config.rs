@@ -19,12 +19,23 @@
 //! base_url = "https://api.openai.com/v1"
 //! model = "gpt-4o-mini"
 //!
+//! metrics_token = { env = "AUTOPLAY_METRICS_TOKEN" }   # optional: /metrics needs it
+//!
 //! [[products]]
 //! id = "acme"
 //! api_keys = ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "ak_plain"]
 //! webhook_secret = "whsec_..."
 //! summary_threshold = 5
+//!
+//! [[products]]
+//! id = "beta"
+//! api_keys = [{ env = "BETA_API_KEY" }]
+//! webhook_secret = { file = "/run/secrets/beta_webhook" }
 //! ```
+//!
+//! Every key and secret may be a string, `{ file = "<path>" }` (the file's text
+//! without its trailing newline) or `{ env = "<VARIABLE>" }`, read when the file is
+//! loaded.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,6 +55,12 @@ pub const LLM_API_KEY_ENV: &str = "AUTOPLAY_LLM_API_KEY";
 
 /// The smallest [`ConnectorConfig::max_frame_bytes`] accepted.
 pub const MIN_FRAME_BYTES: usize = 4096;
+
+/// Environment variable with products, `ID:API_KEY[:WEBHOOK_SECRET]` specs
+/// separated by whitespace or commas (see [`ConnectorConfig::apply_secrets_env`]).
+pub const PRODUCTS_ENV: &str = "AUTOPLAY_PRODUCTS";
+/// Environment variable with the token `GET /metrics` then requires.
+pub const METRICS_TOKEN_ENV: &str = "AUTOPLAY_METRICS_TOKEN";
 
 /// The product created when none is configured.
 pub const DEFAULT_PRODUCT_ID: &str = "demo";
@@ -109,8 +126,61 @@ impl From<String> for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// A string, or where to read it: `{ file = "/run/secrets/x" }` (the file's
+    /// text, without its trailing newline) or `{ env = "VARIABLE" }`.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Reads a [`Secret`] given inline, from a file or from the environment, so keys
+/// and secrets need not sit in the config file itself (or in argv).
+struct SecretVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret as a string, { file = \"/path/to/file\" } or { env = \"VARIABLE\" }")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret::new(v))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+        use serde::de::Error as _;
+        let Some(source) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(
+                "an empty table is no secret: use { file = \"/path\" } or { env = \"VARIABLE\" }",
+            ));
+        };
+        let place: String = map.next_value()?;
+        if map.next_key::<String>()?.is_some() {
+            return Err(A::Error::custom(
+                "a secret comes from one place: { file = \"/path\" } or { env = \"VARIABLE\" }",
+            ));
+        }
+        let text = match source.as_str() {
+            "file" => std::fs::read_to_string(&place).map_err(|e| {
+                A::Error::custom(format!("cannot read the secret file {place}: {e}"))
+            })?,
+            "env" => std::env::var(&place).map_err(|_| {
+                A::Error::custom(format!("the environment variable {place} is not set"))
+            })?,
+            other => {
+                return Err(A::Error::custom(format!(
+                    "unknown secret source {other:?}: use {{ file = \"/path\" }} or {{ env = \"VARIABLE\" }}"
+                )));
+            }
+        };
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            return Err(A::Error::custom(format!(
+                "the secret from {source} {place} is empty"
+            )));
+        }
+        Ok(Secret::new(text))
     }
 }
 
@@ -170,9 +240,11 @@ impl fmt::Debug for ApiKey {
 }
 
 impl<'de> Deserialize<'de> for ApiKey {
+    /// A key (plain or `sha256:<hex>`) inline, from `{ file = "..." }` or from
+    /// `{ env = "..." }`, as a [`Secret`] is.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spec = String::deserialize(d)?;
-        ApiKey::parse(&spec).map_err(serde::de::Error::custom)
+        let spec = Secret::deserialize(d)?;
+        ApiKey::parse(spec.expose()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -367,6 +439,9 @@ pub struct ConnectorConfig {
     pub session_idle_timeout: Duration,
     /// The LLM summary backend; the embedded summariser when `None`.
     pub llm: Option<LlmConfig>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (401
+    /// otherwise); open when `None` (the default).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ConnectorConfig {
@@ -385,6 +460,7 @@ impl Default for ConnectorConfig {
             summary_threshold: 10,
             session_idle_timeout: Duration::from_secs(30 * 60),
             llm: None,
+            metrics_token: None,
         }
     }
 }
@@ -418,6 +494,7 @@ struct FileConfig {
     #[serde(default, deserialize_with = "de_opt_seconds")]
     session_idle_s: Option<Duration>,
     llm: Option<LlmConfig>,
+    metrics_token: Option<Secret>,
     #[serde(default)]
     products: Vec<ProductConfig>,
 }
@@ -478,6 +555,7 @@ impl ConnectorConfig {
             config.session_idle_timeout = idle;
         }
         config.llm = file.llm;
+        config.metrics_token = file.metrics_token;
         config.products = file.products;
         config.validate()?;
         Ok(config)
@@ -530,6 +608,30 @@ impl ConnectorConfig {
             (None, Some(_)) => self.llm = LlmConfig::from_env(),
             (None, None) => {}
         }
+    }
+
+    /// Reads secrets the environment holds, so they need not be passed as
+    /// arguments (visible to every user of the machine): products from
+    /// `AUTOPLAY_PRODUCTS` (`ID:API_KEY[:WEBHOOK_SECRET]` specs separated by
+    /// whitespace or commas, each replacing a product of the same id) and the
+    /// metrics token from `AUTOPLAY_METRICS_TOKEN`. An error never repeats a spec.
+    pub fn apply_secrets_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(specs) = env_nonempty(PRODUCTS_ENV) {
+            for (i, spec) in specs
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|s| !s.is_empty())
+                .enumerate()
+            {
+                let product = parse_product_spec(spec).map_err(|e| {
+                    ConfigError::Invalid(format!("{PRODUCTS_ENV}, product #{}: {e}", i + 1))
+                })?;
+                self.set_product(product);
+            }
+        }
+        if let Some(token) = env_nonempty(METRICS_TOKEN_ENV) {
+            self.metrics_token = Some(Secret::new(token));
+        }
+        Ok(())
     }
 
     /// With no product configured, adds product `demo` with a random API key and
@@ -605,6 +707,16 @@ impl ConnectorConfig {
                  is always kept), e.g. replay_bytes = 67108864",
                 self.replay_bytes, self.max_frame_bytes
             )));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "metrics_token is empty: give a token, e.g. metrics_token = { env = \"AUTOPLAY_METRICS_TOKEN\" }, or leave it out"
+                    .into(),
+            ));
         }
         if let Some(llm) = &self.llm
             && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))
@@ -720,6 +832,85 @@ mod tests {
             ConnectorConfig::from_toml_str("[[products]]\nid = \"a\"\napi_keys = [\"sha256:12\"]")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn secrets_from_files_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("autoplay-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("webhook");
+        std::fs::write(&file, "whsec_from_file\n").unwrap();
+        // SAFETY: a variable only this test reads, set before anything reads it.
+        unsafe { std::env::set_var("AUTOPLAY_TEST_KEY_ENV_7731", "ak_from_env") };
+        let text = format!(
+            "metrics_token = {{ env = \"AUTOPLAY_TEST_KEY_ENV_7731\" }}\n\
+             [[products]]\nid = \"acme\"\napi_keys = [{{ env = \"AUTOPLAY_TEST_KEY_ENV_7731\" }}, \"plain\"]\n\
+             webhook_secret = {{ file = {:?} }}\n",
+            file.display().to_string()
+        );
+        let config = ConnectorConfig::from_toml_str(&text).unwrap();
+        let acme = &config.products[0];
+        assert!(acme.api_keys[0].matches("ak_from_env"));
+        assert!(acme.api_keys[1].matches("plain"));
+        assert_eq!(
+            acme.webhook_secret.as_ref().unwrap().expose(),
+            "whsec_from_file"
+        );
+        assert_eq!(
+            config.metrics_token.as_ref().unwrap().expose(),
+            "ak_from_env"
+        );
+
+        for (text, says) in [
+            (
+                "[[products]]\nid = \"a\"\nwebhook_secret = { file = \"/nonexistent/x\" }",
+                "cannot read the secret file /nonexistent/x",
+            ),
+            (
+                "[[products]]\nid = \"a\"\nwebhook_secret = { env = \"AUTOPLAY_TEST_UNSET_9\" }",
+                "AUTOPLAY_TEST_UNSET_9 is not set",
+            ),
+            (
+                "[[products]]\nid = \"a\"\nwebhook_secret = { vault = \"x\" }",
+                "unknown secret source \"vault\"",
+            ),
+            ("metrics_token = 3", "{ env = \"VARIABLE\" }"),
+            ("metrics_token = \" \"", "metrics_token is empty"),
+        ] {
+            let error = ConnectorConfig::from_toml_str(text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn products_and_metrics_token_from_the_environment() {
+        // SAFETY: only this test reads these variables.
+        unsafe {
+            std::env::set_var(PRODUCTS_ENV, "acme:ak_1:whsec_1, beta:ak_2");
+            std::env::set_var(METRICS_TOKEN_ENV, "mt");
+        }
+        let mut config = ConnectorConfig::default()
+            .with_product(ProductConfig::new("acme").with_summary_threshold(4));
+        config.apply_secrets_env().unwrap();
+        assert_eq!(config.products.len(), 2);
+        assert!(config.products[0].api_keys[0].matches("ak_1"));
+        assert_eq!(
+            config.products[0].webhook_secret.as_ref().unwrap().expose(),
+            "whsec_1"
+        );
+        assert!(config.products[1].api_keys[0].matches("ak_2"));
+        assert_eq!(config.metrics_token.as_ref().unwrap().expose(), "mt");
+        unsafe { std::env::set_var(PRODUCTS_ENV, "ok:k secret_without_id") };
+        let error = config.apply_secrets_env().unwrap_err().to_string();
+        assert!(error.contains("product #2"), "{error}");
+        assert!(!error.contains("secret_without_id"), "{error}");
+        unsafe {
+            std::env::remove_var(PRODUCTS_ENV);
+            std::env::remove_var(METRICS_TOKEN_ENV);
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@
 //! | `POST /events/{product_id}` | same | same, `accepted` counting batches; body `{"session_id", "user_id"?, "email"?, "actions": [SlimAction...]}` or an array of those |
 //! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>` | 200 SSE, 401 missing or invalid key, 403 a key of another product, 404 unknown product |
 //! | `GET /healthz` | none | 200 `{"status":"ok"}` |
-//! | `GET /metrics` | none | Prometheus text |
+//! | `GET /metrics` | none, or `Authorization: Bearer <metrics token>` when [`ConnectorConfig::metrics_token`] is set | Prometheus text; 401 without the token |
 //!
 //! **Webhook credentials.** Any one of: `X-PostHog-Secret: <secret>`;
 //! `X-PostHog-Signature`, `X-Hub-Signature-256` or (PostHog's legacy webhooks)
@@ -147,8 +147,8 @@ pub mod summary;
 
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
 pub use config::{
-    ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, ProductConfig, Secret,
-    parse_product_spec,
+    ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, METRICS_TOKEN_ENV,
+    PRODUCTS_ENV, ProductConfig, Secret, parse_product_spec,
 };
 pub use metrics::Metrics;
 pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_io_timeout::TimeoutWriter;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,8 @@ pub(crate) struct AppState {
     pub body_read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_frame_bytes: usize,
+    /// SHA-256 of the token `/metrics` needs, if any.
+    pub metrics_token: Option<[u8; 32]>,
     pub session_idle_timeout: Duration,
     pub shutdown: CancellationToken,
 }
@@ -174,6 +177,10 @@ impl Connector {
             body_limit: config.body_limit,
             body_read_timeout: config.body_read_timeout,
             write_timeout: config.write_timeout,
+            metrics_token: config
+                .metrics_token
+                .as_ref()
+                .map(|t| crate::config::sha256(t.expose().as_bytes())),
             max_frame_bytes: config.max_frame_bytes,
             session_idle_timeout: config.session_idle_timeout,
             shutdown: CancellationToken::new(),
@@ -349,7 +356,20 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        let presented = crate::auth::bearer(&headers).map(|t| crate::config::sha256(t.as_bytes()));
+        if !presented.is_some_and(|digest| bool::from(digest.ct_eq(expected))) {
+            metrics::inc(&state.metrics.auth_failures);
+            let mut response =
+                json_error(StatusCode::UNAUTHORIZED, "missing or invalid metrics token");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

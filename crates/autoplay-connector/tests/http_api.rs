@@ -501,3 +501,43 @@ async fn default_demo_product() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_behind_a_token() {
+    let mut config = config();
+    config.metrics_token = Some("mt_secret".into());
+    let server = Server::start(config).await;
+    let client = reqwest::Client::new();
+    let open = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(open.status(), 401);
+    assert_eq!(open.headers()["www-authenticate"], "Bearer");
+    let wrong = client
+        .get(server.url("/metrics"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = client
+        .get(server.url("/metrics"))
+        .bearer_auth("mt_secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = ok.text().await.unwrap();
+    assert!(
+        text.contains("\nautoplay_auth_failures_total 2\n"),
+        "{text}"
+    );
+    // Health stays open for load balancers.
+    assert_eq!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

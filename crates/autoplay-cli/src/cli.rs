@@ -136,7 +136,8 @@ pub struct ConnectorArgs {
     pub listen: Option<SocketAddr>,
 
     /// A product, `ID:API_KEY[:WEBHOOK_SECRET]` (repeatable; replaces a product of
-    /// the same id from the file). The key may be `sha256:<64 hex>`. Arguments
+    /// the same id from the file). The key may be `sha256:<64 hex>`. Without a
+    /// secret, webhooks authenticate with the API key. Arguments
     /// are visible to every user of the machine (`ps`, `/proc/<pid>/cmdline`):
     /// where that matters, put keys and secrets in the --config file instead.
     #[arg(long = "product", value_name = "ID:API_KEY[:WEBHOOK_SECRET]")]

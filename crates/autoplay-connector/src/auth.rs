@@ -97,8 +97,9 @@ pub(crate) enum IngestCheck {
 /// any one of: the secret in `X-PostHog-Secret` or `Authorization: Bearer`, or a
 /// `sha256=<hex HMAC of the raw body>` in `X-PostHog-Signature`,
 /// `X-Hub-Signature-256` or `X-PostHog-Secret` (PostHog's legacy webhooks). A
-/// product without a webhook secret accepts its API keys in the first two places
-/// instead, and no signature.
+/// product without a webhook secret accepts nothing, unless its config says
+/// `ingest_with_api_keys`: then its API keys in the first two places, and no
+/// signature.
 ///
 /// Only the signature form needs the body, so everything else is refused or
 /// accepted here, before a byte of the body is read.
@@ -114,10 +115,11 @@ pub(crate) fn check_ingest_headers(
         let digest = sha256(candidate.as_bytes());
         let ok = match &product.webhook_secret {
             Some(secret) => bool::from(sha256(secret.expose().as_bytes()).ct_eq(&digest)),
-            None => product
+            None if product.ingest_with_api_keys => product
                 .api_keys
                 .iter()
                 .fold(false, |found, key| found | key.matches_digest(&digest)),
+            None => false,
         };
         if ok {
             return Ok(IngestCheck::Accepted);
@@ -286,7 +288,11 @@ mod tests {
         assert!(verify_ingest(&p, &headers(&[("authorization", "Bearer ka")]), body).is_err());
         assert!(verify_ingest(&p, &headers(&[]), body).is_err());
 
-        let open = ProductConfig::new("demo").with_api_key("kd").unwrap();
+        // Without a secret, the stream key is no ingest credential unless asked for.
+        let closed = ProductConfig::new("demo").with_api_key("kd").unwrap();
+        assert!(verify_ingest(&closed, &headers(&[("authorization", "Bearer kd")]), body).is_err());
+        assert!(verify_ingest(&closed, &headers(&[("x-posthog-secret", "kd")]), body).is_err());
+        let open = closed.with_ingest_by_api_keys();
         assert!(verify_ingest(&open, &headers(&[("authorization", "Bearer kd")]), body).is_ok());
         assert!(verify_ingest(&open, &headers(&[("x-posthog-secret", "kd")]), body).is_ok());
         assert!(verify_ingest(&open, &headers(&[]), body).is_err());

@@ -31,6 +31,11 @@
 //! id = "beta"
 //! api_keys = [{ env = "BETA_API_KEY" }]
 //! webhook_secret = { file = "/run/secrets/beta_webhook" }
+//!
+//! [[products]]
+//! id = "local"                # no webhook secret: only with this does ingest
+//! api_keys = ["ak_local"]     # accept the stream key
+//! ingest_with_api_keys = true
 //! ```
 //!
 //! Every key and secret may be a string, `{ file = "<path>" }` (the file's text
@@ -262,10 +267,15 @@ pub struct ProductConfig {
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
     /// What PostHog sends (as `X-PostHog-Secret`, `Authorization: Bearer`, or the key
-    /// of a `sha256=` HMAC signature). Without one, ingest accepts the product's API
-    /// keys as the secret (no HMAC then).
+    /// of a `sha256=` HMAC signature).
     #[serde(default)]
     pub webhook_secret: Option<Secret>,
+    /// For a product without a webhook secret: whether ingest accepts its API keys
+    /// in the secret's place (no HMAC then). Off unless set: a stream key is often
+    /// handed to a frontend or a chatbot, and with this on it can post events too.
+    /// An error together with `webhook_secret`.
+    #[serde(default)]
+    pub ingest_with_api_keys: bool,
     /// Actions per summary for this product; the connector default when `None`;
     /// `0` turns summaries off.
     #[serde(default)]
@@ -279,6 +289,7 @@ impl ProductConfig {
             id: id.into(),
             api_keys: Vec::new(),
             webhook_secret: None,
+            ingest_with_api_keys: false,
             summary_threshold: None,
         }
     }
@@ -295,6 +306,13 @@ impl ProductConfig {
         self
     }
 
+    /// Lets ingest accept this product's API keys, for a product without a webhook
+    /// secret (see [`ProductConfig::ingest_with_api_keys`]).
+    pub fn with_ingest_by_api_keys(mut self) -> Self {
+        self.ingest_with_api_keys = true;
+        self
+    }
+
     /// Sets this product's summary threshold (`0` = off).
     pub fn with_summary_threshold(mut self, threshold: usize) -> Self {
         self.summary_threshold = Some(threshold);
@@ -304,6 +322,10 @@ impl ProductConfig {
 
 /// Parses a `--product ID:API_KEY[:WEBHOOK_SECRET]` flag. The key may be
 /// `sha256:<64 hex>`; the secret is everything after the key's colon.
+///
+/// The short form `ID:API_KEY`, without a secret, says that the key serves ingest
+/// too ([`ProductConfig::ingest_with_api_keys`]), as it always has: give a secret
+/// to keep stream keys out of ingest.
 pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
     let bad = || ConfigError::Invalid("a product is ID:API_KEY[:WEBHOOK_SECRET]".into());
     let (id, rest) = spec.split_once(':').ok_or_else(bad)?;
@@ -322,13 +344,14 @@ pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
         return Err(bad());
     }
     let mut product = ProductConfig::new(id).with_api_key(key)?;
-    if let Some(secret) = secret {
-        if secret.is_empty() {
+    match secret {
+        Some("") => {
             return Err(ConfigError::Invalid(
                 "the webhook secret after the second ':' is empty".into(),
             ));
         }
-        product = product.with_webhook_secret(secret);
+        Some(secret) => product = product.with_webhook_secret(secret),
+        None => product = product.with_ingest_by_api_keys(),
     }
     validate_product_id(&product.id)?;
     Ok(product)
@@ -645,6 +668,9 @@ impl ConnectorConfig {
             id: DEFAULT_PRODUCT_ID.to_owned(),
             api_keys: vec![ApiKey::plain(key.expose())],
             webhook_secret: None,
+            // The banner tells the user to post webhooks with the key: a local
+            // demo has nobody to hide it from.
+            ingest_with_api_keys: true,
             summary_threshold: None,
         });
         Some(GeneratedProduct {
@@ -671,6 +697,13 @@ impl ConnectorConfig {
             {
                 return Err(ConfigError::Invalid(format!(
                     "product {:?} has an empty webhook secret",
+                    product.id
+                )));
+            }
+            if product.webhook_secret.is_some() && product.ingest_with_api_keys {
+                return Err(ConfigError::Invalid(format!(
+                    "product {:?} sets both webhook_secret and ingest_with_api_keys = true: \
+                     with a secret only the secret authenticates ingest; remove one of them",
                     product.id
                 )));
             }

@@ -38,8 +38,10 @@
 //! `X-PostHog-Signature`, `X-Hub-Signature-256` or (PostHog's legacy webhooks)
 //! `X-PostHog-Secret` set to `sha256=<hex HMAC-SHA256(secret, raw body)>` (see
 //! [`sign_webhook`]); `Authorization: Bearer <secret>`. A product configured without
-//! a webhook secret accepts its API keys in the header or bearer forms instead. All
-//! comparisons are constant-time. Credentials are checked from the headers before
+//! a webhook secret takes no webhook unless its config says `ingest_with_api_keys =
+//! true` ([`ProductConfig::ingest_with_api_keys`]; the `ID:API_KEY` form of
+//! [`parse_product_spec`] and the generated demo product say so): then its API keys
+//! in the header or bearer forms. All comparisons are constant-time. Credentials are checked from the headers before
 //! the body is read: only a signature needs the body, and it is read only up to
 //! the limit and within the body timeout (408 after it).
 //!

@@ -133,11 +133,17 @@ impl Connector {
                         "product has no API key: nobody can read its stream"
                     );
                 }
-                if p.webhook_secret.is_none() {
-                    info!(
+                match (&p.webhook_secret, p.ingest_with_api_keys) {
+                    (Some(_), _) => {}
+                    (None, true) => info!(
                         product_id = p.id,
                         "product has no webhook secret: ingest accepts its API keys instead"
-                    );
+                    ),
+                    (None, false) => warn!(
+                        product_id = p.id,
+                        "product has no webhook secret and ingest_with_api_keys is off: \
+                         every webhook to it gets 401; set webhook_secret"
+                    ),
                 }
                 let product = Product {
                     id: Arc::from(p.id.as_str()),

@@ -541,3 +541,41 @@ async fn metrics_behind_a_token() {
         200
     );
 }
+
+/// A product without a webhook secret takes no webhook, not even with its stream
+/// key, unless its config says `ingest_with_api_keys = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_key_is_no_ingest_credential_unless_configured() {
+    let config = autoplay_connector::ConnectorConfig::from_toml_str(
+        "listen = \"127.0.0.1:0\"\n\
+         [[products]]\nid = \"closed\"\napi_keys = [\"k_closed\"]\n\
+         [[products]]\nid = \"open\"\napi_keys = [\"k_open\"]\ningest_with_api_keys = true\n",
+    )
+    .unwrap();
+    let server = Server::start(config).await;
+    let client = reqwest::Client::new();
+    let post = |product: &str, key: &str| {
+        client
+            .post(server.url(&format!("/webhook/{product}")))
+            .bearer_auth(key)
+            .body(fixture("capture-pageview"))
+            .send()
+    };
+    assert_eq!(post("closed", "k_closed").await.unwrap().status(), 401);
+    assert_eq!(post("open", "k_open").await.unwrap().status(), 200);
+    // The stream key still reads the stream.
+    let stream = client
+        .get(server.url("/stream/closed"))
+        .bearer_auth("k_closed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let both = autoplay_connector::ConnectorConfig::from_toml_str(
+        "[[products]]\nid = \"x\"\nwebhook_secret = \"s\"\ningest_with_api_keys = true\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(both.contains("remove one of them"), "{both}");
+}

@@ -264,6 +264,11 @@ impl<'de> de::Visitor<'de> for FillAction<'_> {
             let s = &mut seen;
             match key {
                 ActionField::EventType => event_type = set(m, s, 1, "event_type")?,
+                // The connector's frames carry both names; once `event_type` is
+                // in, `type` cannot change the outcome, so it is skipped unbuilt.
+                ActionField::Kind if event_type.is_some() => {
+                    set::<_, de::IgnoredAny>(m, s, 1 << 1, "type")?;
+                }
                 ActionField::Kind => kind = set(m, s, 1 << 1, "type")?,
                 ActionField::Title => {
                     action.title = set::<_, Option<_>>(m, s, 1 << 2, "title")?.unwrap_or_default();

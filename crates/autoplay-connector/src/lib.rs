@@ -146,6 +146,7 @@ pub mod metrics;
 mod server;
 mod stream;
 pub mod summary;
+mod write_timeout;
 
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
 pub use config::{

@@ -17,7 +17,6 @@ use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio_io_timeout::TimeoutWriter;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -27,6 +26,7 @@ use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
 use crate::stream;
 use crate::summary::{SessionTracker, Summariser};
+use crate::write_timeout::WriteTimeout;
 
 /// Why the connector could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -304,10 +304,8 @@ async fn serve_connections(
         if let Err(error) = tcp.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY on an accepted connection");
         }
-        let mut io = TimeoutWriter::new(tcp);
-        io.set_timeout(Some(limits.write_timeout));
-        let connection =
-            graceful.watch(http.serve_connection(TokioIo::new(Box::pin(io)), service.clone()));
+        let io = WriteTimeout::new(tcp, limits.write_timeout);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service.clone()));
         let metrics = limits.metrics.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -330,7 +328,7 @@ struct ConnectionLimits {
     metrics: Arc<Metrics>,
 }
 
-/// Whether hyper gave up on a connection because [`TimeoutWriter`] timed out.
+/// Whether hyper gave up on a connection because [`WriteTimeout`] timed out.
 fn is_write_timeout(error: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -127,17 +127,24 @@ fn refuse(state: &AppState, product_id: &str, denied: auth::IngestDenied) -> Api
 /// its body holds a connection and a buffer, so it gets a deadline for the whole
 /// body, not only for each read.
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", state.body_limit),
+        )
+    };
+    // A Content-Length over the limit is refused before a byte is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > state.body_limit as u64 {
+        return Err(too_large());
+    }
     let read = axum::body::to_bytes(body, state.body_limit);
     match tokio::time::timeout(state.body_read_timeout, read).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
-            let too_large = std::error::Error::source(&e)
+            let over_limit = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            Err(if too_large {
-                ApiError(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {} bytes", state.body_limit),
-                )
+            Err(if over_limit {
+                too_large()
             } else {
                 ApiError(
                     StatusCode::BAD_REQUEST,

@@ -3,8 +3,11 @@
 Run by scripts/published_sdk/test.sh in a virtualenv holding one published version.
 Starts `autoplay connector` on a free loopback port, subscribes with the published
 ConnectorClient (blocking client in a background thread, as its README shows),
-ingests actions through `POST /events/{product}` until a summary is due, and checks
-that the typed payloads arrive intact.
+ingests actions through `POST /events/{product}` and the flat body of the PostHog
+Hog destination through `POST /webhook/{product}` until a summary is due, and
+checks that the typed payloads arrive intact and that the client's own `to_text()`
+prints them as that generation's format says: 0.1.0's `1. <description> — <url>`,
+0.13.0's `[0] <type>: <description> — <url>` (with its dwell-time timestamps).
 
 Statuses are not checked: the published client never looks at them (on a 401 it
 fails on the content type and retries forever, once a second; see DESIGN.md), so
@@ -15,6 +18,7 @@ usage: python check.py PATH_TO_AUTOPLAY_BINARY
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -27,7 +31,12 @@ import autoplay_sdk
 from autoplay_sdk import ActionsPayload, ConnectorClient, SummaryPayload
 
 KEY = "k_published_sdk_check"
+SECRET = "whsec_published_sdk_check"
 WAIT_S = 20.0
+# 0.13.0 is the first generation whose SlimAction reads `type`, `index` and
+# `timestamp_start`/`timestamp_end`.
+VERSION = tuple(int(p) for p in importlib.metadata.version("autoplay-sdk").split(".")[:2])
+LATER = VERSION >= (0, 13)
 
 
 def start_connector(binary: str) -> tuple[subprocess.Popen[str], str]:
@@ -38,7 +47,7 @@ def start_connector(binary: str) -> tuple[subprocess.Popen[str], str]:
             "--listen",
             "127.0.0.1:0",
             "--product",
-            f"acme:{KEY}",
+            f"acme:{KEY}:{SECRET}",
             "--heartbeat-s",
             "0.2",
             "--summary-threshold",
@@ -59,7 +68,18 @@ def start_connector(binary: str) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit("the connector did not start")
 
 
-def post_actions(base: str, session: str, titles: list[str]) -> None:
+def post(base: str, path: str, body: bytes) -> None:
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "x-posthog-secret": SECRET},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200, response.status
+
+
+def post_actions(base: str, session: str, titles: list[str], first_s: int) -> None:
     body = json.dumps(
         {
             "session_id": session,
@@ -71,19 +91,33 @@ def post_actions(base: str, session: str, titles: list[str]) -> None:
                     "title": title,
                     "description": f"Clicked '{title}'",
                     "canonical_url": "https://app.example.com/dashboard",
+                    "ts": f"2024-01-15T10:30:{first_s + i:02d}Z",
                 }
-                for title in titles
+                for i, title in enumerate(titles)
             ],
         }
     ).encode()
-    request = urllib.request.Request(
-        f"{base}/events/acme",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200, response.status
+    post(base, "/events/acme", body)
+
+
+def post_hog_submit(base: str, session: str) -> None:
+    """The flat body the Hog destination of `autoplay-setup` 0.2.0 posts."""
+    body = {
+        "event": "$autocapture",
+        "referrer": "",
+        "email": "alice@example.com",
+        "timestamp": "2024-01-15T10:30:09.500Z",
+        "element_id": "billing-form",
+        "event_type": "submit",
+        "session_id": session,
+        "current_url": "https://app.example.com/settings/8812/billing",
+        "distinct_id": "user_456",
+        "elements_chain": 'form:attr__aria-label="Billing details"attr__id="billing-form"',
+        "input_field_name": "",
+        "link_destination": "",
+        "button_or_link_text": "",
+    }
+    post(base, "/webhook/acme", json.dumps(body, separators=(",", ":")).encode())
 
 
 def wait_for(what: str, condition) -> None:
@@ -104,9 +138,9 @@ def check_stream(base: str) -> None:
     )
     thread = client.run_in_background()
     time.sleep(0.5)  # let it subscribe: live events only reach subscribers
-    post_actions(base, "ps_1", ["Export CSV", "Invite teammates"])
+    post_actions(base, "ps_1", ["Export CSV", "Invite teammates"], 0)
     wait_for("the first actions payload", lambda: len(actions) >= 1)
-    post_actions(base, "ps_1", ["Billing"])
+    post_hog_submit(base, "ps_1")
     wait_for("a summary", lambda: len(summaries) >= 1)
     client.stop()
     thread.join(timeout=5)
@@ -118,8 +152,34 @@ def check_stream(base: str) -> None:
     assert first.email == "alice@example.com", first.email
     assert [a.title for a in first.actions] == ["Export CSV", "Invite teammates"], first.actions
     assert first.count == 2, first.count
-    text = first.to_text()
-    assert "Clicked 'Export CSV'" in text and "https://app.example.com/dashboard" in text, text
+    url = "https://app.example.com/dashboard"
+    if LATER:
+        expected = (
+            "Session ps_1 — 2 actions\n"
+            f"[0] click: Clicked 'Export CSV' — {url}\n"
+            f"[1] click: Clicked 'Invite teammates' — {url}"
+        )
+        a, b = first.actions
+        assert (a.timestamp_start, a.timestamp_end) == (1705314600.0, 1705314601.0), a
+        assert (b.timestamp_start, b.timestamp_end) == (1705314601.0, 1705314601.0), b
+    else:
+        expected = (
+            "Session ps_1 — 2 actions\n"
+            f"1. Clicked 'Export CSV' — {url}\n"
+            f"2. Clicked 'Invite teammates' — {url}"
+        )
+    assert first.to_text() == expected, first.to_text()
+
+    hog = actions[1]
+    assert hog.session_id == "ps_1" and hog.email == "alice@example.com", hog
+    billing = "https://app.example.com/settings/:id/billing"
+    if LATER:
+        line = f"[0] submit: Submitted 'Billing details' — {billing}"
+        assert hog.actions[0].raw_url == "https://app.example.com/settings/8812/billing"
+        assert hog.actions[0].timestamp_start == 1705314609.5, hog.actions[0]
+    else:
+        line = f"1. Submitted 'Billing details' — {billing}"
+    assert hog.to_text() == f"Session ps_1 — 1 actions\n{line}", hog.to_text()
     summary = summaries[0]
     assert isinstance(summary, SummaryPayload), type(summary)
     assert summary.session_id == "ps_1"
@@ -135,7 +195,11 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=10)
     version = getattr(autoplay_sdk, "__version__", "?")
-    print(f"published autoplay-sdk (__version__ {version}) works against the connector")
+    generation = "0.13.0 format" if LATER else "0.1.0 format"
+    print(
+        f"published autoplay-sdk {importlib.metadata.version('autoplay-sdk')} "
+        f"(__version__ {version}, to_text in the {generation}) works against the connector"
+    )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ pub enum Command {
     /// Flags override the config file. With no product configured, product `demo`
     /// is created with a random API key, and its stream URL and key are printed on
     /// stdout. Stops gracefully on SIGINT/SIGTERM.
+    ///
+    /// Arguments are visible to every user of the machine (`ps`,
+    /// `/proc/<pid>/cmdline`). Keep keys and secrets out of them: set
+    /// AUTOPLAY_PRODUCTS (`ID:API_KEY[:WEBHOOK_SECRET]` specs, separated by spaces
+    /// or commas), or give them in the --config file, where each may be
+    /// `{ file = "<path>" }` or `{ env = "<VARIABLE>" }`. AUTOPLAY_METRICS_TOKEN
+    /// puts /metrics behind `Authorization: Bearer <token>`.
     #[command(after_help = "Examples:\n  \
         autoplay connector\n  \
         autoplay connector --listen 0.0.0.0:8080 --product acme:ak_live_123:whsec_456\n  \
@@ -119,6 +126,7 @@ pub struct ListenArgs {
 #[derive(Debug, Args)]
 pub struct ConnectorArgs {
     /// TOML config file (listen, products, heartbeat_s, replay_events,
+    /// replay_bytes, max_frame_bytes, body_timeout_s, write_timeout_s,
     /// summary_threshold, llm, …).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -128,7 +136,10 @@ pub struct ConnectorArgs {
     pub listen: Option<SocketAddr>,
 
     /// A product, `ID:API_KEY[:WEBHOOK_SECRET]` (repeatable; replaces a product of
-    /// the same id from the file). The key may be `sha256:<64 hex>`.
+    /// the same id from the file). The key may be `sha256:<64 hex>`. Without a
+    /// secret, webhooks authenticate with the API key. Arguments
+    /// are visible to every user of the machine (`ps`, `/proc/<pid>/cmdline`):
+    /// where that matters, put keys and secrets in the --config file instead.
     #[arg(long = "product", value_name = "ID:API_KEY[:WEBHOOK_SECRET]")]
     pub products: Vec<String>,
 
@@ -144,6 +155,26 @@ pub struct ConnectorArgs {
     /// off [default: 10].
     #[arg(long, value_name = "N")]
     pub summary_threshold: Option<usize>,
+
+    /// Bytes of frames per product kept for replay, beside --replay-events
+    /// [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub replay_bytes: Option<usize>,
+
+    /// Largest SSE frame in bytes; bigger batches go out as several payloads of the
+    /// same session, in order (at least 4096) [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+
+    /// Seconds a request has to deliver its whole body; slower ones get 408
+    /// [default: 15].
+    #[arg(long, value_name = "S", value_parser = parse_positive_seconds)]
+    pub body_timeout_s: Option<f64>,
+
+    /// Seconds a connection may take no byte (a subscriber that stopped reading)
+    /// before it is closed [default: 30].
+    #[arg(long, value_name = "S", value_parser = parse_positive_seconds)]
+    pub write_timeout_s: Option<f64>,
 }
 
 #[derive(Debug, Args)]

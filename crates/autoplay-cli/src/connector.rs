@@ -17,6 +17,7 @@ fn build_config(args: &ConnectorArgs) -> Result<ConnectorConfig, CliError> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    config.apply_secrets_env().map_err(CliError::usage)?;
     for (i, spec) in args.products.iter().enumerate() {
         // The spec holds a key: never echo it back.
         let product = parse_product_spec(spec)
@@ -32,6 +33,20 @@ fn build_config(args: &ConnectorArgs) -> Result<ConnectorConfig, CliError> {
     }
     if let Some(n) = args.summary_threshold {
         config.summary_threshold = n;
+    }
+    if let Some(n) = args.replay_bytes {
+        config.replay_bytes = n;
+    }
+    if let Some(n) = args.max_frame_bytes {
+        config.max_frame_bytes = n;
+    }
+    if let Some(secs) = args.body_timeout_s {
+        config.body_read_timeout =
+            config::seconds(secs).map_err(|e| CliError::usage(format!("--body-timeout-s: {e}")))?;
+    }
+    if let Some(secs) = args.write_timeout_s {
+        config.write_timeout = config::seconds(secs)
+            .map_err(|e| CliError::usage(format!("--write-timeout-s: {e}")))?;
     }
     config.apply_llm_env();
     Ok(config)
@@ -162,12 +177,27 @@ mod tests {
             "0.25",
             "--summary-threshold",
             "3",
+            "--replay-bytes",
+            "2000000",
+            "--max-frame-bytes",
+            "65536",
+            "--body-timeout-s",
+            "2.5",
+            "--write-timeout-s",
+            "7",
         ]))
         .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.summary_threshold, 3);
         assert_eq!(config.replay_capacity, 50);
+        assert_eq!(config.replay_bytes, 2_000_000);
+        assert_eq!(config.max_frame_bytes, 65_536);
+        assert_eq!(
+            config.body_read_timeout,
+            std::time::Duration::from_millis(2500)
+        );
+        assert_eq!(config.write_timeout, std::time::Duration::from_secs(7));
         assert_eq!(
             config.heartbeat_interval,
             std::time::Duration::from_millis(250)

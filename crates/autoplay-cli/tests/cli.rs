@@ -460,6 +460,9 @@ async fn listen_json_against_the_connector_prints_canonical_json() {
                 "canonical_url": "https://app.example.com/dashboard",
                 "raw_url": "https://app.example.com/dashboard",
                 "ts": "2024-01-15T10:30:00Z", "properties": {},
+                // The connector stamps what 0.13.0 clients read.
+                "index": 0, "timestamp_start": 1_705_314_600.0,
+                "timestamp_end": 1_705_314_600.0,
             }],
         })
     );
@@ -885,5 +888,82 @@ async fn help_on_every_subcommand() {
             stdout.contains(flag),
             "{flag} missing from connector --help"
         );
+    }
+}
+
+/// Hardening limits come from flags too, and a bad one stops the connector
+/// before it binds, saying what form is expected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_limit_flags_are_validated() {
+    let (status, _, stderr) = run(&[
+        "connector",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-frame-bytes",
+        "100",
+    ])
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("max_frame_bytes = 100") && stderr.contains("at least 4096"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = run(&[
+        "connector",
+        "--listen",
+        "127.0.0.1:0",
+        "--replay-bytes",
+        "5000",
+    ])
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("replay_bytes = 5000"), "{stderr}");
+    let (status, _, stderr) = run(&["connector", "--body-timeout-s", "0"]).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (status, stdout, _) = run(&["connector", "--help"]).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(stdout.contains("visible to every user"), "{stdout}");
+}
+
+/// Keys and secrets can stay out of argv: products from AUTOPLAY_PRODUCTS, the
+/// metrics token from AUTOPLAY_METRICS_TOKEN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_takes_products_and_metrics_token_from_the_environment() {
+    let connector = Proc::spawn_with(
+        &["connector", "--listen", "127.0.0.1:0"],
+        &[
+            (
+                "AUTOPLAY_PRODUCTS",
+                "acme:ak_env_1:whsec_env_2 beta:ak_env_3",
+            ),
+            ("AUTOPLAY_METRICS_TOKEN", "mt_env_4"),
+        ],
+    );
+    connector.wait_for(false, "product beta:").await;
+    let banner = connector.stdout();
+    let stream = banner
+        .split_whitespace()
+        .find(|w| w.ends_with("/stream/acme"))
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(
+        status(client.get(&stream).bearer_auth("ak_env_1")).await,
+        200
+    );
+    let metrics = stream.replace("/stream/acme", "/metrics");
+    assert_eq!(status(client.get(&metrics)).await, 401);
+    assert_eq!(
+        status(client.get(&metrics).bearer_auth("mt_env_4")).await,
+        200
+    );
+    connector.signal("INT");
+    let (status, stdout, stderr) = connector.finish().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    for secret in ["ak_env_1", "whsec_env_2", "ak_env_3", "mt_env_4"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret));
     }
 }

@@ -83,61 +83,112 @@ pub(crate) struct IngestDenied {
     pub bad_signature: bool,
 }
 
-/// Accepts a webhook that proves the product's secret by any one of: a
-/// `sha256=` HMAC of the raw body in `X-PostHog-Signature` or
-/// `X-Hub-Signature-256`, the secret in `X-PostHog-Secret`, or
-/// `Authorization: Bearer <secret>`. A product without a webhook secret accepts
-/// its API keys in the latter two places instead.
-pub(crate) fn verify_ingest(
+/// What an ingest request's headers prove, decided before its body is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IngestCheck {
+    /// A secret (or, for a product without one, an API key) matched.
+    Accepted,
+    /// Only `sha256=` signatures were offered: they hold if one of these HMACs
+    /// is the body's.
+    Signed(Vec<[u8; 32]>),
+}
+
+/// Checks an ingest request's headers. A request proves the product's secret by
+/// any one of: the secret in `X-PostHog-Secret` or `Authorization: Bearer`, or a
+/// `sha256=<hex HMAC of the raw body>` in `X-PostHog-Signature`,
+/// `X-Hub-Signature-256` or `X-PostHog-Secret` (PostHog's legacy webhooks). A
+/// product without a webhook secret accepts nothing, unless its config says
+/// `ingest_with_api_keys`: then its API keys in the first two places, and no
+/// signature.
+///
+/// Only the signature form needs the body, so everything else is refused or
+/// accepted here, before a byte of the body is read.
+pub(crate) fn check_ingest_headers(
+    product: &ProductConfig,
+    headers: &HeaderMap,
+) -> Result<IngestCheck, IngestDenied> {
+    let secret_header = headers
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    for candidate in [secret_header, bearer(headers)].into_iter().flatten() {
+        let digest = sha256(candidate.as_bytes());
+        let ok = match &product.webhook_secret {
+            Some(secret) => bool::from(sha256(secret.expose().as_bytes()).ct_eq(&digest)),
+            None if product.ingest_with_api_keys => product
+                .api_keys
+                .iter()
+                .fold(false, |found, key| found | key.matches_digest(&digest)),
+            None => false,
+        };
+        if ok {
+            return Ok(IngestCheck::Accepted);
+        }
+    }
+    if product.webhook_secret.is_none() {
+        return Err(IngestDenied {
+            bad_signature: false,
+        });
+    }
+    let offered = SIGNATURE_HEADERS
+        .iter()
+        .filter_map(|name| headers.get(*name).map(|v| v.to_str().ok()))
+        .chain(secret_header.filter(|v| v.starts_with("sha256=")).map(Some));
+    let mut signatures = Vec::new();
+    let mut bad_signature = false;
+    for value in offered {
+        match value.and_then(parse_signature) {
+            Some(mac) => signatures.push(mac),
+            None => bad_signature = true,
+        }
+    }
+    if signatures.is_empty() {
+        Err(IngestDenied { bad_signature })
+    } else {
+        Ok(IngestCheck::Signed(signatures))
+    }
+}
+
+/// `sha256=<64 hex>` (the prefix optional) as the 32 bytes of the MAC.
+fn parse_signature(value: &str) -> Option<[u8; 32]> {
+    let value = value.trim();
+    let hex_sig = value.strip_prefix("sha256=").unwrap_or(value);
+    let mut mac = [0u8; 32];
+    hex::decode_to_slice(hex_sig, &mut mac).ok()?;
+    Some(mac)
+}
+
+/// Whether one of `signatures` is the HMAC of `body` under the product's secret.
+pub(crate) fn verify_signatures(
+    product: &ProductConfig,
+    signatures: &[[u8; 32]],
+    body: &[u8],
+) -> Result<(), IngestDenied> {
+    let denied = IngestDenied {
+        bad_signature: true,
+    };
+    let secret = product.webhook_secret.as_ref().ok_or(denied)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    let expected = mac.finalize().into_bytes();
+    let ok = signatures
+        .iter()
+        .fold(false, |found, sig| found | bool::from(expected.ct_eq(sig)));
+    if ok { Ok(()) } else { Err(denied) }
+}
+
+/// Both steps at once, as the handlers run them.
+#[cfg(test)]
+fn verify_ingest(
     product: &ProductConfig,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), IngestDenied> {
-    let mut bad_signature = false;
-    if let Some(secret) = &product.webhook_secret {
-        for name in SIGNATURE_HEADERS {
-            let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) else {
-                continue;
-            };
-            if verify_signature(secret.expose(), value, body) {
-                return Ok(());
-            }
-            bad_signature = true;
-        }
+    match check_ingest_headers(product, headers)? {
+        IngestCheck::Accepted => Ok(()),
+        IngestCheck::Signed(signatures) => verify_signatures(product, &signatures, body),
     }
-    let presented = [
-        headers
-            .get(SECRET_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim),
-        bearer(headers),
-    ];
-    for candidate in presented.into_iter().flatten() {
-        let digest = sha256(candidate.as_bytes());
-        let ok = match &product.webhook_secret {
-            Some(secret) => bool::from(sha256(secret.expose().as_bytes()).ct_eq(&digest)),
-            None => product
-                .api_keys
-                .iter()
-                .fold(false, |found, key| found | key.matches_digest(&digest)),
-        };
-        if ok {
-            return Ok(());
-        }
-    }
-    Err(IngestDenied { bad_signature })
-}
-
-fn verify_signature(secret: &str, header: &str, body: &[u8]) -> bool {
-    let header = header.trim();
-    let hex_sig = header.strip_prefix("sha256=").unwrap_or(header);
-    let Ok(expected) = hex::decode(hex_sig) else {
-        return false;
-    };
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
 }
 
 #[cfg(test)]
@@ -186,6 +237,29 @@ mod tests {
         let sig = sign_webhook("whsec", body);
         assert!(verify_ingest(&p, &headers(&[("x-posthog-signature", &sig)]), body).is_ok());
         assert!(verify_ingest(&p, &headers(&[("x-hub-signature-256", &sig)]), body).is_ok());
+        // PostHog's legacy webhooks sign in the secret's own header.
+        assert!(verify_ingest(&p, &headers(&[("x-posthog-secret", &sig)]), body).is_ok());
+        assert_eq!(
+            verify_ingest(&p, &headers(&[("x-posthog-secret", &sig)]), b"tampered"),
+            Err(IngestDenied {
+                bad_signature: true
+            })
+        );
+        assert_eq!(
+            check_ingest_headers(&p, &headers(&[("x-posthog-secret", "sha256=zz")])),
+            Err(IngestDenied {
+                bad_signature: true
+            })
+        );
+        // A plain credential is decided from the headers; a signature needs the body.
+        assert_eq!(
+            check_ingest_headers(&p, &headers(&[("x-posthog-secret", "whsec")])),
+            Ok(IngestCheck::Accepted)
+        );
+        assert!(matches!(
+            check_ingest_headers(&p, &headers(&[("x-posthog-signature", &sig)])),
+            Ok(IngestCheck::Signed(_))
+        ));
         assert!(verify_ingest(&p, &headers(&[("x-posthog-secret", "whsec")]), body).is_ok());
         assert!(verify_ingest(&p, &headers(&[("authorization", "Bearer whsec")]), body).is_ok());
         assert_eq!(
@@ -214,7 +288,11 @@ mod tests {
         assert!(verify_ingest(&p, &headers(&[("authorization", "Bearer ka")]), body).is_err());
         assert!(verify_ingest(&p, &headers(&[]), body).is_err());
 
-        let open = ProductConfig::new("demo").with_api_key("kd").unwrap();
+        // Without a secret, the stream key is no ingest credential unless asked for.
+        let closed = ProductConfig::new("demo").with_api_key("kd").unwrap();
+        assert!(verify_ingest(&closed, &headers(&[("authorization", "Bearer kd")]), body).is_err());
+        assert!(verify_ingest(&closed, &headers(&[("x-posthog-secret", "kd")]), body).is_err());
+        let open = closed.with_ingest_by_api_keys();
         assert!(verify_ingest(&open, &headers(&[("authorization", "Bearer kd")]), body).is_ok());
         assert!(verify_ingest(&open, &headers(&[("x-posthog-secret", "kd")]), body).is_ok());
         assert!(verify_ingest(&open, &headers(&[]), body).is_err());

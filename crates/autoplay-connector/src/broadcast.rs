@@ -15,7 +15,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use autoplay_sdk::models::Event;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -34,6 +33,8 @@ pub(crate) struct Subscription {
 struct Inner {
     next_id: u64,
     ring: VecDeque<(u64, Bytes)>,
+    /// Bytes of the frames in `ring`.
+    ring_bytes: usize,
     subscribers: Vec<mpsc::Sender<Bytes>>,
 }
 
@@ -42,14 +43,23 @@ pub(crate) struct Channel {
     product_id: String,
     inner: Mutex<Inner>,
     replay_capacity: usize,
+    replay_bytes: usize,
     subscriber_buffer: usize,
     metrics: Arc<Metrics>,
+}
+
+/// How much of a product's stream is kept for replay: the newest `events`
+/// frames, fewer when they would take more than `bytes`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayWindow {
+    pub events: usize,
+    pub bytes: usize,
 }
 
 impl Channel {
     pub fn new(
         product_id: String,
-        replay_capacity: usize,
+        replay: ReplayWindow,
         subscriber_buffer: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -57,10 +67,12 @@ impl Channel {
             product_id,
             inner: Mutex::new(Inner {
                 next_id: 1,
-                ring: VecDeque::with_capacity(replay_capacity.min(1024)),
+                ring: VecDeque::with_capacity(replay.events.min(1024)),
+                ring_bytes: 0,
                 subscribers: Vec::new(),
             }),
-            replay_capacity,
+            replay_capacity: replay.events,
+            replay_bytes: replay.bytes,
             subscriber_buffer,
             metrics,
         }
@@ -72,18 +84,23 @@ impl Channel {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes an event and returns its id.
-    pub fn publish(&self, event: &Event) -> u64 {
-        // Serialise outside the lock; only the id needs it.
-        let json = event.to_json();
-        let kind = event.kind();
+    /// Publishes an event (`kind` and its one-line JSON, rendered by the caller
+    /// outside the lock) and returns its id.
+    pub fn publish(&self, kind: &str, json: &str) -> u64 {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
         let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
-        if inner.ring.len() == self.replay_capacity {
+        // The newest frame always stays, whatever its size: a client resuming
+        // just before it must still get it.
+        while let Some((_, oldest)) = inner.ring.front()
+            && (inner.ring.len() >= self.replay_capacity
+                || inner.ring_bytes + frame.len() > self.replay_bytes)
+        {
+            inner.ring_bytes -= oldest.len();
             inner.ring.pop_front();
         }
+        inner.ring_bytes += frame.len();
         inner.ring.push_back((id, frame.clone()));
         let metrics = &self.metrics;
         let product_id = &self.product_id;
@@ -163,14 +180,29 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autoplay_sdk::models::SummaryPayload;
+    use autoplay_sdk::models::{Event, SummaryPayload};
 
-    fn event(n: u64) -> Event {
-        Event::Summary(SummaryPayload {
+    struct Published(Event);
+
+    fn event(n: u64) -> Published {
+        Published(Event::Summary(SummaryPayload {
             summary: format!("s{n}").into(),
             replaces: n,
             ..SummaryPayload::default()
-        })
+        }))
+    }
+
+    fn window(events: usize) -> ReplayWindow {
+        ReplayWindow {
+            events,
+            bytes: usize::MAX,
+        }
+    }
+
+    impl Channel {
+        fn publish_event(&self, event: &Published) -> u64 {
+            self.publish(event.0.kind(), &event.0.to_stream_json())
+        }
     }
 
     fn ids(frames: &[Bytes]) -> Vec<u64> {
@@ -191,9 +223,9 @@ mod tests {
 
     #[test]
     fn replay_from_an_id() {
-        let channel = Channel::new("p".into(), 5, 8, Arc::default());
+        let channel = Channel::new("p".into(), window(5), 8, Arc::default());
         for n in 1..=7 {
-            assert_eq!(channel.publish(&event(n)), n);
+            assert_eq!(channel.publish_event(&event(n)), n);
         }
         assert_eq!(ids(&channel.subscribe(Some(4)).replay), [5, 6, 7]);
         assert_eq!(ids(&channel.subscribe(Some(2)).replay), [3, 4, 5, 6, 7]);
@@ -220,9 +252,9 @@ mod tests {
 
     #[test]
     fn frames_are_sse() {
-        let channel = Channel::new("p".into(), 5, 8, Arc::default());
+        let channel = Channel::new("p".into(), window(5), 8, Arc::default());
         let mut sub = channel.subscribe(None);
-        channel.publish(&event(1));
+        channel.publish_event(&event(1));
         let frame = sub.live.try_recv().unwrap();
         assert_eq!(
             std::str::from_utf8(&frame).unwrap(),
@@ -232,10 +264,10 @@ mod tests {
 
     #[test]
     fn a_full_subscriber_is_dropped_not_skipped() {
-        let channel = Channel::new("p".into(), 100, 2, Arc::default());
+        let channel = Channel::new("p".into(), window(100), 2, Arc::default());
         let mut slow = channel.subscribe(None);
         for n in 1..=5 {
-            channel.publish(&event(n));
+            channel.publish_event(&event(n));
         }
         assert_eq!(channel.subscriber_count(), 0);
         let mut got = Vec::new();
@@ -256,5 +288,37 @@ mod tests {
         );
         // It resumes where it stopped.
         assert_eq!(ids(&channel.subscribe(Some(2)).replay), [3, 4, 5]);
+    }
+
+    #[test]
+    fn the_replay_window_is_bounded_by_bytes_too() {
+        let frame_len = |n: u64| {
+            format!(
+                "id: {n}\nevent: summary\ndata: {}\n\n",
+                event(n).0.to_stream_json()
+            )
+            .len()
+        };
+        // Room for three frames of this size, not four.
+        let bytes = frame_len(10) * 3 + 5;
+        let channel = Channel::new(
+            "p".into(),
+            ReplayWindow { events: 100, bytes },
+            8,
+            Arc::default(),
+        );
+        for n in 10..=19 {
+            channel.publish_event(&event(n));
+        }
+        let replay = channel.subscribe(Some(0)).replay;
+        assert_eq!(ids(&replay), [8, 9, 10]);
+        assert!(replay.iter().map(Bytes::len).sum::<usize>() <= bytes);
+        // A frame bigger than the whole window is still kept, alone.
+        let big = Published(Event::Summary(SummaryPayload {
+            summary: "x".repeat(bytes).into(),
+            ..SummaryPayload::default()
+        }));
+        channel.publish_event(&big);
+        assert_eq!(ids(&channel.subscribe(Some(0)).replay), [11]);
     }
 }

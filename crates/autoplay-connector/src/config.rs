@@ -9,18 +9,38 @@
 //! listen = "127.0.0.1:8080"
 //! heartbeat_s = 30
 //! replay_events = 10000
+//! replay_bytes = 67108864     # also bound the replay window by size
+//! max_frame_bytes = 1048576   # bigger batches are split
+//! body_timeout_s = 15         # a request body must arrive within this
+//! write_timeout_s = 30        # a connection that takes no byte for this long is closed
 //! summary_threshold = 10
 //!
 //! [llm]                       # optional; AUTOPLAY_LLM_* variables override it
 //! base_url = "https://api.openai.com/v1"
 //! model = "gpt-4o-mini"
 //!
+//! metrics_token = { env = "AUTOPLAY_METRICS_TOKEN" }   # optional: /metrics needs it
+//!
 //! [[products]]
 //! id = "acme"
 //! api_keys = ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "ak_plain"]
 //! webhook_secret = "whsec_..."
 //! summary_threshold = 5
+//!
+//! [[products]]
+//! id = "beta"
+//! api_keys = [{ env = "BETA_API_KEY" }]
+//! webhook_secret = { file = "/run/secrets/beta_webhook" }
+//!
+//! [[products]]
+//! id = "local"                # no webhook secret: only with this does ingest
+//! api_keys = ["ak_local"]     # accept the stream key
+//! ingest_with_api_keys = true
 //! ```
+//!
+//! Every key and secret may be a string, `{ file = "<path>" }` (the file's text
+//! without its trailing newline) or `{ env = "<VARIABLE>" }`, read when the file is
+//! loaded.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,6 +57,15 @@ pub const LLM_BASE_URL_ENV: &str = "AUTOPLAY_LLM_BASE_URL";
 pub const LLM_MODEL_ENV: &str = "AUTOPLAY_LLM_MODEL";
 /// Environment variable with the LLM API key.
 pub const LLM_API_KEY_ENV: &str = "AUTOPLAY_LLM_API_KEY";
+
+/// The smallest [`ConnectorConfig::max_frame_bytes`] accepted.
+pub const MIN_FRAME_BYTES: usize = 4096;
+
+/// Environment variable with products, `ID:API_KEY[:WEBHOOK_SECRET]` specs
+/// separated by whitespace or commas (see [`ConnectorConfig::apply_secrets_env`]).
+pub const PRODUCTS_ENV: &str = "AUTOPLAY_PRODUCTS";
+/// Environment variable with the token `GET /metrics` then requires.
+pub const METRICS_TOKEN_ENV: &str = "AUTOPLAY_METRICS_TOKEN";
 
 /// The product created when none is configured.
 pub const DEFAULT_PRODUCT_ID: &str = "demo";
@@ -102,8 +131,61 @@ impl From<String> for Secret {
 }
 
 impl<'de> Deserialize<'de> for Secret {
+    /// A string, or where to read it: `{ file = "/run/secrets/x" }` (the file's
+    /// text, without its trailing newline) or `{ env = "VARIABLE" }`.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Reads a [`Secret`] given inline, from a file or from the environment, so keys
+/// and secrets need not sit in the config file itself (or in argv).
+struct SecretVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a secret as a string, { file = \"/path/to/file\" } or { env = \"VARIABLE\" }")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret::new(v))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+        use serde::de::Error as _;
+        let Some(source) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(
+                "an empty table is no secret: use { file = \"/path\" } or { env = \"VARIABLE\" }",
+            ));
+        };
+        let place: String = map.next_value()?;
+        if map.next_key::<String>()?.is_some() {
+            return Err(A::Error::custom(
+                "a secret comes from one place: { file = \"/path\" } or { env = \"VARIABLE\" }",
+            ));
+        }
+        let text = match source.as_str() {
+            "file" => std::fs::read_to_string(&place).map_err(|e| {
+                A::Error::custom(format!("cannot read the secret file {place}: {e}"))
+            })?,
+            "env" => std::env::var(&place).map_err(|_| {
+                A::Error::custom(format!("the environment variable {place} is not set"))
+            })?,
+            other => {
+                return Err(A::Error::custom(format!(
+                    "unknown secret source {other:?}: use {{ file = \"/path\" }} or {{ env = \"VARIABLE\" }}"
+                )));
+            }
+        };
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            return Err(A::Error::custom(format!(
+                "the secret from {source} {place} is empty"
+            )));
+        }
+        Ok(Secret::new(text))
     }
 }
 
@@ -163,9 +245,11 @@ impl fmt::Debug for ApiKey {
 }
 
 impl<'de> Deserialize<'de> for ApiKey {
+    /// A key (plain or `sha256:<hex>`) inline, from `{ file = "..." }` or from
+    /// `{ env = "..." }`, as a [`Secret`] is.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spec = String::deserialize(d)?;
-        ApiKey::parse(&spec).map_err(serde::de::Error::custom)
+        let spec = Secret::deserialize(d)?;
+        ApiKey::parse(spec.expose()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -183,10 +267,15 @@ pub struct ProductConfig {
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
     /// What PostHog sends (as `X-PostHog-Secret`, `Authorization: Bearer`, or the key
-    /// of a `sha256=` HMAC signature). Without one, ingest accepts the product's API
-    /// keys as the secret (no HMAC then).
+    /// of a `sha256=` HMAC signature).
     #[serde(default)]
     pub webhook_secret: Option<Secret>,
+    /// For a product without a webhook secret: whether ingest accepts its API keys
+    /// in the secret's place (no HMAC then). Off unless set: a stream key is often
+    /// handed to a frontend or a chatbot, and with this on it can post events too.
+    /// An error together with `webhook_secret`.
+    #[serde(default)]
+    pub ingest_with_api_keys: bool,
     /// Actions per summary for this product; the connector default when `None`;
     /// `0` turns summaries off.
     #[serde(default)]
@@ -200,6 +289,7 @@ impl ProductConfig {
             id: id.into(),
             api_keys: Vec::new(),
             webhook_secret: None,
+            ingest_with_api_keys: false,
             summary_threshold: None,
         }
     }
@@ -216,6 +306,13 @@ impl ProductConfig {
         self
     }
 
+    /// Lets ingest accept this product's API keys, for a product without a webhook
+    /// secret (see [`ProductConfig::ingest_with_api_keys`]).
+    pub fn with_ingest_by_api_keys(mut self) -> Self {
+        self.ingest_with_api_keys = true;
+        self
+    }
+
     /// Sets this product's summary threshold (`0` = off).
     pub fn with_summary_threshold(mut self, threshold: usize) -> Self {
         self.summary_threshold = Some(threshold);
@@ -225,6 +322,10 @@ impl ProductConfig {
 
 /// Parses a `--product ID:API_KEY[:WEBHOOK_SECRET]` flag. The key may be
 /// `sha256:<64 hex>`; the secret is everything after the key's colon.
+///
+/// The short form `ID:API_KEY`, without a secret, says that the key serves ingest
+/// too ([`ProductConfig::ingest_with_api_keys`]), as it always has: give a secret
+/// to keep stream keys out of ingest.
 pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
     let bad = || ConfigError::Invalid("a product is ID:API_KEY[:WEBHOOK_SECRET]".into());
     let (id, rest) = spec.split_once(':').ok_or_else(bad)?;
@@ -243,13 +344,14 @@ pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
         return Err(bad());
     }
     let mut product = ProductConfig::new(id).with_api_key(key)?;
-    if let Some(secret) = secret {
-        if secret.is_empty() {
+    match secret {
+        Some("") => {
             return Err(ConfigError::Invalid(
                 "the webhook secret after the second ':' is empty".into(),
             ));
         }
-        product = product.with_webhook_secret(secret);
+        Some(secret) => product = product.with_webhook_secret(secret),
+        None => product = product.with_ingest_by_api_keys(),
     }
     validate_product_id(&product.id)?;
     Ok(product)
@@ -339,6 +441,20 @@ pub struct ConnectorConfig {
     pub subscriber_buffer: usize,
     /// Largest accepted request body in bytes (default 5 MiB).
     pub body_limit: usize,
+    /// Time a request has to deliver its whole body once its handler starts
+    /// reading it (default 15 s); slower bodies get 408 and their connection
+    /// closed. Request heads have hyper's own 30 s.
+    pub body_read_timeout: Duration,
+    /// Time a connection may refuse every byte written to it (a subscriber that
+    /// reads nothing, its socket buffers full) before it is closed (default 30 s).
+    pub write_timeout: Duration,
+    /// Largest SSE frame sent, in bytes (default 1 MiB): a bigger batch goes out
+    /// as several payloads of the same session, in order. At least 4 KiB.
+    pub max_frame_bytes: usize,
+    /// Bytes of frames per product kept for replay (default 64 MiB), beside
+    /// [`replay_capacity`](Self::replay_capacity): whichever bound is reached first
+    /// evicts the oldest frames. At least [`max_frame_bytes`](Self::max_frame_bytes).
+    pub replay_bytes: usize,
     /// Actions per session summary, for products that do not set one (default 10;
     /// 0 = off).
     pub summary_threshold: usize,
@@ -346,6 +462,9 @@ pub struct ConnectorConfig {
     pub session_idle_timeout: Duration,
     /// The LLM summary backend; the embedded summariser when `None`.
     pub llm: Option<LlmConfig>,
+    /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (401
+    /// otherwise); open when `None` (the default).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ConnectorConfig {
@@ -357,9 +476,14 @@ impl Default for ConnectorConfig {
             replay_capacity: 10_000,
             subscriber_buffer: 1024,
             body_limit: 5 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            max_frame_bytes: 1024 * 1024,
+            replay_bytes: 64 * 1024 * 1024,
             summary_threshold: 10,
             session_idle_timeout: Duration::from_secs(30 * 60),
             llm: None,
+            metrics_token: None,
         }
     }
 }
@@ -383,10 +507,17 @@ struct FileConfig {
     replay_events: Option<usize>,
     subscriber_buffer: Option<usize>,
     body_limit_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    body_timeout_s: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    write_timeout_s: Option<Duration>,
+    max_frame_bytes: Option<usize>,
+    replay_bytes: Option<usize>,
     summary_threshold: Option<usize>,
     #[serde(default, deserialize_with = "de_opt_seconds")]
     session_idle_s: Option<Duration>,
     llm: Option<LlmConfig>,
+    metrics_token: Option<Secret>,
     #[serde(default)]
     products: Vec<ProductConfig>,
 }
@@ -428,6 +559,18 @@ impl ConnectorConfig {
         if let Some(n) = file.body_limit_bytes {
             config.body_limit = n;
         }
+        if let Some(timeout) = file.body_timeout_s {
+            config.body_read_timeout = timeout;
+        }
+        if let Some(timeout) = file.write_timeout_s {
+            config.write_timeout = timeout;
+        }
+        if let Some(n) = file.max_frame_bytes {
+            config.max_frame_bytes = n;
+        }
+        if let Some(n) = file.replay_bytes {
+            config.replay_bytes = n;
+        }
         if let Some(n) = file.summary_threshold {
             config.summary_threshold = n;
         }
@@ -435,6 +578,7 @@ impl ConnectorConfig {
             config.session_idle_timeout = idle;
         }
         config.llm = file.llm;
+        config.metrics_token = file.metrics_token;
         config.products = file.products;
         config.validate()?;
         Ok(config)
@@ -489,6 +633,30 @@ impl ConnectorConfig {
         }
     }
 
+    /// Reads secrets the environment holds, so they need not be passed as
+    /// arguments (visible to every user of the machine): products from
+    /// `AUTOPLAY_PRODUCTS` (`ID:API_KEY[:WEBHOOK_SECRET]` specs separated by
+    /// whitespace or commas, each replacing a product of the same id) and the
+    /// metrics token from `AUTOPLAY_METRICS_TOKEN`. An error never repeats a spec.
+    pub fn apply_secrets_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(specs) = env_nonempty(PRODUCTS_ENV) {
+            for (i, spec) in specs
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|s| !s.is_empty())
+                .enumerate()
+            {
+                let product = parse_product_spec(spec).map_err(|e| {
+                    ConfigError::Invalid(format!("{PRODUCTS_ENV}, product #{}: {e}", i + 1))
+                })?;
+                self.set_product(product);
+            }
+        }
+        if let Some(token) = env_nonempty(METRICS_TOKEN_ENV) {
+            self.metrics_token = Some(Secret::new(token));
+        }
+        Ok(())
+    }
+
     /// With no product configured, adds product `demo` with a random API key and
     /// returns it (the caller prints the key; the connector never logs it).
     pub fn ensure_default_product(&mut self) -> Option<GeneratedProduct> {
@@ -500,6 +668,9 @@ impl ConnectorConfig {
             id: DEFAULT_PRODUCT_ID.to_owned(),
             api_keys: vec![ApiKey::plain(key.expose())],
             webhook_secret: None,
+            // The banner tells the user to post webhooks with the key: a local
+            // demo has nobody to hide it from.
+            ingest_with_api_keys: true,
             summary_threshold: None,
         });
         Some(GeneratedProduct {
@@ -529,6 +700,13 @@ impl ConnectorConfig {
                     product.id
                 )));
             }
+            if product.webhook_secret.is_some() && product.ingest_with_api_keys {
+                return Err(ConfigError::Invalid(format!(
+                    "product {:?} sets both webhook_secret and ingest_with_api_keys = true: \
+                     with a secret only the secret authenticates ingest; remove one of them",
+                    product.id
+                )));
+            }
         }
         if self.replay_capacity == 0 {
             return Err(ConfigError::Invalid(
@@ -542,6 +720,36 @@ impl ConnectorConfig {
         }
         if self.heartbeat_interval.is_zero() || self.session_idle_timeout.is_zero() {
             return Err(ConfigError::Invalid("intervals must be positive".into()));
+        }
+        if self.body_read_timeout.is_zero() || self.write_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "body_timeout_s and write_timeout_s must be positive seconds, e.g. body_timeout_s = 15"
+                    .into(),
+            ));
+        }
+        if self.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "max_frame_bytes = {} is too small: it must be at least {MIN_FRAME_BYTES} \
+                 (one action with its properties must fit), e.g. max_frame_bytes = 1048576",
+                self.max_frame_bytes
+            )));
+        }
+        if self.replay_bytes < self.max_frame_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "replay_bytes = {} must be at least max_frame_bytes = {} (the newest frame \
+                 is always kept), e.g. replay_bytes = 67108864",
+                self.replay_bytes, self.max_frame_bytes
+            )));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "metrics_token is empty: give a token, e.g. metrics_token = { env = \"AUTOPLAY_METRICS_TOKEN\" }, or leave it out"
+                    .into(),
+            ));
         }
         if let Some(llm) = &self.llm
             && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))
@@ -657,6 +865,126 @@ mod tests {
             ConnectorConfig::from_toml_str("[[products]]\nid = \"a\"\napi_keys = [\"sha256:12\"]")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn secrets_from_files_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("autoplay-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("webhook");
+        std::fs::write(&file, "whsec_from_file\n").unwrap();
+        // SAFETY: a variable only this test reads, set before anything reads it.
+        unsafe { std::env::set_var("AUTOPLAY_TEST_KEY_ENV_7731", "ak_from_env") };
+        let text = format!(
+            "metrics_token = {{ env = \"AUTOPLAY_TEST_KEY_ENV_7731\" }}\n\
+             [[products]]\nid = \"acme\"\napi_keys = [{{ env = \"AUTOPLAY_TEST_KEY_ENV_7731\" }}, \"plain\"]\n\
+             webhook_secret = {{ file = {:?} }}\n",
+            file.display().to_string()
+        );
+        let config = ConnectorConfig::from_toml_str(&text).unwrap();
+        let acme = &config.products[0];
+        assert!(acme.api_keys[0].matches("ak_from_env"));
+        assert!(acme.api_keys[1].matches("plain"));
+        assert_eq!(
+            acme.webhook_secret.as_ref().unwrap().expose(),
+            "whsec_from_file"
+        );
+        assert_eq!(
+            config.metrics_token.as_ref().unwrap().expose(),
+            "ak_from_env"
+        );
+
+        for (text, says) in [
+            (
+                "[[products]]\nid = \"a\"\nwebhook_secret = { file = \"/nonexistent/x\" }",
+                "cannot read the secret file /nonexistent/x",
+            ),
+            (
+                "[[products]]\nid = \"a\"\nwebhook_secret = { env = \"AUTOPLAY_TEST_UNSET_9\" }",
+                "AUTOPLAY_TEST_UNSET_9 is not set",
+            ),
+            (
+                "[[products]]\nid = \"a\"\nwebhook_secret = { vault = \"x\" }",
+                "unknown secret source \"vault\"",
+            ),
+            ("metrics_token = 3", "{ env = \"VARIABLE\" }"),
+            ("metrics_token = \" \"", "metrics_token is empty"),
+        ] {
+            let error = ConnectorConfig::from_toml_str(text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn products_and_metrics_token_from_the_environment() {
+        // SAFETY: only this test reads these variables.
+        unsafe {
+            std::env::set_var(PRODUCTS_ENV, "acme:ak_1:whsec_1, beta:ak_2");
+            std::env::set_var(METRICS_TOKEN_ENV, "mt");
+        }
+        let mut config = ConnectorConfig::default()
+            .with_product(ProductConfig::new("acme").with_summary_threshold(4));
+        config.apply_secrets_env().unwrap();
+        assert_eq!(config.products.len(), 2);
+        assert!(config.products[0].api_keys[0].matches("ak_1"));
+        assert_eq!(
+            config.products[0].webhook_secret.as_ref().unwrap().expose(),
+            "whsec_1"
+        );
+        assert!(config.products[1].api_keys[0].matches("ak_2"));
+        assert_eq!(config.metrics_token.as_ref().unwrap().expose(), "mt");
+        unsafe { std::env::set_var(PRODUCTS_ENV, "ok:k secret_without_id") };
+        let error = config.apply_secrets_env().unwrap_err().to_string();
+        assert!(error.contains("product #2"), "{error}");
+        assert!(!error.contains("secret_without_id"), "{error}");
+        unsafe {
+            std::env::remove_var(PRODUCTS_ENV);
+            std::env::remove_var(METRICS_TOKEN_ENV);
+        }
+    }
+
+    #[test]
+    fn hardening_limits() {
+        let config = ConnectorConfig::from_toml_str(
+            "body_timeout_s = 2.5\nwrite_timeout_s = 7\nmax_frame_bytes = 65536\nreplay_bytes = 1000000",
+        )
+        .unwrap();
+        assert_eq!(config.body_read_timeout, Duration::from_millis(2500));
+        assert_eq!(config.write_timeout, Duration::from_secs(7));
+        assert_eq!(config.max_frame_bytes, 65_536);
+        assert_eq!(config.replay_bytes, 1_000_000);
+        let defaults = ConnectorConfig::default();
+        assert!(defaults.body_read_timeout <= Duration::from_secs(30));
+        assert_eq!(defaults.max_frame_bytes, 1024 * 1024);
+
+        for (text, says) in [
+            (
+                "max_frame_bytes = 100",
+                "max_frame_bytes = 100 is too small",
+            ),
+            (
+                "replay_bytes = 5000",
+                "replay_bytes = 5000 must be at least",
+            ),
+            ("body_timeout_s = 0", "not a positive number of seconds"),
+            ("write_timeout_s = -1", "not a positive number of seconds"),
+        ] {
+            let error = ConnectorConfig::from_toml_str(text)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        let error = ConnectorConfig {
+            write_timeout: Duration::ZERO,
+            ..ConnectorConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("e.g. body_timeout_s = 15"), "{error}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! learns across requests (a user's email) goes in through [`EmailLookup`] and comes
 //! out in [`Extraction::learned_emails`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use autoplay_sdk::models::{ActionsPayload, CompactString, Properties, SlimAction};
@@ -158,9 +159,50 @@ struct RawEvent<'a> {
     name: &'a str,
     user_id: Option<String>,
     timestamp: Option<String>,
-    properties: Option<&'a Map<String, Value>>,
+    /// The capture form's own; made up from the top-level fields of the flat form.
+    properties: Option<Cow<'a, Map<String, Value>>>,
     elements_chain: Option<&'a str>,
     person: Option<&'a Map<String, Value>>,
+    /// What the flat form's sender read off the element (its text, field name or
+    /// id), for when `elements_chain` names nothing better.
+    element_hint: Option<&'a str>,
+}
+
+/// Top-level fields of the flat form (the Hog destination of `autoplay-setup`)
+/// and the capture-form properties they stand for.
+const FLAT_FIELDS: &[(&str, &str)] = &[
+    ("session_id", "$session_id"),
+    ("current_url", "$current_url"),
+    ("event_type", "$event_type"),
+    ("referrer", "$referrer"),
+    ("email", "email"),
+    ("link_destination", "link_destination"),
+];
+
+/// The flat form's element fields, best first, as [`RawEvent::element_hint`].
+const FLAT_ELEMENT_HINTS: &[&str] = &["button_or_link_text", "input_field_name", "element_id"];
+
+/// The properties a flat body stands for, or `None` when it has none of the flat
+/// fields. Empty strings are how the sender says "absent", so they are left out.
+fn flat_properties(map: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let mut props = Map::new();
+    let mut flat = false;
+    for (field, property) in FLAT_FIELDS {
+        let Some(value) = map.get(*field) else {
+            continue;
+        };
+        flat = true;
+        let present = match value {
+            Value::Null => false,
+            Value::String(s) => !s.trim().is_empty(),
+            _ => true,
+        };
+        if present {
+            props.insert((*property).to_owned(), value.clone());
+        }
+    }
+    flat |= map.contains_key("elements_chain") || map.contains_key("button_or_link_text");
+    flat.then_some(props)
 }
 
 /// Nesting allowed between arrays and batches; PostHog never nests more than once.
@@ -216,33 +258,35 @@ fn raw_event<'a>(
         .and_then(Value::as_str)
         .ok_or_else(|| ShapeError("an event's \"event\" must be its name".into()))?;
     let properties = match map.get("properties") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(props)) => Some(props),
+        None | Some(Value::Null) => flat_properties(map).map(Cow::Owned),
+        Some(Value::Object(props)) => Some(Cow::Borrowed(props)),
         Some(_) => {
             return Err(ShapeError(
                 "an event's \"properties\" must be an object".into(),
             ));
         }
     };
-    let user_id = id_text(map.get("distinct_id"))
-        .or_else(|| properties.and_then(|p| id_text(p.get("distinct_id"))));
+    let user_id = id_text(map.get("distinct_id")).or_else(|| {
+        properties
+            .as_deref()
+            .and_then(|p| id_text(p.get("distinct_id")))
+    });
+    let elements_chain = nonempty_str(map.get("elements_chain")).or_else(|| {
+        map.get("properties")
+            .and_then(|p| p.get("$elements_chain"))
+            .and_then(Value::as_str)
+    });
+    let element_hint = FLAT_ELEMENT_HINTS
+        .iter()
+        .find_map(|field| nonempty_str(map.get(*field)));
     Ok(RawEvent {
         name,
         user_id,
-        timestamp: map
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        properties,
-        elements_chain: map
-            .get("elements_chain")
-            .and_then(Value::as_str)
-            .or_else(|| {
-                properties
-                    .and_then(|p| p.get("$elements_chain"))
-                    .and_then(Value::as_str)
-            }),
+        timestamp: nonempty_str(map.get("timestamp")).map(str::to_owned),
+        elements_chain,
         person: person.or_else(|| map.get("person").and_then(Value::as_object)),
+        element_hint,
+        properties,
     })
 }
 
@@ -271,7 +315,7 @@ fn email_in(map: Option<&Map<String, Value>>) -> Option<String> {
 
 /// The email an event tells: its properties, its `$set`/`$set_once`, or its person.
 fn event_email(event: &RawEvent<'_>) -> Option<String> {
-    let props = event.properties;
+    let props = event.properties.as_deref();
     email_in(props)
         .or_else(|| email_in(props.and_then(|p| p.get("$set")).and_then(Value::as_object)))
         .or_else(|| {
@@ -299,7 +343,7 @@ struct Extracted {
 }
 
 fn to_action(event: &RawEvent<'_>) -> Option<Extracted> {
-    let props = event.properties;
+    let props = event.properties.as_deref();
     let prop = |key: &str| props.and_then(|p| p.get(key));
 
     let (event_type, title, description) = match event.name {
@@ -321,8 +365,8 @@ fn to_action(event: &RawEvent<'_>) -> Option<Extracted> {
                 Some("submit") => "submit".to_owned(),
                 Some(other) => other.to_owned(),
             };
-            let title =
-                element_title(props, event.elements_chain).unwrap_or_else(|| "element".to_owned());
+            let title = element_title(props, event.elements_chain, event.element_hint)
+                .unwrap_or_else(|| "element".to_owned());
             let verb = match kind.as_str() {
                 "click" if event.name == "$rageclick" => "Rage-clicked".to_owned(),
                 "click" => "Clicked".to_owned(),
@@ -405,8 +449,13 @@ fn kept_properties(props: Option<&Map<String, Value>>) -> Map<String, Value> {
 /// `attr__aria-label`, `tag_name`, ...).
 type Element = HashMap<String, String>;
 
-/// What a user would call the element acted on.
-fn element_title(props: Option<&Map<String, Value>>, chain: Option<&str>) -> Option<String> {
+/// What a user would call the element acted on. `hint` (the flat form's element
+/// fields) comes after everything the elements say but before a bare tag name.
+fn element_title(
+    props: Option<&Map<String, Value>>,
+    chain: Option<&str>,
+    hint: Option<&str>,
+) -> Option<String> {
     let elements: Vec<Element> = match props
         .and_then(|p| p.get("$elements"))
         .and_then(Value::as_array)
@@ -460,10 +509,12 @@ fn element_title(props: Option<&Map<String, Value>>, chain: Option<&str>) -> Opt
             }
         }
     }
-    elements
-        .first()
-        .and_then(|t| t.get("tag_name"))
-        .map(|tag| clean(tag))
+    hint.map(clean).or_else(|| {
+        elements
+            .first()
+            .and_then(|t| t.get("tag_name"))
+            .map(|tag| clean(tag))
+    })
 }
 
 /// Element text can be long and multi-line; a title is one short line.
@@ -842,6 +893,127 @@ mod tests {
         );
         assert_eq!(payload.user_id.as_deref(), Some("user_789"));
         assert_eq!(payload.email.as_deref(), Some("bob@example.com"));
+    }
+
+    /// The flat body of the Hog destination `autoplay-setup` creates: every field
+    /// top-level, absent ones as empty strings.
+    #[test]
+    fn hog_flat_fixtures() {
+        let session = "018d0b6c-1f2e-7c3a-9b1d-5e6f7a8b9c0d";
+        let (payload, action) = single("hog-flat-pageview");
+        assert_eq!(
+            (
+                action.event_type.as_str(),
+                action.title.as_str(),
+                action.canonical_url.as_str(),
+                action.description.as_str()
+            ),
+            (
+                "pageview",
+                "/projects/8812/board",
+                "https://app.example.com/projects/:id/board",
+                "Viewed /projects/8812/board"
+            )
+        );
+        assert_eq!(
+            action.raw_url.as_deref(),
+            Some("https://app.example.com/projects/8812/board?view=kanban#top")
+        );
+        assert_eq!(action.ts.as_deref(), Some("2024-01-15T10:40:00.000Z"));
+        assert_eq!(
+            action.properties.to_map(),
+            serde_json::json!({"referrer": "https://app.example.com/projects"})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
+        assert_eq!(payload.session_id.as_deref(), Some(session));
+        assert_eq!(payload.user_id.as_deref(), Some("user_456"));
+        assert_eq!(payload.email.as_deref(), Some("alice@example.com"));
+
+        for (name, expected) in [
+            (
+                "hog-flat-click",
+                (
+                    "click",
+                    "Export CSV",
+                    "https://app.example.com/dashboard",
+                    "Clicked 'Export CSV'",
+                ),
+            ),
+            (
+                "hog-flat-change",
+                (
+                    "input",
+                    "company_vat_id",
+                    "https://app.example.com/settings/:id/billing",
+                    "Changed 'company_vat_id'",
+                ),
+            ),
+            (
+                "hog-flat-submit",
+                (
+                    "submit",
+                    "Billing details",
+                    "https://app.example.com/settings/:id/billing",
+                    "Submitted 'Billing details'",
+                ),
+            ),
+        ] {
+            let (payload, a) = single(name);
+            assert_eq!(
+                (
+                    a.event_type.as_str(),
+                    a.title.as_str(),
+                    a.canonical_url.as_str(),
+                    a.description.as_str()
+                ),
+                expected,
+                "{name}"
+            );
+            assert_eq!(payload.session_id.as_deref(), Some(session), "{name}");
+            assert_eq!(payload.email.as_deref(), Some("alice@example.com"));
+            assert!(a.properties.is_empty(), "{name}: {:?}", a.properties);
+        }
+
+        // No recording session and no email: the session is the visitor, the
+        // email stays unknown, `$direct` is no referrer.
+        let (payload, action) = single("hog-flat-link-anonymous");
+        assert_eq!(action.event_type, "click");
+        assert_eq!(action.title, "Download PDF");
+        assert_eq!(action.canonical_url, "https://app.example.com/invoices/:id");
+        let visitor = "018d0b6b-anon-7bbb-8ccc-ddddeeeeffff";
+        assert_eq!(payload.session_id.as_deref(), Some(visitor));
+        assert_eq!(payload.user_id.as_deref(), Some(visitor));
+        assert_eq!(payload.email, None);
+        assert_eq!(
+            action.properties.to_map()["link_destination"],
+            "/invoices/4f9c2a7e-8b1d-4c3e-9a2f-1b2c3d4e5f60/pdf"
+        );
+        assert!(!action.properties.to_map().contains_key("referrer"));
+
+        let out = extract(&fixture("hog-flat-pageleave"), &NoEmails, 0.0).unwrap();
+        assert_eq!((out.events, out.payloads.len()), (1, 0));
+        assert_eq!(
+            out.learned_emails,
+            vec![("user_456".to_owned(), "alice@example.com".to_owned())]
+        );
+    }
+
+    #[test]
+    fn flat_element_fields_name_what_the_chain_does_not() {
+        let body = serde_json::json!({"event": "$autocapture", "event_type": "click",
+            "distinct_id": "u", "session_id": "", "elements_chain": "",
+            "button_or_link_text": "", "input_field_name": "", "element_id": "save-btn"});
+        let out = extract(&body, &NoEmails, 0.0).unwrap();
+        assert_eq!(out.payloads[0].actions[0].title, "save-btn");
+        assert_eq!(out.payloads[0].session_id.as_deref(), Some("u"));
+        // An icon with no text inside nothing labelled: the hint beats the tag name.
+        let body = serde_json::json!({"event": "$autocapture", "event_type": "click",
+            "distinct_id": "u", "elements_chain": "svg.icon:nth-child=\"1\"",
+            "button_or_link_text": "Close"});
+        let out = extract(&body, &NoEmails, 0.0).unwrap();
+        assert_eq!(out.payloads[0].actions[0].title, "Close");
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! `POST /webhook/{product_id}` (PostHog) and `POST /events/{product_id}`
 //! (already-extracted actions).
 //!
-//! Checks run in this order: unknown product (404), body over the limit (413),
-//! credentials (401), JSON and shape (400). The body is read before the
-//! credentials are checked because an HMAC signature covers it.
+//! Checks run in this order: unknown product (404), credentials in the headers
+//! (401), the body (413 over the limit, 408 not in within the body timeout), an
+//! HMAC signature over it (401), JSON and shape (400). Only a request signed with
+//! an HMAC has its body read before it is known to be the product's: everything
+//! else is refused from its headers, so an unauthenticated request costs no
+//! buffering and no wait.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use autoplay_sdk::models::{ActionsPayload, CompactString, Event, SlimAction, SummaryPayload};
+use autoplay_sdk::models::{
+    ACTIONS_TYPE, ActionsPayload, CompactString, SUMMARY_TYPE, SlimAction, SummaryPayload,
+};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -22,6 +27,7 @@ use tracing::debug;
 
 use crate::auth;
 use crate::extract::{self, EmailLookup, format_rfc3339};
+use crate::frames;
 use crate::metrics;
 use crate::server::{AppState, Product, json_error};
 
@@ -81,7 +87,7 @@ fn unix_now() -> f64 {
     micros as f64 / 1e6
 }
 
-/// The common front of both endpoints: product, body, credentials.
+/// The common front of both endpoints: product, credentials, body.
 async fn authenticated_body(
     state: &AppState,
     product_id: &str,
@@ -91,40 +97,72 @@ async fn authenticated_body(
     let Some(product) = state.products.get(product_id).cloned() else {
         return Err(ApiError(StatusCode::NOT_FOUND, "unknown product".into()));
     };
-    let bytes = match axum::body::to_bytes(body, state.body_limit).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
+    let check = auth::check_ingest_headers(&product.config, headers)
+        .map_err(|denied| refuse(state, product_id, denied))?;
+    let bytes = read_body(state, body).await?;
+    if let auth::IngestCheck::Signed(signatures) = &check {
+        auth::verify_signatures(&product.config, signatures, &bytes)
+            .map_err(|denied| refuse(state, product_id, denied))?;
+    }
+    Ok((product, bytes))
+}
+
+fn refuse(state: &AppState, product_id: &str, denied: auth::IngestDenied) -> ApiError {
+    metrics::inc(&state.metrics.auth_failures);
+    if denied.bad_signature {
+        metrics::inc(&state.metrics.webhook_signature_failures);
+    }
+    debug!(
+        product_id,
+        bad_signature = denied.bad_signature,
+        "ingest request refused"
+    );
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid webhook secret or signature".into(),
+    )
+}
+
+/// The body, up to the limit and within the body timeout: a sender that trickles
+/// its body holds a connection and a buffer, so it gets a deadline for the whole
+/// body, not only for each read.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", state.body_limit),
+        )
+    };
+    // A Content-Length over the limit is refused before a byte is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > state.body_limit as u64 {
+        return Err(too_large());
+    }
+    let read = axum::body::to_bytes(body, state.body_limit);
+    match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let over_limit = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            return Err(if too_large {
-                ApiError(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body is larger than {} bytes", state.body_limit),
-                )
+            Err(if over_limit {
+                too_large()
             } else {
                 ApiError(
                     StatusCode::BAD_REQUEST,
                     "could not read the request body".into(),
                 )
-            });
+            })
         }
-    };
-    if let Err(denied) = auth::verify_ingest(&product.config, headers, &bytes) {
-        metrics::inc(&state.metrics.auth_failures);
-        if denied.bad_signature {
-            metrics::inc(&state.metrics.webhook_signature_failures);
+        Err(_) => {
+            metrics::inc(&state.metrics.body_read_timeouts);
+            Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    state.body_read_timeout.as_secs_f64()
+                ),
+            ))
         }
-        debug!(
-            product_id,
-            bad_signature = denied.bad_signature,
-            "ingest request refused"
-        );
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid webhook secret or signature".into(),
-        ));
     }
-    Ok((product, bytes))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -137,7 +175,19 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_error(self.0, &self.1)
+        let mut response = json_error(self.0, &self.1);
+        // Refused before or while its body was read: what is left of the body is
+        // never read, so the connection cannot carry another request.
+        if matches!(
+            self.0,
+            StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -232,6 +282,33 @@ pub(crate) async fn events(
     Json(json!({"accepted": accepted, "actions": actions})).into_response()
 }
 
+/// Gives each action the fields both generations of clients read, where the
+/// sender left them out: `index` (its position in the batch), `timestamp_start`
+/// from `ts` and `ts` from `timestamp_start`, and `timestamp_end`, the next
+/// action's start (the last action's own start), as 0.13.0 defines it.
+fn stamp_both_generations(actions: &mut [SlimAction]) {
+    for (i, action) in actions.iter_mut().enumerate() {
+        if action.index.is_none() {
+            action.index = Some(i as u64);
+        }
+        if action.timestamp_start.is_none() {
+            action.timestamp_start = action.ts.as_deref().and_then(extract::parse_rfc3339);
+        }
+        if action.ts.is_none() {
+            action.ts = action.timestamp_start.map(|t| format_rfc3339(t).into());
+        }
+    }
+    for i in 0..actions.len() {
+        let next = actions.get(i + 1).and_then(|a| a.timestamp_start);
+        let action = &mut actions[i];
+        if action.timestamp_end.is_none()
+            && let Some(start) = action.timestamp_start
+        {
+            action.timestamp_end = Some(next.map_or(start, |next| next.max(start)));
+        }
+    }
+}
+
 /// Stamps, publishes, and hands each payload to the session tracker; summaries
 /// that fall due are written in their own task.
 fn publish_actions(
@@ -242,6 +319,7 @@ fn publish_actions(
 ) {
     for mut payload in payloads {
         metrics::add(&state.metrics.actions_extracted, payload.actions.len());
+        stamp_both_generations(&mut payload.actions);
         payload.product_id = Some(product.config.id.as_str().into());
         payload.forwarded_at = Some(now);
         if payload.ts.is_none() {
@@ -253,11 +331,9 @@ fn publish_actions(
                     .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
-        let event = Event::Actions(payload);
-        product.channel.publish(&event);
-        let Event::Actions(payload) = event else {
-            unreachable!()
-        };
+        for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
+            product.channel.publish(ACTIONS_TYPE, &json);
+        }
 
         let Some(due) = state
             .sessions
@@ -283,7 +359,8 @@ fn publish_actions(
                 ts: Some(format_rfc3339(now).into()),
                 forwarded_at: Some(now),
             };
-            product.channel.publish(&Event::Summary(payload));
+            let json = frames::summary_frame(payload, state.max_frame_bytes);
+            product.channel.publish(SUMMARY_TYPE, &json);
             state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
             let _ = due.published.send(());
         });

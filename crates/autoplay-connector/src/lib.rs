@@ -28,33 +28,55 @@
 //!
 //! | route | auth | replies |
 //! |---|---|---|
-//! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 413 over the body limit (5 MiB) |
+//! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 408 body not in within the body timeout (15 s), 413 over the body limit (5 MiB; a Content-Length over it is refused before the body is read) |
 //! | `POST /events/{product_id}` | same | same, `accepted` counting batches; body `{"session_id", "user_id"?, "email"?, "actions": [SlimAction...]}` or an array of those |
 //! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>` | 200 SSE, 401 missing or invalid key, 403 a key of another product, 404 unknown product |
 //! | `GET /healthz` | none | 200 `{"status":"ok"}` |
-//! | `GET /metrics` | none | Prometheus text |
+//! | `GET /metrics` | none, or `Authorization: Bearer <metrics token>` when [`ConnectorConfig::metrics_token`] is set | Prometheus text; 401 without the token |
 //!
 //! **Webhook credentials.** Any one of: `X-PostHog-Secret: <secret>`;
-//! `X-PostHog-Signature` or `X-Hub-Signature-256` set to `sha256=<hex
-//! HMAC-SHA256(secret, raw body)>` (see [`sign_webhook`]); `Authorization: Bearer
-//! <secret>`. A product configured without a webhook secret accepts its API keys in
-//! the header or bearer forms instead. All comparisons are constant-time.
+//! `X-PostHog-Signature`, `X-Hub-Signature-256` or (PostHog's legacy webhooks)
+//! `X-PostHog-Secret` set to `sha256=<hex HMAC-SHA256(secret, raw body)>` (see
+//! [`sign_webhook`]); `Authorization: Bearer <secret>`. A product configured without
+//! a webhook secret takes no webhook unless its config says `ingest_with_api_keys =
+//! true` ([`ProductConfig::ingest_with_api_keys`]; the `ID:API_KEY` form of
+//! [`parse_product_spec`] and the generated demo product say so): then its API keys
+//! in the header or bearer forms. All comparisons are constant-time. Credentials are checked from the headers before
+//! the body is read: only a signature needs the body, and it is read only up to
+//! the limit and within the body timeout (408 after it).
 //!
 //! **Stream.** Each event is `id: <n>`, `event: actions|summary`, `data: <one-line
-//! canonical JSON with "type">`. Ids are per product, start at 1 and strictly
-//! increase. With `Last-Event-ID: n` a client first gets every event after `n`
-//! still in the replay buffer (default 10,000 per product), then live events, with
+//! JSON with "type">`: the canonical JSON, each action carrying both generations'
+//! fields, `event_type` and `ts` (read by the published 0.1.0 client) and `type`,
+//! `index` (position in the payload), `timestamp_start`/`timestamp_end` (unix
+//! seconds; an action ends where the next begins, the last where it began) and
+//! `raw_url` (read by 0.13.0); see [`Event::to_stream_json`]. Ids are per product,
+//! start at 1 and strictly increase. No frame is larger than
+//! [`ConnectorConfig::max_frame_bytes`] (1 MiB): a bigger batch goes out as
+//! several payloads of its session, in order. With `Last-Event-ID: n` a client
+//! first gets every event after `n` still in the replay buffer (default the newest
+//! 10,000 per product, fewer if they take more than 64 MiB), then live events, with
 //! no gap and no duplicate. An `n` older than the buffer (or unknown to this run of
 //! the connector) gets the whole buffer; the gap is logged and counted. A
 //! heartbeat (`event: heartbeat`, empty `data:`) is sent every 30 s (configurable).
 //! A subscriber whose send buffer fills up is disconnected, never skipped ahead:
-//! it reconnects and resumes by id.
+//! it reconnects and resumes by id. Any connection that takes no byte for
+//! [`ConnectorConfig::write_timeout`] (30 s; a subscriber that stopped reading) is
+//! closed and counted (`autoplay_write_timeouts_total`).
 //!
 //! # Extraction
 //!
-//! A webhook body is one PostHog event (raw capture form, `"event": "<name>"`), the
-//! CDP envelope (`{"event": {...}, "person": {...}}`), an array of either, or
-//! `{"batch": [...]}`. Each event becomes at most one [`SlimAction`]:
+//! A webhook body is one PostHog event (raw capture form, `"event": "<name>"` with
+//! `properties`), the flat form of the Hog destination `autoplay-setup` creates
+//! (`event`, `session_id`, `current_url`, `event_type`, `distinct_id`, `email`,
+//! `referrer`, `timestamp`, `elements_chain` and the element fields
+//! `button_or_link_text`, `input_field_name`, `element_id`, `link_destination`, all
+//! top-level, `""` for absent), the CDP envelope (`{"event": {...}, "person":
+//! {...}}`), an array of any of them, or `{"batch": [...]}`. The flat form's fields
+//! stand for the capture form's `$session_id`, `$current_url`, `$event_type`,
+//! `$referrer` and `email`; its element fields name the element only where
+//! `elements_chain` does not, and `link_destination` is kept in `properties`. Each
+//! event becomes at most one [`SlimAction`]:
 //!
 //! - **Dropped**: `$pageleave`, `$identify`, `$set`, `$groupidentify`,
 //!   `$feature_flag_called`, `$web_vitals` and every other `$`-prefixed PostHog
@@ -111,22 +133,25 @@
 //! [`SlimAction`]: autoplay_sdk::models::SlimAction
 //! [`ActionsPayload`]: autoplay_sdk::models::ActionsPayload
 //! [`SummaryPayload`]: autoplay_sdk::models::SummaryPayload
+//! [`Event::to_stream_json`]: autoplay_sdk::models::Event::to_stream_json
 #![warn(missing_docs)]
 
 mod auth;
 mod broadcast;
 pub mod config;
 pub mod extract;
+mod frames;
 mod ingest;
 pub mod metrics;
 mod server;
 mod stream;
 pub mod summary;
+mod write_timeout;
 
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
 pub use config::{
-    ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, ProductConfig, Secret,
-    parse_product_spec,
+    ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, METRICS_TOKEN_ENV,
+    PRODUCTS_ENV, ProductConfig, Secret, parse_product_spec,
 };
 pub use metrics::Metrics;
 pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};

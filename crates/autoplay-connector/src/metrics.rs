@@ -33,6 +33,16 @@ pub struct Metrics {
     pub replay_gaps: AtomicU64,
     /// Sessions forgotten after being idle.
     pub sessions_evicted: AtomicU64,
+    /// Requests answered 408 because their body did not arrive in time.
+    pub body_read_timeouts: AtomicU64,
+    /// Connections closed because they took no byte for the write timeout
+    /// (subscribers that stopped reading, mostly).
+    pub write_timeouts: AtomicU64,
+    /// Batches split into several payloads to keep frames under the size limit.
+    pub split_payloads: AtomicU64,
+    /// Actions dropped because even alone, without properties, they exceeded the
+    /// frame size limit.
+    pub oversized_actions: AtomicU64,
 }
 
 pub(crate) fn inc(counter: &AtomicU64) {
@@ -46,7 +56,7 @@ pub(crate) fn add(counter: &AtomicU64, n: usize) {
 impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "autoplay_events_ingested_total",
                 "PostHog events received on webhooks.",
@@ -102,6 +112,26 @@ impl Metrics {
                 "Idle sessions forgotten.",
                 &self.sessions_evicted,
             ),
+            (
+                "autoplay_body_read_timeouts_total",
+                "Requests whose body did not arrive within the body timeout.",
+                &self.body_read_timeouts,
+            ),
+            (
+                "autoplay_write_timeouts_total",
+                "Connections closed because they took nothing for the write timeout.",
+                &self.write_timeouts,
+            ),
+            (
+                "autoplay_split_payloads_total",
+                "Batches split into several payloads to stay under the frame size limit.",
+                &self.split_payloads,
+            ),
+            (
+                "autoplay_oversized_actions_total",
+                "Actions dropped for exceeding the frame size limit on their own.",
+                &self.oversized_actions,
+            ),
         ];
         let mut out = String::with_capacity(2048);
         for (name, help, value) in counters {
@@ -135,6 +165,6 @@ mod tests {
         assert!(
             text.contains("# TYPE autoplay_live_subscribers gauge\nautoplay_live_subscribers 0\n")
         );
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 12);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 16);
     }
 }

@@ -8,23 +8,25 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::broadcast::Channel;
+use crate::broadcast::{Channel, ReplayWindow};
 use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
 use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
 use crate::stream;
 use crate::summary::{SessionTracker, Summariser};
+use crate::write_timeout::WriteTimeout;
 
 /// Why the connector could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,11 @@ pub(crate) struct AppState {
     pub summariser: Summariser,
     pub heartbeat: Duration,
     pub body_limit: usize,
+    pub body_read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// SHA-256 of the token `/metrics` needs, if any.
+    pub metrics_token: Option<[u8; 32]>,
     pub session_idle_timeout: Duration,
     pub shutdown: CancellationToken,
 }
@@ -126,11 +133,17 @@ impl Connector {
                         "product has no API key: nobody can read its stream"
                     );
                 }
-                if p.webhook_secret.is_none() {
-                    info!(
+                match (&p.webhook_secret, p.ingest_with_api_keys) {
+                    (Some(_), _) => {}
+                    (None, true) => info!(
                         product_id = p.id,
                         "product has no webhook secret: ingest accepts its API keys instead"
-                    );
+                    ),
+                    (None, false) => warn!(
+                        product_id = p.id,
+                        "product has no webhook secret and ingest_with_api_keys is off: \
+                         every webhook to it gets 401; set webhook_secret"
+                    ),
                 }
                 let product = Product {
                     id: Arc::from(p.id.as_str()),
@@ -138,7 +151,10 @@ impl Connector {
                     summary_threshold: p.summary_threshold.unwrap_or(config.summary_threshold),
                     channel: Arc::new(Channel::new(
                         p.id.clone(),
-                        config.replay_capacity,
+                        ReplayWindow {
+                            events: config.replay_capacity,
+                            bytes: config.replay_bytes,
+                        },
                         config.subscriber_buffer,
                         metrics.clone(),
                     )),
@@ -165,6 +181,13 @@ impl Connector {
             emails: EmailBook::default(),
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
+            body_read_timeout: config.body_read_timeout,
+            write_timeout: config.write_timeout,
+            metrics_token: config
+                .metrics_token
+                .as_ref()
+                .map(|t| crate::config::sha256(t.expose().as_bytes())),
+            max_frame_bytes: config.max_frame_bytes,
             session_idle_timeout: config.session_idle_timeout,
             shutdown: CancellationToken::new(),
         };
@@ -224,7 +247,11 @@ impl Connector {
             }
             info!("connector shutting down");
         };
-        serve_connections(self.listener, app, stopped).await;
+        let limits = ConnectionLimits {
+            write_timeout: state.write_timeout,
+            metrics: state.metrics.clone(),
+        };
+        serve_connections(self.listener, app, limits, stopped).await;
         token.cancel();
         sweeper.abort();
         info!("connector stopped");
@@ -241,7 +268,17 @@ impl Connector {
 /// are read in several steps; a head over 8 KiB gets 431) and serving one shared
 /// `Router` instead of re-deriving it per connection cut an idle subscriber from
 /// ~25 KiB to ~13.5 KiB (glibc; `docs/benchmarks.md`, part 4).
-async fn serve_connections(listener: TcpListener, app: Router, stopped: impl Future<Output = ()>) {
+///
+/// Each socket is wrapped in a write timeout: a peer that takes no byte for
+/// [`ConnectorConfig::write_timeout`] (a subscriber that stopped reading, its
+/// socket buffers full) has its connection closed, so it holds no descriptor and
+/// no queue. Without it, hyper waits on that write for ever.
+async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    stopped: impl Future<Output = ()>,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(MAX_READ_BUFFER)
         .timer(hyper_util::rt::TokioTimer::new());
@@ -267,15 +304,43 @@ async fn serve_connections(listener: TcpListener, app: Router, stopped: impl Fut
         if let Err(error) = tcp.set_nodelay(true) {
             debug!(%error, "could not set TCP_NODELAY on an accepted connection");
         }
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service.clone()));
+        let io = WriteTimeout::new(tcp, limits.write_timeout);
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(io), service.clone()));
+        let metrics = limits.metrics.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                debug!(%error, "connection ended with an error");
+                if is_write_timeout(&error) {
+                    metrics::inc(&metrics.write_timeouts);
+                    info!("closed a connection that took nothing for the write timeout");
+                } else {
+                    debug!(%error, "connection ended with an error");
+                }
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// What every connection is held to.
+struct ConnectionLimits {
+    write_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Whether hyper gave up on a connection because [`WriteTimeout`] timed out.
+fn is_write_timeout(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// hyper's smallest allowed read buffer.
@@ -295,7 +360,20 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        let presented = crate::auth::bearer(&headers).map(|t| crate::config::sha256(t.as_bytes()));
+        if !presented.is_some_and(|digest| bool::from(digest.ct_eq(expected))) {
+            metrics::inc(&state.metrics.auth_failures);
+            let mut response =
+                json_error(StatusCode::UNAUTHORIZED, "missing or invalid metrics token");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

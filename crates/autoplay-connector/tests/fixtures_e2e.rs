@@ -27,8 +27,33 @@ async fn through_the_connector(
         let Event::Actions(payload) = Event::decode(&frame.data, &frame.event).unwrap() else {
             panic!("{name}: not an actions payload");
         };
-        // The JSON is the canonical shape: re-serialising gives the same text.
-        assert_eq!(payload.to_json(), frame.data);
+        // The JSON is the stream shape: re-serialising gives the same text.
+        assert_eq!(payload.to_stream_json(), frame.data);
+        // Both generations' fields on every action: 0.1.0's `event_type` and `ts`,
+        // 0.13.0's `type`, `index`, `timestamp_start`/`timestamp_end`, `raw_url`.
+        let value: serde_json::Value = serde_json::from_str(&frame.data).unwrap();
+        let mut previous_end = None;
+        for (i, a) in value["actions"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(a["type"], a["event_type"], "{name}: {a}");
+            assert_eq!(a["index"], i, "{name}: {a}");
+            let start = a["timestamp_start"].as_f64().unwrap();
+            let end = a["timestamp_end"].as_f64().unwrap();
+            assert!(end >= start, "{name}: {a}");
+            if let Some(previous) = previous_end {
+                assert_eq!(
+                    previous, start,
+                    "{name}: an action ends where the next starts"
+                );
+            }
+            previous_end = Some(end);
+            let ts = a["ts"].as_str().unwrap();
+            assert_eq!(
+                autoplay_connector::extract::parse_rfc3339(ts),
+                Some(start),
+                "{name}"
+            );
+            assert!(a.get("raw_url").is_some(), "{name}: {a}");
+        }
         assert_eq!(payload.product_id.as_deref(), Some("acme"));
         assert!(payload.forwarded_at.is_some());
         assert_eq!(payload.ts, payload.actions.last().unwrap().ts);
@@ -190,6 +215,83 @@ async fn every_fixture_reaches_the_stream() {
         ids.push(frame.id.unwrap());
     }
     assert_eq!(ids, (1..=7).collect::<Vec<u64>>());
+}
+
+/// The flat bodies of the Hog destination `autoplay-setup` 0.2.0 creates, posted
+/// as it posts them (`x-posthog-secret`, `Content-Type: application/json`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hog_destination_flat_bodies_reach_the_stream() {
+    let server = Server::start(config()).await;
+    let mut sse = server.stream("acme", ACME_KEY, None).await;
+    let session = "018d0b6c-1f2e-7c3a-9b1d-5e6f7a8b9c0d";
+    let rows = [
+        (
+            "hog-flat-pageview",
+            (
+                "pageview",
+                "/projects/8812/board",
+                "https://app.example.com/projects/:id/board",
+                "Viewed /projects/8812/board",
+            ),
+        ),
+        (
+            "hog-flat-click",
+            (
+                "click",
+                "Export CSV",
+                "https://app.example.com/dashboard",
+                "Clicked 'Export CSV'",
+            ),
+        ),
+        (
+            "hog-flat-change",
+            (
+                "input",
+                "company_vat_id",
+                "https://app.example.com/settings/:id/billing",
+                "Changed 'company_vat_id'",
+            ),
+        ),
+        (
+            "hog-flat-submit",
+            (
+                "submit",
+                "Billing details",
+                "https://app.example.com/settings/:id/billing",
+                "Submitted 'Billing details'",
+            ),
+        ),
+    ];
+    for (name, expected) in rows {
+        let got = through_the_connector(&server, &mut sse, name, 1).await;
+        let (payload, action) = only_action(&got);
+        assert_eq!(action, expected, "{name}");
+        assert_eq!(payload.session_id.as_deref(), Some(session), "{name}");
+        assert_eq!(payload.user_id.as_deref(), Some("user_456"), "{name}");
+        assert_eq!(payload.email.as_deref(), Some("alice@example.com"));
+    }
+
+    let response = server
+        .post_webhook("acme", fixture("hog-flat-pageleave"))
+        .await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"accepted": 1, "actions": 0})
+    );
+    let got = through_the_connector(&server, &mut sse, "hog-flat-link-anonymous", 1).await;
+    let (payload, action) = only_action(&got);
+    assert_eq!(
+        action,
+        (
+            "click",
+            "Download PDF",
+            "https://app.example.com/invoices/:id",
+            "Clicked 'Download PDF'"
+        )
+    );
+    let visitor = "018d0b6b-anon-7bbb-8ccc-ddddeeeeffff";
+    assert_eq!(payload.session_id.as_deref(), Some(visitor));
+    assert_eq!(payload.email, None);
 }
 
 /// The SDK's async client reads the connector's stream end to end.

@@ -196,6 +196,15 @@ async fn webhook_hmac_signatures() {
         .unwrap();
         assert_eq!(ok.status(), 200, "{header}");
     }
+    // PostHog's legacy webhooks put the signature in the secret's own header.
+    let legacy = signed(
+        "x-posthog-secret",
+        sign_webhook(ACME_SECRET, body.as_bytes()),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(legacy.status(), 200);
     let wrong_key = signed(
         "x-posthog-signature",
         sign_webhook("other", body.as_bytes()),
@@ -236,6 +245,17 @@ async fn body_limit_gives_413() {
     );
     let response = server.post_webhook("acme", big.clone()).await;
     assert_eq!(response.status(), 413);
+    // Without a Content-Length, the limit stops the read itself.
+    let chunked = raw_exchange(
+        server.addr,
+        &format!(
+            "POST /webhook/acme HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\
+             x-posthog-secret: {ACME_SECRET}\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        ),
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
     let response = reqwest::Client::new()
         .post(server.url("/events/acme"))
         .header("x-posthog-secret", ACME_SECRET)
@@ -251,6 +271,24 @@ async fn body_limit_gives_413() {
             .status(),
         200
     );
+}
+
+/// A signed request, the one form whose body is read before it is known to be
+/// the product's, is refused from a Content-Length over the limit before a byte of
+/// its body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_over_the_limit_is_refused_unread() {
+    let server = Server::start(config()).await;
+    let signature = sign_webhook(ACME_SECRET, b"whatever");
+    let head = raw_exchange(
+        server.addr,
+        &format!(
+            "POST /webhook/acme HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\
+             x-posthog-signature: {signature}\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,13 +307,34 @@ async fn default_body_limit_is_5_mib() {
             .status(),
         200
     );
-    assert_eq!(
-        server
-            .post_webhook("acme", pad(5 * 1024 * 1024 + 1))
-            .await
-            .status(),
-        413
-    );
+    // Over it, the Content-Length alone gets the 413: nothing of the body is read
+    // (a client still writing it may see the connection close instead).
+    let head = raw_exchange(
+        server.addr,
+        &format!(
+            "POST /webhook/acme HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\
+             x-posthog-secret: {ACME_SECRET}\r\n\r\n",
+            5 * 1024 * 1024 + 1
+        ),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}
+
+/// Writes `bytes` on a fresh connection and returns what comes back first.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(bytes.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        socket.read(&mut response),
+    )
+    .await
+    .expect("no answer")
+    .unwrap();
+    String::from_utf8_lossy(&response[..n]).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,4 +550,82 @@ async fn default_demo_product() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_behind_a_token() {
+    let mut config = config();
+    config.metrics_token = Some("mt_secret".into());
+    let server = Server::start(config).await;
+    let client = reqwest::Client::new();
+    let open = client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(open.status(), 401);
+    assert_eq!(open.headers()["www-authenticate"], "Bearer");
+    let wrong = client
+        .get(server.url("/metrics"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = client
+        .get(server.url("/metrics"))
+        .bearer_auth("mt_secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = ok.text().await.unwrap();
+    assert!(
+        text.contains("\nautoplay_auth_failures_total 2\n"),
+        "{text}"
+    );
+    // Health stays open for load balancers.
+    assert_eq!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// A product without a webhook secret takes no webhook, not even with its stream
+/// key, unless its config says `ingest_with_api_keys = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_key_is_no_ingest_credential_unless_configured() {
+    let config = autoplay_connector::ConnectorConfig::from_toml_str(
+        "listen = \"127.0.0.1:0\"\n\
+         [[products]]\nid = \"closed\"\napi_keys = [\"k_closed\"]\n\
+         [[products]]\nid = \"open\"\napi_keys = [\"k_open\"]\ningest_with_api_keys = true\n",
+    )
+    .unwrap();
+    let server = Server::start(config).await;
+    let client = reqwest::Client::new();
+    let post = |product: &str, key: &str| {
+        client
+            .post(server.url(&format!("/webhook/{product}")))
+            .bearer_auth(key)
+            .body(fixture("capture-pageview"))
+            .send()
+    };
+    assert_eq!(post("closed", "k_closed").await.unwrap().status(), 401);
+    assert_eq!(post("open", "k_open").await.unwrap().status(), 200);
+    // The stream key still reads the stream.
+    let stream = client
+        .get(server.url("/stream/closed"))
+        .bearer_auth("k_closed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let both = autoplay_connector::ConnectorConfig::from_toml_str(
+        "[[products]]\nid = \"x\"\nwebhook_secret = \"s\"\ningest_with_api_keys = true\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(both.contains("remove one of them"), "{both}");
 }

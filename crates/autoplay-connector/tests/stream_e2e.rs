@@ -298,3 +298,88 @@ async fn heartbeats_are_exactly_the_documented_bytes() {
         .unwrap();
     assert_eq!(&chunk[..], b"event: heartbeat\ndata:\n\n");
 }
+
+/// Issue 13: "One authenticated 5 MiB webhook of tiny events became one 44.5 MB
+/// SSE frame". Now no frame exceeds `max_frame_bytes` (1 MiB by default): the
+/// batch goes out as several payloads of its session, its actions in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5_mib_webhook_goes_out_in_frames_under_1_mib() {
+    let server = Server::start(config()).await;
+    let mut sse = server.stream("acme", ACME_KEY, None).await;
+    let mut events = Vec::new();
+    let mut size = 0;
+    while size < 5 * 1024 * 1024 - 4096 {
+        let event = json!({"event": "$autocapture", "distinct_id": "u",
+            "timestamp": autoplay_connector::extract::format_rfc3339(1_705_314_600.0 + events.len() as f64 / 1000.0),
+            "properties": {"$session_id": "s", "$event_type": "click",
+                "$el_text": format!("B{}", events.len()), "$current_url": "/x"}})
+        .to_string();
+        size += event.len() + 1;
+        events.push(event);
+    }
+    let body = format!("{{\"batch\":[{}]}}", events.join(","));
+    assert!(body.len() <= 5 * 1024 * 1024);
+    let response = server.post_webhook("acme", body).await;
+    assert_eq!(response.status(), 200);
+
+    let mut titles = Vec::new();
+    let mut frames = 0;
+    while titles.len() < events.len() {
+        let frame = sse.next_event(WAIT).await.expect("missing actions");
+        let raw_len = format!(
+            "id: {}\nevent: actions\ndata: {}\n\n",
+            frame.id.unwrap(),
+            frame.data
+        )
+        .len();
+        assert!(raw_len <= 1024 * 1024, "a frame of {raw_len} bytes");
+        let payload = frame.json();
+        assert_eq!(payload["session_id"], "s");
+        for action in payload["actions"].as_array().unwrap() {
+            assert_eq!(action["index"], titles.len());
+            titles.push(action["title"].as_str().unwrap().to_owned());
+        }
+        frames += 1;
+    }
+    let expected: Vec<String> = (0..events.len()).map(|i| format!("B{i}")).collect();
+    assert_eq!(titles, expected);
+    assert!(frames > 5, "{frames} frames");
+    assert_eq!(server.metric("autoplay_split_payloads_total").await, 1.0);
+    eprintln!(
+        "{} events in a {} byte webhook: {frames} frames, none over 1 MiB",
+        events.len(),
+        size
+    );
+}
+
+/// Issue 13: "The replay window is bounded by count only". Now it holds at most
+/// `replay_bytes` of frames as well: a resume from before it gets the newest that
+/// fit, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_window_is_bounded_by_bytes() {
+    let mut config = config();
+    config.max_frame_bytes = 16 * 1024;
+    config.replay_bytes = 64 * 1024;
+    let server = Server::start(config).await;
+    for _ in 0..40 {
+        let response = server
+            .post_events("acme", &actions_body("s", 1, 3000))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let mut replay = server.stream("acme", ACME_KEY, Some(0)).await;
+    let mut ids = Vec::new();
+    let mut bytes = 0;
+    while let Some(frame) = replay.next_event(Duration::from_millis(300)).await {
+        let id = frame.id.unwrap();
+        bytes += format!("id: {id}\nevent: actions\ndata: {}\n\n", frame.data).len();
+        ids.push(id);
+    }
+    let first = ids[0];
+    assert!(first > 1, "the whole stream was kept: {ids:?}");
+    assert_eq!(ids, (first..=40).collect::<Vec<u64>>());
+    assert!(bytes <= 64 * 1024, "{bytes} bytes replayed");
+    // One more frame would not have fitted.
+    assert!(bytes + 3000 > 64 * 1024, "{bytes} bytes replayed");
+    assert_eq!(server.metric("autoplay_replay_gaps_total").await, 1.0);
+}

@@ -264,6 +264,11 @@ impl<'de> de::Visitor<'de> for FillAction<'_> {
             let s = &mut seen;
             match key {
                 ActionField::EventType => event_type = set(m, s, 1, "event_type")?,
+                // The connector's frames carry both names; once `event_type` is
+                // in, `type` cannot change the outcome, so it is skipped unbuilt.
+                ActionField::Kind if event_type.is_some() => {
+                    set::<_, de::IgnoredAny>(m, s, 1 << 1, "type")?;
+                }
                 ActionField::Kind => kind = set(m, s, 1 << 1, "type")?,
                 ActionField::Title => {
                     action.title = set::<_, Option<_>>(m, s, 1 << 2, "title")?.unwrap_or_default();
@@ -352,7 +357,29 @@ fn action_list<'de, D: Deserializer<'de>>(
 
 impl Serialize for SlimAction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.serialize_as(serializer, false)
+    }
+}
+
+impl SlimAction {
+    /// The action as the connector streams it: its canonical JSON with `type`
+    /// (= `event_type`) as well (see [`ActionsPayload::to_stream_json`]).
+    pub fn to_stream_json(&self) -> String {
+        let mut out = Vec::with_capacity(320);
+        self.serialize_as(&mut serde_json::Serializer::new(&mut out), true)
+            .expect("an action always serialises");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    /// The canonical fields, then the later shapes' fields that are present; with
+    /// `with_type`, `type` (= `event_type`) after `event_type` too.
+    fn serialize_as<S: Serializer>(
+        &self,
+        serializer: S,
+        with_type: bool,
+    ) -> Result<S::Ok, S::Error> {
         let extras = [
+            with_type,
             self.index.is_some(),
             self.timestamp_start.is_some(),
             self.timestamp_end.is_some(),
@@ -363,6 +390,9 @@ impl Serialize for SlimAction {
         let len = 7 + extras.iter().filter(|present| **present).count();
         let mut s = serializer.serialize_struct("SlimAction", len)?;
         s.serialize_field("event_type", &self.event_type)?;
+        if with_type {
+            s.serialize_field("type", &self.event_type)?;
+        }
         s.serialize_field("title", &self.title)?;
         s.serialize_field("description", &self.description)?;
         s.serialize_field("canonical_url", &self.canonical_url)?;
@@ -390,6 +420,24 @@ impl Serialize for SlimAction {
             s.serialize_field("email", email)?;
         }
         s.end()
+    }
+}
+
+/// An action list serialised with or without `type` on each action.
+struct ActionsAs<'a> {
+    actions: &'a [SlimAction],
+    with_type: bool,
+}
+
+impl Serialize for ActionsAs<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct One<'a>(&'a SlimAction, bool);
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_as(serializer, self.1)
+            }
+        }
+        serializer.collect_seq(self.actions.iter().map(|a| One(a, self.with_type)))
     }
 }
 
@@ -439,10 +487,23 @@ impl ActionsPayload {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a payload always serialises")
     }
-}
 
-impl Serialize for ActionsPayload {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    /// The JSON the connector streams, which both generations of clients read:
+    /// the canonical JSON with `type` (= `event_type`) on every action as well,
+    /// the name the published 0.13.0 client reads. Decoding it gives the same
+    /// payload as decoding [`to_json`](Self::to_json).
+    pub fn to_stream_json(&self) -> String {
+        let mut out = Vec::with_capacity(256 + self.actions.len() * 320);
+        self.serialize_as(&mut serde_json::Serializer::new(&mut out), true)
+            .expect("a payload always serialises");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
+    fn serialize_as<S: Serializer>(
+        &self,
+        serializer: S,
+        with_type: bool,
+    ) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("ActionsPayload", 9)?;
         s.serialize_field("type", ACTIONS_TYPE)?;
         s.serialize_field("product_id", &self.product_id)?;
@@ -452,8 +513,20 @@ impl Serialize for ActionsPayload {
         s.serialize_field("ts", &self.ts)?;
         s.serialize_field("forwarded_at", &self.forwarded_at)?;
         s.serialize_field("count", &self.actions.len())?;
-        s.serialize_field("actions", &self.actions)?;
+        s.serialize_field(
+            "actions",
+            &ActionsAs {
+                actions: &self.actions,
+                with_type,
+            },
+        )?;
         s.end()
+    }
+}
+
+impl Serialize for ActionsPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.serialize_as(serializer, false)
     }
 }
 
@@ -579,6 +652,15 @@ impl Event {
     pub fn to_json(&self) -> String {
         match self {
             Event::Actions(p) => p.to_json(),
+            Event::Summary(p) => p.to_json(),
+        }
+    }
+
+    /// What the connector streams (see [`ActionsPayload::to_stream_json`]); a
+    /// summary's is its canonical JSON.
+    pub fn to_stream_json(&self) -> String {
+        match self {
+            Event::Actions(p) => p.to_stream_json(),
             Event::Summary(p) => p.to_json(),
         }
     }

@@ -288,3 +288,38 @@ fn actions_decode_from_a_json_value_too() {
     let payload: ActionsPayload = serde_json::from_value(value).unwrap();
     assert!(payload.actions[0].properties.is_empty());
 }
+
+/// The connector's frames carry both generations' names: `type` beside
+/// `event_type` on each action, and they decode as the canonical JSON does.
+#[test]
+fn stream_json_carries_type_beside_event_type() {
+    let mut payload = actions(fixture!("actions-canonical.json"));
+    payload.actions[0].index = Some(0);
+    payload.actions[0].timestamp_start = Some(1_705_314_600.0);
+    payload.actions[0].timestamp_end = Some(1_705_314_603.0);
+    let stream = payload.to_stream_json();
+    let value: serde_json::Value = serde_json::from_str(&stream).unwrap();
+    for action in value["actions"].as_array().unwrap() {
+        assert_eq!(action["type"], action["event_type"], "{action}");
+    }
+    assert_eq!(
+        key_order(&serde_json::to_string(&value["actions"][0]).unwrap()).len(),
+        11
+    );
+    let first = &stream[stream.find("\"actions\":[").unwrap()..];
+    assert!(
+        first.starts_with(
+            "\"actions\":[{\"event_type\":\"pageview\",\"type\":\"pageview\",\"title\""
+        ),
+        "{first}"
+    );
+    assert_eq!(actions(&stream), payload);
+    assert_eq!(Event::Actions(payload.clone()).to_stream_json(), stream);
+    // The canonical JSON is unchanged by it.
+    assert!(!payload.to_json().contains("\"type\":\"pageview\""));
+    let summary = summary(fixture!("summary-code-shape.json"));
+    assert_eq!(
+        Event::Summary(summary.clone()).to_stream_json(),
+        summary.to_json()
+    );
+}

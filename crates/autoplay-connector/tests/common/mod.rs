@@ -14,7 +14,8 @@ pub const ACME_KEY: &str = "ak_acme";
 pub const ACME_SECRET: &str = "whsec_acme";
 pub const BETA_KEY: &str = "ak_beta";
 
-/// Products `acme` (key, webhook secret, summaries off unless set) and `beta`.
+/// Products `acme` (key, webhook secret, summaries off unless set) and `beta`
+/// (key, no secret, the key accepted for ingest).
 pub fn config() -> ConnectorConfig {
     let config = ConnectorConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -28,7 +29,12 @@ pub fn config() -> ConnectorConfig {
                 .unwrap()
                 .with_webhook_secret(ACME_SECRET),
         )
-        .with_product(ProductConfig::new("beta").with_api_key(BETA_KEY).unwrap())
+        .with_product(
+            ProductConfig::new("beta")
+                .with_api_key(BETA_KEY)
+                .unwrap()
+                .with_ingest_by_api_keys(),
+        )
 }
 
 pub struct Server {

@@ -40,7 +40,7 @@ fn readme_commands() -> Vec<String> {
             None => {
                 current.push_str(line);
                 // A single-quoted argument may span lines (the curl body does).
-                if current.matches('\'').count() % 2 == 0 {
+                if current.matches('\'').count().is_multiple_of(2) {
                     commands.push(std::mem::take(&mut current));
                 } else {
                     current.push('\n');

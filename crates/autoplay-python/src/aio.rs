@@ -1,0 +1,686 @@
+//! The asyncio side of `AsyncConnectorClient`: the core's async client on a tokio
+//! runtime this module owns, handing payloads to the event loop in batches.
+//!
+//! Per run, one tokio task (the pump) pulls the core's `events()` stream, so reading,
+//! parsing and decoding never hold the GIL, and moves whole batches into a small
+//! bounded buffer. The event loop's coroutine takes from that buffer synchronously
+//! (one lock and one call per batch); only when it finds the buffer empty does it
+//! park an asyncio future there, which the pump completes with
+//! `loop.call_soon_threadsafe` when the next batch lands. A consumer that keeps up
+//! costs one wake-up per batch; one that is behind costs none. Nothing polls.
+//!
+//! Connection hooks and drop notices travel through the same buffer, so the event
+//! loop calls (and awaits) them on its own thread.
+
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
+
+use autoplay_sdk::{
+    AsyncConnectorClient, DisconnectReason, Error, Event, OverflowPolicy, StopHandle,
+};
+use futures_util::{FutureExt, StreamExt};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::errors;
+use crate::models::{drop_dict, event_to_py};
+
+/// Payloads the buffer between the pump and the event loop holds at most; also the
+/// most one `take` hands over. Large enough that a wake-up is shared by many
+/// payloads, small enough that it adds little to `max_queue_size`.
+const BUFFER: usize = 256;
+
+/// Drop notices kept for `on_drop` beyond which further ones are not told (the total
+/// in the next notice and `dropped_count` stay exact).
+const MAX_DROP_NOTES: usize = 4096;
+
+/// A read timeout standing for "none" (`read_timeout_s=None`): a year.
+const NO_READ_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The runtime every async client's engine and pump run on: two workers, so the
+/// reader and the decoding pump can use both cores while the event loop runs Python.
+fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("autoplay-aio")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| errors::runtime(format!("could not start the async runtime: {e}")))
+}
+
+/// Set by the `atexit` hook: from then on no runtime thread calls into Python.
+static FINALISING: AtomicBool = AtomicBool::new(false);
+
+/// Every run not yet closed, so that interpreter exit can stop them.
+fn live_runs() -> &'static Mutex<Vec<Weak<Shared>>> {
+    static RUNS: OnceLock<Mutex<Vec<Weak<Shared>>>> = OnceLock::new();
+    RUNS.get_or_init(Mutex::default)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the interpreter has begun to finalise (or is gone). The stable ABI has
+/// no `Py_IsFinalizing` before 3.13, so the symbol (or 3.10–3.12's
+/// `_Py_IsFinalizing`) is looked up in the running process; the `atexit` flag
+/// covers the rest.
+fn interpreter_finalising() -> bool {
+    if FINALISING.load(Ordering::Acquire) {
+        return true;
+    }
+    // SAFETY: always safe to call.
+    if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        type IsFinalizing = unsafe extern "C" fn() -> std::os::raw::c_int;
+        static FUNC: OnceLock<Option<IsFinalizing>> = OnceLock::new();
+        let func = FUNC.get_or_init(|| {
+            for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
+                // SAFETY: dlsym with RTLD_DEFAULT only looks a name up.
+                let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+                if !sym.is_null() {
+                    // SAFETY: both symbols are `int (void)` in every CPython that has them.
+                    return Some(unsafe { std::mem::transmute::<*mut libc::c_void, IsFinalizing>(sym) });
+                }
+            }
+            None
+        });
+        if let Some(f) = func {
+            // SAFETY: reads one flag of the runtime; callable without the GIL.
+            return unsafe { f() } != 0;
+        }
+    }
+    false
+}
+
+/// Registered with `atexit` when the first async client is made: marks the
+/// interpreter as finalising and stops every run that is still going, so their
+/// tasks end and none of them wakes a loop that is gone.
+#[pyfunction]
+fn _aio_at_exit() {
+    FINALISING.store(true, Ordering::Release);
+    let runs: Vec<Arc<Shared>> = lock(live_runs())
+        .drain(..)
+        .filter_map(|w| w.upgrade())
+        .collect();
+    for run in runs {
+        run.close();
+    }
+}
+
+/// What the buffer carries to the event loop, in the order it happened.
+enum Item {
+    Event(Event),
+    Connect(String),
+    Disconnect(String),
+    Retry(u32, f64, String),
+    Drop {
+        kind: &'static str,
+        session_id: Option<String>,
+        product_id: Option<String>,
+        total: u64,
+    },
+}
+
+/// An asyncio future parked by the consumer, and its loop.
+struct Waiter {
+    event_loop: Py<PyAny>,
+    future: Py<PyAny>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    items: VecDeque<Item>,
+    /// How many of `items` are payloads (hooks and notices do not count to `BUFFER`).
+    payloads: usize,
+    drop_notes: usize,
+    /// The stream ended; `error` is how, when it failed.
+    finished: bool,
+    error: Option<Error>,
+    waiter: Option<Waiter>,
+}
+
+/// One run's state, shared by the pump, the core's hooks and the Python side.
+struct Shared {
+    buffer: Mutex<Buffer>,
+    /// Room in the buffer again (the consumer took a batch).
+    room: Notify,
+    /// `wake(future)`: completes a parked future on its loop.
+    wake: Py<PyAny>,
+    stop: StopHandle,
+    pump: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    /// Appends items (and the end of the stream, if `end`), then wakes a parked consumer.
+    fn push(&self, items: impl IntoIterator<Item = Item>, end: Option<Option<Error>>) {
+        let waiter = {
+            let mut buffer = lock(&self.buffer);
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            for item in items {
+                match &item {
+                    Item::Event(_) => buffer.payloads += 1,
+                    Item::Drop { .. } => {
+                        if buffer.drop_notes >= MAX_DROP_NOTES {
+                            continue;
+                        }
+                        buffer.drop_notes += 1;
+                    }
+                    _ => {}
+                }
+                buffer.items.push_back(item);
+            }
+            if let Some(error) = end {
+                buffer.finished = true;
+                buffer.error = error;
+            }
+            buffer.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            self.wake(waiter);
+        }
+    }
+
+    fn wake(&self, waiter: Waiter) {
+        if interpreter_finalising() {
+            // Leaked on purpose: dropping them would need the interpreter.
+            std::mem::forget(waiter);
+            return;
+        }
+        let woken = Python::try_attach(|py| {
+            // A closed loop raises RuntimeError: nobody waits any more.
+            let _ = waiter.event_loop.call_method1(
+                py,
+                "call_soon_threadsafe",
+                (self.wake.clone_ref(py), waiter.future.clone_ref(py)),
+            );
+            drop(waiter);
+        });
+        if woken.is_none() {
+            // Could not attach: the interpreter is shutting down.
+        }
+    }
+
+    /// Ends the run now: stops the core client, aborts the pump (which drops the
+    /// stream and so the engine), discards what is buffered and releases a parked
+    /// consumer. Idempotent; callable from any thread.
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop.stop();
+        if let Some(pump) = lock(&self.pump).take() {
+            pump.abort();
+        }
+        let waiter = {
+            let mut buffer = lock(&self.buffer);
+            buffer.items.clear();
+            buffer.payloads = 0;
+            buffer.finished = true;
+            buffer.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            self.wake(waiter);
+        }
+    }
+}
+
+/// Moves the stream's payloads into the buffer in batches until it ends.
+async fn pump(
+    stream: impl futures_util::Stream<Item = Result<Event, Error>>,
+    shared: Arc<Shared>,
+) {
+    let mut stream = pin!(stream);
+    let mut batch = Vec::with_capacity(BUFFER);
+    loop {
+        let room = loop {
+            let notified = shared.room.notified();
+            let free = BUFFER.saturating_sub(lock(&shared.buffer).payloads);
+            if free > 0 {
+                break free;
+            }
+            notified.await;
+        };
+        let mut end = match stream.next().await {
+            Some(Ok(event)) => {
+                batch.push(Item::Event(event));
+                None
+            }
+            Some(Err(e)) => Some(Some(e)),
+            None => Some(None),
+        };
+        // Whatever is ready now goes in the same batch, so one wake-up serves it all.
+        while end.is_none() && batch.len() < room {
+            match stream.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(event))) => batch.push(Item::Event(event)),
+                Some(Some(Err(e))) => end = Some(Some(e)),
+                Some(None) => end = Some(None),
+            }
+        }
+        let done = end.is_some();
+        shared.push(batch.drain(..), end);
+        if done {
+            return;
+        }
+    }
+}
+
+/// Options other than the URL and token, as given.
+struct Options {
+    max_queue_size: usize,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_retries: Option<u32>,
+    overflow: OverflowPolicy,
+    overflow_grace: Duration,
+    drain_timeout: Duration,
+    max_event_size: Option<usize>,
+    headers: Vec<(String, String)>,
+    last_event_id: Option<String>,
+}
+
+/// Which hooks the Python side wants told.
+#[derive(Clone, Copy)]
+struct Hooks {
+    connect: bool,
+    disconnect: bool,
+    retry: bool,
+}
+
+#[derive(Default)]
+struct ClientState {
+    /// The current (or last) run: for `stop()`, the counters and "already running".
+    current: Option<(AsyncConnectorClient, Arc<Shared>)>,
+}
+
+/// The engine of `autoplay_sdk.AsyncConnectorClient` (`_async.py` drives it).
+#[pyclass(module = "autoplay_sdk._native", name = "_AsyncEngine", frozen)]
+pub(crate) struct PyAsyncEngine {
+    url: String,
+    token: String,
+    options: Options,
+    hooks: Hooks,
+    state: Mutex<ClientState>,
+}
+
+fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        errors::invalid(
+            py,
+            format!("{name} must be a non-negative number of seconds"),
+        )
+    })
+}
+
+fn overflow_policy(py: Python<'_>, name: &str) -> PyResult<OverflowPolicy> {
+    match name.to_ascii_lowercase().replace('-', "_").as_str() {
+        "drop_newest" | "newest" => Ok(OverflowPolicy::DropNewest),
+        "drop_oldest" | "oldest" => Ok(OverflowPolicy::DropOldest),
+        "block" => Ok(OverflowPolicy::Block),
+        _ => Err(errors::invalid(
+            py,
+            format!("overflow_policy {name:?}: use \"drop_newest\", \"drop_oldest\" or \"block\""),
+        )),
+    }
+}
+
+impl PyAsyncEngine {
+    fn builder(&self) -> autoplay_sdk::AsyncConnectorClientBuilder {
+        let o = &self.options;
+        let mut b = AsyncConnectorClient::builder(self.url.clone())
+            .token(self.token.clone())
+            .max_queue_size(o.max_queue_size)
+            .connect_timeout(o.connect_timeout)
+            .read_timeout(o.read_timeout)
+            .initial_backoff(o.initial_backoff)
+            .max_backoff(o.max_backoff)
+            .overflow_policy(o.overflow)
+            .overflow_grace(o.overflow_grace)
+            .drain_timeout(o.drain_timeout);
+        if let Some(n) = o.max_retries {
+            b = b.max_retries(n);
+        }
+        if let Some(n) = o.max_event_size {
+            b = b.max_event_size(n);
+        }
+        for (name, value) in &o.headers {
+            b = b.header(name.clone(), value.clone());
+        }
+        if let Some(id) = &o.last_event_id {
+            b = b.last_event_id(id.clone());
+        }
+        b
+    }
+
+    /// The core's hooks, each a marker in the run's buffer. `shared` is weak: the
+    /// core client outlives the run in `ClientState`, and must not keep it alive.
+    fn wire_hooks(
+        &self,
+        mut b: autoplay_sdk::AsyncConnectorClientBuilder,
+        shared: &Weak<Shared>,
+        tell_drops: bool,
+    ) -> autoplay_sdk::AsyncConnectorClientBuilder {
+        let tell = |shared: &Weak<Shared>, item: Item| {
+            if let Some(shared) = shared.upgrade() {
+                shared.push([item], None);
+            }
+        };
+        if self.hooks.connect {
+            let s = shared.clone();
+            b = b.on_connect(move |url: &str| tell(&s, Item::Connect(url.to_owned())));
+        }
+        if self.hooks.disconnect {
+            let s = shared.clone();
+            b = b.on_disconnect(move |reason: &DisconnectReason| {
+                tell(&s, Item::Disconnect(reason.to_string()))
+            });
+        }
+        if self.hooks.retry {
+            let s = shared.clone();
+            b = b.on_retry(move |attempt, delay, reason| {
+                tell(
+                    &s,
+                    Item::Retry(attempt, delay.as_secs_f64(), reason.to_owned()),
+                )
+            });
+        }
+        if tell_drops {
+            let s = shared.clone();
+            b = b.on_drop(move |event: &Event, total| {
+                let (session_id, product_id) = match event {
+                    Event::Actions(p) => (p.session_id.as_deref(), p.product_id.as_deref()),
+                    Event::Summary(p) => (p.session_id.as_deref(), p.product_id.as_deref()),
+                };
+                tell(
+                    &s,
+                    Item::Drop {
+                        kind: event.kind(),
+                        session_id: session_id.map(str::to_owned),
+                        product_id: product_id.map(str::to_owned),
+                        total,
+                    },
+                )
+            });
+        }
+        b
+    }
+}
+
+#[pymethods]
+impl PyAsyncEngine {
+    #[new]
+    #[pyo3(signature = (
+        url, token, *, max_queue_size=500, connect_timeout=10.0, read_timeout_s=Some(90.0),
+        initial_backoff_s=1.0, max_backoff_s=30.0, max_retries=None,
+        overflow_policy="drop_newest", drain_timeout_s=5.0, max_event_size=None,
+        headers=None, last_event_id=None, overflow_grace_s=0.025,
+        on_connect=false, on_disconnect=false, on_retry=false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        url: String,
+        token: String,
+        max_queue_size: usize,
+        connect_timeout: f64,
+        read_timeout_s: Option<f64>,
+        initial_backoff_s: f64,
+        max_backoff_s: f64,
+        max_retries: Option<u32>,
+        overflow_policy: &str,
+        drain_timeout_s: f64,
+        max_event_size: Option<usize>,
+        headers: Option<&Bound<'_, PyDict>>,
+        last_event_id: Option<String>,
+        overflow_grace_s: f64,
+        on_connect: bool,
+        on_disconnect: bool,
+        on_retry: bool,
+    ) -> PyResult<Self> {
+        let mut header_list = Vec::new();
+        if let Some(headers) = headers {
+            for (k, v) in headers.iter() {
+                header_list.push((k.extract::<String>()?, v.extract::<String>()?));
+            }
+        }
+        let read_timeout = match read_timeout_s {
+            None => NO_READ_TIMEOUT,
+            Some(s) => seconds(py, "read_timeout_s", s)?,
+        };
+        let engine = Self {
+            url,
+            token,
+            options: Options {
+                max_queue_size,
+                connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
+                read_timeout,
+                initial_backoff: seconds(py, "initial_backoff_s", initial_backoff_s)?,
+                max_backoff: seconds(py, "max_backoff_s", max_backoff_s)?,
+                max_retries,
+                overflow: self::overflow_policy(py, overflow_policy)?,
+                overflow_grace: seconds(py, "overflow_grace_s", overflow_grace_s)?,
+                drain_timeout: seconds(py, "drain_timeout_s", drain_timeout_s)?,
+                max_event_size,
+                headers: header_list,
+                last_event_id,
+            },
+            hooks: Hooks {
+                connect: on_connect,
+                disconnect: on_disconnect,
+                retry: on_retry,
+            },
+            state: Mutex::default(),
+        };
+        // Check every option now, so a mistake raises here rather than in run().
+        engine.builder().build().map_err(|e| errors::to_py(py, e))?;
+        static AT_EXIT: OnceLock<()> = OnceLock::new();
+        if AT_EXIT.get().is_none() {
+            let hook = wrap_pyfunction!(_aio_at_exit, py)?;
+            py.import("atexit")?.call_method1("register", (hook,))?;
+            let _ = AT_EXIT.set(());
+        }
+        Ok(engine)
+    }
+
+    /// Starts a run: connects on the binding's runtime and returns its handle.
+    /// `wake(future)` is called on the loop to complete a parked future;
+    /// `tell_drops` adds a `("drop", ...)` item for each dropped event.
+    #[pyo3(signature = (wake, tell_drops=false))]
+    fn start(&self, py: Python<'_>, wake: Py<PyAny>, tell_drops: bool) -> PyResult<PyAsyncRun> {
+        crate::logging::refresh_log_level(py);
+        let rt = runtime()?;
+        let mut state = lock(&self.state);
+        if let Some((_, shared)) = &state.current
+            && !shared.closed.load(Ordering::Acquire)
+        {
+            return Err(errors::to_py(py, Error::AlreadyRunning));
+        }
+        let builder = self.builder();
+        let stop = builder.stop_handle();
+        let shared = Arc::new(Shared {
+            buffer: Mutex::default(),
+            room: Notify::new(),
+            wake,
+            stop,
+            pump: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        let client = self
+            .wire_hooks(builder, &Arc::downgrade(&shared), tell_drops)
+            .build()
+            .map_err(|e| errors::to_py(py, e))?;
+        let stream = {
+            // `events()` spawns the engine task, so it needs the runtime's context.
+            let _entered = rt.enter();
+            client.events()
+        };
+        *lock(&shared.pump) = Some(rt.spawn(pump(stream, shared.clone())));
+        {
+            let mut runs = lock(live_runs());
+            runs.retain(|w| w.strong_count() > 0);
+            runs.push(Arc::downgrade(&shared));
+        }
+        state.current = Some((client, shared.clone()));
+        Ok(PyAsyncRun { shared })
+    }
+
+    /// Stops the current run: the reader ends, what is queued is still handed out
+    /// (up to the drain timeout), then the run's stream ends.
+    fn stop(&self) {
+        if let Some((client, _)) = &lock(&self.state).current {
+            client.stop();
+        }
+    }
+
+    /// Events dropped so far in the current (or last) run because the queue was full.
+    #[getter]
+    fn dropped_count(&self) -> u64 {
+        lock(&self.state)
+            .current
+            .as_ref()
+            .map_or(0, |(client, _)| client.dropped_count())
+    }
+
+    /// Payloads waiting in the core's queue and in the run's buffer right now.
+    #[getter]
+    fn queue_size(&self) -> usize {
+        lock(&self.state)
+            .current
+            .as_ref()
+            .map_or(0, |(client, shared)| {
+                client.queue_size() + lock(&shared.buffer).payloads
+            })
+    }
+
+    /// The stream URL.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// One run of a `_AsyncEngine`: what the event loop takes payloads from.
+#[pyclass(module = "autoplay_sdk._native", name = "_AsyncRun", frozen)]
+pub(crate) struct PyAsyncRun {
+    shared: Arc<Shared>,
+}
+
+#[pymethods]
+impl PyAsyncRun {
+    /// Takes up to `max_items` items at once, in order: payloads, and tuples for the
+    /// hooks (`("connect", url)`, `("disconnect", reason)`, `("retry", attempt,
+    /// delay_s, reason)`, `("drop", payload_dict, total)`). An empty list when
+    /// nothing is ready; `None` once the stream has ended; raises the `SdkError`
+    /// that ended it.
+    #[pyo3(signature = (max_items=BUFFER))]
+    fn take<'py>(&self, py: Python<'py>, max_items: usize) -> PyResult<Option<Bound<'py, PyList>>> {
+        let (items, error) = {
+            let mut buffer = lock(&self.shared.buffer);
+            let n = buffer.items.len().min(max_items.max(1));
+            let items: Vec<Item> = buffer.items.drain(..n).collect();
+            let payloads = items
+                .iter()
+                .filter(|i| matches!(i, Item::Event(_)))
+                .count();
+            buffer.payloads -= payloads;
+            buffer.drop_notes -= items
+                .iter()
+                .filter(|i| matches!(i, Item::Drop { .. }))
+                .count();
+            if items.is_empty() && buffer.finished {
+                (None, buffer.error.take())
+            } else {
+                (Some(items), None)
+            }
+        };
+        let Some(items) = items else {
+            self.shared.close();
+            return match error {
+                Some(e) => Err(errors::to_py(py, e)),
+                None => Ok(None),
+            };
+        };
+        if !items.is_empty() {
+            self.shared.room.notify_one();
+        }
+        let list = PyList::empty(py);
+        for item in items {
+            let obj: Bound<'py, PyAny> = match item {
+                Item::Event(event) => event_to_py(py, event)?.into_bound(py),
+                Item::Connect(url) => PyTuple::new(py, ["connect", url.as_str()])?.into_any(),
+                Item::Disconnect(reason) => {
+                    PyTuple::new(py, ["disconnect", reason.as_str()])?.into_any()
+                }
+                Item::Retry(attempt, delay, reason) => {
+                    ("retry", attempt, delay, reason).into_pyobject(py)?.into_any()
+                }
+                Item::Drop {
+                    kind,
+                    session_id,
+                    product_id,
+                    total,
+                } => {
+                    let dict = drop_dict(py, kind, session_id.as_deref(), product_id.as_deref())?;
+                    ("drop", dict, total).into_pyobject(py)?.into_any()
+                }
+            };
+            list.append(obj)?;
+        }
+        Ok(Some(list))
+    }
+
+    /// Parks `future` (of `event_loop`) until items arrive or the stream ends; `False`
+    /// when there is something to take already (then nothing is parked).
+    fn park(&self, event_loop: Py<PyAny>, future: Py<PyAny>) -> bool {
+        let mut buffer = lock(&self.shared.buffer);
+        if !buffer.items.is_empty() || buffer.finished {
+            return false;
+        }
+        buffer.waiter = Some(Waiter { event_loop, future });
+        true
+    }
+
+    /// Ends the run at once (cancellation): nothing more is handed out.
+    fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Payloads waiting in the run's buffer.
+    #[getter]
+    fn buffered(&self) -> usize {
+        lock(&self.shared.buffer).payloads
+    }
+}
+
+impl Drop for PyAsyncRun {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// Adds the async engine's classes to the extension module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyAsyncEngine>()?;
+    m.add_class::<PyAsyncRun>()?;
+    Ok(())
+}

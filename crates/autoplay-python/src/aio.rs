@@ -9,8 +9,10 @@
 //! `loop.call_soon_threadsafe` when the next batch lands. A consumer that keeps up
 //! costs one wake-up per batch; one that is behind costs none. Nothing polls.
 //!
-//! Connection hooks and drop notices travel through the same buffer, so the event
-//! loop calls (and awaits) them on its own thread.
+//! Connection hooks travel through the same buffer, so the event loop calls (and
+//! awaits) them on its own thread in order with the payloads. Drop notices go to the
+//! loop on their own (a consumer busy in a callback is exactly when events drop), in
+//! batches, from a blocking task so that the reader never waits for the GIL.
 
 use std::collections::VecDeque;
 use std::pin::pin;
@@ -35,8 +37,8 @@ use crate::models::{drop_dict, event_to_py};
 /// payloads, small enough that it adds little to `max_queue_size`.
 const BUFFER: usize = 256;
 
-/// Drop notices kept for `on_drop` beyond which further ones are not told (the total
-/// in the next notice and `dropped_count` stay exact).
+/// Drop notices waiting for the loop beyond which further ones are not told (the
+/// total in the next notice and `dropped_count` stay exact).
 const MAX_DROP_NOTES: usize = 4096;
 
 /// A read timeout standing for "none" (`read_timeout_s=None`): a year.
@@ -94,7 +96,9 @@ fn interpreter_finalising() -> bool {
                 let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
                 if !sym.is_null() {
                     // SAFETY: both symbols are `int (void)` in every CPython that has them.
-                    return Some(unsafe { std::mem::transmute::<*mut libc::c_void, IsFinalizing>(sym) });
+                    return Some(unsafe {
+                        std::mem::transmute::<*mut libc::c_void, IsFinalizing>(sym)
+                    });
                 }
             }
             None
@@ -128,12 +132,14 @@ enum Item {
     Connect(String),
     Disconnect(String),
     Retry(u32, f64, String),
-    Drop {
-        kind: &'static str,
-        session_id: Option<String>,
-        product_id: Option<String>,
-        total: u64,
-    },
+}
+
+/// One dropped event, for `on_drop`.
+struct DropNote {
+    kind: &'static str,
+    session_id: Option<String>,
+    product_id: Option<String>,
+    total: u64,
 }
 
 /// An asyncio future parked by the consumer, and its loop.
@@ -145,13 +151,21 @@ struct Waiter {
 #[derive(Default)]
 struct Buffer {
     items: VecDeque<Item>,
-    /// How many of `items` are payloads (hooks and notices do not count to `BUFFER`).
+    /// How many of `items` are payloads (hooks do not count to `BUFFER`).
     payloads: usize,
-    drop_notes: usize,
+    /// Drop notices not yet handed to the loop, and whether a hand-over is under way.
+    drop_notes: Vec<DropNote>,
+    drops_scheduled: bool,
     /// The stream ended; `error` is how, when it failed.
     finished: bool,
     error: Option<Error>,
     waiter: Option<Waiter>,
+}
+
+/// `on_drops(list of (payload_dict, total))`, called on `event_loop`.
+struct DropListener {
+    event_loop: Arc<Py<PyAny>>,
+    callback: Arc<Py<PyAny>>,
 }
 
 /// One run's state, shared by the pump, the core's hooks and the Python side.
@@ -161,6 +175,8 @@ struct Shared {
     room: Notify,
     /// `wake(future)`: completes a parked future on its loop.
     wake: Py<PyAny>,
+    /// Where drop notices go, when someone listens.
+    drops: Option<DropListener>,
     stop: StopHandle,
     pump: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
@@ -175,15 +191,8 @@ impl Shared {
                 return;
             }
             for item in items {
-                match &item {
-                    Item::Event(_) => buffer.payloads += 1,
-                    Item::Drop { .. } => {
-                        if buffer.drop_notes >= MAX_DROP_NOTES {
-                            continue;
-                        }
-                        buffer.drop_notes += 1;
-                    }
-                    _ => {}
+                if matches!(item, Item::Event(_)) {
+                    buffer.payloads += 1;
                 }
                 buffer.items.push_back(item);
             }
@@ -196,6 +205,57 @@ impl Shared {
         if let Some(waiter) = waiter {
             self.wake(waiter);
         }
+    }
+
+    /// Queues a drop notice and, unless one is under way, schedules handing the
+    /// queued notices to `on_drops(list)` on the loop.
+    fn tell_drop(self: &Arc<Self>, note: DropNote) {
+        let Some(drops) = &self.drops else { return };
+        {
+            let mut buffer = lock(&self.buffer);
+            if self.closed.load(Ordering::Acquire) || buffer.drop_notes.len() >= MAX_DROP_NOTES {
+                return;
+            }
+            buffer.drop_notes.push(note);
+            if std::mem::replace(&mut buffer.drops_scheduled, true) {
+                return;
+            }
+        }
+        let (shared, event_loop, callback) = (
+            self.clone(),
+            drops.event_loop.clone(),
+            drops.callback.clone(),
+        );
+        // The reader must not wait for the GIL: a blocking task takes it instead.
+        drop(tokio::task::spawn_blocking(move || {
+            if interpreter_finalising() {
+                return;
+            }
+            Python::try_attach(|py| {
+                let notes = {
+                    let mut buffer = lock(&shared.buffer);
+                    buffer.drops_scheduled = false;
+                    std::mem::take(&mut buffer.drop_notes)
+                };
+                let list = PyList::empty(py);
+                for note in notes {
+                    let item = drop_dict(
+                        py,
+                        note.kind,
+                        note.session_id.as_deref(),
+                        note.product_id.as_deref(),
+                    )
+                    .and_then(|d| (d, note.total).into_pyobject(py));
+                    if let Ok(item) = item {
+                        let _ = list.append(item);
+                    }
+                }
+                // A closed loop raises RuntimeError: nobody listens any more.
+                let _ = event_loop
+                    .bind(py)
+                    .call_method1("call_soon_threadsafe", (callback.bind(py), list));
+            });
+        }));
     }
 
     fn wake(&self, waiter: Waiter) {
@@ -243,10 +303,7 @@ impl Shared {
 }
 
 /// Moves the stream's payloads into the buffer in batches until it ends.
-async fn pump(
-    stream: impl futures_util::Stream<Item = Result<Event, Error>>,
-    shared: Arc<Shared>,
-) {
+async fn pump(stream: impl futures_util::Stream<Item = Result<Event, Error>>, shared: Arc<Shared>) {
     let mut stream = pin!(stream);
     let mut batch = Vec::with_capacity(BUFFER);
     loop {
@@ -378,7 +435,6 @@ impl PyAsyncEngine {
         &self,
         mut b: autoplay_sdk::AsyncConnectorClientBuilder,
         shared: &Weak<Shared>,
-        tell_drops: bool,
     ) -> autoplay_sdk::AsyncConnectorClientBuilder {
         let tell = |shared: &Weak<Shared>, item: Item| {
             if let Some(shared) = shared.upgrade() {
@@ -404,22 +460,21 @@ impl PyAsyncEngine {
                 )
             });
         }
-        if tell_drops {
+        if shared.upgrade().is_some_and(|s| s.drops.is_some()) {
             let s = shared.clone();
             b = b.on_drop(move |event: &Event, total| {
                 let (session_id, product_id) = match event {
                     Event::Actions(p) => (p.session_id.as_deref(), p.product_id.as_deref()),
                     Event::Summary(p) => (p.session_id.as_deref(), p.product_id.as_deref()),
                 };
-                tell(
-                    &s,
-                    Item::Drop {
+                if let Some(s) = s.upgrade() {
+                    s.tell_drop(DropNote {
                         kind: event.kind(),
                         session_id: session_id.map(str::to_owned),
                         product_id: product_id.map(str::to_owned),
                         total,
-                    },
-                )
+                    });
+                }
             });
         }
         b
@@ -504,9 +559,15 @@ impl PyAsyncEngine {
 
     /// Starts a run: connects on the binding's runtime and returns its handle.
     /// `wake(future)` is called on the loop to complete a parked future;
-    /// `tell_drops` adds a `("drop", ...)` item for each dropped event.
-    #[pyo3(signature = (wake, tell_drops=false))]
-    fn start(&self, py: Python<'_>, wake: Py<PyAny>, tell_drops: bool) -> PyResult<PyAsyncRun> {
+    /// `on_drops([(payload_dict, total), ...])`, when given, is called on the running
+    /// loop with the events dropped since its last call.
+    #[pyo3(signature = (wake, on_drops=None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        wake: Py<PyAny>,
+        on_drops: Option<Py<PyAny>>,
+    ) -> PyResult<PyAsyncRun> {
         crate::logging::refresh_log_level(py);
         let rt = runtime()?;
         let mut state = lock(&self.state);
@@ -517,16 +578,28 @@ impl PyAsyncEngine {
         }
         let builder = self.builder();
         let stop = builder.stop_handle();
+        let drops = match on_drops {
+            None => None,
+            Some(callback) => Some(DropListener {
+                event_loop: Arc::new(
+                    py.import("asyncio")?
+                        .call_method0("get_running_loop")?
+                        .unbind(),
+                ),
+                callback: Arc::new(callback),
+            }),
+        };
         let shared = Arc::new(Shared {
             buffer: Mutex::default(),
             room: Notify::new(),
             wake,
+            drops,
             stop,
             pump: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
         let client = self
-            .wire_hooks(builder, &Arc::downgrade(&shared), tell_drops)
+            .wire_hooks(builder, &Arc::downgrade(&shared))
             .build()
             .map_err(|e| errors::to_py(py, e))?;
         let stream = {
@@ -589,7 +662,7 @@ pub(crate) struct PyAsyncRun {
 impl PyAsyncRun {
     /// Takes up to `max_items` items at once, in order: payloads, and tuples for the
     /// hooks (`("connect", url)`, `("disconnect", reason)`, `("retry", attempt,
-    /// delay_s, reason)`, `("drop", payload_dict, total)`). An empty list when
+    /// delay_s, reason)`). An empty list when
     /// nothing is ready; `None` once the stream has ended; raises the `SdkError`
     /// that ended it.
     #[pyo3(signature = (max_items=BUFFER))]
@@ -598,15 +671,8 @@ impl PyAsyncRun {
             let mut buffer = lock(&self.shared.buffer);
             let n = buffer.items.len().min(max_items.max(1));
             let items: Vec<Item> = buffer.items.drain(..n).collect();
-            let payloads = items
-                .iter()
-                .filter(|i| matches!(i, Item::Event(_)))
-                .count();
+            let payloads = items.iter().filter(|i| matches!(i, Item::Event(_))).count();
             buffer.payloads -= payloads;
-            buffer.drop_notes -= items
-                .iter()
-                .filter(|i| matches!(i, Item::Drop { .. }))
-                .count();
             if items.is_empty() && buffer.finished {
                 (None, buffer.error.take())
             } else {
@@ -631,18 +697,9 @@ impl PyAsyncRun {
                 Item::Disconnect(reason) => {
                     PyTuple::new(py, ["disconnect", reason.as_str()])?.into_any()
                 }
-                Item::Retry(attempt, delay, reason) => {
-                    ("retry", attempt, delay, reason).into_pyobject(py)?.into_any()
-                }
-                Item::Drop {
-                    kind,
-                    session_id,
-                    product_id,
-                    total,
-                } => {
-                    let dict = drop_dict(py, kind, session_id.as_deref(), product_id.as_deref())?;
-                    ("drop", dict, total).into_pyobject(py)?.into_any()
-                }
+                Item::Retry(attempt, delay, reason) => ("retry", attempt, delay, reason)
+                    .into_pyobject(py)?
+                    .into_any(),
             };
             list.append(obj)?;
         }

@@ -177,6 +177,7 @@ class AsyncConnectorClient:
         # stop() before a task of run_in_background() starts makes it return at
         # once; a run() called after stop() connects again.
         self._stops = 0
+        self._held = 0  # payloads of the batch in hand not yet handled (or dispatched)
         self._pending = 0  # payloads handed to session workers, not yet handled
 
     @property
@@ -207,15 +208,16 @@ class AsyncConnectorClient:
     @property
     def queue_size(self) -> int:
         """Payloads received and not yet handed to a callback."""
-        return self._engine.queue_size + self._pending
+        return self._engine.queue_size + self._held + self._pending
 
     def _start(self) -> _AsyncRun:
-        return self._engine.start(_wake, self._on_drop is not None or self._metrics is not None)
+        told = self._on_drop is not None or self._metrics is not None
+        return self._engine.start(_wake, self._drops_told if told else None)
 
-    async def _notice(self, item: Any) -> None:
-        kind = item[0]
-        if kind == "drop":
-            _, info, total = item
+    def _drops_told(self, notes: List[Any]) -> None:
+        # On the loop, as soon as events dropped: not behind the payloads, since a
+        # consumer busy in a callback is exactly when the queue overflows.
+        for info, total in notes:
             if self._on_drop is not None:
                 try:
                     self._on_drop(info, total)
@@ -231,8 +233,9 @@ class AsyncConnectorClient:
                     )
                 except Exception:
                     logger.exception("metrics.record_event_dropped raised an exception")
-            return
-        hook = self._hooks.get(kind)
+
+    async def _notice(self, item: Any) -> None:
+        hook = self._hooks.get(item[0])
         if hook is not None:
             await hook(*item[1:])
 
@@ -282,6 +285,7 @@ class AsyncConnectorClient:
             return None
         finally:
             run.close()
+            self._held = 0
 
     async def _deliver_in_order(self, run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> None:
         on_actions, on_summary = self._on_actions, self._on_summary
@@ -291,7 +295,9 @@ class AsyncConnectorClient:
             batch = await _next_batch(run, loop)
             if batch is None:
                 return
+            self._held = len(batch)
             for item in batch:
+                self._held -= 1
                 cls = type(item)
                 if cls is ActionsPayload:
                     if on_actions is None:
@@ -364,7 +370,9 @@ class AsyncConnectorClient:
                 batch = await _next_batch(run, loop)
                 if batch is None:
                     break
+                self._held = len(batch)
                 for item in batch:
+                    self._held -= 1
                     if type(item) is tuple:
                         await self._notice(item)
                         continue
@@ -393,7 +401,7 @@ class AsyncConnectorClient:
         finally:
             for task in tasks:
                 task.cancel()
-            self._pending = 0
+            self._pending = self._held = 0
 
     def run_in_background(self) -> "asyncio.Task[None]":
         """Schedules :meth:`run` as a task on the running loop and returns it at once."""

@@ -264,7 +264,8 @@ impl Shared {
             std::mem::forget(waiter);
             return;
         }
-        let woken = Python::try_attach(|py| {
+        // Without the interpreter (it is shutting down) there is nobody to wake.
+        let _ = Python::try_attach(|py| {
             // A closed loop raises RuntimeError: nobody waits any more.
             let _ = waiter.event_loop.call_method1(
                 py,
@@ -273,9 +274,6 @@ impl Shared {
             );
             drop(waiter);
         });
-        if woken.is_none() {
-            // Could not attach: the interpreter is shutting down.
-        }
     }
 
     /// Ends the run now: stops the core client, aborts the pump (which drops the

@@ -36,6 +36,8 @@ use crate::models::{drop_dict, event_to_py};
 /// most one `take` hands over. Large enough that a wake-up is shared by many
 /// payloads, small enough that it adds little to `max_queue_size`.
 const BUFFER: usize = 256;
+// `take`'s default is written out (a literal shows in its Python signature).
+const _: () = assert!(BUFFER == 256);
 
 /// Drop notices waiting for the loop beyond which further ones are not told (the
 /// total in the next notice and `dropped_count` stay exact).
@@ -663,7 +665,7 @@ impl PyAsyncRun {
     /// delay_s, reason)`). An empty list when
     /// nothing is ready; `None` once the stream has ended; raises the `SdkError`
     /// that ended it.
-    #[pyo3(signature = (max_items=BUFFER))]
+    #[pyo3(signature = (max_items=256))]
     fn take<'py>(&self, py: Python<'py>, max_items: usize) -> PyResult<Option<Bound<'py, PyList>>> {
         let (items, error) = {
             let mut buffer = lock(&self.shared.buffer);

@@ -413,3 +413,70 @@ def test_on_drop_is_told_on_the_loop(connector: Connector) -> None:
         await asyncio.wait_for(task, 10)
 
     asyncio.run(main())
+
+
+EXIT_SCRIPTS = {
+    # asyncio.run() ends with the client still running: it cancels run()'s task.
+    "task left running": """
+async def main():
+    client = AsyncConnectorClient(URL, KEY).on_actions(slow)
+    client.run_in_background()
+    await asyncio.sleep(0.5)
+asyncio.run(main())
+""",
+    # An events() iteration abandoned mid-stream.
+    "events() abandoned": """
+async def main():
+    async for p in AsyncConnectorClient(URL, KEY).events():
+        await slow(p)
+        if seen[0] >= 5:
+            return
+asyncio.run(main())
+""",
+    # The loop runs on a daemon thread the interpreter leaves behind at exit, while
+    # payloads still arrive: nothing may call into the dying interpreter.
+    "loop on a daemon thread": """
+def loop_thread():
+    async def main():
+        await AsyncConnectorClient(URL, KEY).on_actions(slow).run()
+    asyncio.run(main())
+threading.Thread(target=loop_thread, daemon=True).start()
+time.sleep(1.0)
+print("exiting", flush=True)
+""",
+}
+
+EXIT_PRELUDE = """
+import asyncio, threading, time
+from autoplay_sdk import AsyncConnectorClient
+URL, KEY = {url!r}, {key!r}
+seen = [0]
+async def slow(p):
+    seen[0] += 1
+    await asyncio.sleep(0.02)   # slower than the traffic
+"""
+
+
+@pytest.mark.parametrize("shape", sorted(EXIT_SCRIPTS))
+def test_exit_while_streaming_is_clean(connector: Connector, shape: str) -> None:
+    import subprocess
+    import sys
+
+    code = EXIT_PRELUDE.format(url=connector.url, key=connector.key) + EXIT_SCRIPTS[shape]
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            connector.post_batches(50)
+            time.sleep(0.02)
+
+    poster = threading.Thread(target=traffic, daemon=True)
+    poster.start()
+    try:
+        for _ in range(5):
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+            assert proc.returncode == 0, (proc.returncode, proc.stderr)
+            assert proc.stderr == "", proc.stderr
+    finally:
+        stop.set()
+        poster.join(5)

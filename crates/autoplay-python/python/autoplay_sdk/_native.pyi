@@ -2,7 +2,7 @@
 
 import threading
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union, final
 
 from typing_extensions import Self
 
@@ -246,11 +246,12 @@ class RagPipeline:
     @property
     def summarizer(self) -> Optional[SessionSummarizer]: ...
 
+@final
 class _AsyncEngine:
     """The engine of `AsyncConnectorClient` (`_async.py` drives it)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str,
         token: str,
         *,
@@ -269,7 +270,7 @@ class _AsyncEngine:
         on_connect: bool = False,
         on_disconnect: bool = False,
         on_retry: bool = False,
-    ) -> None: ...
+    ) -> _AsyncEngine: ...
     def start(
         self,
         wake: Callable[[Any], None],
@@ -283,6 +284,7 @@ class _AsyncEngine:
     @property
     def url(self) -> str: ...
 
+@final
 class _AsyncRun:
     """One run of an `_AsyncEngine`: the items the event loop takes, in batches."""
 

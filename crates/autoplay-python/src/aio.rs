@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -46,25 +46,54 @@ const MAX_DROP_NOTES: usize = 4096;
 /// A read timeout standing for "none" (`read_timeout_s=None`): a year.
 const NO_READ_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The runtime every async client's engine and pump run on: two workers, so the
-/// reader and the decoding pump can use both cores while the event loop runs Python.
-fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("autoplay-aio")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| errors::runtime(format!("could not start the async runtime: {e}")))
+/// The runtime every async client's engine and pump run on (two workers, so the
+/// reader and the decoding pump can use both cores while the event loop runs
+/// Python), made on first use. Interpreter exit takes it out and shuts it down.
+static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
+
+fn runtime() -> PyResult<tokio::runtime::Handle> {
+    let mut runtime = lock(&RUNTIME);
+    if let Some(rt) = runtime.as_ref() {
+        return Ok(rt.handle().clone());
+    }
+    if FINALISING.load(Ordering::SeqCst) {
+        return Err(errors::runtime("the interpreter is exiting"));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("autoplay-aio")
+        .enable_all()
+        .build()
+        .map_err(|e| errors::runtime(format!("could not start the async runtime: {e}")))?;
+    let handle = rt.handle().clone();
+    *runtime = Some(rt);
+    Ok(handle)
 }
 
 /// Set by the `atexit` hook: from then on no runtime thread calls into Python.
 static FINALISING: AtomicBool = AtomicBool::new(false);
+
+/// Calls into Python from this module's runtime threads that are under way. Each
+/// call counts itself before it looks at `FINALISING`, and the `atexit` hook sets
+/// `FINALISING` before it waits for this to reach zero, so no call can slip past
+/// both (both sides use `SeqCst`).
+static CALLS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How long interpreter exit waits for calls under way and for the runtime's tasks.
+const EXIT_WAIT: Duration = Duration::from_millis(500);
+
+/// Runs `f` attached to the interpreter, unless it is finalising or about to: the
+/// only way this module's own threads call into Python.
+fn call_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
+    CALLS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let result = if interpreter_finalising() {
+        None
+    } else {
+        Python::try_attach(f)
+    };
+    CALLS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    result
+}
 
 /// Every run not yet closed, so that interpreter exit can stop them.
 fn live_runs() -> &'static Mutex<Vec<Weak<Shared>>> {
@@ -81,7 +110,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// `_Py_IsFinalizing`) is looked up in the running process; the `atexit` flag
 /// covers the rest.
 fn interpreter_finalising() -> bool {
-    if FINALISING.load(Ordering::Acquire) {
+    if FINALISING.load(Ordering::SeqCst) {
         return true;
     }
     // SAFETY: always safe to call.
@@ -113,12 +142,14 @@ fn interpreter_finalising() -> bool {
     false
 }
 
-/// Registered with `atexit` when the first async client is made: marks the
-/// interpreter as finalising and stops every run that is still going, so their
-/// tasks end and none of them wakes a loop that is gone.
+/// Registered with `atexit` when the first async client is made, so it runs before
+/// finalisation begins: no new call into Python starts from the runtime's threads,
+/// every run still going is closed, the calls under way finish (with the GIL let
+/// go), and the runtime is shut down, so none of its threads is left to touch the
+/// interpreter (all bounded by `EXIT_WAIT`).
 #[pyfunction]
-fn _aio_at_exit() {
-    FINALISING.store(true, Ordering::Release);
+fn _aio_at_exit(py: Python<'_>) {
+    FINALISING.store(true, Ordering::SeqCst);
     let runs: Vec<Arc<Shared>> = lock(live_runs())
         .drain(..)
         .filter_map(|w| w.upgrade())
@@ -126,6 +157,16 @@ fn _aio_at_exit() {
     for run in runs {
         run.close();
     }
+    let runtime = lock(&RUNTIME).take();
+    py.detach(move || {
+        let deadline = std::time::Instant::now() + EXIT_WAIT;
+        while CALLS_IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(runtime) = runtime {
+            runtime.shutdown_timeout(EXIT_WAIT);
+        }
+    });
 }
 
 /// What the buffer carries to the event loop, in the order it happened.
@@ -228,12 +269,12 @@ impl Shared {
             drops.event_loop.clone(),
             drops.callback.clone(),
         );
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         // The reader must not wait for the GIL: a blocking task takes it instead.
-        drop(tokio::task::spawn_blocking(move || {
-            if interpreter_finalising() {
-                return;
-            }
-            Python::try_attach(|py| {
+        drop(runtime.spawn_blocking(move || {
+            call_python(|py| {
                 let notes = {
                     let mut buffer = lock(&shared.buffer);
                     buffer.drops_scheduled = false;
@@ -261,13 +302,8 @@ impl Shared {
     }
 
     fn wake(&self, waiter: Waiter) {
-        if interpreter_finalising() {
-            // Leaked on purpose: dropping them would need the interpreter.
-            std::mem::forget(waiter);
-            return;
-        }
         // Without the interpreter (it is shutting down) there is nobody to wake.
-        let _ = Python::try_attach(|py| {
+        let _ = call_python(|py| {
             // A closed loop raises RuntimeError: nobody waits any more.
             let _ = waiter.event_loop.call_method1(
                 py,

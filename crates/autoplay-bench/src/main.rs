@@ -1,5 +1,5 @@
 //! `autoplay-bench`: the Autoplay SDK and connector measured side by side with
-//! peers and the limits, in one run, writing `docs/benchmarks.md` (issue 5).
+//! peers and the limits, in one run, writing `docs/benchmarks.md`.
 //!
 //! ```sh
 //! cargo run --release -p autoplay-bench -- all

@@ -1,4 +1,4 @@
-//! The parser comparison (issue part 5): our `SseParser` vs `eventsource-stream`
+//! The parser comparison: our `SseParser` vs `eventsource-stream`
 //! on the same bytes, fed from memory in 16 KiB chunks (what a socket read
 //! returns). Shared by the main command (a timing loop) and the criterion bench
 //! `benches/parsers.rs`.

@@ -312,7 +312,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         ),
         None => format!("- {name}: not measured"),
     };
-    section.push_str("Targets from the issue (ratios of medians in this run):\n\n");
+    section.push_str("Our targets (ratios of medians in this run):\n\n");
     let _ = writeln!(
         section,
         "{}",

@@ -51,6 +51,17 @@ pub async fn run(args: DemoArgs, mut shutdown: Shutdown) -> Result<(), CliError>
          {webhook_url}; summaries every {} actions. Ctrl-C to stop.",
         args.users, args.summary_threshold
     ));
+    // A demo nobody else can attach to shows only half the system: say how.
+    output::status(format_args!(
+        "to attach another client (a second terminal, a program):\n  \
+         stream:  {stream_url}\n  \
+         key:     {api_key}\n  \
+         webhook: {webhook_url} (secret {secret})\n  \
+         shell:   AUTOPLAY_TOKEN={api_key} autoplay listen {stream_url}\n  \
+         Python:  ConnectorClient(url=\"{stream_url}\", token=\"{api_key}\")",
+        api_key = api_key.expose(),
+        secret = webhook_secret.expose(),
+    ));
 
     let connected = Arc::new(Notify::new());
     let on_connect = connected.clone();

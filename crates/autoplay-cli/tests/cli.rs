@@ -794,6 +794,41 @@ async fn demo_prints_payload_text_and_exits_0_after_max_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_its_stream_and_key_and_a_second_client_can_attach() {
+    let demo = Proc::spawn(&["demo", "--users", "2"]);
+    demo.wait_for(true, "autoplay listen ").await;
+    let banner = demo.stderr();
+    let indented = |label: &str| {
+        banner
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} in {banner}"))
+            .trim()
+            .to_owned()
+    };
+    let (stream, key) = (indented("stream:"), indented("key:"));
+    assert!(stream.starts_with("http://127.0.0.1:") && stream.ends_with("/stream/demo"));
+    assert!(key.starts_with("ak_demo_"), "{banner}");
+    assert!(
+        banner.contains(&format!("AUTOPLAY_TOKEN={key} autoplay listen {stream}")),
+        "{banner}"
+    );
+
+    // The attach command as printed: the token from the environment.
+    let second = Proc::spawn_with(
+        &["listen", &stream, "--max-events", "2"],
+        &[("AUTOPLAY_TOKEN", &key)],
+    );
+    let (status, stdout, stderr) = second.finish().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("Session "), "{stdout}");
+
+    demo.signal("INT");
+    let (status, _, stderr) = demo.finish().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_shows_summaries() {
     let (status, stdout, stderr) = run(&[
         "demo",

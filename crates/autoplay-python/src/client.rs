@@ -4,10 +4,18 @@
 //! thread takes the GIL only while a Python callback runs. `run()` waits with the
 //! GIL released and checks for signals every 100 ms, so Ctrl-C stops the client and
 //! `run()` returns normally.
+//!
+//! Shutdown: `stop()` (and so `__exit__`) returns once the run has ended, that is once
+//! the queued events were handled (up to the drain timeout). At interpreter exit the
+//! package's hook ([`stop_all_at_exit`]) stops every running client and waits for
+//! each, before finalisation starts; see `gil.rs` for why no Rust thread may call
+//! into Python after that.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use autoplay_sdk::{ConnectorClient, DisconnectReason, Event, OverflowPolicy};
@@ -25,6 +33,41 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
 /// After Ctrl-C, how long `run()` lets the client finish handling queued events.
 const INTERRUPT_GRACE: Duration = Duration::from_millis(700);
+
+/// How much longer than the drain timeout `stop()` and the exit hook wait for a run
+/// to end: the callback running when the drain timeout passes is waited for, up to this.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// 0.13.0's variable for the stream token, used when neither the argument nor the
+/// core's own variable (`AUTOPLAY_TOKEN`) gives one.
+const TOKEN_ENV_VAR_0_13: &str = "AUTOPLAY_APP_UNKEY_TOKEN";
+
+/// Every client whose `run()` is in progress, for the exit hook.
+static RUNNING: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+/// Set (under `RUNNING`'s lock) by the exit hook: no run may start after it looked.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The client (its `Shared` address) whose Python callback this thread is
+    /// running, or 0: `stop()` from inside a callback must not wait for the run,
+    /// which waits for that callback.
+    static IN_CALLBACK_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as running a callback of one client while it lives.
+struct CallbackScope(usize);
+
+impl CallbackScope {
+    fn enter(client: usize) -> Self {
+        CallbackScope(IN_CALLBACK_OF.with(|c| c.replace(client)))
+    }
+}
+
+impl Drop for CallbackScope {
+    fn drop(&mut self) {
+        IN_CALLBACK_OF.with(|c| c.set(self.0));
+    }
+}
 
 /// Options other than the URL and token, as given.
 #[derive(Clone)]
@@ -66,6 +109,102 @@ struct State {
     current: Option<ConnectorClient>,
     stopped: bool,
     running: bool,
+    /// The thread in `run()`: a signal handler calling `stop()` runs there.
+    run_thread: Option<ThreadId>,
+}
+
+/// What `stop()`, the run and the exit hook share.
+struct Shared {
+    state: Mutex<State>,
+    /// Notified when a run ends.
+    ended: Condvar,
+    drain_timeout: Duration,
+}
+
+impl Shared {
+    fn id(&self) -> usize {
+        self as *const Shared as usize
+    }
+
+    /// Asks the current run, if any, to stop; later runs return at once.
+    fn request_stop(&self) {
+        let mut state = lock(&self.state);
+        state.stopped = true;
+        if let Some(client) = &state.current {
+            client.stop();
+        }
+    }
+
+    /// Waits with the GIL released until no run is in progress or `deadline`
+    /// passes. Returns at once where waiting could never end: on the run's own
+    /// thread, or inside one of this client's callbacks.
+    fn wait_ended(&self, py: Python<'_>, deadline: Instant) -> bool {
+        let here = std::thread::current().id();
+        if IN_CALLBACK_OF.with(Cell::get) == self.id() {
+            return false;
+        }
+        py.detach(|| {
+            let mut state = lock(&self.state);
+            while state.running {
+                if state.run_thread == Some(here) {
+                    return false;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                state = self
+                    .ended
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            true
+        })
+    }
+}
+
+/// The exit hook's half for the clients: stops every running client, then waits
+/// for all of them (bounded by the longest drain timeout plus [`STOP_GRACE`]).
+pub(crate) fn stop_all_at_exit(py: Python<'_>) {
+    let clients: Vec<Arc<Shared>> = {
+        let running = lock(&RUNNING);
+        EXITING.store(true, Ordering::SeqCst);
+        running.iter().filter_map(Weak::upgrade).collect()
+    };
+    clients.iter().for_each(|c| c.request_stop());
+    let longest = clients
+        .iter()
+        .map(|c| c.drain_timeout)
+        .max()
+        .unwrap_or_default();
+    let deadline = Instant::now() + longest + STOP_GRACE;
+    for client in &clients {
+        if !client.wait_ended(py, deadline) {
+            // The forwarding layer takes `autoplay*` targets only; this crate's own
+            // module path is `_native::...`.
+            warn!(
+                target: "autoplay_sdk::python",
+                "a client was still running at interpreter exit (a callback did not return)"
+            );
+        }
+    }
+}
+
+/// Ends a run's bookkeeping when dropped, also if the run panicked: `stop()` and the
+/// exit hook wait for it.
+struct RunEnd<'a>(&'a Arc<Shared>);
+
+impl Drop for RunEnd<'_> {
+    fn drop(&mut self) {
+        lock(&RUNNING).retain(|c| c.strong_count() > 0 && !std::ptr::eq(c.as_ptr(), &**self.0));
+        {
+            let mut state = lock(&self.0.state);
+            state.running = false;
+            state.run_thread = None;
+        }
+        self.0.ended.notify_all();
+    }
 }
 
 /// Blocking client for `GET /stream/{product_id}`.
@@ -75,7 +214,7 @@ pub(crate) struct PyConnectorClient {
     token: String,
     options: Options,
     callbacks: Mutex<Callbacks>,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,8 +253,9 @@ fn hook(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<Arc<Hook>> {
     }))
 }
 
-fn call_hook(hook: &Hook, what: &str, arg: String) {
-    Python::attach(|py| {
+fn call_hook(client: usize, hook: &Hook, what: &str, arg: String) {
+    let _scope = CallbackScope::enter(client);
+    crate::gil::attach_once(|py| {
         let result = if hook.with_arg {
             hook.f.call1(py, (arg,))
         } else {
@@ -138,6 +278,7 @@ struct DropNote {
 
 /// Calls `on_drop` on its own thread until `done` is set.
 fn spawn_drop_relay(
+    client: usize,
     f: Arc<Py<PyAny>>,
     rx: mpsc::Receiver<DropNote>,
     done: Arc<AtomicBool>,
@@ -145,6 +286,7 @@ fn spawn_drop_relay(
     std::thread::Builder::new()
         .name("autoplay-on-drop".into())
         .spawn(move || {
+            let _scope = CallbackScope::enter(client);
             let call = |note: DropNote| {
                 crate::gil::attach(|py| {
                     let result = drop_dict(
@@ -157,7 +299,7 @@ fn spawn_drop_relay(
                     if let Err(e) = result {
                         log_callback_error(py, "on_drop callback", e);
                     }
-                })
+                });
             };
             loop {
                 match rx.recv_timeout(Duration::from_millis(100)) {
@@ -176,11 +318,36 @@ fn spawn_drop_relay(
         })
 }
 
+/// Whether this thread is running an asyncio event loop (`stop()` from a coroutine).
+fn on_a_running_event_loop(py: Python<'_>) -> bool {
+    py.import("asyncio")
+        .and_then(|asyncio| asyncio.call_method0("_get_running_loop"))
+        .is_ok_and(|running| !running.is_none())
+}
+
+/// A non-empty environment variable, trimmed as 0.13.0 trims its token.
+fn env_token(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
 impl PyConnectorClient {
+    /// The token the core is given: the argument; when empty, the core reads
+    /// `AUTOPLAY_TOKEN` itself, and only without it is 0.13.0's variable used. Read at
+    /// each build, as the core reads its own.
+    fn token(&self) -> String {
+        if !self.token.is_empty() || env_token(autoplay_sdk::TOKEN_ENV_VAR).is_some() {
+            return self.token.clone();
+        }
+        env_token(TOKEN_ENV_VAR_0_13).unwrap_or_default()
+    }
+
     fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
         let o = &self.options;
         let mut b = ConnectorClient::builder(self.url.clone())
-            .token(self.token.clone())
+            .token(self.token())
             .max_queue_size(o.max_queue_size)
             .connect_timeout(o.connect_timeout)
             .read_timeout(o.read_timeout)
@@ -209,57 +376,54 @@ impl PyConnectorClient {
     fn build(
         &self,
         py: Python<'_>,
-        skip: &Arc<AtomicBool>,
     ) -> PyResult<(ConnectorClient, Option<mpsc::Receiver<DropNote>>)> {
+        let id = self.shared.id();
         let mut b = self.builder();
         let callbacks = lock(&self.callbacks);
         if let Some(f) = callbacks.on_actions.clone() {
-            let skip = skip.clone();
             b = b.on_actions(move |payload| {
-                if skip.load(Ordering::Acquire) {
-                    return;
-                }
+                let _scope = CallbackScope::enter(id);
                 crate::gil::attach(|py| {
                     let result = Py::new(py, PyActionsPayload { inner: payload })
                         .and_then(|obj| f.call1(py, (obj,)));
                     if let Err(e) = result {
                         log_callback_error(py, "on_actions callback", e);
                     }
-                })
+                });
             });
         }
         if let Some(f) = callbacks.on_summary.clone() {
-            let skip = skip.clone();
             b = b.on_summary(move |payload| {
-                if skip.load(Ordering::Acquire) {
-                    return;
-                }
+                let _scope = CallbackScope::enter(id);
                 crate::gil::attach(|py| {
                     let result = Py::new(py, PySummaryPayload { inner: payload })
                         .and_then(|obj| f.call1(py, (obj,)));
                     if let Err(e) = result {
                         log_callback_error(py, "on_summary callback", e);
                     }
-                })
+                });
             });
         }
         if let Some(h) = callbacks.on_connect.clone() {
-            b = b.on_connect(move |url: &str| call_hook(&h, "on_connect callback", url.to_owned()));
+            b = b.on_connect(move |url: &str| {
+                call_hook(id, &h, "on_connect callback", url.to_owned())
+            });
         }
         if let Some(h) = callbacks.on_disconnect.clone() {
             b = b.on_disconnect(move |reason: &DisconnectReason| {
-                call_hook(&h, "on_disconnect callback", reason.to_string())
+                call_hook(id, &h, "on_disconnect callback", reason.to_string())
             });
         }
         if let Some(f) = callbacks.on_retry.clone() {
             // Called just before the reader waits anyway, so waiting for the GIL
             // here costs the stream nothing.
             b = b.on_retry(move |attempt, delay, reason| {
-                Python::attach(|py| {
+                let _scope = CallbackScope::enter(id);
+                crate::gil::attach_once(|py| {
                     if let Err(e) = f.call1(py, (attempt, delay.as_secs_f64(), reason)) {
                         log_callback_error(py, "on_retry callback", e);
                     }
-                })
+                });
             });
         }
         let mut relay = None;
@@ -375,9 +539,13 @@ impl PyConnectorClient {
         let client = Self {
             url,
             token,
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                ended: Condvar::new(),
+                drain_timeout: options.drain_timeout,
+            }),
             options,
             callbacks: Mutex::new(callbacks),
-            state: Arc::default(),
         };
         // Check every option now, so a mistake raises here rather than in run().
         client.builder().build().map_err(|e| errors::to_py(py, e))?;
@@ -407,22 +575,30 @@ impl PyConnectorClient {
     /// fatal status / exhausted retries (then raises an `SdkError`).
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         crate::logging::refresh_log_level(py);
-        let skip = Arc::new(AtomicBool::new(false));
-        let (client, relay) = self.build(py, &skip)?;
+        let (client, relay) = self.build(py)?;
         {
-            let mut state = lock(&self.state);
+            let mut state = lock(&self.shared.state);
             if state.running {
                 return Err(errors::to_py(py, autoplay_sdk::Error::AlreadyRunning));
             }
             if state.stopped {
                 return Ok(());
             }
+            {
+                let mut running = lock(&RUNNING);
+                if EXITING.load(Ordering::SeqCst) {
+                    // The interpreter is exiting: no new run may start calling into it.
+                    return Ok(());
+                }
+                running.retain(|c| c.strong_count() > 0);
+                running.push(Arc::downgrade(&self.shared));
+            }
             state.running = true;
+            state.run_thread = Some(std::thread::current().id());
             state.current = Some(client.clone());
         }
-        let result = self.run_client(py, client, relay, skip);
-        lock(&self.state).running = false;
-        result
+        let _end = RunEnd(&self.shared);
+        self.run_client(py, client, relay)
     }
 
     /// Starts `run()` on a daemon `threading.Thread` and returns the thread.
@@ -440,19 +616,25 @@ impl PyConnectorClient {
         Ok(thread)
     }
 
-    /// Stops the client: `run()` returns once queued events are handled.
-    fn stop(&self) {
-        let mut state = lock(&self.state);
-        state.stopped = true;
-        if let Some(client) = &state.current {
-            client.stop();
+    /// Stops the client and returns once `run()` has: the reader ends, queued
+    /// events are handled (up to the drain timeout), then both return. Inside a
+    /// callback (or a signal handler on `run()`'s thread) it only asks, since the run
+    /// waits for that callback; so it does on a thread running an asyncio loop.
+    fn stop(&self, py: Python<'_>) {
+        self.shared.request_stop();
+        if on_a_running_event_loop(py) {
+            // Blocking the loop for the drain would stall every coroutine on it,
+            // including callbacks bridged to it that the drain waits for.
+            return;
         }
+        let deadline = Instant::now() + self.shared.drain_timeout + STOP_GRACE;
+        self.shared.wait_ended(py, deadline);
     }
 
     /// Events dropped so far because the queue was full.
     #[getter]
     fn dropped_count(&self) -> u64 {
-        lock(&self.state)
+        lock(&self.shared.state)
             .current
             .as_ref()
             .map_or(0, ConnectorClient::dropped_count)
@@ -461,7 +643,7 @@ impl PyConnectorClient {
     /// Events waiting in the queue right now.
     #[getter]
     fn queue_size(&self) -> usize {
-        lock(&self.state)
+        lock(&self.shared.state)
             .current
             .as_ref()
             .map_or(0, ConnectorClient::queue_size)
@@ -478,8 +660,8 @@ impl PyConnectorClient {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.stop();
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.stop(py);
         false
     }
 
@@ -494,12 +676,11 @@ impl PyConnectorClient {
         py: Python<'_>,
         client: ConnectorClient,
         relay: Option<mpsc::Receiver<DropNote>>,
-        skip: Arc<AtomicBool>,
     ) -> PyResult<()> {
         let relay_done = Arc::new(AtomicBool::new(false));
         let relay_thread = match (relay, lock(&self.callbacks).on_drop.clone()) {
             (Some(rx), Some(f)) => Some(
-                spawn_drop_relay(f, rx, relay_done.clone())
+                spawn_drop_relay(self.shared.id(), f, rx, relay_done.clone())
                     .map_err(|e| errors::runtime(format!("could not start a thread: {e}")))?,
             ),
             _ => None,
@@ -521,27 +702,26 @@ impl PyConnectorClient {
                 Ok(result) => break Some(result),
                 Err(RecvTimeoutError::Disconnected) => break None,
                 Err(RecvTimeoutError::Timeout) => {
-                    if interrupted.is_some_and(|at| at.elapsed() >= INTERRUPT_GRACE)
-                        && !skip.swap(true, Ordering::AcqRel)
-                    {
-                        // Ctrl-C means now: events still queued are skipped rather than
-                        // holding `run()`; only a callback already running is waited for.
-                        warn!("interrupted while events were still queued; skipping them");
+                    if interrupted.is_some_and(|at| at.elapsed() >= INTERRUPT_GRACE) {
+                        // Ctrl-C means now: events still queued are discarded rather
+                        // than holding `run()`; only a callback already running is
+                        // waited for.
+                        client.stop_now();
                     }
                     if let Err(e) = py.check_signals() {
                         client.stop();
                         if e.is_instance_of::<PyKeyboardInterrupt>(py) {
                             if interrupted.is_none() {
-                                info!("interrupted; stopping the client");
+                                info!(target: "autoplay_sdk::python", "interrupted; stopping the client");
                                 interrupted = Some(Instant::now());
                             } else {
-                                skip.store(true, Ordering::Release);
+                                client.stop_now();
                             }
                             continue;
                         }
-                        // Another exception from a signal handler: skip what is queued,
-                        // wait for the client to end, then raise it.
-                        skip.store(true, Ordering::Release);
+                        // Another exception from a signal handler: discard what is
+                        // queued, wait for the client to end, then raise it.
+                        client.stop_now();
                         pending_error = Some(e);
                     }
                 }

@@ -113,7 +113,9 @@ impl<S: Subscriber> Layer<S> for PythonLogging {
         }
         let mut message = Message::default();
         event.record(&mut message);
-        Python::attach(|py| {
+        // Through the gate: a record from a Rust thread after the exit hook (a client
+        // that outlived it) is dropped rather than sent into a finalising interpreter.
+        crate::gil::attach_once(|py| {
             if stale {
                 refresh(py);
             }

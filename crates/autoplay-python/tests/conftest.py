@@ -113,7 +113,8 @@ class Connector:
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+            answer: Dict[str, Any] = json.loads(response.read())
+            return answer
 
     def post_actions(self, session_id: str, n: int = 1, title: str = "Dashboard") -> None:
         self.post({"session_id": session_id, "actions": [action(i, title) for i in range(n)]})

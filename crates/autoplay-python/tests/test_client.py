@@ -239,6 +239,69 @@ def test_stop_inside_a_callback_and_run_returns(connector: Connector) -> None:
     assert time.monotonic() - start < 5
 
 
+def test_stop_returns_once_the_queued_events_are_handled(connector: Connector) -> None:
+    handled: List[str] = []
+    started = threading.Event()
+
+    def slow(p: ActionsPayload) -> None:
+        started.set()
+        time.sleep(0.02)
+        handled.append(p.session_id or "")
+
+    connected = threading.Event()
+    client = ConnectorClient(url=connector.url, token=connector.key, on_connect=connected.set)
+    thread = client.on_actions(slow).run_in_background()
+    assert connected.wait(10)
+    connector.post_batches(40)
+    assert started.wait(10)
+    # All read and queued (stop() ends the reader: what is still on the wire stays there).
+    assert wait_for(lambda: client.queue_size + len(handled) >= 39)
+    client.stop()
+    # Everything queued was handled before stop() returned, and the run is over.
+    assert len(handled) == 40
+    thread.join(1)
+    assert not thread.is_alive()
+
+
+def test_stop_is_bounded_by_the_drain_timeout(connector: Connector) -> None:
+    handled: List[str] = []
+    started = threading.Event()
+
+    def slow(p: ActionsPayload) -> None:
+        started.set()
+        time.sleep(0.05)
+        handled.append(p.session_id or "")
+
+    connected = threading.Event()
+    client = ConnectorClient(url=connector.url, token=connector.key, drain_timeout_s=0.2,
+                             on_connect=connected.set)
+    thread = client.on_actions(slow).run_in_background()
+    assert connected.wait(10)
+    connector.post_batches(60)
+    assert started.wait(10)
+    assert wait_for(lambda: client.queue_size + len(handled) >= 50)
+    begun = time.monotonic()
+    client.stop()
+    assert time.monotonic() - begun < 1.0
+    assert len(handled) < 60
+    thread.join(1)
+    assert not thread.is_alive()
+
+
+def test_stop_from_a_hook_on_the_reader_thread_does_not_wait_for_itself(
+    connector: Connector,
+) -> None:
+    client: ConnectorClient
+
+    def on_connect() -> None:
+        client.stop()
+
+    client = ConnectorClient(url=connector.url, token=connector.key, on_connect=on_connect)
+    begun = time.monotonic()
+    client.run()
+    assert time.monotonic() - begun < 2
+
+
 def test_stop_before_run_in_background_thread_starts(connector: Connector) -> None:
     with ConnectorClient(url=connector.url, token=connector.key) as client:
         thread = client.run_in_background()

@@ -201,12 +201,23 @@ impl Engine {
                 });
             }
             let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
-            info!(
-                url,
-                attempt = failed_attempts,
-                delay_ms = delay.as_millis() as u64,
-                "reconnecting: {why}"
-            );
+            // A failed attempt is a warning (users with no logging set up see it); a
+            // reconnect after a connection that delivered events is routine.
+            if failed_attempts > 0 {
+                warn!(
+                    url,
+                    attempt = failed_attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    "reconnecting: {why}"
+                );
+            } else {
+                info!(
+                    url,
+                    attempt = failed_attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    "reconnecting: {why}"
+                );
+            }
             if let Some(hook) = &self.hooks.on_retry {
                 call_hook("on_retry", || hook(failed_attempts, delay, &why));
             }

@@ -42,8 +42,8 @@ pub mod sse;
 pub mod summarizer;
 
 pub use client::{
-    AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient, ConnectorClient,
-    ConnectorClientBuilder, StopHandle,
+    AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient,
+    ConnectorClient, ConnectorClientBuilder, StopHandle,
 };
 pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR};
 pub use error::Error;

@@ -65,7 +65,7 @@ async fn async_callbacks_receive_typed_payloads() {
     let task = client.run_in_background();
     wait_for("3 payloads", || seen.lock().unwrap().len() == 3).await;
     client.stop();
-    task.await.unwrap().unwrap();
+    task.await.unwrap();
     assert_eq!(
         *seen.lock().unwrap(),
         vec!["actions:ps_1", "summary:ps_1", "actions:ps_2"]
@@ -180,7 +180,7 @@ async fn workers_keep_sessions_in_order() {
     let task = client.run_in_background();
     wait_for("80 events", || seen.lock().unwrap().len() == 80).await;
     client.stop();
-    task.await.unwrap().unwrap();
+    task.await.unwrap();
     let seen = seen.lock().unwrap().clone();
     for s in 0..4 {
         let order: Vec<u32> = seen
@@ -200,4 +200,98 @@ async fn dropping_the_run_future_stops_the_reader() {
     // The client can run again: the first run released it and stopped its reader.
     assert!(client.stop_handle().is_stopped());
     assert_eq!(server.request_count(), 1);
+}
+
+#[tokio::test]
+async fn dropping_the_background_handle_stops_the_client() {
+    let server = TestServer::always(Reply::stream(vec![
+        write(actions_frame(1, "s", "x")),
+        Step::Stall,
+    ]));
+    let seen = Arc::new(Mutex::new(0));
+    let s = seen.clone();
+    let client = fast(&server.url())
+        .on_actions(move |_| {
+            let s = s.clone();
+            async move { *s.lock().unwrap() += 1 }
+        })
+        .build()
+        .unwrap();
+    let handle = client.run_in_background();
+    wait_for("the first event", || *seen.lock().unwrap() == 1).await;
+    assert!(!handle.is_finished());
+    drop(handle);
+    assert!(client.stop_handle().is_stopped());
+    // A second run is refused only while the first lasts.
+    tokio::time::timeout(WAIT, async {
+        while matches!(client.run().await, Err(Error::AlreadyRunning)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the background run never ended");
+}
+
+async fn async_stop_now_run(workers: usize) {
+    let body: Vec<Step> = (1..=30)
+        .map(|i| write(actions_frame(i, &format!("s{}", i % 6), "x")))
+        .chain([Step::Stall])
+        .collect();
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (st, h) = (started.clone(), handled.clone());
+    use std::sync::atomic::Ordering::SeqCst;
+    let client = fast(&server.url())
+        .overflow_policy(autoplay_sdk::OverflowPolicy::Block)
+        .max_queue_size(50)
+        .workers(workers)
+        .on_actions(move |_| {
+            let (st, h) = (st.clone(), h.clone());
+            async move {
+                st.fetch_add(1, SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                h.fetch_add(1, SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    let handle = client.run_in_background();
+    wait_for("a callback running", || started.load(SeqCst) >= 1).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started_before = started.load(SeqCst);
+    let stopping = std::time::Instant::now();
+    handle.stop_now();
+    handle.await.unwrap();
+    let took = stopping.elapsed();
+    // Draining thirty 100 ms callbacks would take 1 s or more even on three workers.
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    assert_eq!(started.load(SeqCst), handled.load(SeqCst));
+    assert!(handled.load(SeqCst) <= started_before + workers);
+    assert!(handled.load(SeqCst) < 30);
+}
+
+#[tokio::test]
+async fn stop_now_discards_the_queue() {
+    async_stop_now_run(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_now_with_workers_discards_the_worker_lanes_too() {
+    async_stop_now_run(3).await;
+}
+
+#[tokio::test]
+async fn stop_now_ends_the_events_stream_without_the_queued_events() {
+    let frames: String = (1..=20).map(|i| actions_frame(i, "s", "x")).collect();
+    let server = TestServer::start(move |_, _| Reply::stream(vec![write(&frames), Step::Stall]));
+    let client = fast(&server.url()).build().unwrap();
+    let mut events = Box::pin(client.events());
+    events.next().await.unwrap().unwrap();
+    wait_for("the rest queued", || client.queue_size() >= 19).await;
+    client.stop_now();
+    let rest = tokio::time::timeout(WAIT, events.collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(rest.len() <= 1, "{} events after stop_now", rest.len());
 }

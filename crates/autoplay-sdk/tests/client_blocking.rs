@@ -430,7 +430,7 @@ fn overflow_run(policy: OverflowPolicy) -> (Vec<String>, u64, Vec<(String, u64)>
     let bg = client.run_in_background().unwrap();
     if policy == OverflowPolicy::Block {
         wait_until(WAIT, "a full queue", || client.queue_size() == 2);
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
         assert_eq!(client.queue_size(), 2, "blocked reader adds nothing");
     } else {
         wait_until(WAIT, "7 drops", || client.dropped_count() == 7);
@@ -701,7 +701,7 @@ fn stop_drains_the_queue_within_the_drain_timeout() {
         .max_queue_size(50)
         .drain_timeout(Duration::from_millis(100))
         .on_actions(move |_| {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
             h.fetch_add(1, Ordering::SeqCst);
         })
         .build()
@@ -717,6 +717,124 @@ fn stop_drains_the_queue_within_the_drain_timeout() {
         stopping.elapsed()
     );
     assert!(handled.load(Ordering::SeqCst) < 20);
+}
+
+/// Twenty queued events, a 50 ms callback, then `stop_now`: returns after the
+/// callback in flight, not after the queue.
+fn stop_now_run(workers: usize) {
+    let body: Vec<Step> = (1..=30)
+        .map(|i| write(actions_frame(i, &format!("s{}", i % 6), "x")))
+        .chain([Step::Stall])
+        .collect();
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let (started, handled) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (st, h) = (started.clone(), handled.clone());
+    let client = fast(&server.url())
+        .overflow_policy(OverflowPolicy::Block)
+        .max_queue_size(50)
+        .workers(workers)
+        .on_actions(move |_| {
+            st.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let bg = client.run_in_background().unwrap();
+    wait_until(WAIT, "every event read and a callback running", || {
+        started.load(Ordering::SeqCst) >= 1 && server.request_count() == 1
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let started_before = started.load(Ordering::SeqCst);
+    let stopping = Instant::now();
+    bg.stop_now();
+    bg.join().unwrap();
+    let took = stopping.elapsed();
+    // Draining thirty 100 ms callbacks would take 1 s or more even on three workers.
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    let (started, handled) = (
+        started.load(Ordering::SeqCst),
+        handled.load(Ordering::SeqCst),
+    );
+    assert_eq!(started, handled, "a callback in flight was not waited for");
+    // At most one more per worker: one that was being handed out as stop_now came.
+    assert!(
+        handled <= started_before + workers,
+        "{handled} handled, {started_before} had started before stop_now"
+    );
+    assert!(handled < 30);
+}
+
+#[test]
+fn stop_now_discards_the_queue_and_waits_only_for_the_callback_in_flight() {
+    stop_now_run(1);
+}
+
+#[test]
+fn stop_now_with_workers_discards_the_worker_lanes_too() {
+    stop_now_run(3);
+}
+
+#[test]
+fn stop_now_cuts_a_drain_in_progress_short() {
+    let body: Vec<Step> = (1..=40)
+        .map(|i| write(actions_frame(i, "s", "x")))
+        .chain([Step::Stall])
+        .collect();
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let client = fast(&server.url())
+        .overflow_policy(OverflowPolicy::Block)
+        .on_actions(move |_| {
+            std::thread::sleep(Duration::from_millis(25));
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let bg = client.run_in_background().unwrap();
+    wait_until(WAIT, "a filled queue", || {
+        client.queue_size() + handled.load(Ordering::SeqCst) >= 40
+    });
+    bg.stop();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!bg.is_finished(), "the drain should still be going");
+    let stopping = Instant::now();
+    bg.stop_now();
+    bg.join().unwrap();
+    assert!(stopping.elapsed() < Duration::from_millis(300));
+    assert!(handled.load(Ordering::SeqCst) < 30);
+}
+
+#[test]
+fn dropping_the_handle_inside_a_worker_callback_does_not_deadlock() {
+    let body: Vec<Step> = (1..=10)
+        .map(|i| write(actions_frame(i, &format!("s{i}"), "x")))
+        .chain([Step::Stall])
+        .collect();
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let slot: Arc<Mutex<Option<autoplay_sdk::BackgroundClient>>> = Arc::default();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (sl, d) = (slot.clone(), dropped.clone());
+    let client = fast(&server.url())
+        .workers(3)
+        .on_actions(move |_| {
+            let bg = sl.lock().unwrap().take();
+            if let Some(bg) = bg {
+                drop(bg);
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    *slot.lock().unwrap() = Some(client.run_in_background().unwrap());
+    wait_until(WAIT, "the drop inside the callback to return", || {
+        dropped.load(Ordering::SeqCst) == 1
+    });
+    // The run itself ends too: a second run is refused only while the first lasts.
+    wait_until(WAIT, "the first run to end", || {
+        !matches!(client.run(), Err(Error::AlreadyRunning))
+    });
 }
 
 #[test]

@@ -13,7 +13,6 @@ stream read, parsed and decoded in Rust, outside the GIL.
 
 from __future__ import annotations
 
-import logging as _logging
 from typing import Union
 
 from ._errors import (
@@ -21,7 +20,10 @@ from ._errors import (
     FatalStatusError,
     InvalidConfigError,
     RetriesExhaustedError,
+    SdkBufferFullError,
+    SdkConfigError,
     SdkError,
+    SdkUpstreamError,
 )
 from ._native import (
     ActionsPayload,
@@ -39,7 +41,9 @@ from ._async import AsyncConnectorClient, AsyncRagPipeline, AsyncSessionSummariz
 AnyPayload = Union[ActionsPayload, SummaryPayload]
 """Either payload a stream carries."""
 
-_logging.getLogger("autoplay_sdk").addHandler(_logging.NullHandler())
+# No NullHandler here: with no logging configured, Python's last-resort handler
+# prints WARNING and above to stderr, so connection failures and callback tracebacks
+# are seen. Configure `logging` (or the "autoplay_sdk" logger) to route them elsewhere.
 
 __all__ = [
     "ActionsPayload",
@@ -54,7 +58,10 @@ __all__ = [
     "InvalidConfigError",
     "RagPipeline",
     "RetriesExhaustedError",
+    "SdkBufferFullError",
+    "SdkConfigError",
     "SdkError",
+    "SdkUpstreamError",
     "SessionSummarizer",
     "SlimAction",
     "SummaryPayload",

@@ -1,4 +1,18 @@
-"""Exceptions raised by autoplay_sdk. Every one subclasses :class:`SdkError`."""
+"""Exceptions raised by autoplay_sdk. Every one subclasses :class:`SdkError`.
+
+The published 0.13.0 names (``SdkError``, ``SdkConfigError``, ``SdkUpstreamError``,
+``SdkBufferFullError``) are here too, with ours as their subclasses, so code written
+for either catches what it expects::
+
+    SdkError
+    ├── SdkConfigError
+    │   └── InvalidConfigError        (also a ValueError)
+    ├── SdkUpstreamError
+    │   ├── FatalStatusError          (401, 403, 404, 204: not retried)
+    │   └── RetriesExhaustedError     (max_retries failed attempts in a row)
+    ├── SdkBufferFullError
+    └── AlreadyRunningError           (also a RuntimeError)
+"""
 
 from __future__ import annotations
 
@@ -14,7 +28,25 @@ class SdkError(Exception):
     status_code: Optional[int] = None
 
 
-class FatalStatusError(SdkError):
+class SdkConfigError(SdkError):
+    """The SDK is misconfigured (0.13.0's name); this package raises its subclass
+    :class:`InvalidConfigError`, which is also a ``ValueError``."""
+
+
+class SdkUpstreamError(SdkError):
+    """The stream cannot be had from the connector (0.13.0's name): a status that is
+    not retried (:class:`FatalStatusError`) or ``max_retries`` exhausted
+    (:class:`RetriesExhaustedError`)."""
+
+
+class SdkBufferFullError(SdkError):
+    """0.13.0's error for a saturated internal buffer, kept so that ``except`` clauses
+    naming it still work. Neither 0.13.0 nor this package raises it: a full queue
+    drops events by the ``overflow_policy`` (see ``on_drop`` and ``dropped_count``)
+    or, with ``"block"``, slows the reader."""
+
+
+class FatalStatusError(SdkUpstreamError):
     """The connector answered a status that retrying cannot fix (401, 403, 404) or
     that tells the client to stop (204). ``run()`` raises it at once, without retrying."""
 
@@ -24,7 +56,7 @@ class FatalStatusError(SdkError):
         self.url = url
 
 
-class RetriesExhaustedError(SdkError):
+class RetriesExhaustedError(SdkUpstreamError):
     """``max_retries`` consecutive connection attempts failed."""
 
     def __init__(self, message: str, attempts: int, url: str, last_failure: str) -> None:
@@ -34,7 +66,7 @@ class RetriesExhaustedError(SdkError):
         self.last_failure = last_failure
 
 
-class InvalidConfigError(SdkError, ValueError):
+class InvalidConfigError(SdkConfigError, ValueError):
     """An option cannot work; the message says what to fix."""
 
 

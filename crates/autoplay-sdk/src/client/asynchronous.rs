@@ -2,19 +2,21 @@
 //! task that called `run`, so a slow callback never stalls the reader.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{Core, RunGuard, StopHandle};
+use super::{Core, RunGuard, StopHandle, warn_discarded};
 use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
 use crate::dispatch::{Delivery, Queued, worker_index};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
-use crate::queue::{Batch, EventQueue, Popped};
+use crate::queue::{Batch, EventQueue, Popped, Pushed};
 use crate::sse::SseEvent;
 
 type AsyncActionsCallback = Arc<dyn Fn(ActionsPayload) -> BoxFuture<'static, ()> + Send + Sync>;
@@ -180,30 +182,39 @@ impl AsyncConnectorClient {
         let (queue, mut engine) = self.start(Delivery::Payloads);
         let config = self.inner.core.config();
         let callbacks = &self.inner.callbacks;
+        let stop = self.inner.core.stop_handle();
         let mut batch = Batch::default();
+        let mut unhandled = 0;
         if config.workers == 1 {
             while let Popped::Item(queued) = queue.pop(&mut batch, config.drain_timeout).await {
+                if stop.discarding() {
+                    unhandled = 1;
+                    break;
+                }
                 if let Some(payload) = queued.into_payload() {
                     callbacks.handle(payload).await;
                 }
             }
         } else {
-            route_to_workers(&queue, &mut batch, config, callbacks).await;
+            unhandled = route_to_workers(&queue, &mut batch, config, callbacks, stop).await;
         }
-        let discarded = queue.take_all(batch).len();
-        if discarded > 0 {
-            warn!(
-                discarded,
-                "the drain timeout passed; events still queued were discarded"
-            );
-        }
+        warn_discarded(
+            unhandled + queue.take_all(batch).len(),
+            stop,
+            "events still queued",
+        );
         engine.finish().await
     }
 
     /// Spawns [`run`](Self::run) on the current tokio runtime and returns at once.
-    pub fn run_in_background(&self) -> JoinHandle<Result<(), Error>> {
+    /// Awaiting the handle gives how the run ended; dropping it stops the client
+    /// (which then drains on the runtime, as after [`stop`](Self::stop)).
+    pub fn run_in_background(&self) -> AsyncBackgroundClient {
         let client = self.clone();
-        tokio::spawn(async move { client.run().await })
+        AsyncBackgroundClient {
+            client: self.clone(),
+            handle: tokio::spawn(async move { client.run().await }),
+        }
     }
 
     /// Typed payloads as a stream, for pull-style code (no callbacks). The stream ends
@@ -229,6 +240,7 @@ impl AsyncConnectorClient {
             batch: Batch<Queued>,
             engine: EngineTask,
             drain: std::time::Duration,
+            stop: StopHandle,
             _running: RunGuard,
         }
         let state = self.inner.core.begin_run().map(|running| {
@@ -238,6 +250,7 @@ impl AsyncConnectorClient {
                 batch: Batch::default(),
                 engine,
                 drain: self.inner.core.config().drain_timeout,
+                stop: self.inner.core.stop_handle().clone(),
                 _running: running,
             }
         });
@@ -248,6 +261,15 @@ impl AsyncConnectorClient {
             };
             loop {
                 match state.queue.pop(&mut state.batch, state.drain).await {
+                    Popped::Item(_) if state.stop.discarding() => {
+                        let discarded =
+                            1 + state.queue.take_all(std::mem::take(&mut state.batch)).len();
+                        warn_discarded(discarded, &state.stop, "events still queued");
+                        return match state.engine.finish().await {
+                            Ok(()) => None,
+                            Err(e) => Some((Err(e), None)),
+                        };
+                    }
                     Popped::Item(event) => {
                         if let Some(item) = map(event) {
                             return Some((Ok(item), Some(Ok(state))));
@@ -265,8 +287,14 @@ impl AsyncConnectorClient {
     }
 
     /// Stops the client; callable from anywhere, including inside a callback.
+    /// Queued events are still handled, up to the drain timeout.
     pub fn stop(&self) {
         self.inner.core.stop_handle().stop();
+    }
+
+    /// Stops the client without draining; see [`StopHandle::stop_now`].
+    pub fn stop_now(&self) {
+        self.inner.core.stop_handle().stop_now();
     }
 
     /// A handle that can stop this client from elsewhere.
@@ -288,12 +316,14 @@ impl AsyncConnectorClient {
 }
 
 /// Decodes on this task and hands each event to the worker task owning its session.
+/// Returns how many events it popped but did not hand on (after a stop-now).
 async fn route_to_workers(
     queue: &EventQueue<Queued>,
     batch: &mut Batch<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
-) {
+    stop: &StopHandle,
+) -> usize {
     let mut lanes = Vec::with_capacity(config.workers);
     let mut workers = Vec::with_capacity(config.workers);
     for _ in 0..config.workers {
@@ -301,24 +331,44 @@ async fn route_to_workers(
             WORKER_QUEUE_SIZE,
             OverflowPolicy::Block,
         ));
-        let (worker_lane, callbacks, drain) =
-            (lane.clone(), callbacks.clone(), config.drain_timeout);
+        let (worker_lane, callbacks, drain, stop) = (
+            lane.clone(),
+            callbacks.clone(),
+            config.drain_timeout,
+            stop.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut batch = Batch::default();
+            let mut unhandled = 0;
             while let Popped::Item(event) = worker_lane.pop(&mut batch, drain).await {
+                if stop.discarding() {
+                    // Closing first lets a router waiting on this full lane go on.
+                    worker_lane.close();
+                    unhandled = 1;
+                    break;
+                }
                 callbacks.handle(event).await;
             }
-            worker_lane.take_all(batch).len()
+            unhandled + worker_lane.take_all(batch).len()
         }));
         lanes.push(lane);
     }
     // Dropping `run` aborts the workers too.
     let mut workers = AbortOnDrop(workers);
+    let mut unhandled = 0;
     while let Popped::Item(queued) = queue.pop(batch, config.drain_timeout).await {
+        if stop.discarding() {
+            unhandled = 1;
+            break;
+        }
         if let Some(payload) = queued.into_payload() {
-            lanes[worker_index(&payload, lanes.len())]
+            // A lane its worker closed after a stop-now takes nothing more.
+            if let Pushed::Dropped(_) = lanes[worker_index(&payload, lanes.len())]
                 .push(payload)
-                .await;
+                .await
+            {
+                unhandled += 1;
+            }
         }
     }
     lanes.iter().for_each(|lane| lane.close());
@@ -326,12 +376,8 @@ async fn route_to_workers(
     for worker in workers.0.iter_mut() {
         discarded += worker.await.unwrap_or(0);
     }
-    if discarded > 0 {
-        warn!(
-            discarded,
-            "the drain timeout passed; events waiting for a worker were discarded"
-        );
-    }
+    warn_discarded(discarded, stop, "events waiting for a worker");
+    unhandled
 }
 
 struct AbortOnDrop(Vec<JoinHandle<usize>>);
@@ -339,5 +385,58 @@ struct AbortOnDrop(Vec<JoinHandle<usize>>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// An [`AsyncConnectorClient`] running as a tokio task, from
+/// [`run_in_background`](AsyncConnectorClient::run_in_background). Awaiting it gives
+/// how the run ended; dropping it stops the client, as dropping a
+/// [`BackgroundClient`](crate::BackgroundClient) does (without waiting: a drop cannot
+/// await, so the client drains on the runtime).
+#[must_use = "dropping the handle stops the client"]
+pub struct AsyncBackgroundClient {
+    client: AsyncConnectorClient,
+    handle: JoinHandle<Result<(), Error>>,
+}
+
+impl AsyncBackgroundClient {
+    /// Asks the client to stop; awaiting the handle waits for it.
+    pub fn stop(&self) {
+        self.client.stop();
+    }
+
+    /// Stops without draining; see [`StopHandle::stop_now`].
+    pub fn stop_now(&self) {
+        self.client.stop_now();
+    }
+
+    /// Whether the client has already stopped.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// The running client, for its counters and its stop handle.
+    pub fn client(&self) -> &AsyncConnectorClient {
+        &self.client
+    }
+}
+
+impl Future for AsyncBackgroundClient {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.handle).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| {
+                Err(Error::Io(std::io::Error::other(format!(
+                    "the client task failed: {e}"
+                ))))
+            })
+        })
+    }
+}
+
+impl Drop for AsyncBackgroundClient {
+    fn drop(&mut self) {
+        self.client.stop();
     }
 }

@@ -7,12 +7,12 @@ use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
-use super::{Core, StopHandle};
+use super::{ConsumerMark, Core, StopHandle, is_consumer_of, warn_discarded};
 use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
 use crate::dispatch::{Delivery, Queued, worker_index};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
-use crate::queue::{Batch, EventQueue, Popped};
+use crate::queue::{Batch, EventQueue, Popped, Pushed};
 
 type ActionsCallback = Arc<dyn Fn(ActionsPayload) + Send + Sync>;
 type SummaryCallback = Arc<dyn Fn(SummaryPayload) + Send + Sync>;
@@ -161,19 +161,28 @@ impl ConnectorClient {
             }
         };
 
+        let stop = self.inner.core.stop_handle();
         let mut batch = Batch::default();
-        if config.workers == 1 {
-            consume(&queue, &mut batch, &config, &self.inner.callbacks);
-        } else {
-            route_to_workers(&queue, &mut batch, &config, &self.inner.callbacks)?;
-        }
-        let discarded = queue.take_all(batch).len();
-        if discarded > 0 {
-            warn!(
-                discarded,
-                "the drain timeout passed; events still queued were discarded"
-            );
-        }
+        let popped_unhandled = {
+            let _mark = ConsumerMark::set(self.id());
+            if config.workers == 1 {
+                consume(&queue, &mut batch, &config, &self.inner.callbacks, stop)
+            } else {
+                route_to_workers(
+                    &queue,
+                    &mut batch,
+                    &config,
+                    &self.inner.callbacks,
+                    stop,
+                    self.id(),
+                )?
+            }
+        };
+        warn_discarded(
+            popped_unhandled + queue.take_all(batch).len(),
+            stop,
+            "events still queued",
+        );
         let result = match reader.join() {
             Ok(result) => result,
             Err(_) => Err(Error::Io(std::io::Error::other(
@@ -198,8 +207,26 @@ impl ConnectorClient {
     }
 
     /// Stops the client; callable from any thread, including inside a callback.
+    /// Queued events are still handled, up to the drain timeout.
     pub fn stop(&self) {
         self.inner.core.stop_handle().stop();
+    }
+
+    /// Stops the client without draining; see [`StopHandle::stop_now`].
+    pub fn stop_now(&self) {
+        self.inner.core.stop_handle().stop_now();
+    }
+
+    /// Whether the calling thread is one that runs this client's callbacks (the
+    /// thread in [`run`](Self::run), or a worker). Code that waits for the client
+    /// to finish must not wait there: the client waits for that very callback.
+    pub fn is_callback_thread(&self) -> bool {
+        is_consumer_of(self.id())
+    }
+
+    /// This client's identity, shared by its clones.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
     }
 
     /// A handle that can stop this client from elsewhere.
@@ -226,21 +253,29 @@ fn consume(
     batch: &mut Batch<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
-) {
+    stop: &StopHandle,
+) -> usize {
     while let Popped::Item(queued) = queue.pop_blocking(batch, config.drain_timeout) {
+        if stop.discarding() {
+            return 1;
+        }
         if let Some(payload) = queued.into_payload() {
             callbacks.handle(payload);
         }
     }
+    0
 }
 
 /// Decodes on this thread and hands each event to the worker owning its session.
+/// Returns how many events it popped but did not hand on (after a stop-now).
 fn route_to_workers(
     queue: &EventQueue<Queued>,
     batch: &mut Batch<Queued>,
     config: &ClientConfig,
     callbacks: &Callbacks,
-) -> Result<(), Error> {
+    stop: &StopHandle,
+    client: usize,
+) -> Result<usize, Error> {
     let mut lanes = Vec::with_capacity(config.workers);
     let mut threads = Vec::with_capacity(config.workers);
     for i in 0..config.workers {
@@ -248,16 +283,28 @@ fn route_to_workers(
             WORKER_QUEUE_SIZE,
             OverflowPolicy::Block,
         ));
-        let (worker_lane, callbacks, drain) =
-            (lane.clone(), callbacks.clone(), config.drain_timeout);
+        let (worker_lane, callbacks, drain, stop) = (
+            lane.clone(),
+            callbacks.clone(),
+            config.drain_timeout,
+            stop.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name(format!("autoplay-worker-{i}"))
             .spawn(move || {
+                let _mark = ConsumerMark::set(client);
                 let mut batch = Batch::default();
+                let mut unhandled = 0;
                 while let Popped::Item(event) = worker_lane.pop_blocking(&mut batch, drain) {
+                    if stop.discarding() {
+                        // Closing first lets a router blocked on this full lane go on.
+                        worker_lane.close();
+                        unhandled = 1;
+                        break;
+                    }
                     callbacks.handle(event);
                 }
-                worker_lane.take_all(batch).len()
+                unhandled + worker_lane.take_all(batch).len()
             });
         match spawned {
             Ok(thread) => threads.push(thread),
@@ -271,20 +318,25 @@ fn route_to_workers(
         }
         lanes.push(lane);
     }
+    let mut unhandled = 0;
     while let Popped::Item(queued) = queue.pop_blocking(batch, config.drain_timeout) {
+        if stop.discarding() {
+            unhandled = 1;
+            break;
+        }
         if let Some(payload) = queued.into_payload() {
-            lanes[worker_index(&payload, lanes.len())].push_blocking(payload);
+            // A lane its worker closed after a stop-now takes nothing more.
+            if let Pushed::Dropped(_) =
+                lanes[worker_index(&payload, lanes.len())].push_blocking(payload)
+            {
+                unhandled += 1;
+            }
         }
     }
     lanes.iter().for_each(|lane| lane.close());
     let discarded: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
-    if discarded > 0 {
-        warn!(
-            discarded,
-            "the drain timeout passed; events waiting for a worker were discarded"
-        );
-    }
-    Ok(())
+    warn_discarded(discarded, stop, "events waiting for a worker");
+    Ok(unhandled)
 }
 
 /// A client running on a background thread. Dropping it stops the client and
@@ -298,6 +350,11 @@ impl BackgroundClient {
     /// Asks the client to stop; [`join`](Self::join) waits for it.
     pub fn stop(&self) {
         self.client.stop();
+    }
+
+    /// Stops without draining; see [`StopHandle::stop_now`].
+    pub fn stop_now(&self) {
+        self.client.stop_now();
     }
 
     /// Waits until the client has stopped and returns how it ended.
@@ -329,12 +386,9 @@ impl BackgroundClient {
     }
 
     fn wait(&mut self) -> Result<(), Error> {
-        // Dropped inside one of the client's own callbacks: joining would wait forever.
-        if self
-            .thread
-            .as_ref()
-            .is_some_and(|t| t.thread().id() == std::thread::current().id())
-        {
+        // Dropped inside one of the client's own callbacks (on its run thread or a
+        // worker): joining would wait for this very callback, forever.
+        if self.client.is_callback_thread() {
             return Ok(());
         }
         match self.thread.take().map(JoinHandle::join) {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-pub use asynchronous::{AsyncConnectorClient, AsyncConnectorClientBuilder};
+pub use asynchronous::{AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder};
 pub use blocking::{BackgroundClient, ConnectorClient, ConnectorClientBuilder};
 
 use crate::config::{ClientConfig, ConfigBuilder};
@@ -94,6 +94,8 @@ impl Core {
 #[derive(Debug, Clone, Default)]
 pub struct StopHandle {
     cancel: CancellationToken,
+    /// Set by [`stop_now`](Self::stop_now): consumers hand out no more queued events.
+    now: Arc<AtomicBool>,
 }
 
 impl StopHandle {
@@ -103,13 +105,39 @@ impl StopHandle {
         self.cancel.cancel();
     }
 
-    /// Whether [`stop`](Self::stop) was called.
+    /// Stops without draining: the reader ends and events still queued are
+    /// discarded (counted in one warning) instead of handed to the callbacks. A
+    /// callback already running finishes; `run` returns as soon as it has. Calling
+    /// it after [`stop`](Self::stop) cuts a drain in progress short.
+    pub fn stop_now(&self) {
+        self.now.store(true, Ordering::Release);
+        self.cancel.cancel();
+    }
+
+    /// Whether [`stop`](Self::stop) or [`stop_now`](Self::stop_now) was called.
     pub fn is_stopped(&self) -> bool {
         self.cancel.is_cancelled()
     }
 
     pub(crate) fn token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+
+    /// Whether consumers must stop handing out queued events.
+    pub(crate) fn discarding(&self) -> bool {
+        self.now.load(Ordering::Acquire)
+    }
+}
+
+/// Logs, once per run, what a stop or the drain timeout left unhandled.
+pub(crate) fn warn_discarded(discarded: usize, stop: &StopHandle, what: &str) {
+    if discarded == 0 {
+        return;
+    }
+    if stop.discarding() {
+        tracing::warn!(discarded, "stopped without draining; {what} were discarded");
+    } else {
+        tracing::warn!(discarded, "the drain timeout passed; {what} were discarded");
     }
 }
 
@@ -130,4 +158,35 @@ impl Drop for RunGuard {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
+}
+
+thread_local! {
+    /// The client whose callbacks this thread runs (its address), or 0.
+    static CONSUMER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as running `client`'s callbacks while it lives, so that
+/// waiting for that client to stop from one of them can be refused instead of
+/// waiting forever.
+pub(crate) struct ConsumerMark {
+    previous: usize,
+}
+
+impl ConsumerMark {
+    pub(crate) fn set(client: usize) -> Self {
+        ConsumerMark {
+            previous: CONSUMER_OF.with(|c| c.replace(client)),
+        }
+    }
+}
+
+impl Drop for ConsumerMark {
+    fn drop(&mut self) {
+        CONSUMER_OF.with(|c| c.set(self.previous));
+    }
+}
+
+/// Whether the current thread runs the callbacks of the client at `client`.
+pub(crate) fn is_consumer_of(client: usize) -> bool {
+    CONSUMER_OF.with(|c| c.get()) == client
 }

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -70,30 +70,11 @@ fn runtime() -> PyResult<tokio::runtime::Handle> {
     Ok(handle)
 }
 
-/// Set by the `atexit` hook: from then on no runtime thread calls into Python.
+/// Set at interpreter exit: from then on no run or runtime starts.
 static FINALISING: AtomicBool = AtomicBool::new(false);
 
-/// Calls into Python from this module's runtime threads that are under way. Each
-/// call counts itself before it looks at `FINALISING`, and the `atexit` hook sets
-/// `FINALISING` before it waits for this to reach zero, so no call can slip past
-/// both (both sides use `SeqCst`).
-static CALLS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// How long interpreter exit waits for calls under way and for the runtime's tasks.
+/// How long interpreter exit waits for the runtime's tasks to end.
 const EXIT_WAIT: Duration = Duration::from_millis(500);
-
-/// Runs `f` attached to the interpreter, unless it is finalising or about to: the
-/// only way this module's own threads call into Python.
-fn call_python<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
-    CALLS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-    let result = if interpreter_finalising() {
-        None
-    } else {
-        Python::try_attach(f)
-    };
-    CALLS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    result
-}
 
 /// Every run not yet closed, so that interpreter exit can stop them.
 fn live_runs() -> &'static Mutex<Vec<Weak<Shared>>> {
@@ -105,50 +86,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether the interpreter has begun to finalise (or is gone). The stable ABI has
-/// no `Py_IsFinalizing` before 3.13, so the symbol (or 3.10–3.12's
-/// `_Py_IsFinalizing`) is looked up in the running process; the `atexit` flag
-/// covers the rest.
-fn interpreter_finalising() -> bool {
-    if FINALISING.load(Ordering::SeqCst) {
-        return true;
-    }
-    // SAFETY: always safe to call.
-    if unsafe { pyo3::ffi::Py_IsInitialized() } == 0 {
-        return true;
-    }
-    #[cfg(unix)]
-    {
-        type IsFinalizing = unsafe extern "C" fn() -> std::os::raw::c_int;
-        static FUNC: OnceLock<Option<IsFinalizing>> = OnceLock::new();
-        let func = FUNC.get_or_init(|| {
-            for name in [c"Py_IsFinalizing", c"_Py_IsFinalizing"] {
-                // SAFETY: dlsym with RTLD_DEFAULT only looks a name up.
-                let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-                if !sym.is_null() {
-                    // SAFETY: both symbols are `int (void)` in every CPython that has them.
-                    return Some(unsafe {
-                        std::mem::transmute::<*mut libc::c_void, IsFinalizing>(sym)
-                    });
-                }
-            }
-            None
-        });
-        if let Some(f) = func {
-            // SAFETY: reads one flag of the runtime; callable without the GIL.
-            return unsafe { f() } != 0;
-        }
-    }
-    false
-}
-
-/// Registered with `atexit` when the first async client is made, so it runs before
-/// finalisation begins: no new call into Python starts from the runtime's threads,
-/// every run still going is closed, the calls under way finish (with the GIL let
-/// go), and the runtime is shut down, so none of its threads is left to touch the
-/// interpreter (all bounded by `EXIT_WAIT`).
-#[pyfunction]
-fn _aio_at_exit(py: Python<'_>) {
+/// Interpreter exit (the package's exit hook, before the gate of [`crate::gil`]
+/// shuts): no new run or runtime starts, every run still going is closed (a loop
+/// still running sees its stream end), and the runtime is shut down with the GIL let
+/// go, so its tasks end while they may still log, and none of its threads is left
+/// to touch the interpreter later (bounded by `EXIT_WAIT`).
+pub(crate) fn stop_all_at_exit(py: Python<'_>) {
     FINALISING.store(true, Ordering::SeqCst);
     let runs: Vec<Arc<Shared>> = lock(live_runs())
         .drain(..)
@@ -159,10 +102,6 @@ fn _aio_at_exit(py: Python<'_>) {
     }
     let runtime = lock(&RUNTIME).take();
     py.detach(move || {
-        let deadline = std::time::Instant::now() + EXIT_WAIT;
-        while CALLS_IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
         if let Some(runtime) = runtime {
             runtime.shutdown_timeout(EXIT_WAIT);
         }
@@ -274,7 +213,7 @@ impl Shared {
         };
         // The reader must not wait for the GIL: a blocking task takes it instead.
         drop(runtime.spawn_blocking(move || {
-            call_python(|py| {
+            crate::gil::attach_once(|py| {
                 let notes = {
                     let mut buffer = lock(&shared.buffer);
                     buffer.drops_scheduled = false;
@@ -303,7 +242,7 @@ impl Shared {
 
     fn wake(&self, waiter: Waiter) {
         // Without the interpreter (it is shutting down) there is nobody to wake.
-        let _ = call_python(|py| {
+        let _ = crate::gil::attach_once(|py| {
             // A closed loop raises RuntimeError: nobody waits any more.
             let _ = waiter.event_loop.call_method1(
                 py,
@@ -321,7 +260,7 @@ impl Shared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.stop.stop();
+        self.stop.stop_now();
         if let Some(pump) = lock(&self.pump).take() {
             pump.abort();
         }
@@ -584,12 +523,6 @@ impl PyAsyncEngine {
         };
         // Check every option now, so a mistake raises here rather than in run().
         engine.builder().build().map_err(|e| errors::to_py(py, e))?;
-        static AT_EXIT: OnceLock<()> = OnceLock::new();
-        if AT_EXIT.get().is_none() {
-            let hook = wrap_pyfunction!(_aio_at_exit, py)?;
-            py.import("atexit")?.call_method1("register", (hook,))?;
-            let _ = AT_EXIT.set(());
-        }
         Ok(engine)
     }
 

@@ -28,6 +28,7 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
     client::stop_all_at_exit(py);
+    aio::stop_all_at_exit(py);
     gil::close(py, EXIT_GRACE);
 }
 

@@ -27,7 +27,6 @@ from typing import (
     List,
     Optional,
     Set,
-    TypeVar,
     Union,
 )
 
@@ -42,13 +41,11 @@ from ._util import wants_argument
 
 logger = logging.getLogger("autoplay_sdk")
 
-_T = TypeVar("_T")
-_MaybeAwaitable = Union[_T, Awaitable[_T]]
-
 _Payload = Union[ActionsPayload, SummaryPayload]
 
 
-async def _maybe_await(value: _MaybeAwaitable[_T]) -> _T:
+async def _maybe_await(value: Any) -> Any:
+    """``value``, awaited first when it is awaitable (sync and async user callables)."""
     if inspect.isawaitable(value):
         return await value
     return value
@@ -500,7 +497,7 @@ class AsyncRagPipeline:
     def __init__(
         self,
         embed: Callable[[str], Awaitable[Any]],
-        upsert: Callable[[str, Any, dict], Awaitable[Any]],
+        upsert: Callable[[str, Any, Dict[str, Any]], Awaitable[Any]],
         summarizer: Optional[AsyncSessionSummarizer] = None,
     ) -> None:
         self._embed = embed

@@ -1,5 +1,6 @@
-//! The Python consumers: the published `autoplay-sdk==0.1.0` from PyPI, installed
-//! into a virtualenv the benchmark makes under `target/autoplay-bench/`.
+//! The Python consumers: the published `autoplay-sdk==0.1.0` and `==0.13.0` from
+//! PyPI, each installed into a virtualenv the benchmark makes under
+//! `target/autoplay-bench/`, and ours.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,19 +8,46 @@ use std::process::Command;
 /// The consumer script, written next to the virtualenv.
 pub const SCRIPT: &str = include_str!("../python/published_consume.py");
 
+/// The asyncio consumer script (`AsyncConnectorClient`), written next to it.
+pub const ASYNC_SCRIPT: &str = include_str!("../python/async_consume.py");
+
 /// The published package pinned for the comparison.
 pub const PUBLISHED: &str = "autoplay-sdk==0.1.0";
+
+/// The published release users install today, for the asyncio comparison.
+pub const PUBLISHED_LATEST: &str = "autoplay-sdk==0.13.0";
 
 /// A ready interpreter with the published SDK, and what it reports about itself.
 pub struct PublishedEnv {
     pub python: PathBuf,
     pub script: PathBuf,
+    /// The asyncio consumer (`AsyncConnectorClient`).
+    pub async_script: PathBuf,
     pub versions: String,
+}
+
+/// Writes both consumer scripts into `work`; returns (blocking, asyncio).
+fn write_scripts(work: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let script = work.join("published_consume.py");
+    std::fs::write(&script, SCRIPT).map_err(|e| e.to_string())?;
+    let async_script = work.join("async_consume.py");
+    std::fs::write(&async_script, ASYNC_SCRIPT).map_err(|e| e.to_string())?;
+    Ok((script, async_script))
 }
 
 /// Creates (once) `target/autoplay-bench/venv-published` with the published SDK.
 pub fn published_env(work: &Path) -> Result<PublishedEnv, String> {
-    let venv = work.join("venv-published");
+    published_env_of(work, "venv-published", PUBLISHED)
+}
+
+/// Creates (once) `target/autoplay-bench/venv-published-0.13` with 0.13.0.
+pub fn published_latest_env(work: &Path) -> Result<PublishedEnv, String> {
+    published_env_of(work, "venv-published-0.13", PUBLISHED_LATEST)
+}
+
+/// Creates (once) `work/<venv>` with the pinned `package` and its dependencies.
+fn published_env_of(work: &Path, venv: &str, package: &str) -> Result<PublishedEnv, String> {
+    let venv = work.join(venv);
     let python = venv.join("bin/python");
     let ready = python.exists()
         && Command::new(&python)
@@ -27,7 +55,7 @@ pub fn published_env(work: &Path) -> Result<PublishedEnv, String> {
             .status()
             .is_ok_and(|s| s.success());
     if !ready {
-        eprintln!("creating {} with {PUBLISHED}", venv.display());
+        eprintln!("creating {} with {package}", venv.display());
         let ok = Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
@@ -37,15 +65,14 @@ pub fn published_env(work: &Path) -> Result<PublishedEnv, String> {
             return Err("python3 -m venv failed".into());
         }
         let ok = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", PUBLISHED])
+            .args(["install", "-q", package])
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            return Err(format!("pip install {PUBLISHED} failed"));
+            return Err(format!("pip install {package} failed"));
         }
     }
-    let script = work.join("published_consume.py");
-    std::fs::write(&script, SCRIPT).map_err(|e| e.to_string())?;
+    let (script, async_script) = write_scripts(work)?;
     let versions = Command::new(&python)
         .args([
             "-c",
@@ -58,6 +85,7 @@ pub fn published_env(work: &Path) -> Result<PublishedEnv, String> {
     Ok(PublishedEnv {
         python,
         script,
+        async_script,
         versions,
     })
 }
@@ -112,8 +140,7 @@ pub fn ours_env(root: &Path, work: &Path) -> Result<PublishedEnv, String> {
     if !works {
         return Err(format!("{} does not import", wheel.display()));
     }
-    let script = work.join("published_consume.py");
-    std::fs::write(&script, SCRIPT).map_err(|e| e.to_string())?;
+    let (script, async_script) = write_scripts(work)?;
     let name = wheel.file_name().and_then(|n| n.to_str()).unwrap_or("?");
     let built = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC", "-r"])
@@ -125,6 +152,7 @@ pub fn ours_env(root: &Path, work: &Path) -> Result<PublishedEnv, String> {
     Ok(PublishedEnv {
         python,
         script,
+        async_script,
         versions: format!(
             "Our Python package: `{name}` from `target/wheels` (built {built}), installed into `target/autoplay-bench/venv-ours`"
         ),

@@ -94,6 +94,13 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
                     .into(),
                 command: c,
             });
+            let mut c = Command::new(&env.python);
+            c.arg(&env.async_script).args(["throughput", &url, &ns]);
+            consumers.push(Consumer {
+                letter: "c-async",
+                label: "our Python package, `AsyncConnectorClient` (counting `async def` callback, default queue of 500)".into(),
+                command: c,
+            });
             notes.push(env.versions);
         }
         Err(e) => skipped.push(format!("(c) our Python package: skipped: {e}")),
@@ -116,6 +123,28 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             ));
         }
         Err(e) => skipped.push(format!("(d) the published Python SDK: skipped: {e}")),
+    }
+    match python::published_latest_env(work) {
+        Ok(env) => {
+            let mut c = Command::new(&env.python);
+            c.arg(&env.async_script).args(["throughput", &url, &ns]);
+            consumers.push(Consumer {
+                letter: "d-async",
+                label: format!(
+                    "published Python `{}`, `AsyncConnectorClient` (counting `async def` callback)",
+                    python::PUBLISHED_LATEST
+                ),
+                command: c,
+            });
+            notes.push(format!(
+                "Published Python SDK environment (asyncio row): {}",
+                env.versions
+            ));
+        }
+        Err(e) => skipped.push(format!(
+            "(d-async) the published Python SDK {}: skipped: {e}",
+            python::PUBLISHED_LATEST
+        )),
     }
     consumers.extend([
         Consumer {
@@ -208,6 +237,8 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
     let c = median_of("c");
     let c_block = median_of("c-block");
     let f = median_of("f");
+    let c_async = median_of("c-async");
+    let d_async = median_of("d-async");
 
     let _ = writeln!(
         section,
@@ -348,6 +379,28 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             5.0
         )
     );
+    let _ = writeln!(
+        section,
+        "{}",
+        check(
+            "(c-async) vs (d-async), both `AsyncConnectorClient` with an async counting callback",
+            c_async.zip(d_async).map(|(c, d)| c / d),
+            10.0
+        )
+    );
+    if let Some(r) = rows
+        .iter()
+        .find(|r| r.letter == "c-async" && !r.rates.is_empty())
+    {
+        let (dropped, _, hi) = median_min_max(&r.dropped);
+        let _ = writeln!(
+            section,
+            "- (c-async) drops at the default queue size with an async counting callback: median {}, max {} per run (target: none): **{}**",
+            thousands(dropped),
+            thousands(hi),
+            if hi == 0.0 { "met" } else { "missed" }
+        );
+    }
     if let Some(r) = rows.iter().find(|r| r.letter == "c" && !r.rates.is_empty()) {
         let (dropped, _, hi) = median_min_max(&r.dropped);
         let _ = writeln!(

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod aio;
 mod buffer;
 mod client;
 mod errors;
@@ -27,6 +28,7 @@ const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
     client::stop_all_at_exit(py);
+    aio::stop_all_at_exit(py);
     gil::close(py, EXIT_GRACE);
 }
 
@@ -56,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyActionsPayload>()?;
     m.add_class::<models::PySummaryPayload>()?;
     m.add_class::<client::PyConnectorClient>()?;
+    aio::register(m)?;
     m.add_class::<buffer::PyEventBuffer>()?;
     m.add_class::<summarizer::PySessionSummarizer>()?;
     m.add_class::<rag::PyRagPipeline>()?;

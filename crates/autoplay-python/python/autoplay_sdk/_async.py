@@ -1,57 +1,185 @@
 """The asyncio side: ``AsyncConnectorClient``, ``AsyncSessionSummarizer``,
 ``AsyncRagPipeline``.
 
-``AsyncConnectorClient`` runs the same Rust engine as ``ConnectorClient`` (reader,
-parser and bounded queue outside the GIL, on their own threads); each payload is then
-handed to your coroutine on the event loop that called ``run()``, one at a time, in
-order. A slow coroutine only lets the queue fill (``max_queue_size``, then drops);
-it never stalls the reader.
+``AsyncConnectorClient`` runs the core's async engine on a tokio runtime of the
+extension (reader, SSE parser and decoding outside the GIL). Payloads reach the event
+loop in batches: the loop's coroutine takes whatever is ready in one call, and only
+when nothing is ready does it wait on an asyncio future that the engine completes
+(``loop.call_soon_threadsafe``) when the next batch lands. Nothing polls; a slow
+coroutine only lets the queue fill (``max_queue_size``, then the overflow policy); it
+never stalls the reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
 import inspect
 import logging
-import threading
-from typing import Any, Awaitable, Callable, Optional, TypeVar, Union
+import os
+from typing import (
+    Any,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    Optional,
+    Set,
+    Union,
+)
 
-from ._native import ActionsPayload, ConnectorClient, SessionSummarizer, SummaryPayload
+from ._native import (
+    ActionsPayload,
+    SessionSummarizer,
+    SummaryPayload,
+    _AsyncEngine,
+    _AsyncRun,
+)
+from ._util import wants_argument
 
 logger = logging.getLogger("autoplay_sdk")
 
-_P = TypeVar("_P")
-_T = TypeVar("_T")
-_MaybeAwaitable = Union[_T, Awaitable[_T]]
+_Payload = Union[ActionsPayload, SummaryPayload]
 
 
-async def _maybe_await(value: _MaybeAwaitable[_T]) -> _T:
+async def _maybe_await(value: Any) -> Any:
+    """``value``, awaited first when it is awaitable (sync and async user callables)."""
     if inspect.isawaitable(value):
         return await value
     return value
 
 
-async def _invoke(fn: Callable[[Any], Any], payload: Any) -> None:
-    await _maybe_await(fn(payload))
+def _wake(future: "asyncio.Future[None]") -> None:
+    # Called on the loop by the engine (call_soon_threadsafe); the waiting coroutine
+    # may have been cancelled meanwhile.
+    if not future.done():
+        future.set_result(None)
+
+
+async def _next_batch(run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> Optional[List[Any]]:
+    """The next batch of items (never empty), or ``None`` at the end of the stream."""
+    while True:
+        batch = run.take()
+        if batch is None or batch:
+            return batch
+        future: "asyncio.Future[None]" = loop.create_future()
+        if run.park(loop, future):
+            await future
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)
+    )
+
+
+class _Hook:
+    """A user hook (``on_connect``, ``on_disconnect``, ...), sync or async."""
+
+    def __init__(self, fn: Callable[..., Any], what: str, with_arg: bool) -> None:
+        self.fn = fn
+        self.what = what
+        self.with_arg = with_arg
+
+    async def __call__(self, *args: Any) -> None:
+        try:
+            result = self.fn(*args) if self.with_arg else self.fn()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("%s callback raised an exception; the stream goes on", self.what)
 
 
 class AsyncConnectorClient:
-    """Async-native client; callbacks are ``async def`` coroutines run on the caller's loop.
+    """Async-native client; callbacks are ``async def`` coroutines (plain functions
+    work too) run on the loop that runs :meth:`run` or iterates :meth:`events`.
 
-    Accepts the options of :class:`ConnectorClient` (``max_queue_size``,
-    ``connect_timeout``, ``read_timeout_s``, ``initial_backoff_s``, ...).
+    The positional order is 0.13.0's (``url, token, connect_timeout,
+    session_concurrency, initial_backoff_s, max_backoff_s, max_retries, on_connect,
+    on_disconnect, metrics``); the options of :class:`ConnectorClient`
+    (``max_queue_size``, ``read_timeout_s``, ``overflow_policy``, ...) are keywords.
+
+    ``session_concurrency`` is how many sessions' callbacks may run at once; each
+    session's payloads are always handled one at a time, in order. The default, 1,
+    handles every payload in stream order, as 0.13.0 does.
     """
 
-    def __init__(self, url: str, token: str = "", max_queue_size: int = 500, **options: Any) -> None:
-        self._client = ConnectorClient(url, token, max_queue_size, **options)
+    def __init__(
+        self,
+        url: str,
+        token: str = "",
+        connect_timeout: float = 10.0,
+        session_concurrency: int = 1,
+        initial_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        max_retries: Optional[int] = None,
+        on_connect: Optional[Callable[..., Any]] = None,
+        on_disconnect: Optional[Callable[..., Any]] = None,
+        metrics: Optional[Any] = None,
+        *,
+        max_queue_size: int = 500,
+        read_timeout_s: Optional[float] = 90.0,
+        overflow_policy: str = "drop_newest",
+        drain_timeout_s: float = 5.0,
+        max_event_size: Optional[int] = None,
+        headers: Optional[Dict[str, str]] = None,
+        last_event_id: Optional[str] = None,
+        overflow_grace_s: float = 0.025,
+        on_retry: Optional[Callable[[int, float, str], Any]] = None,
+        workers: Optional[int] = None,
+    ) -> None:
+        if workers is not None:  # ConnectorClient's name for the same thing
+            session_concurrency = workers
+        if not isinstance(session_concurrency, int) or session_concurrency < 1:
+            raise ValueError(f"session_concurrency must be >= 1, got {session_concurrency!r}")
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be > 0, got {connect_timeout!r}")
+        if max_retries is not None and max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0 or None, got {max_retries!r}")
+        if not token:
+            token = os.environ.get("AUTOPLAY_TOKEN") or os.environ.get("AUTOPLAY_APP_UNKEY_TOKEN") or ""
+        self._engine = _AsyncEngine(
+            url,
+            token,
+            max_queue_size=max_queue_size,
+            connect_timeout=connect_timeout,
+            read_timeout_s=read_timeout_s,
+            initial_backoff_s=initial_backoff_s,
+            max_backoff_s=max_backoff_s,
+            max_retries=max_retries,
+            overflow_policy=overflow_policy,
+            drain_timeout_s=drain_timeout_s,
+            max_event_size=max_event_size,
+            headers=headers,
+            last_event_id=last_event_id,
+            overflow_grace_s=overflow_grace_s,
+            on_connect=on_connect is not None,
+            on_disconnect=on_disconnect is not None,
+            on_retry=on_retry is not None,
+        )
+        self._session_concurrency = session_concurrency
+        self._metrics = metrics
+        self._hooks: Dict[str, _Hook] = {}
+        for name, fn in (("connect", on_connect), ("disconnect", on_disconnect)):
+            if fn is not None:
+                self._hooks[name] = _Hook(fn, f"on_{name}", wants_argument(fn))
+        if on_retry is not None:
+            self._hooks["retry"] = _Hook(on_retry, "on_retry", True)
         self._on_actions: Optional[Callable[[ActionsPayload], Any]] = None
         self._on_summary: Optional[Callable[[SummaryPayload], Any]] = None
-        self._task: Optional[asyncio.Task[None]] = None
+        self._on_drop: Optional[Callable[[Dict[str, Any], int], Any]] = None
+        self._task: Optional["asyncio.Task[None]"] = None
+        # stop() before a task of run_in_background() starts makes it return at
+        # once; a run() called after stop() connects again.
+        self._stops = 0
+        self._held = 0  # payloads of the batch in hand not yet handled (or dispatched)
+        self._pending = 0  # payloads handed to session workers, not yet handled
 
     @property
     def url(self) -> str:
-        return self._client.url
+        return self._engine.url
 
     def on_actions(self, fn: Callable[[ActionsPayload], Any]) -> "AsyncConnectorClient":
         """Registers an async callback receiving :class:`ActionsPayload`."""
@@ -63,92 +191,227 @@ class AsyncConnectorClient:
         self._on_summary = fn
         return self
 
-    def on_drop(self, fn: Callable[[dict, int], Any]) -> "AsyncConnectorClient":
-        """Registers a (sync) ``fn(payload_dict, total_dropped)`` for dropped events."""
-        self._client.on_drop(fn)
+    def on_drop(self, fn: Callable[[Dict[str, Any], int], Any]) -> "AsyncConnectorClient":
+        """Registers a (sync) ``fn(payload_dict, total_dropped)`` for dropped events,
+        called on the loop."""
+        self._on_drop = fn
         return self
 
     @property
     def dropped_count(self) -> int:
-        return self._client.dropped_count
+        """Events dropped so far because the queue was full."""
+        return self._engine.dropped_count
 
     @property
     def queue_size(self) -> int:
-        return self._client.queue_size
+        """Payloads received and not yet handed to a callback."""
+        return self._engine.queue_size + self._held + self._pending
 
-    def _bridge(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any], what: str
-    ) -> Callable[[Any], None]:
-        def call(payload: Any) -> None:
-            # Runs on the engine's worker thread, which waits (without the GIL) until
-            # the coroutine has finished on the loop: one payload at a time, in order.
-            if loop.is_closed():
-                return
-            try:
-                future = asyncio.run_coroutine_threadsafe(_invoke(fn, payload), loop)
-            except RuntimeError:
-                return
-            while True:
+    def _start(self) -> _AsyncRun:
+        told = self._on_drop is not None or self._metrics is not None
+        return self._engine.start(_wake, self._drops_told if told else None)
+
+    def _drops_told(self, notes: List[Any]) -> None:
+        # On the loop, as soon as events dropped: not behind the payloads, since a
+        # consumer busy in a callback is exactly when the queue overflows.
+        for info, total in notes:
+            if self._on_drop is not None:
                 try:
-                    future.result(timeout=0.25)
-                    return
-                except concurrent.futures.TimeoutError:
-                    if loop.is_closed() or not loop.is_running():
-                        future.cancel()
-                        return
-                except concurrent.futures.CancelledError:
-                    return
+                    self._on_drop(info, total)
                 except Exception:
-                    logger.exception("%s callback raised an exception; the stream goes on", what)
-                    return
+                    logger.exception("on_drop callback raised an exception; the stream goes on")
+            if self._metrics is not None:
+                try:
+                    self._metrics.record_event_dropped(
+                        reason="queue_full",
+                        event_type=info["type"],
+                        session_id=info["session_id"],
+                        product_id=info["product_id"],
+                    )
+                except Exception:
+                    logger.exception("metrics.record_event_dropped raised an exception")
 
-        return call
+    async def _notice(self, item: Any) -> None:
+        hook = self._hooks.get(item[0])
+        if hook is not None:
+            await hook(*item[1:])
+
+    async def events(self) -> AsyncIterator[_Payload]:
+        """The stream's typed payloads, for ``async for payload in client.events()``.
+
+        Connects when iteration starts; ends after :meth:`stop` (once what was queued
+        is handed out) and raises :class:`SdkError` subclasses on a fatal status or
+        exhausted retries. Leaving the loop early (``break``) or cancelling it closes
+        the connection. Registered callbacks are not called; hooks are.
+        """
+        loop = asyncio.get_running_loop()
+        run = self._start()
+        try:
+            while True:
+                batch = await _next_batch(run, loop)
+                if batch is None:
+                    return
+                for item in batch:
+                    if type(item) is tuple:
+                        await self._notice(item)
+                    else:
+                        yield item
+        finally:
+            run.close()
 
     async def run(self) -> None:
-        """Connects and awaits callbacks until :meth:`stop`; raises :class:`SdkError`
-        subclasses on a fatal status."""
+        """Connects and awaits the callbacks until :meth:`stop` (then returns once the
+        queued payloads are handled, up to ``drain_timeout_s``), or until its task is
+        cancelled (then returns ``None`` at once, as 0.13.0 does). Raises
+        :class:`SdkError` subclasses on a fatal status or exhausted retries."""
+        await self._run_unless_stopped(self._stops)
+
+    async def _run_unless_stopped(self, stops: int) -> None:
+        if stops != self._stops:
+            return  # stop() came between run_in_background() and the task's start
         loop = asyncio.get_running_loop()
-        if self._on_actions is not None:
-            self._client.on_actions(self._bridge(loop, self._on_actions, "on_actions"))
-        if self._on_summary is not None:
-            self._client.on_summary(self._bridge(loop, self._on_summary, "on_summary"))
-        done: asyncio.Future[None] = loop.create_future()
-
-        def finish(error: Optional[BaseException]) -> None:
-            if done.done():
-                return
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-
-        def target() -> None:
-            error: Optional[BaseException] = None
-            try:
-                self._client.run()
-            except BaseException as e:  # handed to the awaiting coroutine
-                error = e
-            try:
-                loop.call_soon_threadsafe(finish, error)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is waiting any more
-
-        thread = threading.Thread(target=target, name="autoplay-sdk-async", daemon=True)
-        thread.start()
+        run = self._start()
         try:
-            await asyncio.shield(done)
+            if self._session_concurrency == 1:
+                await self._deliver_in_order(run, loop)
+            else:
+                await self._deliver_by_session(run, loop)
         except asyncio.CancelledError:
-            self._client.stop()
-            raise
+            # Cancelling the task is how 0.13.0 users stop it: it ends quietly.
+            run.close()
+            return None
+        finally:
+            run.close()
+            self._held = 0
+
+    async def _deliver_in_order(self, run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> None:
+        on_actions, on_summary = self._on_actions, self._on_summary
+        actions_async = on_actions is not None and _is_async(on_actions)
+        summary_async = on_summary is not None and _is_async(on_summary)
+        while True:
+            batch = await _next_batch(run, loop)
+            if batch is None:
+                return
+            self._held = len(batch)
+            for item in batch:
+                self._held -= 1
+                cls = type(item)
+                if cls is ActionsPayload:
+                    if on_actions is None:
+                        continue
+                    try:
+                        if actions_async:
+                            await on_actions(item)
+                        else:
+                            result = on_actions(item)
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                    except Exception:
+                        logger.exception("on_actions callback raised an exception; the stream goes on")
+                elif cls is SummaryPayload:
+                    if on_summary is None:
+                        continue
+                    try:
+                        if summary_async:
+                            await on_summary(item)
+                        else:
+                            result = on_summary(item)
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                    except Exception:
+                        logger.exception("on_summary callback raised an exception; the stream goes on")
+                else:
+                    await self._notice(item)
+
+    async def _handle(self, item: _Payload) -> None:
+        if type(item) is ActionsPayload:
+            fn: Optional[Callable[[Any], Any]] = self._on_actions
+            what = "on_actions"
+        else:
+            fn = self._on_summary
+            what = "on_summary"
+        if fn is None:
+            return
+        try:
+            await _maybe_await(fn(item))
+        except Exception:
+            logger.exception("%s callback raised an exception; the stream goes on", what)
+
+    async def _deliver_by_session(self, run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> None:
+        # One task per session that has payloads waiting, at most session_concurrency
+        # of them at once; a session's task handles its payloads in order and ends
+        # when it has none left. The dispatcher waits for a free slot before it starts
+        # a new session's task, and for room before it queues more than
+        # max_queue_size payloads, so back-pressure reaches the engine's queue.
+        slots = asyncio.Semaphore(self._session_concurrency)
+        backlog: Dict[str, Deque[_Payload]] = {}
+        tasks: Set["asyncio.Task[None]"] = set()
+        room = asyncio.Event()
+        room.set()
+        limit = 256
+
+        async def work(key: str, queue: Deque[_Payload]) -> None:
+            try:
+                while queue:
+                    item = queue[0]
+                    await self._handle(item)
+                    queue.popleft()
+                    self._pending -= 1
+                    room.set()
+            finally:
+                del backlog[key]
+                slots.release()
+
+        try:
+            while True:
+                batch = await _next_batch(run, loop)
+                if batch is None:
+                    break
+                self._held = len(batch)
+                for item in batch:
+                    self._held -= 1
+                    if type(item) is tuple:
+                        await self._notice(item)
+                        continue
+                    while self._pending >= limit:
+                        room.clear()
+                        await room.wait()
+                    key = item.session_id or ""
+                    queue = backlog.get(key)
+                    self._pending += 1
+                    if queue is not None:
+                        queue.append(item)
+                        continue
+                    await slots.acquire()
+                    queue = backlog.get(key)  # its task may have ended while we waited
+                    if queue is not None:
+                        slots.release()
+                        queue.append(item)
+                        continue
+                    queue = collections.deque([item])
+                    backlog[key] = queue
+                    task = loop.create_task(work(key, queue))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._pending = self._held = 0
 
     def run_in_background(self) -> "asyncio.Task[None]":
         """Schedules :meth:`run` as a task on the running loop and returns it at once."""
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="autoplay-sdk-client")
+        self._task = asyncio.get_running_loop().create_task(
+            self._run_unless_stopped(self._stops), name="autoplay-sdk-client"
+        )
         return self._task
 
     def stop(self) -> None:
-        """Signals the client to stop; ``run()`` returns once queued events are handled."""
-        self._client.stop()
+        """Stops the client: the reader ends, queued payloads are still handled (up to
+        ``drain_timeout_s``), then :meth:`run` returns and :meth:`events` ends."""
+        self._stops += 1
+        self._engine.stop()
 
     async def __aenter__(self) -> "AsyncConnectorClient":
         return self
@@ -234,7 +497,7 @@ class AsyncRagPipeline:
     def __init__(
         self,
         embed: Callable[[str], Awaitable[Any]],
-        upsert: Callable[[str, Any, dict], Awaitable[Any]],
+        upsert: Callable[[str, Any, Dict[str, Any]], Awaitable[Any]],
         summarizer: Optional[AsyncSessionSummarizer] = None,
     ) -> None:
         self._embed = embed

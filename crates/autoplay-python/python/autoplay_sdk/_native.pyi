@@ -2,7 +2,7 @@
 
 import threading
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union, final
 
 from typing_extensions import Self
 
@@ -248,3 +248,51 @@ class RagPipeline:
     def failed_count(self) -> int: ...
     @property
     def summarizer(self) -> Optional[SessionSummarizer]: ...
+
+@final
+class _AsyncEngine:
+    """The engine of `AsyncConnectorClient` (`_async.py` drives it)."""
+
+    def __new__(
+        cls,
+        url: str,
+        token: str,
+        *,
+        max_queue_size: int = 500,
+        connect_timeout: float = 10.0,
+        read_timeout_s: Optional[float] = 90.0,
+        initial_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        max_retries: Optional[int] = None,
+        overflow_policy: str = "drop_newest",
+        drain_timeout_s: float = 5.0,
+        max_event_size: Optional[int] = None,
+        headers: Optional[Dict[str, str]] = None,
+        last_event_id: Optional[str] = None,
+        overflow_grace_s: float = 0.025,
+        on_connect: bool = False,
+        on_disconnect: bool = False,
+        on_retry: bool = False,
+    ) -> _AsyncEngine: ...
+    def start(
+        self,
+        wake: Callable[[Any], None],
+        on_drops: Optional[Callable[[List[Any]], None]] = None,
+    ) -> _AsyncRun: ...
+    def stop(self) -> None: ...
+    @property
+    def dropped_count(self) -> int: ...
+    @property
+    def queue_size(self) -> int: ...
+    @property
+    def url(self) -> str: ...
+
+@final
+class _AsyncRun:
+    """One run of an `_AsyncEngine`: the items the event loop takes, in batches."""
+
+    def take(self, max_items: int = 256) -> Optional[List[Any]]: ...
+    def park(self, event_loop: Any, future: Any) -> bool: ...
+    def close(self) -> None: ...
+    @property
+    def buffered(self) -> int: ...

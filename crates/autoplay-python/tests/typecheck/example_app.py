@@ -80,6 +80,19 @@ async def async_main() -> None:
         client.stop()
         await task
 
+    async def on_connect() -> None:
+        print("connected")
+
+    streaming = AsyncConnectorClient(STREAM_URL, API_TOKEN, 10.0, 4, on_connect=on_connect)
+    async for item in streaming.events():
+        if isinstance(item, ActionsPayload):
+            print(item.count)
+        else:
+            print(item.summary)
+        break
+    dropped: int = streaming.dropped_count
+    print(dropped, streaming.queue_size)
+
 
 def helpers() -> None:
     buffer = EventBuffer(max_size=100)

@@ -7,3 +7,7 @@ n: str = client.dropped_count  # E: an int
 p = ActionsPayload()
 t: int = p.to_text()  # E: a str
 p.nonexistent  # E: no such attribute
+
+from autoplay_sdk import AsyncConnectorClient
+
+AsyncConnectorClient("http://x/stream/p", session_concurrency="4")  # E: an int

@@ -256,7 +256,8 @@ impl PyConnectorClient {
             // here costs the stream nothing.
             b = b.on_retry(move |attempt, delay, reason| {
                 Python::attach(|py| {
-                    if let Err(e) = f.call1(py, (attempt, delay.as_secs_f64(), reason)) {
+                    if let Err(e) = f.call1(py, (attempt, delay.as_secs_f64(), reason.to_string()))
+                    {
                         log_callback_error(py, "on_retry callback", e);
                     }
                 })

@@ -359,6 +359,42 @@ fn an_oversized_event_is_skipped_and_every_later_event_arrives() {
     assert_eq!(server.request_count(), 1, "no reconnection");
 }
 
+const HUGE_EVENTS: usize = 3;
+
+#[test]
+fn events_far_over_the_limit_are_never_held() {
+    let huge: Arc<[u8]> = big_actions_frame(2, 40 * MIB).into();
+    let mut body: Vec<Step> = vec![write(actions_frame(1, "s", "first"))];
+    body.extend((0..HUGE_EVENTS).map(|_| Step::Shared(huge.clone())));
+    body.push(write(actions_frame(3, "s", "last")));
+    body.push(Step::Stall);
+    let server = TestServer::always(Reply::stream(body));
+    let report = run_child("child_oversized", &server.url(), Duration::from_secs(60));
+    assert_eq!(report.get("payloads"), 2);
+    assert_eq!(report.get("oversized"), HUGE_EVENTS as u64);
+    assert_eq!(server.request_count(), 1);
+    assert!(
+        report.peak_kib < PEAK_LIMIT_KIB / 2,
+        "peak {} KiB with 40 MiB events",
+        report.peak_kib
+    );
+}
+
+#[test]
+#[ignore = "run by events_far_over_the_limit_are_never_held"]
+fn child_oversized() {
+    let Some(url) = child_url() else { return };
+    let titles = Titles::default();
+    let client = titles.wire(ConnectorClient::builder(url)).build().unwrap();
+    let bg = client.run_in_background().unwrap();
+    wait_until(Duration::from_secs(50), "the last payload", || {
+        titles.len() == 2
+    });
+    let oversized = client.oversized_count();
+    drop(bg);
+    report(&[("payloads", titles.len() as u64), ("oversized", oversized)]);
+}
+
 #[test]
 fn a_stream_of_oversized_events_is_read_through_without_reconnecting() {
     let huge = format!("id: 5\nevent: actions\ndata: {}\n\n", "x".repeat(4000));

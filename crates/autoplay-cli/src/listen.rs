@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use autoplay_sdk::sse::SseEvent;
-use autoplay_sdk::{AsyncConnectorClient, DisconnectReason, OverflowPolicy};
+use autoplay_sdk::{AsyncConnectorClient, DisconnectReason, OverflowPolicy, redact_url};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 
@@ -20,6 +20,7 @@ pub async fn run(args: ListenArgs, mut shutdown: Shutdown) -> Result<(), CliErro
         // Never drop: a slow stdout slows the reader, and the connector makes a
         // subscriber that falls too far behind reconnect and resume by id.
         .overflow_policy(OverflowPolicy::Block)
+        // The SDK passes the URL with its credentials redacted.
         .on_connect(|url| output::status(format_args!("connected to {url}")))
         .on_disconnect(|reason| {
             if *reason != DisconnectReason::Stopped {
@@ -66,7 +67,9 @@ pub async fn run(args: ListenArgs, mut shutdown: Shutdown) -> Result<(), CliErro
     }
     let client = builder.build()?;
 
-    output::status(format_args!("connecting to {}", args.url));
+    // Credentials in the URL are never printed (the SDK redacts them in its own
+    // messages, `on_connect`'s URL and its errors too).
+    output::status(format_args!("connecting to {}", redact_url(&args.url)));
     let max_events = args.max_events;
     match args.format {
         Format::Text => {

@@ -355,6 +355,91 @@ async fn listen_sends_token_headers_and_last_event_id() {
     assert!(!stderr.contains("tok_123"), "the token leaked: {stderr}");
 }
 
+/// A server that answers the n-th connection with `respond(n)` (a whole HTTP
+/// response) and then closes it; returns its address.
+async fn closing_server(respond: fn(usize) -> String) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = socket.write_all(respond(n).as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn sse_response(body: &str) -> String {
+    format!("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n{body}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_never_prints_credentials_of_the_url() {
+    const SECRET: &str = "pw-never-printed";
+    let addr = closing_server(|n| match n {
+        0 => sse_response(&format!("id: 6\nevent: actions\ndata: {CANONICAL}\n\n")),
+        _ => "HTTP/1.1 500 Oops\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into(),
+    })
+    .await;
+    let url = format!("http://alice:{SECRET}@{addr}/stream/acme");
+    let (status, stdout, stderr) = run(&[
+        "listen",
+        &url,
+        "--max-retries",
+        "1",
+        "--initial-backoff-ms",
+        "10",
+        "--max-backoff-ms",
+        "20",
+        "--log-level",
+        "autoplay_sdk=trace",
+    ])
+    .await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains("Session ps_abc123"), "{stdout}");
+    let redacted = format!("http://***@{addr}/stream/acme");
+    for line in [
+        format!("autoplay: connecting to {redacted}"),
+        format!("autoplay: connected to {redacted}"),
+        "retrying in ".to_owned(),
+        format!("autoplay: error: gave up on {redacted}"),
+    ] {
+        assert!(stderr.contains(&line), "no {line:?} in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains(SECRET) && !stderr.contains("alice"),
+        "credentials printed:\n{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_caps_a_server_retry_of_a_day_and_says_how_long_it_waits() {
+    let addr = closing_server(|_| sse_response("retry: 86400000\n\n")).await;
+    let url = format!("http://{addr}/stream/acme");
+    let listener = Proc::spawn(&["listen", &url, "--max-backoff-ms", "2000"]);
+    listener.wait_for(true, "retrying in").await;
+    listener.signal("TERM");
+    let (status, _, stderr) = listener.finish().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("attempt 1 failed (the server ended the stream); retrying in 600.0 s"),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // listen against the real connector
 // ---------------------------------------------------------------------------

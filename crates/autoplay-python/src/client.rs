@@ -420,6 +420,7 @@ impl PyConnectorClient {
             b = b.on_retry(move |attempt, delay, reason| {
                 let _scope = CallbackScope::enter(id);
                 crate::gil::attach_once(|py| {
+                    let reason = reason.to_string();
                     if let Err(e) = f.call1(py, (attempt, delay.as_secs_f64(), reason)) {
                         log_callback_error(py, "on_retry callback", e);
                     }

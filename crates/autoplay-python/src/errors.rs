@@ -29,7 +29,7 @@ fn make(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
             message,
             *attempts,
             url.clone(),
-            last_failure.clone(),
+            last_failure.to_string(),
         ))?,
         Error::InvalidConfig(_) => module.getattr("InvalidConfigError")?.call1((message,))?,
         Error::AlreadyRunning => module.getattr("AlreadyRunningError")?.call1((message,))?,

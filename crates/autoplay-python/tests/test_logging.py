@@ -37,7 +37,7 @@ def test_connection_failures_reach_stderr_without_logging_configured() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "stopped\n"
     # Retrying goes on (no max_retries), and every failed attempt says so.
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("reconnecting:")]
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("reconnecting in ")]
     assert len(lines) >= 2, proc.stderr
     assert "attempt=1" in lines[0] and "127.0.0.1" in lines[0], lines[0]
 

@@ -1,6 +1,7 @@
 //! Client configuration shared by the blocking and async clients: one set of
 //! options, validated once, when the client is built.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +11,53 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::Error;
 use crate::models::Event;
-use crate::sse::DEFAULT_MAX_EVENT_SIZE;
+use crate::retry::{
+    DEFAULT_BACKOFF_RESET_AFTER, DEFAULT_MAX_SERVER_DELAY, FailureReason, RetrySettings,
+};
+use crate::sse::{DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_ID_LEN};
 
 /// Environment variable read for the API key when no token is given to the builder.
 pub const TOKEN_ENV_VAR: &str = "AUTOPLAY_TOKEN";
+
+/// The default byte budget of the queue between the reader and the callbacks: 16 MiB.
+pub const DEFAULT_MAX_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// `url` with its credentials (user name and password) replaced by `***`, as the
+/// client shows a URL in every message, log line and error.
+///
+/// ```
+/// use autoplay_sdk::redact_url;
+///
+/// assert_eq!(redact_url("https://me:pw@example.com/stream/acme"), "https://***@example.com/stream/acme");
+/// assert_eq!(redact_url("http://127.0.0.1:8080/stream/acme"), "http://127.0.0.1:8080/stream/acme");
+/// ```
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    let Some(scheme_end) = url.find("://") else {
+        return Cow::Borrowed(url);
+    };
+    let authority_start = scheme_end + 3;
+    let authority_len = url[authority_start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - authority_start);
+    let authority = &url[authority_start..authority_start + authority_len];
+    match authority.rfind('@') {
+        None => Cow::Borrowed(url),
+        Some(at) => Cow::Owned(format!(
+            "{}***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        )),
+    }
+}
+
+/// Redacts the credentials of a parsed URL in place (for the URL a `reqwest::Error`
+/// carries into its message).
+pub(crate) fn redact_url_in_place(url: &mut Url) {
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_password(None);
+        let _ = url.set_username("***");
+    }
+}
 
 /// What the reader does when the queue between it and the callbacks is full.
 ///
@@ -45,8 +89,6 @@ pub enum DisconnectReason {
     Network(String),
     /// Nothing arrived, not even a heartbeat, for the read timeout.
     Stalled(Duration),
-    /// An event grew past the configured maximum size.
-    EventTooLarge(usize),
     /// The client was stopped.
     Stopped,
 }
@@ -57,9 +99,6 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::EndOfStream => f.write_str("the server ended the stream"),
             DisconnectReason::Network(e) => write!(f, "network error: {e}"),
             DisconnectReason::Stalled(t) => write!(f, "nothing received for {t:?}"),
-            DisconnectReason::EventTooLarge(limit) => {
-                write!(f, "an event exceeded the maximum size of {limit} bytes")
-            }
             DisconnectReason::Stopped => f.write_str("the client was stopped"),
         }
     }
@@ -71,7 +110,7 @@ pub(crate) const DEFAULT_OVERFLOW_GRACE: Duration = Duration::from_millis(25);
 pub(crate) type ConnectHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub(crate) type DisconnectHook = Arc<dyn Fn(&DisconnectReason) + Send + Sync>;
 pub(crate) type DropHook = Arc<dyn Fn(&Event, u64) + Send + Sync>;
-pub(crate) type RetryHook = Arc<dyn Fn(u32, Duration, &str) + Send + Sync>;
+pub(crate) type RetryHook = Arc<dyn Fn(u32, Duration, &FailureReason) + Send + Sync>;
 
 /// Callbacks about the connection itself, the same for both clients. They run on the
 /// reader, so they must be quick.
@@ -83,26 +122,52 @@ pub(crate) struct Hooks {
     pub on_retry: Option<RetryHook>,
 }
 
-/// Validated settings of one client.
-#[derive(Debug, Clone)]
+/// Validated settings of one client. `Debug` shows neither the token nor the
+/// URL's credentials.
+#[derive(Clone)]
 pub(crate) struct ClientConfig {
     pub url: Url,
+    /// The URL as every message and log line shows it: credentials redacted.
+    pub shown_url: String,
     pub token: Option<String>,
     pub headers: HeaderMap,
     pub last_event_id: Option<String>,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
+    pub retry: RetrySettings,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    pub max_retries: Option<u32>,
     pub max_event_size: usize,
+    pub max_id_len: usize,
     pub max_queue_size: usize,
+    pub max_queue_bytes: usize,
     pub overflow: OverflowPolicy,
     pub overflow_grace: Duration,
     pub workers: usize,
     pub drain_timeout: Duration,
     /// Extra trusted roots (PEM), checked to parse at build time.
     pub root_certificates: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.shown_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("last_event_id", &self.last_event_id)
+            .field("retry", &self.retry)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_event_size", &self.max_event_size)
+            .field("max_id_len", &self.max_id_len)
+            .field("max_queue_size", &self.max_queue_size)
+            .field("max_queue_bytes", &self.max_queue_bytes)
+            .field("overflow", &self.overflow)
+            .field("overflow_grace", &self.overflow_grace)
+            .field("workers", &self.workers)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("root_certificates", &self.root_certificates.len())
+            .finish()
+    }
 }
 
 /// The options as given, checked by [`ConfigBuilder::build`].
@@ -114,11 +179,15 @@ pub(crate) struct ConfigBuilder {
     pub last_event_id: Option<String>,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    pub max_server_delay: Duration,
+    pub backoff_reset_after: Duration,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub max_retries: Option<u32>,
     pub max_event_size: usize,
+    pub max_id_len: usize,
     pub max_queue_size: usize,
+    pub max_queue_bytes: usize,
     pub overflow: OverflowPolicy,
     pub overflow_grace: Duration,
     pub workers: usize,
@@ -136,11 +205,15 @@ impl ConfigBuilder {
             last_event_id: None,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            max_server_delay: DEFAULT_MAX_SERVER_DELAY,
+            backoff_reset_after: DEFAULT_BACKOFF_RESET_AFTER,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(90),
             max_retries: None,
             max_event_size: DEFAULT_MAX_EVENT_SIZE,
+            max_id_len: DEFAULT_MAX_ID_LEN,
             max_queue_size: 500,
+            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             overflow: OverflowPolicy::DropNewest,
             overflow_grace: DEFAULT_OVERFLOW_GRACE,
             workers: 1,
@@ -153,19 +226,31 @@ impl ConfigBuilder {
     /// Checks every option and says what to fix; the token falls back to `AUTOPLAY_TOKEN`.
     pub(crate) fn build(&self) -> Result<(ClientConfig, Hooks), Error> {
         let invalid = |msg: String| Err(Error::InvalidConfig(msg));
+        let shown_url = redact_url(&self.url);
         let url = match Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => url,
             Ok(url) => {
                 return invalid(format!(
-                    "url {:?} has scheme {:?}; use an http:// or https:// URL of GET /stream/{{product_id}}",
-                    self.url,
+                    "url {shown_url:?} has scheme {:?}; use an http:// or https:// URL of GET /stream/{{product_id}}",
                     url.scheme()
                 ));
             }
-            Err(e) => return invalid(format!("url {:?} is not a valid URL: {e}", self.url)),
+            Err(e) => return invalid(format!("url {shown_url:?} is not a valid URL: {e}")),
         };
+        let mut shown = url.clone();
+        redact_url_in_place(&mut shown);
+        let shown_url = shown.to_string();
         if self.max_queue_size == 0 {
             return invalid("max_queue_size must be at least 1".into());
+        }
+        if self.max_queue_bytes == 0 {
+            return invalid("max_queue_bytes must be at least 1 byte".into());
+        }
+        if self.max_id_len == 0 {
+            return invalid("max_id_len must be at least 1 byte".into());
+        }
+        if self.max_server_delay.is_zero() {
+            return invalid("max_server_delay must be greater than zero".into());
         }
         if self.workers == 0 {
             return invalid("workers must be at least 1".into());
@@ -217,18 +302,33 @@ impl ConfigBuilder {
         {
             return invalid("the token contains characters not allowed in an HTTP header".into());
         }
+        let last_event_id = self.last_event_id.clone().filter(|id| !id.is_empty());
+        if let Some(id) = &last_event_id
+            && !is_sendable_id(id)
+        {
+            return invalid(format!(
+                "last_event_id {id:?} contains control characters, which cannot be sent in the Last-Event-ID header"
+            ));
+        }
         let config = ClientConfig {
             url,
+            shown_url,
             token,
             headers,
-            last_event_id: self.last_event_id.clone().filter(|id| !id.is_empty()),
-            initial_backoff: self.initial_backoff,
-            max_backoff: self.max_backoff,
+            last_event_id,
+            retry: RetrySettings {
+                initial_backoff: self.initial_backoff,
+                max_backoff: self.max_backoff,
+                max_server_delay: self.max_server_delay,
+                reset_after: self.backoff_reset_after,
+                max_retries: self.max_retries,
+            },
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
-            max_retries: self.max_retries,
             max_event_size: self.max_event_size,
+            max_id_len: self.max_id_len,
             max_queue_size: self.max_queue_size,
+            max_queue_bytes: self.max_queue_bytes,
             overflow: self.overflow,
             overflow_grace: self.overflow_grace,
             workers: self.workers,
@@ -237,6 +337,12 @@ impl ConfigBuilder {
         };
         Ok((config, self.hooks.clone()))
     }
+}
+
+/// Whether an event id can be sent as the `Last-Event-ID` header: no C0 control
+/// characters (tab included) and no DEL. Anything else, UTF-8 included, is sent as is.
+pub(crate) fn is_sendable_id(id: &str) -> bool {
+    !id.bytes().any(|b| b < 0x20 || b == 0x7F)
 }
 
 /// Generates the option setters shared by both client builders, so each option is
@@ -265,15 +371,36 @@ macro_rules! config_setters {
             }
 
             /// First reconnect delay (default 1 s); it doubles on each failure up to
-            /// [`max_backoff`](Self::max_backoff). A server `retry:` field replaces it.
+            /// [`max_backoff`](Self::max_backoff), plus a random extra of up to half of it
+            /// (never past the cap: the client never waits less than the backoff). A server
+            /// `retry:` field replaces it as the base. The backoff goes back to the base once
+            /// a stream stayed up for [`backoff_reset_after`](Self::backoff_reset_after).
             pub fn initial_backoff(mut self, delay: std::time::Duration) -> Self {
                 self.config.initial_backoff = delay;
                 self
             }
 
-            /// Cap of the reconnect delay (default 30 s).
+            /// Cap of the reconnect delay the client chooses itself (default 30 s). A delay
+            /// the server sets (`retry:`, `Retry-After`) may be longer, up to
+            /// [`max_server_delay`](Self::max_server_delay).
             pub fn max_backoff(mut self, delay: std::time::Duration) -> Self {
                 self.config.max_backoff = delay;
+                self
+            }
+
+            /// Ceiling of a delay the server sets, by a `retry:` field or a `Retry-After`
+            /// header on 429/503 (default 10 minutes). A longer request is cut to it, with a
+            /// warning in the log; up to it, the server's delay is obeyed as a minimum.
+            pub fn max_server_delay(mut self, delay: std::time::Duration) -> Self {
+                self.config.max_server_delay = delay;
+                self
+            }
+
+            /// How long a stream must stay up before the backoff goes back to its base
+            /// (default 60 s). A server that accepts, sends an event and drops again still
+            /// sees the delays grow.
+            pub fn backoff_reset_after(mut self, healthy_for: std::time::Duration) -> Self {
+                self.config.backoff_reset_after = healthy_for;
                 self
             }
 
@@ -291,16 +418,28 @@ macro_rules! config_setters {
             }
 
             /// Give up after this many consecutive failed connection attempts and return
-            /// [`Error::RetriesExhausted`](crate::Error::RetriesExhausted). Default: retry forever.
+            /// [`Error::RetriesExhausted`](crate::Error::RetriesExhausted). An attempt fails
+            /// when it delivers no event; a stream that delivered events starts the count
+            /// again. Default: retry forever.
             pub fn max_retries(mut self, retries: u32) -> Self {
                 self.config.max_retries = Some(retries);
                 self
             }
 
-            /// Largest event accepted (default 16 MiB); a larger one drops the connection,
-            /// which is then re-established, so memory stays bounded.
+            /// Largest event accepted, its data and its name (default 16 MiB). A larger
+            /// event is skipped: the parser discards it up to its blank line without holding
+            /// it, counts it ([`oversized_count`](crate::ConnectorClient::oversized_count)),
+            /// logs it once per connection, and reading goes on.
             pub fn max_event_size(mut self, bytes: usize) -> Self {
                 self.config.max_event_size = bytes;
+                self
+            }
+
+            /// Longest event id accepted (default 4096 bytes). A longer `id:` field is
+            /// ignored, as the standard ignores an id containing NUL, and logged once per
+            /// connection; the last event id stays as it was.
+            pub fn max_id_len(mut self, bytes: usize) -> Self {
+                self.config.max_id_len = bytes;
                 self
             }
 
@@ -313,6 +452,17 @@ macro_rules! config_setters {
             /// to that many more events may be held.
             pub fn max_queue_size(mut self, size: usize) -> Self {
                 self.config.max_queue_size = size;
+                self
+            }
+
+            /// Bytes of event data buffered between the reader and the callbacks (default
+            /// 16 MiB), beside the count of [`max_queue_size`](Self::max_queue_size): the
+            /// overflow policy applies to whichever bound is reached first. One event larger
+            /// than the budget still passes, alone. The callback side's current batch holds
+            /// at most an eighth of the budget more (or one event). See the memory bound in
+            /// `docs/architecture.md`.
+            pub fn max_queue_bytes(mut self, bytes: usize) -> Self {
+                self.config.max_queue_bytes = bytes;
                 self
             }
 
@@ -349,7 +499,8 @@ macro_rules! config_setters {
                 self
             }
 
-            /// Called with the URL each time a stream is established. Runs on the reader: keep it quick.
+            /// Called with the URL (credentials redacted) each time a stream is established.
+            /// Runs on the reader: keep it quick.
             pub fn on_connect(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
                 self.config.hooks.on_connect = Some(std::sync::Arc::new(f));
                 self
@@ -366,10 +517,12 @@ macro_rules! config_setters {
 
             /// Called before each reconnection wait with the number of consecutive failed
             /// attempts (0 when reconnecting after a stream that delivered events), the
-            /// delay about to be waited, and why the last attempt ended. Runs on the reader.
+            /// delay about to be waited, and why the last attempt ended (a
+            /// [`FailureReason`](crate::FailureReason); its `Display` is one line). Runs on
+            /// the reader.
             pub fn on_retry(
                 mut self,
-                f: impl Fn(u32, std::time::Duration, &str) + Send + Sync + 'static,
+                f: impl Fn(u32, std::time::Duration, &crate::FailureReason) + Send + Sync + 'static,
             ) -> Self {
                 self.config.hooks.on_retry = Some(std::sync::Arc::new(f));
                 self
@@ -388,3 +541,53 @@ macro_rules! config_setters {
     };
 }
 pub(crate) use config_setters;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_user_and_password_and_nothing_else() {
+        for (url, shown) in [
+            ("http://u:p@h:8080/stream/a", "http://***@h:8080/stream/a"),
+            ("https://token@h/stream/a", "https://***@h/stream/a"),
+            ("http://:p@h/", "http://***@h/"),
+            ("http://u:p@w@h/x", "http://***@h/x"),
+            (
+                "http://h/stream/a?next=x@y#z@w",
+                "http://h/stream/a?next=x@y#z@w",
+            ),
+            ("http://h/a@b", "http://h/a@b"),
+            ("http://u:p@h", "http://***@h"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            if let Ok(mut parsed) = Url::parse(url) {
+                redact_url_in_place(&mut parsed);
+                assert!(!parsed.as_str().contains(":p@"), "{parsed}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_config_shows_no_secret() {
+        let mut builder = ConfigBuilder::new("http://alice:hunter2@127.0.0.1:1/stream/a");
+        builder.token = Some("tok_secret".into());
+        let (config, _) = builder.build().unwrap();
+        assert_eq!(config.shown_url, "http://***@127.0.0.1:1/stream/a");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("tok_secret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn ids_with_control_characters_cannot_be_sent() {
+        assert!(is_sendable_id("1042"));
+        assert!(is_sendable_id("été 7"));
+        for id in ["7\u{1}", "a\tb", "x\u{7f}", "\u{0}"] {
+            assert!(!is_sendable_id(id), "{id:?}");
+        }
+    }
+}

@@ -11,7 +11,8 @@ use std::hash::{BuildHasher, Hasher};
 
 use tracing::warn;
 
-use crate::models::Event;
+use crate::models::{Event, SlimAction};
+use crate::queue::Weigh;
 use crate::sse::SseEvent;
 
 /// How much of a bad payload to show in a log line.
@@ -31,8 +32,44 @@ pub(crate) enum Delivery {
 pub(crate) enum Queued {
     /// An event as parsed; the consumer decodes it.
     Sse(SseEvent),
-    /// A payload the reader already decoded (only in [`Delivery::Payloads`] runs).
-    Payload(Event),
+    /// A payload the reader already decoded (only in [`Delivery::Payloads`] runs),
+    /// with its weight.
+    Payload(Event, usize),
+}
+
+/// What one queued item costs besides its data: the item itself and the
+/// allocator's bookkeeping.
+const ITEM_OVERHEAD: usize = std::mem::size_of::<Queued>() + 16;
+
+impl Queued {
+    /// A decoded payload, weighed from the JSON it was decoded from: its strings take
+    /// at most the JSON's bytes, and each action its struct (its list may have
+    /// grown to twice its length).
+    pub(crate) fn payload(payload: Event, json_len: usize) -> Queued {
+        let actions = match &payload {
+            Event::Actions(p) => p.actions.len(),
+            Event::Summary(_) => 0,
+        };
+        let weight = ITEM_OVERHEAD + json_len + 2 * actions * std::mem::size_of::<SlimAction>();
+        Queued::Payload(payload, weight)
+    }
+}
+
+impl Weigh for Queued {
+    fn weight(&self) -> usize {
+        match self {
+            // The id is shared with the events around it, and short ones are inline.
+            Queued::Sse(event) => ITEM_OVERHEAD + event.data.len() + event.event.len(),
+            Queued::Payload(_, weight) => *weight,
+        }
+    }
+}
+
+/// Worker lanes are bounded by count only.
+impl Weigh for Event {
+    fn weight(&self) -> usize {
+        0
+    }
 }
 
 impl Queued {
@@ -41,7 +78,7 @@ impl Queued {
     pub(crate) fn into_payload(self) -> Option<Event> {
         match self {
             Queued::Sse(event) => decode(&event),
-            Queued::Payload(payload) => Some(payload),
+            Queued::Payload(payload, _) => Some(payload),
         }
     }
 
@@ -50,7 +87,7 @@ impl Queued {
     pub(crate) fn into_sse(self) -> Option<SseEvent> {
         match self {
             Queued::Sse(event) => Some(event),
-            Queued::Payload(_) => None,
+            Queued::Payload(..) => None,
         }
     }
 }

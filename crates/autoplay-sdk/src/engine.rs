@@ -17,15 +17,24 @@ use reqwest::header::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{ClientConfig, DisconnectReason, Hooks, OverflowPolicy};
+use crate::config::{
+    ClientConfig, DisconnectReason, Hooks, OverflowPolicy, is_sendable_id, redact_url_in_place,
+};
 use crate::dispatch::{Delivery, Queued, decode};
 use crate::error::{Error, is_fatal_status};
 use crate::models::Event;
 use crate::queue::{EventQueue, Pushed};
-use crate::sse::{SseError, SseItem, SseParser};
+use crate::retry::{FailureReason, RetryPolicy, ServerRetry};
+use crate::sse::{SseItem, SseParser};
 
 /// The SSE event name the connector uses for liveness-only frames.
 pub(crate) const HEARTBEAT_EVENT: &str = "heartbeat";
+
+/// The request header that resumes a stream.
+const LAST_EVENT_ID: &str = "Last-Event-ID";
+
+/// How much of an unusable id to show in a log line.
+const LOGGED_ID_CHARS: usize = 64;
 
 /// Events waiting in the queue from which the reader decodes the next event itself.
 /// Below it the consumer keeps up, and the reader stays free for the socket; above
@@ -40,10 +49,19 @@ fn decode_ahead_depth(capacity: usize) -> usize {
     DECODE_AHEAD_DEPTH.min(capacity / 3)
 }
 
+/// The engine's clock: tokio's, so that tests with paused time drive the retry
+/// policy too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Counters shared between the engine and the client handles.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    /// Payloads the full queue dropped.
     pub dropped: AtomicU64,
+    /// Events skipped for exceeding `max_event_size`.
+    pub oversized: AtomicU64,
 }
 
 /// What one connection attempt came to.
@@ -55,7 +73,7 @@ enum Attempt {
     },
     /// No stream: a network error, a retryable status or a wrong content type.
     Failed {
-        why: String,
+        why: FailureReason,
         retry_after: Option<Duration>,
     },
     /// A status that must not be retried.
@@ -64,29 +82,15 @@ enum Attempt {
     Stopped,
 }
 
-/// Exponential backoff with jitter; the base is the configured initial delay or
-/// the server's `retry:` value.
-struct Backoff {
-    base: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.failures.min(20));
-        self.failures = self.failures.saturating_add(1);
-        // A server-sent retry larger than the cap still wins: it is the server's request.
-        let capped = exp.min(self.max.max(self.base));
-        // "Equal jitter": never less than half the delay, so clients that lost the same
-        // server spread out without reconnecting early.
-        let half = capped / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
+/// What the engine keeps about the stream it is reading.
+#[derive(Debug, Default)]
+struct Connection {
+    /// Events delivered (heartbeats included).
+    events: u64,
+    /// An oversized event was already logged on this connection.
+    told_oversized: bool,
+    /// An over-long id was already logged on this connection.
+    told_long_id: bool,
 }
 
 pub(crate) struct Engine {
@@ -103,6 +107,8 @@ pub(crate) struct Engine {
     /// Rate limit of the drop warning.
     last_drop_log: Option<Instant>,
     drops_since_log: u64,
+    /// The last event id that could not be sent, once logged (so it is logged once).
+    unsendable_id: Option<String>,
 }
 
 impl Engine {
@@ -124,6 +130,7 @@ impl Engine {
             delivery,
             last_drop_log: None,
             drops_since_log: 0,
+            unsendable_id: None,
         }
     }
 
@@ -137,16 +144,11 @@ impl Engine {
 
     async fn connect_loop(&mut self) -> Result<(), Error> {
         let config = self.config.clone();
-        let url = config.url.as_str();
-        let mut parser = SseParser::with_max_event_size(config.max_event_size);
+        let url = config.shown_url.as_str();
+        let mut parser = SseParser::with_limits(config.max_event_size, config.max_id_len);
         parser.set_last_event_id(config.last_event_id.clone());
-        let mut backoff = Backoff {
-            base: config.initial_backoff,
-            max: config.max_backoff,
-            failures: 0,
-        };
+        let mut retry = RetryPolicy::new(config.retry);
         let mut http: Option<reqwest::Client> = None;
-        let mut failed_attempts: u32 = 0;
         loop {
             if self.cancel.is_cancelled() {
                 return Ok(());
@@ -155,7 +157,7 @@ impl Engine {
                 Some(client) => client.clone(),
                 None => http.insert(build_http_client(&config)?).clone(),
             };
-            let attempt = self.attempt(&client, &mut parser, &mut backoff).await;
+            let attempt = self.attempt(&client, &mut parser, &mut retry).await;
             let (why, retry_after) = match attempt {
                 Attempt::Stopped => return Ok(()),
                 Attempt::Fatal(status) => {
@@ -173,53 +175,62 @@ impl Engine {
                         return Ok(());
                     }
                     if events > 0 {
-                        backoff.reset();
-                        failed_attempts = 0;
+                        retry.made_progress();
                         info!(url, reason = %reason, "disconnected after {events} events");
                     } else {
-                        failed_attempts += 1;
+                        retry.attempt_failed();
                         info!(url, reason = %reason, "disconnected before any event");
                     }
-                    (reason.to_string(), None)
+                    (FailureReason::Disconnected(reason), None)
                 }
                 Attempt::Failed { why, retry_after } => {
-                    failed_attempts += 1;
+                    retry.attempt_failed();
                     (why, retry_after)
                 }
             };
             // Whatever failed may be the pooled connection itself (a half-open socket, a
             // broken HTTP/2 session): start the next attempt on a fresh one.
             http = None;
-            if let Some(max) = config.max_retries
-                && failed_attempts > max
-            {
-                warn!(url, attempts = failed_attempts, "giving up: {why}");
+            let attempts = retry.failed_attempts();
+            if retry.exhausted() {
+                warn!(url, attempts, reason = %why, "giving up: {why}");
                 return Err(Error::RetriesExhausted {
-                    attempts: failed_attempts,
+                    attempts,
                     url: url.to_owned(),
                     last_failure: why,
                 });
             }
-            let delay = retry_after.unwrap_or_else(|| backoff.next_delay());
-            // A failed attempt is a warning (users with no logging set up see it); a
-            // reconnect after a connection that delivered events is routine.
-            if failed_attempts > 0 {
+            let wait = retry.next_wait(now(), retry_after);
+            if let Some(asked) = wait.capped_retry_after {
                 warn!(
                     url,
-                    attempt = failed_attempts,
+                    retry_after_s = asked.as_secs(),
+                    max_server_delay_s = config.retry.max_server_delay.as_secs(),
+                    "the server's Retry-After exceeds max_server_delay; waiting the ceiling instead"
+                );
+            }
+            let delay = wait.delay;
+            // A failed attempt is a warning (users with no logging set up see it); a
+            // reconnect after a connection that delivered events is routine.
+            if attempts > 0 {
+                warn!(
+                    url,
+                    attempt = attempts,
                     delay_ms = delay.as_millis() as u64,
-                    "reconnecting: {why}"
+                    reason = %why,
+                    "reconnecting in {delay:?}: {why}"
                 );
             } else {
                 info!(
                     url,
-                    attempt = failed_attempts,
+                    attempt = attempts,
                     delay_ms = delay.as_millis() as u64,
-                    "reconnecting: {why}"
+                    reason = %why,
+                    "reconnecting in {delay:?}: {why}"
                 );
             }
             if let Some(hook) = &self.hooks.on_retry {
-                call_hook("on_retry", || hook(failed_attempts, delay, &why));
+                call_hook("on_retry", || hook(attempts, delay, &why));
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
@@ -233,7 +244,7 @@ impl Engine {
         &mut self,
         http: &reqwest::Client,
         parser: &mut SseParser,
-        backoff: &mut Backoff,
+        retry: &mut RetryPolicy,
     ) -> Attempt {
         let config = self.config.clone();
         let mut request = http
@@ -248,10 +259,14 @@ impl Engine {
                 request = request.header(AUTHORIZATION, value);
             }
         }
-        if let Some(id) = parser.last_event_id() {
-            request = request.header("Last-Event-ID", id);
+        if let Some(id) = self.sendable_last_event_id(parser) {
+            request = request.header(LAST_EVENT_ID, id);
         }
-        debug!(url = %config.url, last_event_id = parser.last_event_id(), "connecting");
+        debug!(
+            url = config.shown_url,
+            last_event_id = ?parser.last_event_id().map(shortened),
+            "connecting"
+        );
         let response = tokio::select! {
             _ = self.cancel.cancelled() => return Attempt::Stopped,
             r = tokio::time::timeout(config.connect_timeout, request.send()) => r,
@@ -259,13 +274,13 @@ impl Engine {
         let response = match response {
             Err(_) => {
                 return Attempt::Failed {
-                    why: format!("no response within {:?}", config.connect_timeout),
+                    why: FailureReason::Timeout(config.connect_timeout),
                     retry_after: None,
                 };
             }
             Ok(Err(e)) => {
                 return Attempt::Failed {
-                    why: format!("request failed: {}", error_chain(&e)),
+                    why: FailureReason::Request(redacted_chain(e)),
                     retry_after: None,
                 };
             }
@@ -284,7 +299,7 @@ impl Engine {
                 _ => None,
             };
             return Attempt::Failed {
-                why: format!("status {status}"),
+                why: FailureReason::Status(status.as_u16()),
                 retry_after,
             };
         }
@@ -295,19 +310,20 @@ impl Engine {
             .unwrap_or("");
         if !is_event_stream(content_type) {
             return Attempt::Failed {
-                why: format!("content type {content_type:?} is not text/event-stream"),
+                why: FailureReason::ContentType(content_type.to_owned()),
                 retry_after: None,
             };
         }
 
-        info!(url = %config.url, version = ?response.version(), "connected");
+        info!(url = config.shown_url, version = ?response.version(), "connected");
+        retry.connected(now());
         if let Some(hook) = &self.hooks.on_connect {
-            call_hook("on_connect", || hook(config.url.as_str()));
+            call_hook("on_connect", || hook(config.shown_url.as_str()));
         }
         parser.reset_connection();
         let mut body = response.bytes_stream();
         let mut items: Vec<SseItem> = Vec::new();
-        let mut events: u64 = 0;
+        let mut connection = Connection::default();
         let reason = loop {
             let chunk = tokio::select! {
                 _ = self.cancel.cancelled() => break DisconnectReason::Stopped,
@@ -319,69 +335,118 @@ impl Engine {
                     parser.finish();
                     break DisconnectReason::EndOfStream;
                 }
-                Ok(Some(Err(e))) => break DisconnectReason::Network(error_chain(&e)),
+                Ok(Some(Err(e))) => break DisconnectReason::Network(redacted_chain(e)),
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            if let Err(SseError::EventTooLarge { limit }) =
-                parser.feed(&chunk, |item| items.push(item))
-            {
-                warn!(
-                    limit,
-                    "event exceeds the maximum size; dropping the connection"
-                );
-                // Events completed before the oversized one in this chunk are still good.
-                if self
-                    .deliver_all(&mut items, backoff, &mut events)
-                    .await
-                    .is_err()
-                {
-                    break DisconnectReason::Stopped;
-                }
-                break DisconnectReason::EventTooLarge(limit);
-            }
+            let Ok(()) = parser.feed(&chunk, |item| items.push(item));
             if self
-                .deliver_all(&mut items, backoff, &mut events)
+                .deliver_all(&mut items, retry, &mut connection)
                 .await
                 .is_err()
             {
                 break DisconnectReason::Stopped;
             }
         };
-        Attempt::Ended { events, reason }
+        Attempt::Ended {
+            events: connection.events,
+            reason,
+        }
+    }
+
+    /// The last event id, when it can be sent as a header. One that cannot (a C0
+    /// control character or DEL, which a server may well send: the standard allows
+    /// them) is left out, so the stream restarts without resuming instead of every
+    /// request failing; it is logged once.
+    fn sendable_last_event_id(&mut self, parser: &SseParser) -> Option<HeaderValue> {
+        let id = parser.last_event_id()?;
+        if is_sendable_id(id)
+            && let Ok(value) = HeaderValue::from_str(id)
+        {
+            return Some(value);
+        }
+        if self.unsendable_id.as_deref() != Some(id) {
+            warn!(
+                id = ?shortened(id),
+                "the last event id contains control characters and cannot be sent as \
+                 Last-Event-ID; reconnecting without it (events may be missed or repeated)"
+            );
+            self.unsendable_id = Some(id.to_owned());
+        }
+        None
     }
 
     /// Hands parsed items on; `Err` when the client was stopped while waiting for room.
     async fn deliver_all(
         &mut self,
         items: &mut Vec<SseItem>,
-        backoff: &mut Backoff,
-        events: &mut u64,
+        retry: &mut RetryPolicy,
+        connection: &mut Connection,
     ) -> Result<(), ()> {
         for item in items.drain(..) {
-            match item {
+            let event = match item {
+                SseItem::Event(event) => event,
                 SseItem::Retry(ms) => {
-                    debug!(retry_ms = ms, "server set the reconnection delay");
-                    backoff.base = Duration::from_millis(ms.max(1));
-                }
-                SseItem::Event(event) => {
-                    *events += 1;
-                    let item = match self.delivery {
-                        Delivery::Raw => Queued::Sse(event),
-                        Delivery::Payloads if event.event == HEARTBEAT_EVENT => continue,
-                        Delivery::Payloads if self.consumer_is_behind() => match decode(&event) {
-                            Some(payload) => Queued::Payload(payload),
-                            None => continue,
-                        },
-                        Delivery::Payloads => Queued::Sse(event),
-                    };
-                    let pushed = tokio::select! {
-                        biased;
-                        pushed = self.queue.push(item) => pushed,
-                        _ = self.cancel.cancelled() => return Err(()),
-                    };
-                    if let Pushed::Dropped(dropped) = pushed {
-                        self.record_drop(dropped);
+                    match retry.set_server_retry(Duration::from_millis(ms)) {
+                        ServerRetry::Applied(delay) => {
+                            debug!(
+                                retry_ms = ms,
+                                "the server set the reconnection delay to {delay:?}"
+                            );
+                        }
+                        ServerRetry::Capped(ceiling) => warn!(
+                            retry_ms = ms,
+                            max_server_delay_s = ceiling.as_secs(),
+                            "the server's retry: exceeds max_server_delay; the reconnection \
+                             delay is the ceiling instead"
+                        ),
                     }
+                    continue;
+                }
+                SseItem::EventTooLarge { limit } => {
+                    let total = self.stats.oversized.fetch_add(1, Ordering::Relaxed) + 1;
+                    if !connection.told_oversized {
+                        connection.told_oversized = true;
+                        warn!(
+                            limit,
+                            total,
+                            "an event exceeds max_event_size; skipping it and reading on \
+                             (later ones on this connection are only counted)"
+                        );
+                    }
+                    continue;
+                }
+                SseItem::IdTooLong { limit } => {
+                    if !connection.told_long_id {
+                        connection.told_long_id = true;
+                        warn!(
+                            limit,
+                            "an event id exceeds max_id_len; ignoring it, the last event id \
+                             stays as it was (later ones on this connection are not logged)"
+                        );
+                    }
+                    continue;
+                }
+            };
+            connection.events += 1;
+            let item = match self.delivery {
+                Delivery::Raw => Queued::Sse(event),
+                Delivery::Payloads if event.event == HEARTBEAT_EVENT => continue,
+                Delivery::Payloads if self.consumer_is_behind() => match decode(&event) {
+                    Some(payload) => Queued::payload(payload, event.data.len()),
+                    None => continue,
+                },
+                Delivery::Payloads => Queued::Sse(event),
+            };
+            let pushed = tokio::select! {
+                biased;
+                pushed = self.queue.push(item) => pushed,
+                _ = self.cancel.cancelled() => return Err(()),
+            };
+            match pushed {
+                Pushed::Queued => {}
+                Pushed::Dropped(dropped) => self.record_drop(dropped),
+                Pushed::DroppedMany(dropped) => {
+                    dropped.into_iter().for_each(|d| self.record_drop(d))
                 }
             }
         }
@@ -402,7 +467,7 @@ impl Engine {
     /// event would have been skipped anyway.
     fn record_drop(&mut self, dropped: Queued) {
         let event = match dropped {
-            Queued::Payload(event) => event,
+            Queued::Payload(event, _) => event,
             Queued::Sse(sse) => match Event::decode(&sse.data, &sse.event) {
                 Ok(event) => event,
                 Err(e) => {
@@ -422,8 +487,10 @@ impl Engine {
                 dropped = self.drops_since_log,
                 total,
                 queue_size = self.config.max_queue_size,
+                queue_bytes = self.config.max_queue_bytes,
                 "queue full: events dropped; the callbacks are slower than the stream \
-                 (raise max_queue_size, add workers, or use OverflowPolicy::Block)"
+                 (raise max_queue_size or max_queue_bytes, add workers, or use \
+                 OverflowPolicy::Block)"
             );
             self.last_drop_log = Some(now);
             self.drops_since_log = 0;
@@ -475,6 +542,22 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     )
 }
 
+/// The start of an id, for a log line.
+fn shortened(id: &str) -> &str {
+    match id.char_indices().nth(LOGGED_ID_CHARS) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
+}
+
+/// A reqwest error and its causes, with the credentials of the URL it names redacted.
+fn redacted_chain(mut e: reqwest::Error) -> String {
+    if let Some(url) = e.url_mut() {
+        redact_url_in_place(url);
+    }
+    error_chain(&e)
+}
+
 /// reqwest's top-level messages are terse ("error sending request"); the causes say why.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -520,14 +603,10 @@ mod tests {
 
     /// Delivers `items` and returns what the queue then holds, oldest first.
     async fn deliver(engine: &mut Engine, items: Vec<SseItem>) -> Vec<Queued> {
-        let mut backoff = Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(1),
-            failures: 0,
-        };
+        let mut retry = RetryPolicy::new(engine.config.retry);
         let mut items = items;
         engine
-            .deliver_all(&mut items, &mut backoff, &mut 0)
+            .deliver_all(&mut items, &mut retry, &mut Connection::default())
             .await
             .unwrap();
         engine.queue.take_all(Batch::default())
@@ -536,7 +615,7 @@ mod tests {
     fn decoded_ahead(queued: &[Queued]) -> Vec<bool> {
         queued
             .iter()
-            .map(|q| matches!(q, Queued::Payload(_)))
+            .map(|q| matches!(q, Queued::Payload(..)))
             .collect()
     }
 
@@ -558,7 +637,7 @@ mod tests {
         items.extend([sse("not json"), sse(r#"{"type":"nope"}"#), sse(PAYLOAD)]);
         let queued = deliver(&mut engine, items).await;
         assert_eq!(queued.len(), DECODE_AHEAD_DEPTH + 1);
-        assert!(matches!(queued.last(), Some(Queued::Payload(_))));
+        assert!(matches!(queued.last(), Some(Queued::Payload(..))));
         assert_eq!(engine.stats.dropped.load(Ordering::Relaxed), 0);
     }
 
@@ -592,24 +671,53 @@ mod tests {
         assert!(queued.into_iter().all(|q| q.into_sse().is_some()));
     }
 
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(30),
-            failures: 0,
-        };
-        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        let ceilings = [1, 2, 4, 8, 16, 30, 30, 30];
-        for (delay, ceiling) in delays.iter().zip(ceilings) {
-            let ceiling = Duration::from_secs(ceiling);
-            assert!(
-                *delay >= ceiling / 2 && *delay <= ceiling,
-                "{delay:?} vs {ceiling:?}"
-            );
+    #[tokio::test]
+    async fn oversized_events_are_counted_and_ids_checked_before_sending() {
+        let mut engine = engine(500, OverflowPolicy::DropNewest, Delivery::Payloads);
+        let items = vec![
+            SseItem::EventTooLarge { limit: 8 },
+            SseItem::IdTooLong { limit: 8 },
+            SseItem::EventTooLarge { limit: 8 },
+            sse(PAYLOAD),
+        ];
+        let queued = deliver(&mut engine, items).await;
+        assert_eq!(queued.len(), 1);
+        assert_eq!(engine.stats.oversized.load(Ordering::Relaxed), 2);
+
+        let mut parser = SseParser::new();
+        parser.set_last_event_id(Some("7\u{1}x".into()));
+        assert!(engine.sendable_last_event_id(&parser).is_none());
+        assert_eq!(
+            engine.unsendable_id.as_deref(),
+            Some("7\u{1}x"),
+            "logged once"
+        );
+        for id in ["7\tx", "7\u{7f}"] {
+            parser.set_last_event_id(Some(id.into()));
+            assert!(engine.sendable_last_event_id(&parser).is_none(), "{id:?}");
         }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_secs(1));
+        parser.set_last_event_id(Some("été 42".into()));
+        assert_eq!(
+            engine.sendable_last_event_id(&parser).unwrap().as_bytes(),
+            "été 42".as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_request_error_names_the_url_without_its_credentials() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = runtime
+            .block_on(
+                reqwest::Client::new()
+                    .get("http://user:pw@127.0.0.1:1/x")
+                    .send(),
+            )
+            .unwrap_err();
+        let text = redacted_chain(e);
+        assert!(!text.contains("pw") && !text.contains("user"), "{text}");
     }
 
     #[test]

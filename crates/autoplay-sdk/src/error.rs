@@ -2,11 +2,16 @@
 
 use std::fmt;
 
+use crate::retry::FailureReason;
+
 /// Why a client stopped with an error.
 ///
 /// Transient failures (network errors, 5xx, stalls, oversized events, malformed
 /// payloads) never surface here: the client logs them and reconnects or skips.
 /// Only what retrying cannot fix ends [`run`](crate::ConnectorClient::run).
+///
+/// No message shows a secret: URLs appear with their credentials redacted
+/// (`https://***@host/...`), and the token never appears.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -16,7 +21,7 @@ pub enum Error {
     FatalStatus {
         /// The HTTP status code.
         status: u16,
-        /// The URL that was requested.
+        /// The URL that was requested, credentials redacted.
         url: String,
     },
     /// `max_retries` consecutive connection attempts failed.
@@ -26,10 +31,10 @@ pub enum Error {
     RetriesExhausted {
         /// How many attempts failed in a row.
         attempts: u32,
-        /// The URL that was requested.
+        /// The URL that was requested, credentials redacted.
         url: String,
         /// Why the last attempt failed.
-        last_failure: String,
+        last_failure: FailureReason,
     },
     /// The client was configured with values that cannot work; the message says what to fix.
     #[error("invalid client configuration: {0}")]

@@ -9,11 +9,14 @@
 //!   as a `Stream`.
 //!
 //! Both drive the same connection engine: `Last-Event-ID` resume, exponential backoff
-//! with jitter (1 s doubling to 30 s), a liveness timeout, and fatal statuses
-//! (401, 403, 404, 204) that end `run` with [`Error::FatalStatus`] instead of
-//! retrying forever. Between the reader and your callbacks sits a bounded queue with
-//! a choice of [`OverflowPolicy`]; `workers(n)` scales slow callbacks while keeping
-//! each session in order.
+//! with jitter that only adds (1 s doubling to 30 s; a server's `retry:` and
+//! `Retry-After` obeyed as minimums up to a 10-minute ceiling), a liveness timeout,
+//! and fatal statuses (401, 403, 404, 204) that end `run` with [`Error::FatalStatus`]
+//! instead of retrying forever. Between the reader and your callbacks sits a queue
+//! bounded by count and by bytes, with a choice of [`OverflowPolicy`]; `workers(n)`
+//! scales slow callbacks while keeping each session in order. Whatever a server
+//! sends, memory stays bounded: oversized events are skipped, over-long ids
+//! ignored, and an id is stored once however many events carry it.
 //!
 //! ```no_run
 //! use autoplay_sdk::ConnectorClient;
@@ -25,7 +28,8 @@
 //! # Ok::<(), autoplay_sdk::Error>(())
 //! ```
 //!
-//! Logs go through `tracing` under the `autoplay_sdk` target; the token is never logged.
+//! Logs go through `tracing` under the `autoplay_sdk` target; the token is never
+//! logged, and URLs appear with their credentials redacted ([`redact_url`]).
 #![warn(missing_docs)]
 
 mod client;
@@ -34,6 +38,7 @@ mod dispatch;
 mod engine;
 mod error;
 mod queue;
+mod retry;
 
 pub mod buffer;
 pub mod models;
@@ -45,6 +50,7 @@ pub use client::{
     AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient,
     ConnectorClient, ConnectorClientBuilder, StopHandle,
 };
-pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR};
+pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR, redact_url};
 pub use error::Error;
 pub use models::{ActionsPayload, CompactString, DecodeError, Event, SlimAction, SummaryPayload};
+pub use retry::FailureReason;

@@ -4,6 +4,10 @@
 //! `Block` policy can wait for room without blocking a runtime thread), and
 //! consumers pop either from threads (blocking client) or from tasks (async
 //! client). The overflow policy is applied here, in one place.
+//!
+//! The queue is bounded twice: by a count of items and by a budget of bytes (each
+//! item says what it weighs, [`Weigh`]); the overflow policy applies to whichever
+//! bound is reached first.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,6 +18,11 @@ use tokio::sync::Notify;
 
 use crate::config::OverflowPolicy;
 
+/// What an item costs the queue's byte budget: roughly the memory it holds.
+pub(crate) trait Weigh {
+    fn weight(&self) -> usize;
+}
+
 /// Result of a push.
 #[derive(Debug)]
 pub(crate) enum Pushed<T> {
@@ -21,6 +30,8 @@ pub(crate) enum Pushed<T> {
     /// The queue was full (or closed); this item was dropped: the new one under
     /// `DropNewest`, the oldest under `DropOldest`.
     Dropped(T),
+    /// `DropOldest` dropped these, oldest first, to make room for a heavy item.
+    DroppedMany(Vec<T>),
 }
 
 /// Result of a blocking pop.
@@ -34,7 +45,10 @@ pub(crate) enum Popped<T> {
 }
 
 struct State<T> {
-    items: VecDeque<T>,
+    /// The items with their weights.
+    items: VecDeque<(T, usize)>,
+    /// The weight of `items` (a consumer's batch no longer counts).
+    bytes: usize,
     /// When the queue was closed: consumers drain what is left until the drain timeout.
     closed_at: Option<Instant>,
     /// Threads parked on a condvar; notifying a condvar costs a syscall even when
@@ -44,6 +58,9 @@ struct State<T> {
     /// A drop policy's grace ran out: drop at once, without waiting again, until
     /// the queue has drained to half.
     overflowing: bool,
+    /// A producer found no room and waits (or is about to): the next batch that
+    /// makes enough room wakes it.
+    room_wanted: bool,
 }
 
 impl<T> State<T> {
@@ -78,7 +95,8 @@ impl<T> Default for Batch<T> {
 
 /// A consumer takes at most this many items per lock...
 const MAX_BATCH: usize = 32;
-/// ...and at most this share of the queue's capacity (1/8).
+/// ...and at most this share of the queue's capacity (1/8), and of its byte budget
+/// (but always at least one item).
 const MAX_BATCH_SHARE: usize = 8;
 
 pub(crate) struct EventQueue<T> {
@@ -94,8 +112,12 @@ pub(crate) struct EventQueue<T> {
     /// see a close without taking the lock.
     closed: AtomicBool,
     capacity: usize,
+    /// The byte budget.
+    max_bytes: usize,
     /// The most items a consumer takes per lock.
     batch_size: usize,
+    /// The most bytes a consumer takes per lock, unless the first item alone weighs more.
+    batch_bytes: usize,
     policy: OverflowPolicy,
     /// How long a full queue waits for room before a drop policy drops.
     grace: Duration,
@@ -109,28 +131,39 @@ pub(crate) struct EventQueue<T> {
     room_notify: Notify,
 }
 
-impl<T> EventQueue<T> {
-    /// A queue whose drop policies drop at once (no grace).
+impl<T: Weigh> EventQueue<T> {
+    /// A queue bounded by count only, whose drop policies drop at once (no grace).
     pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
-        Self::with_grace(capacity, policy, Duration::ZERO)
+        Self::with_limits(capacity, usize::MAX, policy, Duration::ZERO)
     }
 
-    /// A queue whose drop policies first wait up to `grace` for room.
-    pub(crate) fn with_grace(capacity: usize, policy: OverflowPolicy, grace: Duration) -> Self {
+    /// A queue of at most `capacity` items weighing at most `max_bytes` together
+    /// (one heavier item passes alone), whose drop policies first wait up to `grace`
+    /// for room.
+    pub(crate) fn with_limits(
+        capacity: usize,
+        max_bytes: usize,
+        policy: OverflowPolicy,
+        grace: Duration,
+    ) -> Self {
         EventQueue {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity.min(4096)),
+                bytes: 0,
                 closed_at: None,
                 consumers_parked: 0,
                 producers_parked: 0,
                 overflowing: false,
+                room_wanted: false,
             }),
             len: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             capacity,
+            max_bytes,
             // A batch is extra room beyond `capacity` (the queue refills while the
             // consumer works through it), so it stays a small share of it.
             batch_size: (capacity / MAX_BATCH_SHARE).clamp(1, MAX_BATCH),
+            batch_bytes: max_bytes / MAX_BATCH_SHARE,
             policy,
             grace,
             items_cv: Condvar::new(),
@@ -180,23 +213,38 @@ impl<T> EventQueue<T> {
 
     /// Moves up to a batch of items from the queue, which must not be empty, into
     /// `batch` and hands out the first. A producer waits only while the queue is
-    /// full, and is woken once the queue has drained to half: waking it for every
-    /// free slot would bounce both threads through the scheduler once per event.
+    /// full, and is woken once the queue has drained to half (of its count and of its
+    /// bytes), or is empty: waking it for every free slot would bounce both threads
+    /// through the scheduler once per event.
     fn take_batch(&self, mut state: MutexGuard<'_, State<T>>, batch: &mut Batch<T>) -> T {
-        let before = state.items.len();
-        let taken = before.min(self.batch_size);
-        batch.items.extend(state.items.drain(..taken));
+        let mut taken = 0;
+        let mut taken_bytes = 0;
+        while taken < self.batch_size {
+            match state.items.front() {
+                Some(&(_, weight)) if taken == 0 || taken_bytes + weight <= self.batch_bytes => {
+                    let (item, weight) = state.items.pop_front().expect("a front item");
+                    batch.items.push_back(item);
+                    taken += 1;
+                    taken_bytes += weight;
+                }
+                _ => break,
+            }
+        }
+        state.bytes -= taken_bytes;
         let item = batch
             .items
             .pop_front()
             .expect("a batch taken from a non-empty queue has a first item");
         batch.taken = taken;
         self.settle_if_done(batch);
-        let half = self.capacity / 2;
-        if before <= half || state.items.len() > half {
+        let drained = state.items.len() <= self.capacity / 2 && state.bytes <= self.max_bytes / 2;
+        if drained {
+            state.overflowing = false;
+        }
+        if !state.room_wanted || !(drained || state.items.is_empty()) {
             return item;
         }
-        state.overflowing = false;
+        state.room_wanted = false;
         let thread_parked = state.producers_parked > 0;
         drop(state);
         if thread_parked {
@@ -247,30 +295,57 @@ impl<T> EventQueue<T> {
         (self.policy != OverflowPolicy::Block).then(|| Instant::now() + self.grace)
     }
 
+    /// Whether an item of `weight` fits: below the count, and within the byte
+    /// budget unless the queue is empty (so that any one item can pass).
+    fn fits(&self, state: &State<T>, weight: usize) -> bool {
+        state.items.len() < self.capacity
+            && (state.items.is_empty() || state.bytes.saturating_add(weight) <= self.max_bytes)
+    }
+
     /// Applies the overflow policy to a full queue, or queues the item. Returns the
     /// item back when the producer has to wait for room.
     fn try_push(&self, state: &mut State<T>, item: T) -> Result<Pushed<T>, T> {
         if state.closed_at.is_some() {
             return Ok(Pushed::Dropped(item));
         }
-        if state.items.len() < self.capacity {
-            state.items.push_back(item);
-            self.len.fetch_add(1, Ordering::Relaxed);
+        let weight = item.weight();
+        if self.fits(state, weight) {
+            self.enqueue(state, item, weight);
             return Ok(Pushed::Queued);
         }
         if self.waits_when_full(state) {
+            state.room_wanted = true;
             return Err(item);
         }
         match self.policy {
             OverflowPolicy::DropNewest => Ok(Pushed::Dropped(item)),
             OverflowPolicy::DropOldest => {
-                // Full, so there is an oldest: one out, one in, the length stays.
-                let oldest = state.items.pop_front();
-                state.items.push_back(item);
-                Ok(oldest.map_or(Pushed::Queued, Pushed::Dropped))
+                // Full, so there is an oldest; out with as many as the new one needs.
+                let mut dropped = Vec::new();
+                while !self.fits(state, weight)
+                    && let Some((oldest, w)) = state.items.pop_front()
+                {
+                    state.bytes -= w;
+                    self.len.fetch_sub(1, Ordering::Relaxed);
+                    dropped.push(oldest);
+                }
+                self.enqueue(state, item, weight);
+                Ok(match dropped.len() {
+                    1 => Pushed::Dropped(dropped.pop().expect("one dropped item")),
+                    _ => Pushed::DroppedMany(dropped),
+                })
             }
-            OverflowPolicy::Block => Err(item),
+            OverflowPolicy::Block => {
+                state.room_wanted = true;
+                Err(item)
+            }
         }
+    }
+
+    fn enqueue(&self, state: &mut State<T>, item: T, weight: usize) {
+        state.items.push_back((item, weight));
+        state.bytes += weight;
+        self.len.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Pushes from a task; waiting for room (see [`OverflowPolicy`]) does not block
@@ -414,7 +489,8 @@ impl<T> EventQueue<T> {
     pub(crate) fn take_all(&self, batch: Batch<T>) -> Vec<T> {
         let mut state = self.lock();
         let mut items: Vec<T> = batch.items.into();
-        items.extend(state.items.drain(..));
+        items.extend(state.items.drain(..).map(|(item, _)| item));
+        state.bytes = 0;
         self.len.store(0, Ordering::Relaxed);
         drop(state);
         self.room_cv.notify_all();
@@ -429,6 +505,142 @@ mod tests {
     use std::sync::Arc;
 
     const DRAIN: Duration = Duration::from_secs(5);
+
+    impl Weigh for i32 {
+        fn weight(&self) -> usize {
+            0
+        }
+    }
+
+    /// An item that weighs what it says.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Heavy(usize);
+
+    impl Weigh for Heavy {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    fn heavy(max_bytes: usize, policy: OverflowPolicy) -> EventQueue<Heavy> {
+        EventQueue::with_limits(100, max_bytes, policy, Duration::ZERO)
+    }
+
+    #[test]
+    fn the_byte_budget_bounds_the_queue_like_the_count() {
+        let q = heavy(100, OverflowPolicy::DropNewest);
+        assert!(matches!(q.push_blocking(Heavy(60)), Pushed::Queued));
+        assert!(matches!(q.push_blocking(Heavy(40)), Pushed::Queued));
+        assert!(matches!(
+            q.push_blocking(Heavy(1)),
+            Pushed::Dropped(Heavy(1))
+        ));
+        let mut b = Batch::default();
+        assert!(matches!(
+            q.pop_blocking(&mut b, DRAIN),
+            Popped::Item(Heavy(60))
+        ));
+        assert!(matches!(q.push_blocking(Heavy(50)), Pushed::Queued));
+    }
+
+    #[test]
+    fn one_item_heavier_than_the_budget_passes_alone() {
+        let q = heavy(100, OverflowPolicy::Block);
+        assert!(matches!(q.push_blocking(Heavy(500)), Pushed::Queued));
+        let q = heavy(100, OverflowPolicy::DropNewest);
+        q.push_blocking(Heavy(10));
+        assert!(matches!(
+            q.push_blocking(Heavy(500)),
+            Pushed::Dropped(Heavy(500))
+        ));
+    }
+
+    #[test]
+    fn drop_oldest_drops_as_many_as_a_heavy_item_needs() {
+        let q = heavy(100, OverflowPolicy::DropOldest);
+        for _ in 0..4 {
+            q.push_blocking(Heavy(25));
+        }
+        assert!(matches!(
+            q.push_blocking(Heavy(25)),
+            Pushed::Dropped(Heavy(25))
+        ));
+        match q.push_blocking(Heavy(70)) {
+            Pushed::DroppedMany(dropped) => assert_eq!(dropped, vec![Heavy(25); 3]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.take_all(Batch::default()), vec![Heavy(25), Heavy(70)]);
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_an_eighth_of_the_budget_but_one_item_always() {
+        let q = heavy(800, OverflowPolicy::Block);
+        for w in [40, 40, 40, 200, 10] {
+            q.push_blocking(Heavy(w));
+        }
+        let mut b = Batch::default();
+        assert!(matches!(
+            q.pop_blocking(&mut b, DRAIN),
+            Popped::Item(Heavy(40))
+        ));
+        assert_eq!(b.items.len(), 1, "40 + 40 fit in 100, a third does not");
+        q.pop_blocking(&mut b, DRAIN);
+        assert!(matches!(
+            q.pop_blocking(&mut b, DRAIN),
+            Popped::Item(Heavy(40))
+        ));
+        assert!(b.items.is_empty());
+        assert!(matches!(
+            q.pop_blocking(&mut b, DRAIN),
+            Popped::Item(Heavy(200))
+        ));
+        assert!(b.items.is_empty(), "a heavy item goes alone");
+    }
+
+    #[test]
+    fn a_producer_blocked_by_bytes_is_woken_when_its_item_can_fit() {
+        // 30 waiting, 80 more do not fit in 100: the queue is below half of its
+        // budget already, so only emptying it makes room.
+        let q = Arc::new(heavy(100, OverflowPolicy::Block));
+        q.push_blocking(Heavy(30));
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || matches!(q.push_blocking(Heavy(80)), Pushed::Queued))
+        };
+        while q.lock().producers_parked == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut b = Batch::default();
+        assert!(matches!(
+            q.pop_blocking(&mut b, DRAIN),
+            Popped::Item(Heavy(30))
+        ));
+        assert!(producer.join().unwrap());
+        assert!(matches!(
+            q.pop_blocking(&mut b, DRAIN),
+            Popped::Item(Heavy(80))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_async_producer_blocked_by_bytes_is_woken_too() {
+        let q = Arc::new(heavy(100, OverflowPolicy::Block));
+        q.push(Heavy(70)).await;
+        let producer = {
+            let q = q.clone();
+            tokio::spawn(async move { matches!(q.push(Heavy(70)).await, Pushed::Queued) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!producer.is_finished());
+        let mut b = Batch::default();
+        assert!(matches!(
+            q.pop(&mut b, DRAIN).await,
+            Popped::Item(Heavy(70))
+        ));
+        assert!(producer.await.unwrap());
+        assert_eq!(q.lock().bytes, 70);
+    }
 
     #[test]
     fn drop_newest_returns_the_new_item() {
@@ -507,7 +719,12 @@ mod tests {
     #[tokio::test]
     async fn a_drop_policy_waits_out_a_short_stall_within_the_grace() {
         for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest] {
-            let q = Arc::new(EventQueue::with_grace(2, policy, Duration::from_secs(10)));
+            let q = Arc::new(EventQueue::with_limits(
+                2,
+                usize::MAX,
+                policy,
+                Duration::from_secs(10),
+            ));
             q.push(1).await;
             q.push(2).await;
             let consumer = {
@@ -529,7 +746,7 @@ mod tests {
     async fn after_the_grace_runs_out_drops_are_immediate_until_half_drained() {
         let mut b = Batch::default();
         let grace = Duration::from_millis(30);
-        let q = EventQueue::with_grace(4, OverflowPolicy::DropNewest, grace);
+        let q = EventQueue::with_limits(4, usize::MAX, OverflowPolicy::DropNewest, grace);
         for i in 0..4 {
             q.push(i).await;
         }
@@ -564,7 +781,7 @@ mod tests {
     #[test]
     fn blocking_push_honours_the_grace_too() {
         let grace = Duration::from_millis(30);
-        let q = EventQueue::with_grace(1, OverflowPolicy::DropOldest, grace);
+        let q = EventQueue::with_limits(1, usize::MAX, OverflowPolicy::DropOldest, grace);
         q.push_blocking(1);
         let started = Instant::now();
         assert!(matches!(q.push_blocking(2), Pushed::Dropped(1)));

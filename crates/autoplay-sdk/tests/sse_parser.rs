@@ -1,7 +1,7 @@
 //! The SSE parser against the WHATWG rules, and chunking independence: every split
 //! point, one byte at a time, and random chunkings (proptest).
 
-use autoplay_sdk::sse::{SseError, SseEvent, SseItem, SseParser};
+use autoplay_sdk::sse::{SseEvent, SseItem, SseParser};
 use proptest::prelude::*;
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/wire/stream-mixed.sse");
@@ -25,7 +25,7 @@ fn events(items: &[SseItem]) -> Vec<SseEvent> {
         .iter()
         .filter_map(|item| match item {
             SseItem::Event(e) => Some(e.clone()),
-            SseItem::Retry(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -189,26 +189,39 @@ fn initial_last_event_id_is_used_until_the_stream_sets_one() {
 }
 
 #[test]
-fn oversized_event_fails_and_memory_stays_bounded() {
+fn an_oversized_event_is_skipped_and_memory_stays_bounded() {
     let mut parser = SseParser::with_max_event_size(1024);
     let line = format!("data: {}\n", "x".repeat(100));
-    let mut result = Ok(());
-    let mut fed = 0;
-    while result.is_ok() && fed < 100 {
-        result = parser.feed(line.as_bytes(), |_| {});
-        fed += 1;
+    let mut items = Vec::new();
+    for _ in 0..100 {
+        parser.feed(line.as_bytes(), |i| items.push(i)).unwrap();
     }
-    assert_eq!(result, Err(SseError::EventTooLarge { limit: 1024 }));
-    assert!(fed <= 11, "failed after {fed} lines");
+    parser
+        .feed(b"id: 9\n\nid: 10\ndata: after\n\n", |i| items.push(i))
+        .unwrap();
+    assert_eq!(
+        items,
+        vec![
+            SseItem::EventTooLarge { limit: 1024 },
+            SseItem::Event(ev("message", "after", Some("10")))
+        ]
+    );
 
-    // One endless line without a line end is bounded too.
+    // One endless line without a line end is never held.
     let mut parser = SseParser::with_max_event_size(1024);
-    let chunk = [b'a'; 100];
-    let mut fed = 0;
-    while parser.feed(&chunk, |_| {}).is_ok() {
-        fed += 1;
-        assert!(fed <= 11);
+    let mut items = Vec::new();
+    parser.feed(b"data: ", |i| items.push(i)).unwrap();
+    for _ in 0..10_000 {
+        parser.feed(&[b'a'; 100], |i| items.push(i)).unwrap();
     }
+    parser.feed(b"\n\ndata: b\n\n", |i| items.push(i)).unwrap();
+    assert_eq!(
+        items,
+        vec![
+            SseItem::EventTooLarge { limit: 1024 },
+            SseItem::Event(ev("message", "b", None))
+        ]
+    );
 }
 
 #[test]
@@ -265,7 +278,65 @@ fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Like [`stream_strategy`], with values that cross small limits.
+fn limited_stream_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"data: hello".to_vec()),
+        Just(b"data: a much longer line of data".to_vec()),
+        Just(b"data:".to_vec()),
+        Just(b"event: actions".to_vec()),
+        Just(b"event: a-long-event-name-over-the-limit".to_vec()),
+        Just(b"id: 12".to_vec()),
+        Just(b"id: 123456789012345678901234567890".to_vec()),
+        Just(b"id: a\0b".to_vec()),
+        Just(b"id:".to_vec()),
+        Just(b"retry: 250".to_vec()),
+        Just(b": a comment that is longer than every limit".to_vec()),
+        Just(b"".to_vec()),
+        Just(b"".to_vec()),
+        Just(b"unknownfield: x".to_vec()),
+    ];
+    let line_end = prop_oneof![Just(&b"\n"[..]), Just(&b"\r"[..]), Just(&b"\r\n"[..])];
+    prop::collection::vec((piece, line_end), 0..40).prop_map(|lines| {
+        let mut bytes = Vec::new();
+        for (piece, end) in lines {
+            bytes.extend_from_slice(&piece);
+            bytes.extend_from_slice(end);
+        }
+        bytes
+    })
+}
+
+fn parse_limited<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<SseItem>, Option<String>) {
+    let mut parser = SseParser::with_limits(24, 16);
+    let mut items = Vec::new();
+    for chunk in chunks {
+        parser.feed(chunk, |item| items.push(item)).unwrap();
+    }
+    parser.finish();
+    (items, parser.last_event_id().map(str::to_owned))
+}
+
 proptest! {
+    #[test]
+    fn chunking_never_changes_what_the_limits_skip(
+        stream in limited_stream_strategy(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let whole = parse_limited([&stream[..]]);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for p in points {
+            chunks.push(&stream[start..p]);
+            start = p;
+        }
+        chunks.push(&stream[start..]);
+        prop_assert_eq!(parse_limited(chunks), whole.clone());
+        prop_assert_eq!(parse_limited(stream.chunks(1)), whole);
+    }
+
     #[test]
     fn chunking_never_changes_the_result(
         stream in stream_strategy(),

@@ -307,6 +307,12 @@ impl AsyncConnectorClient {
         self.inner.core.dropped_count()
     }
 
+    /// Events skipped so far because they exceeded `max_event_size` (each is
+    /// discarded up to its end and the stream goes on).
+    pub fn oversized_count(&self) -> u64 {
+        self.inner.core.oversized_count()
+    }
+
     /// Events waiting in the queue right now. The callback side's current batch
     /// (see `max_queue_size`) counts whole until its last event is handed out, so
     /// this can read up to a batch less one higher than what is left.

@@ -239,6 +239,12 @@ impl ConnectorClient {
         self.inner.core.dropped_count()
     }
 
+    /// Events skipped so far because they exceeded `max_event_size` (each is
+    /// discarded up to its end and the stream goes on).
+    pub fn oversized_count(&self) -> u64 {
+        self.inner.core.oversized_count()
+    }
+
     /// Events waiting in the queue right now. The callback side's current batch
     /// (see `max_queue_size`) counts whole until its last event is handed out, so
     /// this can read up to a batch less one higher than what is left.
@@ -376,6 +382,11 @@ impl BackgroundClient {
     /// Events dropped so far because the queue was full.
     pub fn dropped_count(&self) -> u64 {
         self.client.dropped_count()
+    }
+
+    /// Events skipped so far because they exceeded `max_event_size`.
+    pub fn oversized_count(&self) -> u64 {
+        self.client.oversized_count()
     }
 
     /// Events waiting in the queue right now. The callback side's current batch

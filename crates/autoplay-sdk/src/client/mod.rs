@@ -55,8 +55,9 @@ impl Core {
 
     /// A fresh queue for one run and the engine that fills it.
     pub(crate) fn prepare(&self, delivery: Delivery) -> (Arc<EventQueue<Queued>>, Engine) {
-        let queue = Arc::new(EventQueue::with_grace(
+        let queue = Arc::new(EventQueue::with_limits(
             self.config.max_queue_size,
+            self.config.max_queue_bytes,
             self.config.overflow,
             self.config.overflow_grace,
         ));
@@ -78,6 +79,10 @@ impl Core {
 
     pub(crate) fn dropped_count(&self) -> u64 {
         self.stats.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn oversized_count(&self) -> u64 {
+        self.stats.oversized.load(Ordering::Relaxed)
     }
 
     pub(crate) fn queue_size(&self) -> usize {

@@ -1,6 +1,10 @@
 //! A scripted HTTP/1.1 server on 127.0.0.1 for the client tests: each connection
 //! gets a response from a script (status, headers, body steps with pauses, stalls
 //! and disconnects), and every request is recorded.
+//!
+//! [`TestServer::start`] runs on a thread of its own; [`TestServer::spawn`] runs on
+//! the caller's tokio runtime, so that a test with paused time (`start_paused`)
+//! drives the server's pauses and the client's waits on one virtual clock.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -16,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Step {
     /// Write these bytes (flushed at once: one TCP segment per step, in practice).
     Write(Vec<u8>),
+    /// Write these bytes, shared between steps and connections (for large bodies).
+    Shared(Arc<[u8]>),
     /// Pause before the next step.
     Sleep(Duration),
     /// Keep the connection open, sending nothing, until the client goes away.
@@ -69,6 +75,7 @@ pub struct Request {
     pub path: String,
     /// Header names lower-cased.
     pub headers: HashMap<String, String>,
+    /// When it arrived, on tokio's clock (virtual under paused time).
     pub at: Instant,
 }
 
@@ -82,21 +89,51 @@ impl Request {
 
 type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
+/// The requests seen so far, and a signal for each new one.
+#[derive(Default)]
+struct Recorded {
+    requests: Mutex<Vec<Request>>,
+    arrived: tokio::sync::Notify,
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Request>>>,
+    recorded: Arc<Recorded>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    script: Arc<Script>,
+    recorded: Arc<Recorded>,
+    mut shutdown_rx: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown_rx => break,
+            accepted = listener.accept() => {
+                let Ok((socket, _)) = accepted else { continue };
+                let (script, recorded) = (script.clone(), recorded.clone());
+                let index = n;
+                n += 1;
+                tokio::spawn(async move {
+                    let _ = serve(socket, index, script, recorded).await;
+                });
+            }
+        }
+    }
 }
 
 impl TestServer {
     /// Starts a server whose `script(n, request)` answers the n-th connection (from 0).
     pub fn start(script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> TestServer {
         let script: Arc<Script> = Arc::new(script);
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::new(Recorded::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (shutdown_tx, mut shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let recorded = requests.clone();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let for_thread = recorded.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -105,28 +142,51 @@ impl TestServer {
             runtime.block_on(async move {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let mut n = 0;
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown_rx => break,
-                        accepted = listener.accept() => {
-                            let Ok((socket, _)) = accepted else { continue };
-                            let (script, recorded) = (script.clone(), recorded.clone());
-                            let index = n;
-                            n += 1;
-                            tokio::spawn(async move {
-                                let _ = serve(socket, index, script, recorded).await;
-                            });
-                        }
-                    }
-                }
+                accept_loop(listener, script, for_thread, shutdown_rx).await;
             });
         });
         TestServer {
             addr: addr_rx.recv().unwrap(),
-            requests,
+            recorded,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
+        }
+    }
+
+    /// Like [`start`](Self::start), but the server runs as tasks of the current tokio
+    /// runtime: with paused time, its pauses and the client's waits share one clock.
+    pub async fn spawn(
+        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorded = Arc::new(Recorded::default());
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(accept_loop(
+            listener,
+            Arc::new(script),
+            recorded.clone(),
+            shutdown_rx,
+        ));
+        TestServer {
+            addr,
+            recorded,
+            shutdown: Some(shutdown_tx),
+            thread: None,
+        }
+    }
+
+    /// Waits (asynchronously, without polling) until at least `n` requests arrived.
+    pub async fn requests_after(&self, n: usize) -> Vec<Request> {
+        loop {
+            let arrived = self.recorded.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let requests = self.requests();
+            if requests.len() >= n {
+                return requests;
+            }
+            arrived.await;
         }
     }
 
@@ -140,11 +200,11 @@ impl TestServer {
     }
 
     pub fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
+        self.recorded.requests.lock().unwrap().clone()
     }
 
     pub fn request_count(&self) -> usize {
-        self.requests.lock().unwrap().len()
+        self.recorded.requests.lock().unwrap().len()
     }
 
     /// Waits until at least `n` requests arrived (or panics after `timeout`).
@@ -180,7 +240,7 @@ async fn serve(
     mut socket: TcpStream,
     index: usize,
     script: Arc<Script>,
-    recorded: Arc<Mutex<Vec<Request>>>,
+    recorded: Arc<Recorded>,
 ) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let mut head = Vec::new();
@@ -204,10 +264,11 @@ async fn serve(
     let request = Request {
         path,
         headers,
-        at: Instant::now(),
+        at: tokio::time::Instant::now().into_std(),
     };
     let reply = script(index, &request);
-    recorded.lock().unwrap().push(request);
+    recorded.requests.lock().unwrap().push(request);
+    recorded.arrived.notify_waiters();
 
     let mut response = format!(
         "HTTP/1.1 {} Scripted\r\nConnection: close\r\n",
@@ -224,6 +285,10 @@ async fn serve(
     for step in reply.body {
         match step {
             Step::Write(bytes) => {
+                socket.write_all(&bytes).await?;
+                socket.flush().await?;
+            }
+            Step::Shared(bytes) => {
                 socket.write_all(&bytes).await?;
                 socket.flush().await?;
             }
@@ -254,6 +319,43 @@ pub fn summary_frame(id: u64, session: &str, text: &str) -> String {
 }
 
 pub const HEARTBEAT: &str = "event: heartbeat\ndata:\n\n";
+
+/// One `actions` frame without an `id:` line.
+pub fn actions_frame_without_id(session: &str, title: &str) -> String {
+    let frame = actions_frame(0, session, title);
+    frame["id: 0\n".len()..].to_owned()
+}
+
+/// One `actions` frame whose single action's title is `title_len` bytes of `x`: an
+/// event of about that size.
+pub fn big_actions_frame(id: u64, title_len: usize) -> Vec<u8> {
+    let title = "x".repeat(title_len);
+    format!(
+        "id: {id}\nevent: actions\ndata: {{\"type\":\"actions\",\"session_id\":\"big\",\"count\":1,\"actions\":[{{\"event_type\":\"click\",\"title\":\"{title}\",\"description\":\"d\",\"canonical_url\":\"https://app.example.com/x\"}}]}}\n\n"
+    )
+    .into_bytes()
+}
+
+/// The peak resident set size (`VmHWM`) of process `pid` (`"self"` for this one), in KiB.
+pub fn peak_rss_kib(pid: &str) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// The current resident set size (`VmRSS`) of process `pid`, in KiB.
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// Polls `cond` until true or panics after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {

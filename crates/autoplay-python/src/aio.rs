@@ -431,7 +431,7 @@ impl PyAsyncEngine {
             b = b.on_retry(move |attempt, delay, reason| {
                 tell(
                     &s,
-                    Item::Retry(attempt, delay.as_secs_f64(), reason.to_owned()),
+                    Item::Retry(attempt, delay.as_secs_f64(), reason.to_string()),
                 )
             });
         }

@@ -41,7 +41,7 @@ async fn run_until(
     let running = client.run_in_background();
     let gaps = gaps(server, n).await;
     client.stop();
-    running.await.unwrap().unwrap();
+    running.await.unwrap();
     let retries = retries.lock().unwrap().clone();
     (gaps, retries)
 }

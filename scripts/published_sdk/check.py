@@ -120,6 +120,15 @@ def post_hog_submit(base: str, session: str) -> None:
     post(base, "/webhook/acme", json.dumps(body, separators=(",", ":")).encode())
 
 
+def live_subscribers(base: str) -> int:
+    """The connector's own count of open streams, from /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(r"^autoplay_live_subscribers (\d+)$", text, re.MULTILINE)
+    assert match, "no autoplay_live_subscribers in /metrics"
+    return int(match.group(1))
+
+
 def wait_for(what: str, condition) -> None:
     deadline = time.monotonic() + WAIT_S
     while not condition():
@@ -137,7 +146,9 @@ def check_stream(base: str) -> None:
         .on_summary(summaries.append)
     )
     thread = client.run_in_background()
-    time.sleep(0.5)  # let it subscribe: live events only reach subscribers
+    # Live events only reach subscribers: wait until the connector counts this one
+    # (a fixed sleep lost the race on a loaded machine).
+    wait_for("the client to subscribe", lambda: live_subscribers(base) >= 1)
     post_actions(base, "ps_1", ["Export CSV", "Invite teammates"], 0)
     wait_for("the first actions payload", lambda: len(actions) >= 1)
     post_hog_submit(base, "ps_1")

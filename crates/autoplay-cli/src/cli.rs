@@ -54,7 +54,14 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         autoplay connector\n  \
         autoplay connector --listen 0.0.0.0:8080 --product acme:ak_live_123:whsec_456\n  \
-        autoplay connector --config autoplay.toml --heartbeat-s 15")]
+        autoplay connector --config autoplay.toml --heartbeat-s 15\n\n\
+        Environment:\n  \
+        AUTOPLAY_PRODUCTS       products, replacing the file's of the same id (--product wins)\n  \
+        AUTOPLAY_METRICS_TOKEN  the token GET /metrics requires, replacing metrics_token\n  \
+        AUTOPLAY_LLM_BASE_URL, AUTOPLAY_LLM_MODEL, AUTOPLAY_LLM_API_KEY\n                          \
+        the LLM backend for summaries, replacing the file's [llm] values\n  \
+        RUST_LOG                log filter when --log-level is not given\n\n\
+        Every key, flag and variable, with defaults: docs/configuration.md")]
     Connector(ConnectorArgs),
     /// The showcase: a connector, simulated users and a listener, all offline.
     ///
@@ -62,6 +69,10 @@ pub enum Command {
     /// realistic PostHog webhooks for a few users moving through an example app, and
     /// a listener printing each payload's text (session summaries included), until
     /// Ctrl-C or --max-events.
+    #[command(after_help = "Environment:\n  \
+        AUTOPLAY_LLM_BASE_URL, AUTOPLAY_LLM_MODEL, AUTOPLAY_LLM_API_KEY\n      \
+        write summaries with this LLM backend instead of the embedded summariser\n\n\
+        Every flag and variable, with defaults: docs/configuration.md")]
     Demo(DemoArgs),
 }
 
@@ -125,9 +136,8 @@ pub struct ListenArgs {
 
 #[derive(Debug, Args)]
 pub struct ConnectorArgs {
-    /// TOML config file (listen, products, heartbeat_s, replay_events,
-    /// replay_bytes, max_frame_bytes, body_timeout_s, write_timeout_s,
-    /// summary_threshold, llm, …).
+    /// TOML config file: every key (listen, products, llm, heartbeat_s, …) is in
+    /// docs/configuration.md.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -5,37 +5,24 @@
 //! ([`parse_product_spec`]), or any mix. Keys and secrets are wrapped so that
 //! `Debug` (and therefore logs) never shows them.
 //!
+//! A short example; `docs/configuration.md` in the repository lists every key,
+//! with its default and limits, every environment variable, and how the
+//! `autoplay connector` flags and variables override the file.
+//!
 //! ```toml
 //! listen = "127.0.0.1:8080"
 //! heartbeat_s = 30
-//! replay_events = 10000
-//! replay_bytes = 67108864     # also bound the replay window by size
-//! max_frame_bytes = 1048576   # bigger batches are split
-//! body_timeout_s = 15         # a request body must arrive within this
-//! write_timeout_s = 30        # a connection that takes no byte for this long is closed
-//! summary_threshold = 10
+//! metrics_token = { env = "AUTOPLAY_METRICS_TOKEN" }   # optional: /metrics needs it
 //!
 //! [llm]                       # optional; AUTOPLAY_LLM_* variables override it
 //! base_url = "https://api.openai.com/v1"
 //! model = "gpt-4o-mini"
 //!
-//! metrics_token = { env = "AUTOPLAY_METRICS_TOKEN" }   # optional: /metrics needs it
-//!
 //! [[products]]
 //! id = "acme"
-//! api_keys = ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "ak_plain"]
-//! webhook_secret = "whsec_..."
+//! api_keys = ["sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+//! webhook_secret = { file = "/run/secrets/acme_webhook" }
 //! summary_threshold = 5
-//!
-//! [[products]]
-//! id = "beta"
-//! api_keys = [{ env = "BETA_API_KEY" }]
-//! webhook_secret = { file = "/run/secrets/beta_webhook" }
-//!
-//! [[products]]
-//! id = "local"                # no webhook secret: only with this does ingest
-//! api_keys = ["ak_local"]     # accept the stream key
-//! ingest_with_api_keys = true
 //! ```
 //!
 //! Every key and secret may be a string, `{ file = "<path>" }` (the file's text
@@ -1008,5 +995,175 @@ mod tests {
         assert!(config.products[0].api_keys[0].matches(generated.api_key.expose()));
         assert!(config.ensure_default_product().is_none());
         assert!(!format!("{generated:?}").contains(generated.api_key.expose()));
+    }
+}
+
+/// `docs/configuration.md` cannot drift from the file form: its complete example
+/// parses, sets every key (the destructuring below has no `..`, so a new field
+/// does not compile until it is documented here and there), and every key has a
+/// row in the doc's tables.
+#[cfg(test)]
+mod doc_reference {
+    use super::*;
+
+    const DOC: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ));
+
+    /// The first ```toml block after the `### Complete example` heading.
+    fn complete_example() -> &'static str {
+        let section = DOC
+            .split_once("\n### Complete example\n")
+            .expect("docs/configuration.md has a `### Complete example` heading")
+            .1;
+        let block = section
+            .split_once("```toml\n")
+            .expect("a ```toml block follows `### Complete example`")
+            .1;
+        block.split_once("\n```").expect("the block is closed").0
+    }
+
+    fn set_example_variables() {
+        // SAFETY: variables only this test reads, set before anything reads them.
+        unsafe {
+            for name in [
+                "DOC_EXAMPLE_METRICS_TOKEN",
+                "DOC_EXAMPLE_OPENAI_API_KEY",
+                "DOC_EXAMPLE_ACME_API_KEY",
+                "DOC_EXAMPLE_ACME_WEBHOOK_SECRET",
+            ] {
+                std::env::set_var(name, format!("{name}-value"));
+            }
+        }
+    }
+
+    fn assert_documented(key: &str) {
+        assert!(
+            DOC.contains(&format!("| `{key}` |")),
+            "docs/configuration.md has no table row for the key `{key}`"
+        );
+    }
+
+    #[test]
+    fn the_complete_example_sets_every_key() {
+        set_example_variables();
+        let text = complete_example();
+        // The public path: the example is a valid config, limits included.
+        let config = ConnectorConfig::from_toml_str(text).unwrap_or_else(|e| {
+            panic!("the complete example in docs/configuration.md does not load: {e}")
+        });
+        assert!(config.llm.is_some() && config.metrics_token.is_some());
+
+        let FileConfig {
+            listen,
+            heartbeat_s,
+            replay_events,
+            subscriber_buffer,
+            body_limit_bytes,
+            body_timeout_s,
+            write_timeout_s,
+            max_frame_bytes,
+            replay_bytes,
+            summary_threshold,
+            session_idle_s,
+            llm,
+            metrics_token,
+            products,
+        } = toml::from_str(text).unwrap();
+        let unset: Vec<&str> = [
+            ("listen", listen.is_none()),
+            ("heartbeat_s", heartbeat_s.is_none()),
+            ("replay_events", replay_events.is_none()),
+            ("subscriber_buffer", subscriber_buffer.is_none()),
+            ("body_limit_bytes", body_limit_bytes.is_none()),
+            ("body_timeout_s", body_timeout_s.is_none()),
+            ("write_timeout_s", write_timeout_s.is_none()),
+            ("max_frame_bytes", max_frame_bytes.is_none()),
+            ("replay_bytes", replay_bytes.is_none()),
+            ("summary_threshold", summary_threshold.is_none()),
+            ("session_idle_s", session_idle_s.is_none()),
+            ("llm", llm.is_none()),
+            ("metrics_token", metrics_token.is_none()),
+            ("products", products.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(key, unset)| unset.then_some(key))
+        .collect();
+        assert!(
+            unset.is_empty(),
+            "the complete example in docs/configuration.md leaves out {unset:?}"
+        );
+
+        // Keys with a default cannot be told apart from their default once parsed:
+        // the raw table says whether the example names them.
+        let raw: toml::Table = toml::from_str(text).unwrap();
+        let llm_table = raw["llm"].as_table().unwrap();
+        let product_tables: Vec<&toml::Table> = raw["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_table().unwrap())
+            .collect();
+
+        let LlmConfig {
+            base_url,
+            model,
+            api_key,
+            timeout,
+        } = llm.unwrap();
+        assert!(!base_url.is_empty() && !model.is_empty());
+        assert!(api_key.is_some(), "the example's [llm] leaves out api_key");
+        assert!(
+            llm_table.contains_key("timeout_s") && timeout != default_llm_timeout(),
+            "the example's [llm] leaves out timeout_s (or sets its default)"
+        );
+
+        let mut seen = std::collections::BTreeSet::new();
+        for (product, table) in products.into_iter().zip(&product_tables) {
+            let ProductConfig {
+                id,
+                api_keys,
+                webhook_secret,
+                ingest_with_api_keys,
+                summary_threshold,
+            } = product;
+            assert!(!id.is_empty());
+            if !api_keys.is_empty() {
+                seen.insert("api_keys");
+            }
+            if webhook_secret.is_some() {
+                seen.insert("webhook_secret");
+            }
+            if ingest_with_api_keys && table.contains_key("ingest_with_api_keys") {
+                seen.insert("ingest_with_api_keys");
+            }
+            if summary_threshold.is_some() {
+                seen.insert("summary_threshold");
+            }
+        }
+        for key in [
+            "api_keys",
+            "webhook_secret",
+            "ingest_with_api_keys",
+            "summary_threshold",
+        ] {
+            assert!(
+                seen.contains(key),
+                "no [[products]] table of the complete example sets {key}"
+            );
+        }
+
+        for key in raw.keys() {
+            assert_documented(key);
+        }
+        for key in llm_table.keys() {
+            assert_documented(key);
+        }
+        for table in product_tables {
+            for key in table.keys() {
+                assert_documented(key);
+            }
+        }
     }
 }

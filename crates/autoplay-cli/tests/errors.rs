@@ -105,3 +105,83 @@ fn a_port_alone_in_the_config_file_shows_the_form() {
         &["invalid socket address syntax"],
     );
 }
+
+/// A connector with product `acme` (key `ak_acme_errors`) on a free port, as a
+/// child process; killed on drop.
+struct Connector {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Connector {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["connector", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("AUTOPLAY_PRODUCTS", "acme:ak_acme_errors")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the connector");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut banner).unwrap();
+        let base = banner
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("listening on http://ADDR")
+            .to_owned();
+        assert!(base.starts_with("http://"), "{banner}");
+        // Keep reading so the connector never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Connector { child, base }
+    }
+
+    /// Stops it (SIGTERM, so it logs its way out) and returns its stderr.
+    fn stop(mut self) -> String {
+        // SAFETY: kill only sends a signal to the child this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let _ = self.child.wait();
+        stderr
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_missing_token_and_a_refused_one_say_different_things() {
+    let connector = Connector::start(&[]);
+    let url = format!("{}/stream/acme", connector.base);
+    let (code, missing) = run(&["listen", &url]);
+    assert_eq!(code, Some(2), "{missing}");
+    assert_says(
+        &missing,
+        &["no token: pass --token or set AUTOPLAY_TOKEN", "401", &url],
+        &["refused"],
+    );
+    let (code, wrong) = run(&["listen", &url, "--token", "ak_wrong"]);
+    assert_eq!(code, Some(2), "{wrong}");
+    assert_says(
+        &wrong,
+        &[
+            "the connector refused the API key, check the token",
+            "401",
+            &url,
+        ],
+        &["no token", "ak_wrong"],
+    );
+    // A key in a header is a key too: refused, not missing.
+    let (code, header) = run(&["listen", &url, "-H", "Authorization: Bearer ak_wrong"]);
+    assert_eq!(code, Some(2), "{header}");
+    assert_says(&header, &["refused the API key"], &["no token"]);
+    drop(connector);
+}

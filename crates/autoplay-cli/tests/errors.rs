@@ -185,3 +185,35 @@ fn a_missing_token_and_a_refused_one_say_different_things() {
     assert_says(&header, &["refused the API key"], &["no token"]);
     drop(connector);
 }
+
+#[test]
+fn a_url_that_is_not_a_stream_says_what_was_expected_and_keeps_retrying() {
+    let connector = Connector::start(&[]);
+    let url = format!("{}/metrics", connector.base);
+    let (code, stderr) = run(&[
+        "listen",
+        &url,
+        "--token",
+        "ak_acme_errors",
+        "--max-retries",
+        "2",
+        "--initial-backoff-ms",
+        "10",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let hint = "is not text/event-stream: check that the URL is a stream, \
+                http://HOST/stream/PRODUCT_ID";
+    // The first retry line already has it, so nobody waits for the last.
+    assert_says(
+        &stderr,
+        &[
+            &format!("attempt 1 failed (content type \"text/plain"),
+            hint,
+            "retrying in",
+        ],
+        &[],
+    );
+    // Two retry lines (attempts 1 and 2), then the final error.
+    assert_eq!(stderr.matches(hint).count(), 3, "{stderr}");
+    drop(connector);
+}

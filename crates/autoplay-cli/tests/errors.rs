@@ -217,3 +217,19 @@ fn a_url_that_is_not_a_stream_says_what_was_expected_and_keeps_retrying() {
     assert_eq!(stderr.matches(hint).count(), 3, "{stderr}");
     drop(connector);
 }
+
+#[test]
+fn the_open_files_limit_is_logged_only_once_the_connector_runs() {
+    let (code, stderr) = connector_with_config("limit", "heartbeat_s = 0\n");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_says(&stderr, &["invalid config"], &["open-files"]);
+
+    let stderr = Connector::start(&[]).stop();
+    assert_says(
+        &stderr,
+        &["open-files limit", "connector bound", "connector stopped"],
+        &["ak_acme_errors"],
+    );
+    let bound = stderr.find("connector bound").unwrap();
+    assert!(stderr.find("open-files limit").unwrap() > bound, "{stderr}");
+}

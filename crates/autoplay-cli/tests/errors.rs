@@ -207,7 +207,7 @@ fn a_url_that_is_not_a_stream_says_what_was_expected_and_keeps_retrying() {
     assert_says(
         &stderr,
         &[
-            &format!("attempt 1 failed (content type \"text/plain"),
+            "attempt 1 failed (content type \"text/plain",
             hint,
             "retrying in",
         ],

@@ -15,25 +15,28 @@ pub(crate) fn to_py(py: Python<'_>, error: Error) -> PyErr {
 fn make(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
     let module = py.import("autoplay_sdk._errors")?;
     let message = error.to_string();
-    let value =
-        match error {
-            Error::FatalStatus { status, url, .. } => module
-                .getattr("FatalStatusError")?
-                .call1((message, *status, url.clone()))?,
-            Error::RetriesExhausted {
-                attempts,
-                url,
-                last_failure,
-            } => module.getattr("RetriesExhaustedError")?.call1((
-                message,
-                *attempts,
-                url.clone(),
-                last_failure.to_string(),
-            ))?,
-            Error::InvalidConfig(_) => module.getattr("InvalidConfigError")?.call1((message,))?,
-            Error::AlreadyRunning => module.getattr("AlreadyRunningError")?.call1((message,))?,
-            _ => module.getattr("SdkError")?.call1((message,))?,
-        };
+    let value = match error {
+        Error::FatalStatus {
+            status,
+            url,
+            credentials_sent: _,
+        } => module
+            .getattr("FatalStatusError")?
+            .call1((message, *status, url.clone()))?,
+        Error::RetriesExhausted {
+            attempts,
+            url,
+            last_failure,
+        } => module.getattr("RetriesExhaustedError")?.call1((
+            message,
+            *attempts,
+            url.clone(),
+            last_failure.to_string(),
+        ))?,
+        Error::InvalidConfig(_) => module.getattr("InvalidConfigError")?.call1((message,))?,
+        Error::AlreadyRunning => module.getattr("AlreadyRunningError")?.call1((message,))?,
+        _ => module.getattr("SdkError")?.call1((message,))?,
+    };
     Ok(PyErr::from_value(value))
 }
 

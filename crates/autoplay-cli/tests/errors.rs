@@ -183,6 +183,11 @@ fn a_missing_token_and_a_refused_one_say_different_things() {
     let (code, header) = run(&["listen", &url, "-H", "Authorization: Bearer ak_wrong"]);
     assert_eq!(code, Some(2), "{header}");
     assert_says(&header, &["refused the API key"], &["no token"]);
+    // So are a user and password in the URL (sent as Basic auth).
+    let with_user = url.replacen("http://", "http://alice:hunter2@", 1);
+    let (code, user) = run(&["listen", &with_user]);
+    assert_eq!(code, Some(2), "{user}");
+    assert_says(&user, &["refused the API key"], &["no token", "hunter2"]);
     drop(connector);
 }
 

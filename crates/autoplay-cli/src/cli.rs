@@ -142,7 +142,7 @@ pub struct ConnectorArgs {
     pub config: Option<PathBuf>,
 
     /// Address to listen on; port 0 picks a free one [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_listen_addr)]
     pub listen: Option<SocketAddr>,
 
     /// A product, `ID:API_KEY[:WEBHOOK_SECRET]` (repeatable; replaces a product of
@@ -194,7 +194,7 @@ pub struct DemoArgs {
     pub max_events: Option<u64>,
 
     /// Address of the embedded connector.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:0", value_parser = parse_listen_addr)]
     pub listen: SocketAddr,
 
     /// Number of simulated users.
@@ -238,6 +238,29 @@ fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// `--listen`: std's "invalid socket address syntax" does not say what the
+/// address should look like, and a bare port is the most common slip.
+fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let text = text.trim();
+    if let Ok(port) = text.trim_start_matches(':').parse::<u16>() {
+        return Err(format!(
+            "expected IP:PORT, e.g. 127.0.0.1:{port} (or 0.0.0.0:{port} for every interface), not a port alone"
+        ));
+    }
+    if let Some((host, _)) = text.rsplit_once(':')
+        && host.parse::<std::net::IpAddr>().is_err()
+        && !host.starts_with('[')
+    {
+        return Err(format!(
+            "expected IP:PORT, e.g. 127.0.0.1:8080; {host:?} is not an IP address (host names are not resolved)"
+        ));
+    }
+    Err("expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080".to_owned())
+}
+
 fn parse_positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
@@ -267,6 +290,24 @@ mod tests {
         assert!(parse_header("no colon").is_err());
         assert!(parse_header(": value").is_err());
         assert!(parse_header("bad name: v").is_err());
+    }
+
+    #[test]
+    fn listen_addresses_parse() {
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_listen_addr("[::1]:80").is_ok());
+        for bad in ["8080", ":8080", "localhost:8080", "127.0.0.1", "::1:80"] {
+            let err = parse_listen_addr(bad).unwrap_err();
+            assert!(err.contains("expected IP:PORT, e.g. "), "{bad}: {err}");
+        }
+        assert!(
+            parse_listen_addr("8080")
+                .unwrap_err()
+                .contains("127.0.0.1:8080")
+        );
     }
 
     #[test]

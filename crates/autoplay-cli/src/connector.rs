@@ -80,18 +80,23 @@ fn raise_open_files_limit() -> Option<u64> {
 }
 
 pub async fn run(args: ConnectorArgs, mut shutdown: Shutdown) -> Result<(), CliError> {
-    #[cfg(unix)]
-    if let Some(limit) = raise_open_files_limit() {
-        tracing::info!(limit, "open-files limit (one per subscriber)");
-    }
     let mut config = build_config(&args)?;
     let generated = config.ensure_default_product();
     config.validate().map_err(CliError::usage)?;
+    // Raised before binding, so no connection is ever refused for it, but logged
+    // only once the connector has started: before an error it is noise.
+    #[cfg(unix)]
+    let open_files = raise_open_files_limit();
     let products: Vec<String> = config.products.iter().map(|p| p.id.clone()).collect();
     let listen = config.listen;
     let connector = Connector::bind(config)
         .await
         .map_err(|e| CliError::failure(format!("cannot start the connector on {listen}: {e}")))?;
+
+    #[cfg(unix)]
+    if let Some(limit) = open_files {
+        tracing::info!(limit, "open-files limit (one per subscriber)");
+    }
 
     // On stdout, so a script can read the URLs (and a generated key).
     let mut banner = format!(

@@ -56,6 +56,14 @@ impl From<autoplay_sdk::Error> for CliError {
     fn from(e: autoplay_sdk::Error) -> Self {
         use autoplay_sdk::Error;
         match e {
+            // The SDK's advice names its own option; here it is a flag or a variable.
+            Error::FatalStatus {
+                status: 401,
+                ref url,
+                credentials_sent: false,
+            } => CliError::usage(format!(
+                "no token: pass --token or set AUTOPLAY_TOKEN (the connector answered 401 Unauthorized for {url})"
+            )),
             Error::FatalStatus { .. } | Error::InvalidConfig(_) => CliError::usage(e),
             _ => CliError::failure(e),
         }

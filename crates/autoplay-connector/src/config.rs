@@ -488,6 +488,7 @@ pub struct GeneratedProduct {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default, deserialize_with = "de_listen")]
     listen: Option<SocketAddr>,
     #[serde(default, deserialize_with = "de_opt_seconds")]
     heartbeat_s: Option<Duration>,
@@ -505,13 +506,66 @@ struct FileConfig {
     session_idle_s: Option<Duration>,
     llm: Option<LlmConfig>,
     metrics_token: Option<Secret>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_products")]
     products: Vec<ProductConfig>,
+}
+
+/// `listen`: std's "invalid socket address syntax" does not show the form.
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "listen = {text:?}: expected \"IP:PORT\", e.g. listen = \"127.0.0.1:8080\" \
+             (an IP address, not a host name; 0.0.0.0 for every interface)"
+        ))
+    })
+}
+
+/// `products`: `[products]` (one table) instead of `[[products]]` (an array of
+/// tables) is an easy slip, and serde's "invalid type: map, expected a
+/// sequence" does not point at the brackets.
+fn de_products<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ProductConfig>, D::Error> {
+    struct Products;
+
+    impl<'de> serde::de::Visitor<'de> for Products {
+        type Value = Vec<ProductConfig>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("one [[products]] table per product")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut products = Vec::new();
+            while let Some(product) = seq.next_element()? {
+                products.push(product);
+            }
+            Ok(products)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, _map: A) -> Result<Self::Value, A::Error> {
+            Err(serde::de::Error::custom(
+                "write [[products]] (two brackets), one table per product, e.g.\n\
+                 [[products]]\nid = \"acme\"\napi_keys = [\"ak_...\"]\n\n\
+                 [[products]]\nid = \"beta\"\napi_keys = [\"ak_...\"]",
+            ))
+        }
+    }
+
+    d.deserialize_seq(Products)
 }
 
 fn de_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let secs = f64::deserialize(d)?;
-    seconds(secs).map_err(serde::de::Error::custom)
+    // Not `seconds`'s error: its "invalid config: " would then be said twice,
+    // once here and once around the TOML error.
+    seconds(secs).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{secs} is not a positive number of seconds; expected e.g. 30 or 0.5"
+        ))
+    })
 }
 
 fn de_opt_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use crate::auth::{self, StreamDenied};
 use crate::broadcast::{HEARTBEAT, Subscription};
@@ -30,7 +30,14 @@ pub(crate) async fn stream(
     Path(product_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    // Refusals and subscribers are logged at INFO: they are what an operator
+    // looks for when a client "does not connect". Never with the key.
     let Some(product) = state.products.get(&product_id) else {
+        info!(
+            product_id,
+            status = 404,
+            "stream request refused: unknown product"
+        );
         return json_error(StatusCode::NOT_FOUND, "unknown product");
     };
     if let Err(denied) = auth::check_stream_key(
@@ -39,9 +46,21 @@ pub(crate) async fn stream(
         &headers,
     ) {
         metrics::inc(&state.metrics.auth_failures);
-        debug!(product_id, ?denied, "stream request refused");
         return match denied {
             StreamDenied::Unauthorized => {
+                if auth::bearer(&headers).is_some() {
+                    info!(
+                        product_id,
+                        status = 401,
+                        "stream request refused: wrong API key"
+                    );
+                } else {
+                    info!(
+                        product_id,
+                        status = 401,
+                        "stream request refused: no API key"
+                    );
+                }
                 let mut response =
                     json_error(StatusCode::UNAUTHORIZED, "missing or invalid API key");
                 response
@@ -49,10 +68,17 @@ pub(crate) async fn stream(
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response
             }
-            StreamDenied::Forbidden => json_error(
-                StatusCode::FORBIDDEN,
-                "this API key belongs to another product",
-            ),
+            StreamDenied::Forbidden => {
+                info!(
+                    product_id,
+                    status = 403,
+                    "stream request refused: the API key belongs to another product"
+                );
+                json_error(
+                    StatusCode::FORBIDDEN,
+                    "this API key belongs to another product",
+                )
+            }
         };
     }
 
@@ -76,11 +102,17 @@ pub(crate) async fn stream(
         Some(Err(_)) => Some(u64::MAX),
     };
     let subscription = product.channel.subscribe(last_event_id);
+    info!(
+        product_id,
+        last_event_id = last_event_id.filter(|id| *id != u64::MAX),
+        replayed = subscription.replay.len(),
+        "subscriber connected"
+    );
     let body = sse_body(
         subscription,
         state.heartbeat,
         state.shutdown.clone(),
-        state.metrics.clone(),
+        LiveGuard::new(state.metrics.clone(), product.id.clone()),
     );
 
     (
@@ -101,19 +133,43 @@ pub(crate) async fn stream(
         .into_response()
 }
 
-/// Counts the subscriber as live for as long as its body exists.
-struct LiveGuard(Arc<Metrics>);
+/// Counts the subscriber as live for as long as its body exists, and logs its
+/// leaving (however the body ends: the client left, it fell behind, shutdown).
+struct LiveGuard {
+    metrics: Arc<Metrics>,
+    product_id: Arc<str>,
+    since: Instant,
+    sent: u64,
+}
 
 impl LiveGuard {
-    fn new(metrics: Arc<Metrics>) -> Self {
+    fn new(metrics: Arc<Metrics>, product_id: Arc<str>) -> Self {
         metrics.live_subscribers.fetch_add(1, Ordering::Relaxed);
-        Self(metrics)
+        Self {
+            metrics,
+            product_id,
+            since: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    fn sent_one(&mut self) {
+        self.sent += 1;
+        metrics::inc(&self.metrics.events_sent);
     }
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.0.live_subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .live_subscribers
+            .fetch_sub(1, Ordering::Relaxed);
+        info!(
+            product_id = &*self.product_id,
+            sent = self.sent,
+            connected_s = self.since.elapsed().as_secs(),
+            "subscriber left"
+        );
     }
 }
 
@@ -129,7 +185,7 @@ fn sse_body(
     subscription: Subscription,
     heartbeat: Duration,
     shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
+    guard: LiveGuard,
 ) -> Body {
     let mut interval = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     // After a stall, one heartbeat is enough; a burst of them says nothing more.
@@ -139,11 +195,11 @@ fn sse_body(
         subscription: subscription.live,
         heartbeat: interval,
         shutdown,
-        guard: LiveGuard::new(metrics),
+        guard,
     };
     let frames = futures_util::stream::unfold(state, |mut state| async move {
         if let Some(frame) = state.replay.next() {
-            metrics::inc(&state.guard.0.events_sent);
+            state.guard.sent_one();
             return Some((Ok::<_, std::convert::Infallible>(frame), state));
         }
         tokio::select! {
@@ -153,7 +209,7 @@ fn sse_body(
                 // `None`: the channel dropped us (too slow); ending the body makes
                 // the client reconnect and resume by id.
                 let frame = frame?;
-                metrics::inc(&state.guard.0.events_sent);
+                state.guard.sent_one();
                 Some((Ok(frame), state))
             }
             _ = state.heartbeat.tick() => Some((Ok(Bytes::from_static(HEARTBEAT)), state)),

@@ -1,9 +1,11 @@
-//! Keys and secrets never reach the logs, even at trace level and on failures.
+//! What the connector logs: subscribers and refusals at INFO, and never a key
+//! or a secret, even at trace level and on failures.
 
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use autoplay_connector::{LlmConfig, Secret, sign_webhook};
 use common::*;
@@ -23,15 +25,31 @@ impl Write for Captured {
     }
 }
 
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Every test's logs, in one process-wide subscriber (there can be only one):
+/// each test tells its lines apart by its own product ids.
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_logs() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = logs();
 
     let mut config = config();
     config.summary_threshold = 1;
@@ -80,7 +98,7 @@ async fn no_secret_in_logs() {
     server.shutdown.shutdown();
     let _ = tokio::time::timeout(WAIT, server.task).await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.contains("connector bound"), "{text}");
     assert!(text.contains("LLM summary failed"), "{text}");
     assert!(text.contains("<redacted>"), "{text}");
@@ -92,6 +110,95 @@ async fn no_secret_in_logs() {
         "whsec_wrong",
         "sk-llm-secret",
     ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} appears in the logs:\n{text}"
+        );
+    }
+}
+
+/// The INFO lines of `product`'s that contain `message`.
+fn info_lines(text: &str, product: &str, message: &str) -> Vec<String> {
+    let product = format!("product_id=\"{product}\"");
+    text.lines()
+        .filter(|line| line.contains(" INFO ") && line.contains(&product) && line.contains(message))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_and_refusals_are_logged_at_info() {
+    const KEY: &str = "ak_gamma_logged";
+    let logs = logs();
+    let config = config().with_product(
+        autoplay_connector::ProductConfig::new("gamma")
+            .with_api_key(KEY)
+            .unwrap()
+            .with_ingest_by_api_keys(),
+    );
+    let server = Server::start(config).await;
+    let client = reqwest::Client::new();
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+    let gamma = server.url("/stream/gamma");
+    assert_eq!(
+        status(client.get(server.url("/stream/gamma-nope"))).await,
+        404
+    );
+    assert_eq!(status(client.get(&gamma)).await, 401);
+    assert_eq!(
+        status(client.get(&gamma).bearer_auth("ak_gamma_wrong")).await,
+        401
+    );
+    assert_eq!(status(client.get(&gamma).bearer_auth(ACME_KEY)).await, 403);
+
+    let ingested = client
+        .post(server.url("/events/gamma"))
+        .bearer_auth(KEY)
+        .json(&json!({"session_id": "s", "actions": [{"type": "click", "title": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(ingested.status().is_success(), "{}", ingested.status());
+    let mut sse = server.stream("gamma", KEY, Some(0)).await;
+    assert!(sse.next_event(WAIT).await.is_some());
+    drop(sse);
+
+    // The subscriber's leaving is logged when the server notices the closed socket.
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = logs.text();
+        if !info_lines(&text, "gamma", "subscriber left").is_empty() || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.shutdown.shutdown();
+
+    for (product, message) in [
+        ("gamma-nope", "stream request refused: unknown product"),
+        ("gamma", "stream request refused: no API key"),
+        ("gamma", "stream request refused: wrong API key"),
+        (
+            "gamma",
+            "stream request refused: the API key belongs to another product",
+        ),
+    ] {
+        assert_eq!(
+            info_lines(&text, product, message).len(),
+            1,
+            "{message}:\n{text}"
+        );
+    }
+    let connected = info_lines(&text, "gamma", "subscriber connected");
+    assert_eq!(connected.len(), 1, "{text}");
+    assert!(connected[0].contains("last_event_id=0"), "{}", connected[0]);
+    assert!(connected[0].contains("replayed=1"), "{}", connected[0]);
+    let left = info_lines(&text, "gamma", "subscriber left");
+    assert_eq!(left.len(), 1, "{text}");
+    assert!(left[0].contains("sent=1"), "{}", left[0]);
+    for secret in [KEY, "ak_gamma_wrong", ACME_KEY] {
         assert!(
             !text.contains(secret),
             "{secret} appears in the logs:\n{text}"

@@ -16,11 +16,13 @@ fn make(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
     let module = py.import("autoplay_sdk._errors")?;
     let message = error.to_string();
     let value = match error {
-        Error::FatalStatus { status, url } => {
-            module
-                .getattr("FatalStatusError")?
-                .call1((message, *status, url.clone()))?
-        }
+        Error::FatalStatus {
+            status,
+            url,
+            credentials_sent: _,
+        } => module
+            .getattr("FatalStatusError")?
+            .call1((message, *status, url.clone()))?,
         Error::RetriesExhausted {
             attempts,
             url,

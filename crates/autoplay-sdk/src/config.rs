@@ -227,15 +227,32 @@ impl ConfigBuilder {
     pub(crate) fn build(&self) -> Result<(ClientConfig, Hooks), Error> {
         let invalid = |msg: String| Err(Error::InvalidConfig(msg));
         let shown_url = redact_url(&self.url);
+        // Without `://`, `Url::parse` says "relative URL without a base" for
+        // `127.0.0.1:8080/stream/a` and reads `localhost:8080/...` as scheme
+        // "localhost": neither says what to write instead.
+        // The text is echoed only with a scheme, so that `redact_url` can find
+        // and hide credentials in it (`alice:pw@host/...`).
+        if !self.url.contains("://") {
+            let guess = format!("http://{}", self.url.trim().trim_start_matches('/'));
+            return invalid(format!(
+                "the url is not a valid URL: it has no scheme; expected http://HOST/stream/PRODUCT_ID \
+                 (did you mean {:?}?)",
+                redact_url(&guess)
+            ));
+        }
         let url = match Url::parse(&self.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => url,
             Ok(url) => {
                 return invalid(format!(
-                    "url {shown_url:?} has scheme {:?}; use an http:// or https:// URL of GET /stream/{{product_id}}",
+                    "url {shown_url:?} has scheme {:?}; expected http://HOST/stream/PRODUCT_ID (or https://)",
                     url.scheme()
                 ));
             }
-            Err(e) => return invalid(format!("url {shown_url:?} is not a valid URL: {e}")),
+            Err(e) => {
+                return invalid(format!(
+                    "url {shown_url:?} is not a valid URL ({e}); expected http://HOST/stream/PRODUCT_ID"
+                ));
+            }
         };
         let mut shown = url.clone();
         redact_url_in_place(&mut shown);
@@ -567,6 +584,44 @@ mod tests {
                 assert!(!parsed.as_str().contains(":p@"), "{parsed}");
             }
         }
+    }
+
+    fn build_error(url: &str) -> String {
+        match ConfigBuilder::new(url).build() {
+            Err(Error::InvalidConfig(message)) => message,
+            Err(other) => panic!("{url}: {other}"),
+            Ok(_) => panic!("{url} was accepted"),
+        }
+    }
+
+    #[test]
+    fn urls_without_a_scheme_say_what_to_write() {
+        for (url, guess) in [
+            (
+                "127.0.0.1:8080/stream/acme",
+                "\"http://127.0.0.1:8080/stream/acme\"",
+            ),
+            // `Url::parse` takes `localhost` for a scheme.
+            (
+                "localhost:8080/stream/acme",
+                "\"http://localhost:8080/stream/acme\"",
+            ),
+            ("alice:hunter2@h/stream/a", "\"http://***@h/stream/a\""),
+        ] {
+            let message = build_error(url);
+            assert!(
+                message.contains("expected http://HOST/stream/PRODUCT_ID"),
+                "{message}"
+            );
+            assert!(message.contains(guess), "{message}");
+            assert!(!message.contains("relative URL"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let message = build_error("ftp://h/stream/a");
+        assert!(
+            message.contains("expected http://HOST/stream/PRODUCT_ID"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -165,6 +165,7 @@ impl Engine {
                     return Err(Error::FatalStatus {
                         status,
                         url: url.to_owned(),
+                        credentials_sent: sends_credentials(&config),
                     });
                 }
                 Attempt::Ended { events, reason } => {
@@ -520,6 +521,14 @@ pub(crate) fn call_hook(name: &str, f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
         warn!(hook = name, "a callback panicked; the client goes on");
     }
+}
+
+/// Whether a request to `config` carries credentials of any kind the SDK sends.
+fn sends_credentials(config: &ClientConfig) -> bool {
+    config.token.is_some()
+        || config.headers.contains_key(AUTHORIZATION)
+        || !config.url.username().is_empty()
+        || config.url.password().is_some()
 }
 
 fn is_event_stream(content_type: &str) -> bool {

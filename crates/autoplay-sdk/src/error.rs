@@ -17,12 +17,16 @@ use crate::retry::FailureReason;
 pub enum Error {
     /// The connector answered a status that retrying cannot fix (401, 403, 404) or
     /// that tells the client to stop (204).
-    #[error("the connector answered {status} for {url}: {}", FatalStatus(*.status))]
+    #[error("the connector answered {status} for {url}: {}", FatalStatus(*.status, *.credentials_sent))]
     FatalStatus {
         /// The HTTP status code.
         status: u16,
         /// The URL that was requested, credentials redacted.
         url: String,
+        /// Whether the request carried credentials (a token, an `Authorization`
+        /// header or a user in the URL): a 401 without them means "configure a
+        /// token", with them "this key was refused".
+        credentials_sent: bool,
     },
     /// `max_retries` consecutive connection attempts failed.
     #[error(
@@ -58,15 +62,20 @@ impl Error {
 }
 
 /// Explains a fatal status in terms of what the user should check.
-struct FatalStatus(u16);
+struct FatalStatus(u16, bool);
 
 impl fmt::Display for FatalStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            204 => "No Content: the server asked the client to stop",
-            401 => "Unauthorized: the API key is missing or invalid, check the token",
-            403 => "Forbidden: the API key belongs to another product, check the URL and the token",
-            404 => "Not Found: unknown product or path, check the URL",
+        f.write_str(match (self.0, self.1) {
+            (204, _) => "No Content: the server asked the client to stop",
+            (401, false) => {
+                "Unauthorized: no API key was sent; set one with the token option or AUTOPLAY_TOKEN"
+            }
+            (401, true) => "Unauthorized: the connector refused the API key, check the token",
+            (403, _) => {
+                "Forbidden: the API key belongs to another product, check the URL and the token"
+            }
+            (404, _) => "Not Found: unknown product or path, check the URL",
             _ => "not retryable",
         })
     }

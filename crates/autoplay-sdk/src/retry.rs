@@ -71,8 +71,18 @@ impl fmt::Display for FailureReason {
                     None => write!(f, "status {status}"),
                 }
             }
+            // The usual cause is a URL that is not a stream (`/metrics`, a web
+            // page), so the message says which URL would be.
             FailureReason::ContentType(ct) => {
-                write!(f, "content type {ct:?} is not text/event-stream")
+                if ct.is_empty() {
+                    f.write_str("no content type")?;
+                } else {
+                    write!(f, "content type {ct:?}")?;
+                }
+                f.write_str(
+                    " is not text/event-stream: check that the URL is a stream, \
+                     http://HOST/stream/PRODUCT_ID",
+                )
             }
             FailureReason::Disconnected(reason) => reason.fmt(f),
         }
@@ -423,7 +433,13 @@ mod tests {
         );
         assert_eq!(
             FailureReason::ContentType("application/json".into()).to_string(),
-            "content type \"application/json\" is not text/event-stream"
+            "content type \"application/json\" is not text/event-stream: \
+             check that the URL is a stream, http://HOST/stream/PRODUCT_ID"
+        );
+        assert!(
+            FailureReason::ContentType(String::new())
+                .to_string()
+                .starts_with("no content type is not text/event-stream: ")
         );
         assert_eq!(
             FailureReason::Disconnected(DisconnectReason::EndOfStream).to_string(),

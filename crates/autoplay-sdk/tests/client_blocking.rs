@@ -134,7 +134,7 @@ fn fatal_statuses_end_run_at_once_with_a_typed_error() {
         let started = Instant::now();
         let err = fast(&server.url()).run().unwrap_err();
         match &err {
-            Error::FatalStatus { status: s, url } => {
+            Error::FatalStatus { status: s, url, .. } => {
                 assert_eq!(*s, status);
                 assert_eq!(url, &server.url());
             }

@@ -38,10 +38,6 @@ const INTERRUPT_GRACE: Duration = Duration::from_millis(700);
 /// to end: the callback running when the drain timeout passes is waited for, up to this.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// 0.13.0's variable for the stream token, used when neither the argument nor the
-/// core's own variable (`AUTOPLAY_TOKEN`) gives one.
-const TOKEN_ENV_VAR_0_13: &str = "AUTOPLAY_APP_UNKEY_TOKEN";
-
 /// Every client whose `run()` is in progress, for the exit hook.
 static RUNNING: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 /// Set (under `RUNNING`'s lock) by the exit hook: no run may start after it looked.
@@ -325,29 +321,13 @@ fn on_a_running_event_loop(py: Python<'_>) -> bool {
         .is_ok_and(|running| !running.is_none())
 }
 
-/// A non-empty environment variable, trimmed as 0.13.0 trims its token.
-fn env_token(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
 impl PyConnectorClient {
-    /// The token the core is given: the argument; when empty, the core reads
-    /// `AUTOPLAY_TOKEN` itself, and only without it is 0.13.0's variable used. Read at
-    /// each build, as the core reads its own.
-    fn token(&self) -> String {
-        if !self.token.is_empty() || env_token(autoplay_sdk::TOKEN_ENV_VAR).is_some() {
-            return self.token.clone();
-        }
-        env_token(TOKEN_ENV_VAR_0_13).unwrap_or_default()
-    }
-
     fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
         let o = &self.options;
         let mut b = ConnectorClient::builder(self.url.clone())
-            .token(self.token())
+            // Empty: the core falls back to `AUTOPLAY_TOKEN`, then 0.13.0's
+            // `AUTOPLAY_APP_UNKEY_TOKEN`, read at each build.
+            .token(self.token.clone())
             .max_queue_size(o.max_queue_size)
             .connect_timeout(o.connect_timeout)
             .read_timeout(o.read_timeout)

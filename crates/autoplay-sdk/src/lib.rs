@@ -50,7 +50,7 @@ pub use client::{
     AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient,
     ConnectorClient, ConnectorClientBuilder, StopHandle,
 };
-pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR, redact_url};
+pub use config::{APP_TOKEN_ENV_VAR, DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR, redact_url};
 pub use error::Error;
 pub use models::{ActionsPayload, CompactString, DecodeError, Event, SlimAction, SummaryPayload};
 pub use retry::FailureReason;

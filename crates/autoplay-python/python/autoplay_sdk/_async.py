@@ -16,7 +16,6 @@ import asyncio
 import collections
 import inspect
 import logging
-import os
 from typing import (
     Any,
     AsyncIterator,
@@ -138,8 +137,6 @@ class AsyncConnectorClient:
             raise ValueError(f"connect_timeout must be > 0, got {connect_timeout!r}")
         if max_retries is not None and max_retries < 0:
             raise ValueError(f"max_retries must be >= 0 or None, got {max_retries!r}")
-        if not token:
-            token = os.environ.get("AUTOPLAY_TOKEN") or os.environ.get("AUTOPLAY_APP_UNKEY_TOKEN") or ""
         self._engine = _AsyncEngine(
             url,
             token,

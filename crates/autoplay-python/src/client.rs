@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::errors;
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload, drop_dict};
+use crate::options::{Limits, overflow_policy, seconds};
 
 /// How often `run()` wakes up to check for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -81,6 +82,7 @@ struct Options {
     max_event_size: Option<usize>,
     headers: Vec<(String, String)>,
     last_event_id: Option<String>,
+    limits: Limits,
 }
 
 /// A Python callable; `with_arg` says whether hooks get an argument.
@@ -217,27 +219,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        errors::invalid(
-            py,
-            format!("{name} must be a non-negative number of seconds"),
-        )
-    })
-}
-
-fn overflow_policy(py: Python<'_>, name: &str) -> PyResult<OverflowPolicy> {
-    match name.to_ascii_lowercase().replace('-', "_").as_str() {
-        "drop_newest" | "newest" => Ok(OverflowPolicy::DropNewest),
-        "drop_oldest" | "oldest" => Ok(OverflowPolicy::DropOldest),
-        "block" => Ok(OverflowPolicy::Block),
-        _ => Err(errors::invalid(
-            py,
-            format!("overflow_policy {name:?}: use \"drop_newest\", \"drop_oldest\" or \"block\""),
-        )),
-    }
-}
-
 fn hook(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<Arc<Hook>> {
     let with_arg = py
         .import("autoplay_sdk._util")?
@@ -337,6 +318,7 @@ impl PyConnectorClient {
             .overflow_grace(o.overflow_grace)
             .workers(o.workers)
             .drain_timeout(o.drain_timeout);
+        b = o.limits.apply(b);
         if let Some(n) = o.max_retries {
             b = b.max_retries(n);
         }
@@ -456,7 +438,8 @@ impl PyConnectorClient {
         max_retries=None, on_connect=None, on_disconnect=None,
         overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
         max_event_size=None, headers=None, last_event_id=None, overflow_grace_s=0.025,
-        on_retry=None
+        on_retry=None, max_queue_bytes=16777216, max_server_delay_s=600.0,
+        backoff_reset_after_s=60.0, max_id_len=4096
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -479,6 +462,10 @@ impl PyConnectorClient {
         last_event_id: Option<String>,
         overflow_grace_s: f64,
         on_retry: Option<&Bound<'_, PyAny>>,
+        max_queue_bytes: i64,
+        max_server_delay_s: f64,
+        backoff_reset_after_s: f64,
+        max_id_len: i64,
     ) -> PyResult<Self> {
         let mut header_list = Vec::new();
         if let Some(headers) = headers {
@@ -500,6 +487,13 @@ impl PyConnectorClient {
             max_event_size,
             headers: header_list,
             last_event_id,
+            limits: Limits::new(
+                py,
+                max_queue_bytes,
+                max_server_delay_s,
+                backoff_reset_after_s,
+                max_id_len,
+            )?,
         };
         let mut callbacks = Callbacks::default();
         if let Some(f) = on_connect.filter(|f| !f.is_none()) {
@@ -619,6 +613,16 @@ impl PyConnectorClient {
             .current
             .as_ref()
             .map_or(0, ConnectorClient::dropped_count)
+    }
+
+    /// Events skipped so far because they were larger than `max_event_size` (the
+    /// stream goes on after each).
+    #[getter]
+    fn oversized_count(&self) -> u64 {
+        lock(&self.shared.state)
+            .current
+            .as_ref()
+            .map_or(0, ConnectorClient::oversized_count)
     }
 
     /// Events waiting in the queue right now.

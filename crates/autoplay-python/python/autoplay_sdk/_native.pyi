@@ -167,6 +167,10 @@ class ConnectorClient:
         last_event_id: Optional[str] = None,
         overflow_grace_s: float = 0.025,
         on_retry: Optional[Callable[[int, float, str], Any]] = None,
+        max_queue_bytes: int = 16777216,
+        max_server_delay_s: float = 600.0,
+        backoff_reset_after_s: float = 60.0,
+        max_id_len: int = 4096,
     ) -> None: ...
     def on_actions(self, fn: Callable[[ActionsPayload], Any]) -> Self: ...
     def on_summary(self, fn: Callable[[SummaryPayload], Any]) -> Self: ...
@@ -179,6 +183,8 @@ class ConnectorClient:
         only asks."""
     @property
     def dropped_count(self) -> int: ...
+    @property
+    def oversized_count(self) -> int: ...
     @property
     def queue_size(self) -> int: ...
     @property
@@ -273,6 +279,10 @@ class _AsyncEngine:
         on_connect: bool = False,
         on_disconnect: bool = False,
         on_retry: bool = False,
+        max_queue_bytes: int = 16777216,
+        max_server_delay_s: float = 600.0,
+        backoff_reset_after_s: float = 60.0,
+        max_id_len: int = 4096,
     ) -> _AsyncEngine: ...
     def start(
         self,
@@ -282,6 +292,8 @@ class _AsyncEngine:
     def stop(self) -> None: ...
     @property
     def dropped_count(self) -> int: ...
+    @property
+    def oversized_count(self) -> int: ...
     @property
     def queue_size(self) -> int: ...
     @property

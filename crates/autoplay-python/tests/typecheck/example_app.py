@@ -110,6 +110,8 @@ async def async_main() -> None:
 def helpers() -> None:
     buffer = EventBuffer(max_size=100)
     buffer.add(ActionsPayload(session_id="s", actions=[SlimAction(title="x")]))
+    conversation: Optional[str] = SlimAction(title="x", conversation_id="c").conversation_id
+    print(conversation)
     drained: List[Any] = buffer.drain()
     print(drained, buffer.size, buffer.is_empty)
     summarizer = SessionSummarizer(lambda prompt: "summary", threshold=5)

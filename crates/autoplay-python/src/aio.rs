@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors;
 use crate::models::{drop_dict, event_to_py};
+use crate::options::{Limits, overflow_policy, seconds};
 
 /// Payloads the buffer between the pump and the event loop holds at most; also the
 /// most one `take` hands over. Large enough that a wake-up is shared by many
@@ -329,6 +330,7 @@ struct Options {
     max_event_size: Option<usize>,
     headers: Vec<(String, String)>,
     last_event_id: Option<String>,
+    limits: Limits,
 }
 
 /// Which hooks the Python side wants told.
@@ -355,27 +357,6 @@ pub(crate) struct PyAsyncEngine {
     state: Mutex<ClientState>,
 }
 
-fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        errors::invalid(
-            py,
-            format!("{name} must be a non-negative number of seconds"),
-        )
-    })
-}
-
-fn overflow_policy(py: Python<'_>, name: &str) -> PyResult<OverflowPolicy> {
-    match name.to_ascii_lowercase().replace('-', "_").as_str() {
-        "drop_newest" | "newest" => Ok(OverflowPolicy::DropNewest),
-        "drop_oldest" | "oldest" => Ok(OverflowPolicy::DropOldest),
-        "block" => Ok(OverflowPolicy::Block),
-        _ => Err(errors::invalid(
-            py,
-            format!("overflow_policy {name:?}: use \"drop_newest\", \"drop_oldest\" or \"block\""),
-        )),
-    }
-}
-
 impl PyAsyncEngine {
     fn builder(&self) -> autoplay_sdk::AsyncConnectorClientBuilder {
         let o = &self.options;
@@ -389,6 +370,7 @@ impl PyAsyncEngine {
             .overflow_policy(o.overflow)
             .overflow_grace(o.overflow_grace)
             .drain_timeout(o.drain_timeout);
+        b = o.limits.apply_async(b);
         if let Some(n) = o.max_retries {
             b = b.max_retries(n);
         }
@@ -464,7 +446,8 @@ impl PyAsyncEngine {
         initial_backoff_s=1.0, max_backoff_s=30.0, max_retries=None,
         overflow_policy="drop_newest", drain_timeout_s=5.0, max_event_size=None,
         headers=None, last_event_id=None, overflow_grace_s=0.025,
-        on_connect=false, on_disconnect=false, on_retry=false
+        on_connect=false, on_disconnect=false, on_retry=false, max_queue_bytes=16777216,
+        max_server_delay_s=600.0, backoff_reset_after_s=60.0, max_id_len=4096
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -486,6 +469,10 @@ impl PyAsyncEngine {
         on_connect: bool,
         on_disconnect: bool,
         on_retry: bool,
+        max_queue_bytes: i64,
+        max_server_delay_s: f64,
+        backoff_reset_after_s: f64,
+        max_id_len: i64,
     ) -> PyResult<Self> {
         let mut header_list = Vec::new();
         if let Some(headers) = headers {
@@ -513,6 +500,13 @@ impl PyAsyncEngine {
                 max_event_size,
                 headers: header_list,
                 last_event_id,
+                limits: Limits::new(
+                    py,
+                    max_queue_bytes,
+                    max_server_delay_s,
+                    backoff_reset_after_s,
+                    max_id_len,
+                )?,
             },
             hooks: Hooks {
                 connect: on_connect,
@@ -601,6 +595,16 @@ impl PyAsyncEngine {
             .current
             .as_ref()
             .map_or(0, |(client, _)| client.dropped_count())
+    }
+
+    /// Events skipped so far in the current (or last) run because they were larger
+    /// than `max_event_size`.
+    #[getter]
+    fn oversized_count(&self) -> u64 {
+        lock(&self.state)
+            .current
+            .as_ref()
+            .map_or(0, |(client, _)| client.oversized_count())
     }
 
     /// Payloads waiting in the core's queue and in the run's buffer right now.

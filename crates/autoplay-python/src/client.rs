@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::errors;
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload, drop_dict};
+use crate::options::{Limits, overflow_policy, seconds};
 
 /// How often `run()` wakes up to check for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -37,10 +38,6 @@ const INTERRUPT_GRACE: Duration = Duration::from_millis(700);
 /// How much longer than the drain timeout `stop()` and the exit hook wait for a run
 /// to end: the callback running when the drain timeout passes is waited for, up to this.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-
-/// 0.13.0's variable for the stream token, used when neither the argument nor the
-/// core's own variable (`AUTOPLAY_TOKEN`) gives one.
-const TOKEN_ENV_VAR_0_13: &str = "AUTOPLAY_APP_UNKEY_TOKEN";
 
 /// Every client whose `run()` is in progress, for the exit hook.
 static RUNNING: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
@@ -85,6 +82,7 @@ struct Options {
     max_event_size: Option<usize>,
     headers: Vec<(String, String)>,
     last_event_id: Option<String>,
+    limits: Limits,
 }
 
 /// A Python callable; `with_arg` says whether hooks get an argument.
@@ -221,27 +219,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        errors::invalid(
-            py,
-            format!("{name} must be a non-negative number of seconds"),
-        )
-    })
-}
-
-fn overflow_policy(py: Python<'_>, name: &str) -> PyResult<OverflowPolicy> {
-    match name.to_ascii_lowercase().replace('-', "_").as_str() {
-        "drop_newest" | "newest" => Ok(OverflowPolicy::DropNewest),
-        "drop_oldest" | "oldest" => Ok(OverflowPolicy::DropOldest),
-        "block" => Ok(OverflowPolicy::Block),
-        _ => Err(errors::invalid(
-            py,
-            format!("overflow_policy {name:?}: use \"drop_newest\", \"drop_oldest\" or \"block\""),
-        )),
-    }
-}
-
 fn hook(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyResult<Arc<Hook>> {
     let with_arg = py
         .import("autoplay_sdk._util")?
@@ -325,29 +302,13 @@ fn on_a_running_event_loop(py: Python<'_>) -> bool {
         .is_ok_and(|running| !running.is_none())
 }
 
-/// A non-empty environment variable, trimmed as 0.13.0 trims its token.
-fn env_token(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
 impl PyConnectorClient {
-    /// The token the core is given: the argument; when empty, the core reads
-    /// `AUTOPLAY_TOKEN` itself, and only without it is 0.13.0's variable used. Read at
-    /// each build, as the core reads its own.
-    fn token(&self) -> String {
-        if !self.token.is_empty() || env_token(autoplay_sdk::TOKEN_ENV_VAR).is_some() {
-            return self.token.clone();
-        }
-        env_token(TOKEN_ENV_VAR_0_13).unwrap_or_default()
-    }
-
     fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
         let o = &self.options;
         let mut b = ConnectorClient::builder(self.url.clone())
-            .token(self.token())
+            // Empty: the core falls back to `AUTOPLAY_TOKEN`, then 0.13.0's
+            // `AUTOPLAY_APP_UNKEY_TOKEN`, read at each build.
+            .token(self.token.clone())
             .max_queue_size(o.max_queue_size)
             .connect_timeout(o.connect_timeout)
             .read_timeout(o.read_timeout)
@@ -357,6 +318,7 @@ impl PyConnectorClient {
             .overflow_grace(o.overflow_grace)
             .workers(o.workers)
             .drain_timeout(o.drain_timeout);
+        b = o.limits.apply(b);
         if let Some(n) = o.max_retries {
             b = b.max_retries(n);
         }
@@ -476,7 +438,8 @@ impl PyConnectorClient {
         max_retries=None, on_connect=None, on_disconnect=None,
         overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
         max_event_size=None, headers=None, last_event_id=None, overflow_grace_s=0.025,
-        on_retry=None
+        on_retry=None, max_queue_bytes=16777216, max_server_delay_s=600.0,
+        backoff_reset_after_s=60.0, max_id_len=4096
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -499,6 +462,10 @@ impl PyConnectorClient {
         last_event_id: Option<String>,
         overflow_grace_s: f64,
         on_retry: Option<&Bound<'_, PyAny>>,
+        max_queue_bytes: i64,
+        max_server_delay_s: f64,
+        backoff_reset_after_s: f64,
+        max_id_len: i64,
     ) -> PyResult<Self> {
         let mut header_list = Vec::new();
         if let Some(headers) = headers {
@@ -520,6 +487,13 @@ impl PyConnectorClient {
             max_event_size,
             headers: header_list,
             last_event_id,
+            limits: Limits::new(
+                py,
+                max_queue_bytes,
+                max_server_delay_s,
+                backoff_reset_after_s,
+                max_id_len,
+            )?,
         };
         let mut callbacks = Callbacks::default();
         if let Some(f) = on_connect.filter(|f| !f.is_none()) {
@@ -639,6 +613,16 @@ impl PyConnectorClient {
             .current
             .as_ref()
             .map_or(0, ConnectorClient::dropped_count)
+    }
+
+    /// Events skipped so far because they were larger than `max_event_size` (the
+    /// stream goes on after each).
+    #[getter]
+    fn oversized_count(&self) -> u64 {
+        lock(&self.shared.state)
+            .current
+            .as_ref()
+            .map_or(0, ConnectorClient::oversized_count)
     }
 
     /// Events waiting in the queue right now.

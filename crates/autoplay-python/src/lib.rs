@@ -12,6 +12,7 @@ mod errors;
 mod gil;
 mod logging;
 mod models;
+mod options;
 mod rag;
 mod summarizer;
 

@@ -42,7 +42,7 @@ pub(crate) struct PySlimAction {
 #[pymethods]
 impl PySlimAction {
     #[new]
-    #[pyo3(signature = (title="", description="", canonical_url="", event_type="", ts=None, properties=None, raw_url=None, index=None, timestamp_start=None, timestamp_end=None, session_id=None, user_id=None, email=None))]
+    #[pyo3(signature = (title="", description="", canonical_url="", event_type="", ts=None, properties=None, raw_url=None, index=None, timestamp_start=None, timestamp_end=None, session_id=None, user_id=None, email=None, conversation_id=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -59,6 +59,7 @@ impl PySlimAction {
         session_id: Option<String>,
         user_id: Option<String>,
         email: Option<String>,
+        conversation_id: Option<String>,
     ) -> PyResult<Self> {
         let properties = match properties {
             None => Properties::default(),
@@ -66,6 +67,9 @@ impl PySlimAction {
             Some(p) => Properties::from_json(&json_dumps(py, p)?)
                 .map_err(|e| errors::invalid(py, format!("properties: {e}")))?,
         };
+        // Every field is set today; the update keeps a field the core adds later
+        // defaulting here rather than breaking the build.
+        #[allow(clippy::needless_update)]
         Ok(Self {
             inner: SlimAction {
                 event_type: event_type.into(),
@@ -81,6 +85,8 @@ impl PySlimAction {
                 session_id: session_id.map(Into::into),
                 user_id: user_id.map(Into::into),
                 email: email.map(Into::into),
+                conversation_id: conversation_id.map(Into::into),
+                ..SlimAction::default()
             },
         })
     }
@@ -136,6 +142,10 @@ impl PySlimAction {
     #[getter]
     fn email(&self) -> Option<&str> {
         self.inner.email.as_deref()
+    }
+    #[getter]
+    fn conversation_id(&self) -> Option<&str> {
+        self.inner.conversation_id.as_deref()
     }
 
     /// `<description> — <canonical_url>` (the title when the description is empty).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import List
 
@@ -10,6 +11,7 @@ import pytest
 import autoplay_sdk
 from autoplay_sdk import (
     ActionsPayload,
+    AsyncConnectorClient,
     ConnectorClient,
     FatalStatusError,
     InvalidConfigError,
@@ -66,6 +68,39 @@ def test_an_explicit_token_wins_over_both(
     monkeypatch.setenv("AUTOPLAY_APP_UNKEY_TOKEN", "ak_wrong_too")
     client = ConnectorClient(url=connector.url, token=connector.key)
     assert receive_one(connector, client) == ["ps_env"]
+
+
+def test_the_async_client_reads_the_token_variables_when_it_starts(
+    connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resolved by the core when a run starts, as for ConnectorClient: set after the
+    # client was made, trimmed, ours before 0.13.0's.
+    monkeypatch.delenv("AUTOPLAY_TOKEN", raising=False)
+    monkeypatch.delenv("AUTOPLAY_APP_UNKEY_TOKEN", raising=False)
+    client = AsyncConnectorClient(url=connector.url, max_retries=0)
+
+    async def first() -> str:
+        async def post_until_stopped() -> None:
+            while True:
+                await asyncio.to_thread(connector.post_actions, "ps_async_env")
+                await asyncio.sleep(0.2)
+
+        poster = asyncio.ensure_future(post_until_stopped())
+        try:
+            async for payload in client.events():
+                assert isinstance(payload, ActionsPayload)
+                return payload.session_id or ""
+            return ""
+        finally:
+            poster.cancel()
+
+    monkeypatch.setenv("AUTOPLAY_APP_UNKEY_TOKEN", f" {connector.key}\n")
+    assert asyncio.run(asyncio.wait_for(first(), 10)) == "ps_async_env"
+
+    monkeypatch.setenv("AUTOPLAY_TOKEN", "ak_wrong")
+    with pytest.raises(FatalStatusError) as e:
+        asyncio.run(asyncio.wait_for(first(), 10))
+    assert e.value.status_code == 401
 
 
 def test_the_0_13_error_names_catch_what_we_raise(connector: Connector) -> None:

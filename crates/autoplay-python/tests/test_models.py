@@ -54,6 +54,25 @@ def test_canonical_attributes() -> None:
     assert p.to_dict() == data
 
 
+def test_conversation_id_is_read_when_present_and_written_only_then() -> None:
+    later = ActionsPayload.from_dict(json.loads((WIRE_FIXTURES / "actions-later-shape.json").read_text()))
+    assert later.actions[0].conversation_id is None  # `null` in the fixture
+    assert "conversation_id" not in later.actions[0].to_dict()
+
+    a = SlimAction.from_dict({"title": "Chat", "conversation_id": "conv_1"})
+    assert a.conversation_id == "conv_1"
+    assert a.to_dict()["conversation_id"] == "conv_1"
+    assert SlimAction.from_dict(a.to_dict()) == a
+    assert SlimAction.from_dict({"conversation_id": 42}).conversation_id == "42"
+    assert SlimAction(title="Chat", conversation_id="conv_1") == a
+    assert SlimAction(title="Chat") != a
+    assert SlimAction().conversation_id is None
+    # in a payload, through its canonical JSON
+    p = ActionsPayload(session_id="s", actions=[a, {"title": "x"}])
+    again = ActionsPayload.from_dict(json.loads(p.to_json()))
+    assert [x.conversation_id for x in again.actions] == ["conv_1", None]
+
+
 def test_summary_shapes() -> None:
     code = SummaryPayload.from_dict(json.loads((WIRE_FIXTURES / "summary-code-shape.json").read_text()))
     readme = SummaryPayload.from_dict(json.loads((WIRE_FIXTURES / "summary-readme-shape.json").read_text()))

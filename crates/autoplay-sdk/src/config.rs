@@ -17,7 +17,33 @@ use crate::retry::{
 use crate::sse::{DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_ID_LEN};
 
 /// Environment variable read for the API key when no token is given to the builder.
+///
+/// Read when the client is built, trimmed of surrounding whitespace (a trailing
+/// newline from a file or a `$(...)` is not part of a key); empty or blank counts as
+/// unset; then [`APP_TOKEN_ENV_VAR`] is tried.
 pub const TOKEN_ENV_VAR: &str = "AUTOPLAY_TOKEN";
+
+/// The published Python SDK 0.13.0's environment variable for the API key, read when
+/// neither the builder nor [`TOKEN_ENV_VAR`] gives one, so that a deployment set up
+/// for 0.13.0 keeps working. Trimmed, as 0.13.0 trims it.
+pub const APP_TOKEN_ENV_VAR: &str = "AUTOPLAY_APP_UNKEY_TOKEN";
+
+/// The token a client built now sends: `explicit` when non-empty (as given, not
+/// trimmed), else [`TOKEN_ENV_VAR`], else [`APP_TOKEN_ENV_VAR`] (each trimmed; empty
+/// or blank counts as unset), else none. Both client builders resolve it so, when
+/// the client is built.
+pub(crate) fn resolve_token(explicit: Option<&str>) -> Option<String> {
+    fn from_env(name: &str) -> Option<String> {
+        let value = std::env::var(name).ok()?;
+        let value = value.trim();
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+    explicit
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .or_else(|| from_env(TOKEN_ENV_VAR))
+        .or_else(|| from_env(APP_TOKEN_ENV_VAR))
+}
 
 /// The default byte budget of the queue between the reader and the callbacks: 16 MiB.
 pub const DEFAULT_MAX_QUEUE_BYTES: usize = 16 * 1024 * 1024;
@@ -223,7 +249,8 @@ impl ConfigBuilder {
         }
     }
 
-    /// Checks every option and says what to fix; the token falls back to `AUTOPLAY_TOKEN`.
+    /// Checks every option and says what to fix; the token falls back to
+    /// `AUTOPLAY_TOKEN`, then `AUTOPLAY_APP_UNKEY_TOKEN` ([`resolve_token`]).
     pub(crate) fn build(&self) -> Result<(ClientConfig, Hooks), Error> {
         let invalid = |msg: String| Err(Error::InvalidConfig(msg));
         let shown_url = redact_url(&self.url);
@@ -309,11 +336,7 @@ impl ConfigBuilder {
                 ));
             }
         }
-        let token = self
-            .token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .or_else(|| std::env::var(TOKEN_ENV_VAR).ok().filter(|t| !t.is_empty()));
+        let token = resolve_token(self.token.as_deref());
         if let Some(token) = &token
             && HeaderValue::from_str(&format!("Bearer {token}")).is_err()
         {
@@ -368,7 +391,9 @@ macro_rules! config_setters {
     ($builder:ty) => {
         impl $builder {
             /// API key sent as `Authorization: Bearer <token>`. When unset or empty the
-            /// `AUTOPLAY_TOKEN` environment variable is used, read when the client is built.
+            /// `AUTOPLAY_TOKEN` environment variable is used, then 0.13.0's
+            /// `AUTOPLAY_APP_UNKEY_TOKEN` ([`APP_TOKEN_ENV_VAR`](crate::APP_TOKEN_ENV_VAR)),
+            /// each trimmed, read when the client is built.
             pub fn token(mut self, token: impl Into<String>) -> Self {
                 self.config.token = Some(token.into());
                 self

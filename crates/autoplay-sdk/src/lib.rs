@@ -50,7 +50,10 @@ pub use client::{
     AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient,
     ConnectorClient, ConnectorClientBuilder, StopHandle,
 };
-pub use config::{DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR, redact_url};
+pub use config::{
+    APP_TOKEN_ENV_VAR, DEFAULT_MAX_QUEUE_BYTES, DisconnectReason, OverflowPolicy, TOKEN_ENV_VAR,
+    redact_url,
+};
 pub use error::Error;
 pub use models::{ActionsPayload, CompactString, DecodeError, Event, SlimAction, SummaryPayload};
-pub use retry::FailureReason;
+pub use retry::{DEFAULT_BACKOFF_RESET_AFTER, DEFAULT_MAX_SERVER_DELAY, FailureReason};

@@ -4,7 +4,7 @@
 //! `tests/fixtures/wire`): the README shape (`event_type`, `ts`, `properties`,
 //! summary `content`), the 0.1.0 code shape (`description`, `summary`,
 //! `forwarded_at`) and the later shape (`type`, `index`, `timestamp_start`,
-//! `raw_url`, per-action ids). Missing optional fields default, unknown fields are
+//! `raw_url`, per-action ids, `conversation_id`). Missing optional fields default, unknown fields are
 //! ignored, and a `count` that disagrees with the action list is reconciled to the
 //! list with a warning.
 //!
@@ -173,6 +173,9 @@ pub struct SlimAction {
     pub user_id: Option<CompactString>,
     /// Per-action email (later shapes).
     pub email: Option<CompactString>,
+    /// The chat conversation the action belongs to (later shapes; the published
+    /// 0.13.0 reads it). Numbers are taken as their decimal text, as for ids.
+    pub conversation_id: Option<CompactString>,
 }
 
 impl SlimAction {
@@ -213,6 +216,7 @@ enum ActionField {
     SessionId,
     UserId,
     Email,
+    ConversationId,
     #[serde(other)]
     Unknown,
 }
@@ -220,9 +224,9 @@ enum ActionField {
 /// Reads an action's fields straight into a [`SlimAction`] where it will stay (a
 /// slot of the payload's action list): a payload has several actions and this is
 /// the innermost loop of decoding, so no intermediate struct is built and no
-/// 280-byte action is moved on its way into the list. Missing fields and `null`
-/// take the default, unknown keys are skipped, a key given twice is an error (as
-/// serde's derived decoders do).
+/// action (some 300 bytes) is moved on its way into the list. Missing fields and
+/// `null` take the default, unknown keys are skipped, a key given twice is an error
+/// (as serde's derived decoders do).
 struct FillAction<'a>(&'a mut SlimAction);
 
 impl<'de> de::DeserializeSeed<'de> for FillAction<'_> {
@@ -300,6 +304,10 @@ impl<'de> de::Visitor<'de> for FillAction<'_> {
                     action.user_id = set::<_, LenientId>(m, s, 1 << 12, "user_id")?.0;
                 }
                 ActionField::Email => action.email = set(m, s, 1 << 13, "email")?,
+                ActionField::ConversationId => {
+                    action.conversation_id =
+                        set::<_, LenientId>(m, s, 1 << 14, "conversation_id")?.0;
+                }
                 ActionField::Unknown => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
@@ -386,6 +394,7 @@ impl SlimAction {
             self.session_id.is_some(),
             self.user_id.is_some(),
             self.email.is_some(),
+            self.conversation_id.is_some(),
         ];
         let len = 7 + extras.iter().filter(|present| **present).count();
         let mut s = serializer.serialize_struct("SlimAction", len)?;
@@ -418,6 +427,9 @@ impl SlimAction {
         }
         if let Some(email) = &self.email {
             s.serialize_field("email", email)?;
+        }
+        if let Some(conversation_id) = &self.conversation_id {
+            s.serialize_field("conversation_id", conversation_id)?;
         }
         s.end()
     }

@@ -94,10 +94,55 @@ fn later_shape_reads_type_index_timestamps_and_per_action_ids() {
     assert_eq!(action.timestamp_end, Some(1_712_345_678.9));
     assert_eq!(action.raw_url.as_deref(), Some("/products/shoes?ref=home"));
     assert_eq!(action.session_id.as_deref(), Some("ph_sess_abc123"));
+    assert_eq!(action.conversation_id, None, "null in the fixture");
     assert_eq!(payload.email, None);
     // Later-shape fields survive a round trip.
     let again = actions(&payload.to_json());
     assert_eq!(again, payload);
+}
+
+/// `conversation_id` (0.13.0's shape) is read when present, numbers as their text,
+/// and written only when present: the canonical shape has no such key.
+#[test]
+fn conversation_id_is_read_when_present_and_written_only_then() {
+    let action: SlimAction =
+        serde_json::from_str(r#"{"title":"Chat","conversation_id":"conv_1"}"#).unwrap();
+    assert_eq!(action.conversation_id.as_deref(), Some("conv_1"));
+    let json = serde_json::to_string(&action).unwrap();
+    assert_eq!(
+        key_order(&json).last().map(String::as_str),
+        Some("conversation_id")
+    );
+    assert_eq!(serde_json::from_str::<SlimAction>(&json).unwrap(), action);
+    assert!(
+        action
+            .to_stream_json()
+            .contains(r#""conversation_id":"conv_1""#)
+    );
+
+    let numeric: SlimAction = serde_json::from_str(r#"{"conversation_id":42}"#).unwrap();
+    assert_eq!(numeric.conversation_id.as_deref(), Some("42"));
+    let twice =
+        serde_json::from_str::<SlimAction>(r#"{"conversation_id":"a","conversation_id":"b"}"#);
+    assert!(
+        twice
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate field `conversation_id`")
+    );
+
+    // Absent or null: None, and no key in the canonical JSON.
+    let later = actions(fixture!("actions-later-shape.json"));
+    assert_eq!(later.actions[0].conversation_id, None);
+    assert!(!later.to_json().contains("conversation_id"));
+    let canonical = fixture!("actions-canonical.json").trim_end();
+    assert_eq!(actions(canonical).to_json(), canonical);
+
+    // Through a whole payload, in the connector's frames too.
+    let mut payload = actions(canonical);
+    payload.actions[1].conversation_id = Some("conv_7".into());
+    assert_eq!(actions(&payload.to_json()), payload);
+    assert_eq!(actions(&payload.to_stream_json()), payload);
 }
 
 #[test]

@@ -16,7 +16,6 @@ import asyncio
 import collections
 import inspect
 import logging
-import os
 from typing import (
     Any,
     AsyncIterator,
@@ -129,6 +128,10 @@ class AsyncConnectorClient:
         overflow_grace_s: float = 0.025,
         on_retry: Optional[Callable[[int, float, str], Any]] = None,
         workers: Optional[int] = None,
+        max_queue_bytes: int = 16777216,
+        max_server_delay_s: float = 600.0,
+        backoff_reset_after_s: float = 60.0,
+        max_id_len: int = 4096,
     ) -> None:
         if workers is not None:  # ConnectorClient's name for the same thing
             session_concurrency = workers
@@ -138,8 +141,6 @@ class AsyncConnectorClient:
             raise ValueError(f"connect_timeout must be > 0, got {connect_timeout!r}")
         if max_retries is not None and max_retries < 0:
             raise ValueError(f"max_retries must be >= 0 or None, got {max_retries!r}")
-        if not token:
-            token = os.environ.get("AUTOPLAY_TOKEN") or os.environ.get("AUTOPLAY_APP_UNKEY_TOKEN") or ""
         self._engine = _AsyncEngine(
             url,
             token,
@@ -158,6 +159,10 @@ class AsyncConnectorClient:
             on_connect=on_connect is not None,
             on_disconnect=on_disconnect is not None,
             on_retry=on_retry is not None,
+            max_queue_bytes=max_queue_bytes,
+            max_server_delay_s=max_server_delay_s,
+            backoff_reset_after_s=backoff_reset_after_s,
+            max_id_len=max_id_len,
         )
         self._session_concurrency = session_concurrency
         self._metrics = metrics
@@ -201,6 +206,12 @@ class AsyncConnectorClient:
     def dropped_count(self) -> int:
         """Events dropped so far because the queue was full."""
         return self._engine.dropped_count
+
+    @property
+    def oversized_count(self) -> int:
+        """Events skipped because they were larger than ``max_event_size`` (the stream
+        goes on after each)."""
+        return self._engine.oversized_count
 
     @property
     def queue_size(self) -> int:

@@ -26,6 +26,7 @@ class SlimAction:
         session_id: Optional[str] = None,
         user_id: Optional[str] = None,
         email: Optional[str] = None,
+        conversation_id: Optional[str] = None,
     ) -> None: ...
     @property
     def title(self) -> str: ...
@@ -53,6 +54,8 @@ class SlimAction:
     def user_id(self) -> Optional[str]: ...
     @property
     def email(self) -> Optional[str]: ...
+    @property
+    def conversation_id(self) -> Optional[str]: ...
     def to_text(self) -> str:
         """`<description> — <canonical_url>` (the title when the description is empty)."""
     def to_dict(self) -> Dict[str, Any]: ...
@@ -167,6 +170,10 @@ class ConnectorClient:
         last_event_id: Optional[str] = None,
         overflow_grace_s: float = 0.025,
         on_retry: Optional[Callable[[int, float, str], Any]] = None,
+        max_queue_bytes: int = 16777216,
+        max_server_delay_s: float = 600.0,
+        backoff_reset_after_s: float = 60.0,
+        max_id_len: int = 4096,
     ) -> None: ...
     def on_actions(self, fn: Callable[[ActionsPayload], Any]) -> Self: ...
     def on_summary(self, fn: Callable[[SummaryPayload], Any]) -> Self: ...
@@ -179,6 +186,8 @@ class ConnectorClient:
         only asks."""
     @property
     def dropped_count(self) -> int: ...
+    @property
+    def oversized_count(self) -> int: ...
     @property
     def queue_size(self) -> int: ...
     @property
@@ -273,6 +282,10 @@ class _AsyncEngine:
         on_connect: bool = False,
         on_disconnect: bool = False,
         on_retry: bool = False,
+        max_queue_bytes: int = 16777216,
+        max_server_delay_s: float = 600.0,
+        backoff_reset_after_s: float = 60.0,
+        max_id_len: int = 4096,
     ) -> _AsyncEngine: ...
     def start(
         self,
@@ -282,6 +295,8 @@ class _AsyncEngine:
     def stop(self) -> None: ...
     @property
     def dropped_count(self) -> int: ...
+    @property
+    def oversized_count(self) -> int: ...
     @property
     def queue_size(self) -> int: ...
     @property

@@ -57,8 +57,17 @@ def blocking() -> None:
     thread: threading.Thread = client.run_in_background()
     dropped: int = client.dropped_count
     queued: int = client.queue_size
-    print(dropped, queued, thread.name)
+    oversized: int = client.oversized_count
+    print(dropped, queued, oversized, thread.name)
     client.stop()
+    bounded = ConnectorClient(
+        STREAM_URL,
+        max_queue_bytes=8 * 1024 * 1024,
+        max_server_delay_s=120.0,
+        backoff_reset_after_s=30.0,
+        max_id_len=256,
+    )
+    print(bounded.oversized_count)
     with ConnectorClient(url=STREAM_URL, token=API_TOKEN, read_timeout_s=60.0, max_retries=3) as c:
         c.on_actions(on_actions).run_in_background()
     try:
@@ -83,7 +92,10 @@ async def async_main() -> None:
     async def on_connect() -> None:
         print("connected")
 
-    streaming = AsyncConnectorClient(STREAM_URL, API_TOKEN, 10.0, 4, on_connect=on_connect)
+    streaming = AsyncConnectorClient(
+        STREAM_URL, API_TOKEN, 10.0, 4, on_connect=on_connect,
+        max_queue_bytes=1 << 20, max_server_delay_s=5.0, backoff_reset_after_s=10.0, max_id_len=64,
+    )
     async for item in streaming.events():
         if isinstance(item, ActionsPayload):
             print(item.count)
@@ -91,12 +103,15 @@ async def async_main() -> None:
             print(item.summary)
         break
     dropped: int = streaming.dropped_count
-    print(dropped, streaming.queue_size)
+    skipped: int = streaming.oversized_count
+    print(dropped, skipped, streaming.queue_size)
 
 
 def helpers() -> None:
     buffer = EventBuffer(max_size=100)
     buffer.add(ActionsPayload(session_id="s", actions=[SlimAction(title="x")]))
+    conversation: Optional[str] = SlimAction(title="x", conversation_id="c").conversation_id
+    print(conversation)
     drained: List[Any] = buffer.drain()
     print(drained, buffer.size, buffer.is_empty)
     summarizer = SessionSummarizer(lambda prompt: "summary", threshold=5)

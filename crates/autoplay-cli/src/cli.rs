@@ -94,7 +94,8 @@ pub struct ListenArgs {
     #[arg(value_name = "URL")]
     pub url: String,
 
-    /// API key, sent as `Authorization: Bearer <T>`. Default: $AUTOPLAY_TOKEN.
+    /// API key, sent as `Authorization: Bearer <T>`. Default: $AUTOPLAY_TOKEN, else
+    /// $AUTOPLAY_APP_UNKEY_TOKEN (the published Python SDK 0.13.0's name).
     #[arg(long, value_name = "T")]
     pub token: Option<String>,
 

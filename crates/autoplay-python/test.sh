@@ -32,6 +32,23 @@ echo "==> building and installing autoplay_sdk (pip install $HERE)"
 # maturin is in the venv already, so skip pip's isolated build environment.
 "$PY" -m pip install -q --disable-pip-version-check --no-build-isolation --force-reinstall --no-deps "$HERE"
 
+echo "==> building the abi3 wheel from a fresh sdist (maturin build --release --sdist)"
+DIST="$TARGET/wheels"
+rm -rf "$DIST"
+"$VENV/bin/maturin" build --quiet --release --sdist -m "$HERE/Cargo.toml" --out "$DIST"
+# One wheel for every CPython >= 3.10: the file name must carry the stable-ABI tag.
+wheels=("$DIST"/autoplay_sdk-*-cp310-abi3-*.whl)
+if [ ! -f "${wheels[0]}" ] || [ ! -f "$(ls "$DIST"/autoplay_sdk-*.tar.gz)" ]; then
+    echo "expected an abi3 wheel and an sdist in $DIST, found: $(ls "$DIST")" >&2
+    exit 1
+fi
+DIST_VENV="$TARGET/py-dist-venv"
+rm -rf "$DIST_VENV"
+"$PYTHON" -m venv "$DIST_VENV"
+# No index and no Rust: the wheel alone must install and import.
+"$DIST_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index "${wheels[0]}"
+(cd / && "$DIST_VENV/bin/python" -c "import autoplay_sdk, autoplay_sdk._native; print('wheel', autoplay_sdk.__version__, 'imports')")
+
 echo "==> building the test connector"
 (cd "$ROOT" && cargo build -q -p autoplay-python --example test_connector)
 

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors;
 use crate::models::{drop_dict, event_to_py};
-use crate::options::{Limits, overflow_policy, seconds};
+use crate::options::{Limits, apply_engine_options, overflow_policy, seconds};
 
 /// Payloads the buffer between the pump and the event loop holds at most; also the
 /// most one `take` hands over. Large enough that a wake-up is shared by many
@@ -360,30 +360,8 @@ pub(crate) struct PyAsyncEngine {
 impl PyAsyncEngine {
     fn builder(&self) -> autoplay_sdk::AsyncConnectorClientBuilder {
         let o = &self.options;
-        let mut b = AsyncConnectorClient::builder(self.url.clone())
-            .token(self.token.clone())
-            .max_queue_size(o.max_queue_size)
-            .connect_timeout(o.connect_timeout)
-            .read_timeout(o.read_timeout)
-            .initial_backoff(o.initial_backoff)
-            .max_backoff(o.max_backoff)
-            .overflow_policy(o.overflow)
-            .overflow_grace(o.overflow_grace)
-            .drain_timeout(o.drain_timeout);
-        b = o.limits.apply_async(b);
-        if let Some(n) = o.max_retries {
-            b = b.max_retries(n);
-        }
-        if let Some(n) = o.max_event_size {
-            b = b.max_event_size(n);
-        }
-        for (name, value) in &o.headers {
-            b = b.header(name.clone(), value.clone());
-        }
-        if let Some(id) = &o.last_event_id {
-            b = b.last_event_id(id.clone());
-        }
-        b
+        let b = AsyncConnectorClient::builder(self.url.clone()).token(self.token.clone());
+        apply_engine_options!(b, o)
     }
 
     /// The core's hooks, each a marker in the run's buffer. `shared` is weak: the

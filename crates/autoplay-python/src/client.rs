@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::errors;
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload, drop_dict};
-use crate::options::{Limits, overflow_policy, seconds};
+use crate::options::{Limits, apply_engine_options, overflow_policy, seconds};
 
 /// How often `run()` wakes up to check for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -305,33 +305,12 @@ fn on_a_running_event_loop(py: Python<'_>) -> bool {
 impl PyConnectorClient {
     fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
         let o = &self.options;
-        let mut b = ConnectorClient::builder(self.url.clone())
+        let b = ConnectorClient::builder(self.url.clone())
             // Empty: the core falls back to `AUTOPLAY_TOKEN`, then 0.13.0's
             // `AUTOPLAY_APP_UNKEY_TOKEN`, read at each build.
             .token(self.token.clone())
-            .max_queue_size(o.max_queue_size)
-            .connect_timeout(o.connect_timeout)
-            .read_timeout(o.read_timeout)
-            .initial_backoff(o.initial_backoff)
-            .max_backoff(o.max_backoff)
-            .overflow_policy(o.overflow)
-            .overflow_grace(o.overflow_grace)
-            .workers(o.workers)
-            .drain_timeout(o.drain_timeout);
-        b = o.limits.apply(b);
-        if let Some(n) = o.max_retries {
-            b = b.max_retries(n);
-        }
-        if let Some(n) = o.max_event_size {
-            b = b.max_event_size(n);
-        }
-        for (name, value) in &o.headers {
-            b = b.header(name.clone(), value.clone());
-        }
-        if let Some(id) = &o.last_event_id {
-            b = b.last_event_id(id.clone());
-        }
-        b
+            .workers(o.workers);
+        apply_engine_options!(b, o)
     }
 
     /// Builds the core client with the Python callbacks wired in.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use autoplay_sdk::{AsyncConnectorClientBuilder, ConnectorClientBuilder, OverflowPolicy};
+use autoplay_sdk::OverflowPolicy;
 use pyo3::prelude::*;
 
 use crate::errors;
@@ -52,10 +52,10 @@ fn at_least_one(value: i64) -> usize {
 /// `max_id_len`).
 #[derive(Clone, Copy)]
 pub(crate) struct Limits {
-    max_queue_bytes: usize,
-    max_server_delay: Duration,
-    backoff_reset_after: Duration,
-    max_id_len: usize,
+    pub(crate) max_queue_bytes: usize,
+    pub(crate) max_server_delay: Duration,
+    pub(crate) backoff_reset_after: Duration,
+    pub(crate) max_id_len: usize,
 }
 
 impl Limits {
@@ -73,21 +73,40 @@ impl Limits {
             max_id_len: at_least_one(max_id_len),
         })
     }
-
-    pub(crate) fn apply(&self, b: ConnectorClientBuilder) -> ConnectorClientBuilder {
-        b.max_queue_bytes(self.max_queue_bytes)
-            .max_server_delay(self.max_server_delay)
-            .backoff_reset_after(self.backoff_reset_after)
-            .max_id_len(self.max_id_len)
-    }
-
-    pub(crate) fn apply_async(
-        &self,
-        b: AsyncConnectorClientBuilder,
-    ) -> AsyncConnectorClientBuilder {
-        b.max_queue_bytes(self.max_queue_bytes)
-            .max_server_delay(self.max_server_delay)
-            .backoff_reset_after(self.backoff_reset_after)
-            .max_id_len(self.max_id_len)
-    }
 }
+
+/// Sets the options both clients share on a core builder of either kind: the two
+/// builders have the same setters (the core's `config_setters!`) but no common type,
+/// and the two `Options` structs name their fields alike, so one body serves both.
+macro_rules! apply_engine_options {
+    ($builder:expr, $o:expr) => {{
+        let o = $o;
+        let mut b = $builder
+            .max_queue_size(o.max_queue_size)
+            .connect_timeout(o.connect_timeout)
+            .read_timeout(o.read_timeout)
+            .initial_backoff(o.initial_backoff)
+            .max_backoff(o.max_backoff)
+            .overflow_policy(o.overflow)
+            .overflow_grace(o.overflow_grace)
+            .drain_timeout(o.drain_timeout)
+            .max_queue_bytes(o.limits.max_queue_bytes)
+            .max_server_delay(o.limits.max_server_delay)
+            .backoff_reset_after(o.limits.backoff_reset_after)
+            .max_id_len(o.limits.max_id_len);
+        if let Some(n) = o.max_retries {
+            b = b.max_retries(n);
+        }
+        if let Some(n) = o.max_event_size {
+            b = b.max_event_size(n);
+        }
+        for (name, value) in &o.headers {
+            b = b.header(name.clone(), value.clone());
+        }
+        if let Some(id) = &o.last_event_id {
+            b = b.last_event_id(id.clone());
+        }
+        b
+    }};
+}
+pub(crate) use apply_engine_options;

@@ -571,7 +571,7 @@ impl PyConnectorClient {
 impl PyConnectorClient {
     #[new]
     #[pyo3(signature = (
-        url, token=String::new(), max_queue_size=500,
+        url, token="", max_queue_size=500,
         connect_timeout=10.0, read_timeout_s=Some(90.0), initial_backoff_s=1.0, max_backoff_s=30.0,
         max_retries=None, on_connect=None, on_disconnect=None, metrics=None, *,
         overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
@@ -579,11 +579,20 @@ impl PyConnectorClient {
         on_retry=None, max_queue_bytes=16777216, max_server_delay_s=600.0,
         backoff_reset_after_s=60.0, max_id_len=4096
     ))]
+    // Written out because the signature's `Some(90.0)` would show as `...`.
+    #[pyo3(
+        text_signature = "(url, token='', max_queue_size=500, connect_timeout=10.0, \
+        read_timeout_s=90.0, initial_backoff_s=1.0, max_backoff_s=30.0, max_retries=None, \
+        on_connect=None, on_disconnect=None, metrics=None, *, overflow_policy='drop_newest', \
+        workers=1, drain_timeout_s=5.0, max_event_size=None, headers=None, last_event_id=None, \
+        overflow_grace_s=0.025, on_retry=None, max_queue_bytes=16777216, \
+        max_server_delay_s=600.0, backoff_reset_after_s=60.0, max_id_len=4096)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         url: String,
-        token: String,
+        token: &str,
         max_queue_size: i64,
         connect_timeout: f64,
         read_timeout_s: Option<f64>,
@@ -665,7 +674,7 @@ impl PyConnectorClient {
         }
         let client = Self {
             url,
-            token,
+            token: token.to_owned(),
             shared: Arc::new(Shared {
                 state: Mutex::default(),
                 ended: Condvar::new(),
@@ -680,21 +689,27 @@ impl PyConnectorClient {
     }
 
     /// Registers `fn(ActionsPayload)`; returns the client, for chaining.
-    fn on_actions<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
-        slf.get().set_callback("on_actions", f)?;
+    fn on_actions<'py>(
+        slf: Bound<'py, Self>,
+        r#fn: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_actions", r#fn)?;
         Ok(slf)
     }
 
     /// Registers `fn(SummaryPayload)`; returns the client, for chaining.
-    fn on_summary<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
-        slf.get().set_callback("on_summary", f)?;
+    fn on_summary<'py>(
+        slf: Bound<'py, Self>,
+        r#fn: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_summary", r#fn)?;
         Ok(slf)
     }
 
     /// Registers `fn(payload_dict, total_dropped)`, called for each event dropped
     /// because the queue was full; returns the client, for chaining.
-    fn on_drop<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
-        slf.get().set_callback("on_drop", f)?;
+    fn on_drop<'py>(slf: Bound<'py, Self>, r#fn: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_drop", r#fn)?;
         Ok(slf)
     }
 

@@ -42,7 +42,8 @@ def dataclass_fields(name: str, spec: List[Tuple[str, str, Any]]) -> Dict[str, "
         else:
             fields.append((field_name, annotation, dataclasses.field(default=default)))
     shadow = dataclasses.make_dataclass(name, fields)
-    return dict(shadow.__dataclass_fields__)
+    shadow_fields: Dict[str, "dataclasses.Field[Any]"] = getattr(shadow, "__dataclass_fields__")
+    return dict(shadow_fields)
 
 
 class LoopPerThread:

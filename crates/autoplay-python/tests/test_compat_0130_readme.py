@@ -149,13 +149,16 @@ def test_metrics(connector: Connector) -> None:
     ''')
     driver = textwrap.dedent('''
         def _slow(payload):
-            _real_sleep(0.01)
+            _real_sleep(0.002)
         client.on_actions(_slow)
         thread = client.run_in_background()
         _real_sleep(0.5)
         print("READY", flush=True)
         sys.stdin.readline()            # the test posted a burst
-        _real_sleep(1.0)
+        for _ in range(2000):           # until every event was handled or dropped
+            if counter.value + len(gauge.values) >= 1000:
+                break
+            _real_sleep(0.01)
         client.stop()
         print("DROPPED", counter.value, client.dropped_count, flush=True)
         print("DEPTHS", len(gauge.values), max(gauge.values), flush=True)

@@ -422,6 +422,23 @@ impl RunContext {
     }
 }
 
+/// Ends a run's [`RunContext`] when dropped, however `run()` returns: the workers
+/// have ended, so their private loops are closed, and the run's client is let go
+/// (it holds the callbacks, which hold the context).
+struct ContextEnd(Arc<RunContext>);
+
+impl Drop for ContextEnd {
+    fn drop(&mut self) {
+        lock(&self.0.client).take();
+        // `run()`'s thread, which holds the GIL: attaching again is only a count.
+        Python::attach(|py| {
+            if let Err(e) = self.0.loops.bind(py).call_method0("close") {
+                log_callback_error(py, "closing the event loops of async callbacks", e);
+            }
+        });
+    }
+}
+
 /// Whether this thread is running an asyncio event loop (`stop()` from a coroutine).
 fn on_a_running_event_loop(py: Python<'_>) -> bool {
     py.import("asyncio")
@@ -718,6 +735,7 @@ impl PyConnectorClient {
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         crate::logging::refresh_log_level(py);
         let built = self.build(py)?;
+        let _context = ContextEnd(built.context.clone());
         let client = built.client.clone();
         {
             let mut state = lock(&self.shared.state);
@@ -744,15 +762,7 @@ impl PyConnectorClient {
             state.current = Some(client.clone());
         }
         let _end = RunEnd(&self.shared);
-        let context = built.context.clone();
-        let result = self.run_client(py, built);
-        // The workers have ended: their private loops can be closed, and the run's
-        // client let go (it holds the callbacks, which hold the context).
-        if let Err(e) = context.loops.bind(py).call_method0("close") {
-            log_callback_error(py, "closing the event loops of async callbacks", e);
-        }
-        lock(&context.client).take();
-        result
+        self.run_client(py, built)
     }
 
     /// Starts `run()` on a daemon `threading.Thread` and returns the thread.

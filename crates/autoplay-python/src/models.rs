@@ -97,6 +97,13 @@ fn replace_via_dataclasses<'py>(
         .call_method("replace", (obj,), changes)
 }
 
+fn reduce_via_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
+    let py = obj.py();
+    let from_dict = obj.get_type().getattr("from_dict")?;
+    let data = obj.call_method0("to_dict")?;
+    PyTuple::new(py, [from_dict, PyTuple::new(py, [data])?.into_any()])
+}
+
 fn properties_from(py: Python<'_>, p: Option<&Bound<'_, PyAny>>) -> PyResult<Properties> {
     match p {
         None => Ok(Properties::default()),
@@ -414,6 +421,11 @@ impl PySlimAction {
         changes: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         replace_via_dataclasses(slf.as_any(), changes)
+    }
+
+    /// Pickles through the canonical dict (dataclasses pickle; so do these).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        reduce_via_dict(slf.as_any())
     }
 
     fn __copy__(&self) -> Self {
@@ -746,6 +758,11 @@ impl PyActionsPayload {
         replace_via_dataclasses(slf.as_any(), changes)
     }
 
+    /// Pickles through the canonical dict (dataclasses pickle; so do these).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        reduce_via_dict(slf.as_any())
+    }
+
     fn __copy__(&self) -> Self {
         self.clone()
     }
@@ -946,6 +963,11 @@ impl PySummaryPayload {
         changes: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         replace_via_dataclasses(slf.as_any(), changes)
+    }
+
+    /// Pickles through the canonical dict (dataclasses pickle; so do these).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        reduce_via_dict(slf.as_any())
     }
 
     fn __copy__(&self) -> Self {

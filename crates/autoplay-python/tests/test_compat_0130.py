@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import importlib
 import logging
-import socket
+import pickle
 import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -22,7 +22,6 @@ import autoplay_sdk
 from autoplay_sdk import (
     ActionsPayload,
     ConnectorClient,
-    InvalidConfigError,
     RetriesExhaustedError,
     SdkUpstreamError,
     SlimAction,
@@ -95,6 +94,8 @@ def test_dataclass_functions_work_on_the_models() -> None:
     assert d["actions"][0]["title"] == "Export" and d["actions"][0]["type"] == "click" and d["actions"][0]["index"] == 2
     assert dataclasses.astuple(s)[:5] == ("prod", "s", "Did things.", 4, 9.5)
     assert copy.copy(p) == p and copy.deepcopy(p) == p and copy.copy(p) is not p
+    for obj in (a, dataclasses.replace(p, conversation_id="c"), s):
+        assert pickle.loads(pickle.dumps(obj)) == obj
     match s:
         case SummaryPayload(product_id, session_id, summary):
             assert (product_id, session_id, summary) == ("prod", "s", "Did things.")

@@ -952,6 +952,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn merge_joins_one_sessions_batches_as_0_13_did() {
+        let batch = |user: Option<&str>, at: Option<f64>, titles: &[&str]| ActionsPayload {
+            product_id: Some("p".into()),
+            session_id: Some("s".into()),
+            user_id: user.map(Into::into),
+            forwarded_at: at,
+            actions: titles
+                .iter()
+                .map(|t| SlimAction {
+                    title: (*t).into(),
+                    index: Some(9),
+                    ..SlimAction::default()
+                })
+                .collect(),
+            ..ActionsPayload::default()
+        };
+        assert_eq!(ActionsPayload::merge(&[]), None);
+        let merged = ActionsPayload::merge(&[
+            batch(Some(""), Some(2.0), &["a", "b"]),
+            batch(Some("u"), None, &["c"]),
+            batch(Some("v"), Some(1.0), &[]),
+        ])
+        .unwrap();
+        let titles: Vec<_> = merged.actions.iter().map(|a| a.title.as_str()).collect();
+        assert_eq!(titles, ["a", "b", "c"]);
+        let indexes: Vec<_> = merged.actions.iter().map(|a| a.index).collect();
+        assert_eq!(indexes, [Some(0), Some(1), Some(2)]);
+        assert_eq!(
+            merged.user_id.as_deref(),
+            Some("u"),
+            "the first non-empty one"
+        );
+        assert_eq!(merged.forwarded_at, Some(2.0));
+        assert_eq!(merged.session_id.as_deref(), Some("s"));
+    }
+
+    #[test]
     fn numeric_ids_become_text() {
         let event =
             Event::from_json(r#"{"type":"actions","session_id":42,"user_id":null,"actions":[]}"#)

@@ -839,8 +839,15 @@ impl PyConnectorClient {
         false
     }
 
-    fn __repr__(&self) -> String {
-        format!("ConnectorClient(url={:?})", self.url)
+    /// 0.13.0's: `ConnectorClient(url='...', running=False, dropped=0)`.
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let running = lock(&self.shared.state).running;
+        Ok(format!(
+            "ConnectorClient(url={}, running={}, dropped={})",
+            PyString::new(py, &self.url).repr()?,
+            if running { "True" } else { "False" },
+            self.dropped_count()
+        ))
     }
 }
 

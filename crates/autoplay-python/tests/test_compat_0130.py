@@ -219,9 +219,11 @@ def test_constructor_takes_0_13s_positional_options(connector: Connector) -> Non
     assert wait_for(lambda: connected == ["up"])
     connector.post_actions("ps_pos")
     assert wait_for(lambda: len(got) == 1)
+    assert repr(client) == f"ConnectorClient(url={connector.url!r}, running=True, dropped=0)"  # 0.13.0's repr
     client.stop()
     thread.join(5)
     assert got[0].session_id == "ps_pos"
+    assert repr(client) == f"ConnectorClient(url={connector.url!r}, running=False, dropped=0)"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@
 # Needs only Rust (cargo), a C compiler and Python >= 3.10 with pip: it makes a
 # virtualenv under target/py-venv (reused when present), installs maturin, pytest and
 # mypy into it, installs this package with pip (maturin as the PEP 517 backend),
-# builds the connector the tests start, and runs pytest. Extra arguments go to pytest.
+# checks the stubs against the built module (mypy.stubtest), builds the connector the
+# tests start, and runs pytest. Extra arguments go to pytest.
 #
 #   crates/autoplay-python/test.sh            # everything
 #   crates/autoplay-python/test.sh -k async   # a subset
@@ -48,6 +49,10 @@ rm -rf "$DIST_VENV"
 # No index and no Rust: the wheel alone must install and import.
 "$DIST_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-index "${wheels[0]}"
 (cd / && "$DIST_VENV/bin/python" -c "import autoplay_sdk, autoplay_sdk._native; print('wheel', autoplay_sdk.__version__, 'imports')")
+
+echo "==> checking the stubs against the built module (mypy.stubtest)"
+# Run outside the source tree so the installed package is the one checked.
+(cd / && "$PY" -m mypy.stubtest autoplay_sdk)
 
 echo "==> building the test connector"
 (cd "$ROOT" && cargo build -q -p autoplay-python --example test_connector)

@@ -18,16 +18,20 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use autoplay_sdk::{ConnectorClient, DisconnectReason, Event, OverflowPolicy};
+use autoplay_sdk::{ConnectorClient, DisconnectReason, Event, FailureReason, OverflowPolicy};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 use tracing::{info, warn};
 
 use crate::errors;
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload, drop_dict};
 use crate::options::{Limits, apply_engine_options, overflow_policy, seconds};
+
+/// A read timeout standing for "none" (`read_timeout_s=None`, 0.13.0's default
+/// meaning): a year.
+const NO_READ_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How often `run()` wakes up to check for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -99,6 +103,49 @@ struct Callbacks {
     on_connect: Option<Arc<Hook>>,
     on_disconnect: Option<Arc<Hook>>,
     on_retry: Option<Arc<Py<PyAny>>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// The methods of a 0.13.0 `SdkMetricsHook` object that this client calls, looked up
+/// once; a missing one is not called, as in 0.13.0.
+struct Metrics {
+    record_event_dropped: Option<Py<PyAny>>,
+    record_queue_depth: Option<Py<PyAny>>,
+}
+
+impl Metrics {
+    fn new(obj: &Bound<'_, PyAny>) -> Self {
+        let method = |name: &str| {
+            obj.getattr(name)
+                .ok()
+                .filter(|m| m.is_callable())
+                .map(Bound::unbind)
+        };
+        Metrics {
+            record_event_dropped: method("record_event_dropped"),
+            record_queue_depth: method("record_queue_depth"),
+        }
+    }
+}
+
+/// Calls a metrics method with keyword arguments; as 0.13.0, a failing metrics hook
+/// is logged at DEBUG and never disturbs the stream.
+fn call_metric(
+    py: Python<'_>,
+    method: &Py<PyAny>,
+    name: &str,
+    kwargs: &[(&str, Bound<'_, PyAny>)],
+) {
+    let result = (|| {
+        let dict = PyDict::new(py);
+        for (k, v) in kwargs {
+            dict.set_item(*k, v)?;
+        }
+        method.call(py, (), Some(&dict))
+    })();
+    if let Err(e) = result {
+        tracing::debug!(target: "autoplay_sdk::python", "metrics hook {name} raised (ignored): {e}");
+    }
 }
 
 #[derive(Default)]
@@ -200,6 +247,8 @@ impl Drop for RunEnd<'_> {
             let mut state = lock(&self.0.state);
             state.running = false;
             state.run_thread = None;
+            // A stop ends the run it was for: `run()` again connects again.
+            state.stopped = false;
         }
         self.0.ended.notify_all();
     }
@@ -253,10 +302,19 @@ struct DropNote {
     total: u64,
 }
 
-/// Calls `on_drop` on its own thread until `done` is set.
+/// A built core client and what its run needs besides.
+struct Built {
+    client: ConnectorClient,
+    relay: Option<mpsc::Receiver<DropNote>>,
+    context: Arc<RunContext>,
+}
+
+/// Calls `on_drop` and the metrics hook's `record_event_dropped` on its own thread
+/// until `done` is set.
 fn spawn_drop_relay(
     client: usize,
-    f: Arc<Py<PyAny>>,
+    f: Option<Arc<Py<PyAny>>>,
+    metrics: Option<Arc<Metrics>>,
     rx: mpsc::Receiver<DropNote>,
     done: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -266,6 +324,33 @@ fn spawn_drop_relay(
             let _scope = CallbackScope::enter(client);
             let call = |note: DropNote| {
                 crate::gil::attach(|py| {
+                    if let Some(m) = metrics
+                        .as_ref()
+                        .and_then(|m| m.record_event_dropped.as_ref())
+                    {
+                        let kwargs = [
+                            ("reason", PyString::new(py, "queue_full").into_any()),
+                            ("event_type", PyString::new(py, note.kind).into_any()),
+                            (
+                                "session_id",
+                                note.session_id
+                                    .as_deref()
+                                    .into_pyobject(py)
+                                    .map(Bound::into_any)
+                                    .unwrap_or_else(|_| py.None().into_bound(py)),
+                            ),
+                            (
+                                "product_id",
+                                note.product_id
+                                    .as_deref()
+                                    .into_pyobject(py)
+                                    .map(Bound::into_any)
+                                    .unwrap_or_else(|_| py.None().into_bound(py)),
+                            ),
+                        ];
+                        call_metric(py, m, "record_event_dropped", &kwargs);
+                    }
+                    let Some(f) = &f else { return };
                     let result = drop_dict(
                         py,
                         note.kind,
@@ -295,6 +380,65 @@ fn spawn_drop_relay(
         })
 }
 
+/// What a run's payload callbacks share: the private event loops for `async def`
+/// callbacks, and the run's client for the queue depth the metrics hook is told.
+struct RunContext {
+    loops: Py<PyAny>,
+    client: Mutex<Option<ConnectorClient>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl RunContext {
+    /// Calls a payload callback; a coroutine (an `async def` callback) is run to its
+    /// end on this worker thread's private event loop, as 0.13.0 ran it.
+    fn call(&self, py: Python<'_>, f: &Py<PyAny>, payload: Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(m) = self
+            .metrics
+            .as_ref()
+            .and_then(|m| m.record_queue_depth.as_ref())
+        {
+            let depth = lock(&self.client)
+                .as_ref()
+                .map_or(0, ConnectorClient::queue_size);
+            call_metric(
+                py,
+                m,
+                "record_queue_depth",
+                &[("depth", depth.into_pyobject(py)?.into_any())],
+            );
+        }
+        let result = f.bind(py).call1((payload,))?;
+        if result.is_none() {
+            return Ok(());
+        }
+        let awaitable: bool = py
+            .import("inspect")?
+            .call_method1("isawaitable", (&result,))?
+            .extract()?;
+        if awaitable {
+            self.loops.bind(py).call_method1("run", (result,))?;
+        }
+        Ok(())
+    }
+}
+
+/// Ends a run's [`RunContext`] when dropped, however `run()` returns: the workers
+/// have ended, so their private loops are closed, and the run's client is let go
+/// (it holds the callbacks, which hold the context).
+struct ContextEnd(Arc<RunContext>);
+
+impl Drop for ContextEnd {
+    fn drop(&mut self) {
+        lock(&self.0.client).take();
+        // `run()`'s thread, which holds the GIL: attaching again is only a count.
+        Python::attach(|py| {
+            if let Err(e) = self.0.loops.bind(py).call_method0("close") {
+                log_callback_error(py, "closing the event loops of async callbacks", e);
+            }
+        });
+    }
+}
+
 /// Whether this thread is running an asyncio event loop (`stop()` from a coroutine).
 fn on_a_running_event_loop(py: Python<'_>) -> bool {
     py.import("asyncio")
@@ -314,19 +458,26 @@ impl PyConnectorClient {
     }
 
     /// Builds the core client with the Python callbacks wired in.
-    fn build(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<(ConnectorClient, Option<mpsc::Receiver<DropNote>>)> {
+    fn build(&self, py: Python<'_>) -> PyResult<Built> {
         let id = self.shared.id();
         let mut b = self.builder();
         let callbacks = lock(&self.callbacks);
+        let context = Arc::new(RunContext {
+            loops: py
+                .import("autoplay_sdk._util")?
+                .getattr("LoopPerThread")?
+                .call0()?
+                .unbind(),
+            client: Mutex::new(None),
+            metrics: callbacks.metrics.clone(),
+        });
         if let Some(f) = callbacks.on_actions.clone() {
+            let context = context.clone();
             b = b.on_actions(move |payload| {
                 let _scope = CallbackScope::enter(id);
                 crate::gil::attach(|py| {
-                    let result = Py::new(py, PyActionsPayload { inner: payload })
-                        .and_then(|obj| f.call1(py, (obj,)));
+                    let result = Bound::new(py, PyActionsPayload::from_core(payload))
+                        .and_then(|obj| context.call(py, &f, obj.into_any()));
                     if let Err(e) = result {
                         log_callback_error(py, "on_actions callback", e);
                     }
@@ -334,11 +485,12 @@ impl PyConnectorClient {
             });
         }
         if let Some(f) = callbacks.on_summary.clone() {
+            let context = context.clone();
             b = b.on_summary(move |payload| {
                 let _scope = CallbackScope::enter(id);
                 crate::gil::attach(|py| {
-                    let result = Py::new(py, PySummaryPayload { inner: payload })
-                        .and_then(|obj| f.call1(py, (obj,)));
+                    let result = Bound::new(py, PySummaryPayload { inner: payload })
+                        .and_then(|obj| context.call(py, &f, obj.into_any()));
                     if let Err(e) = result {
                         log_callback_error(py, "on_summary callback", e);
                     }
@@ -355,10 +507,22 @@ impl PyConnectorClient {
                 call_hook(id, &h, "on_disconnect callback", reason.to_string())
             });
         }
-        if let Some(f) = callbacks.on_retry.clone() {
+        // The core tells `on_disconnect` when an established stream ends; 0.13.0 also
+        // told it after an attempt that failed before a stream was had. Those reach the
+        // core's retry hook (with a reason other than `Disconnected`), so they are told
+        // from there, and the one that exhausts the retries from `run()`.
+        let disconnect_on_failure = callbacks.on_disconnect.clone();
+        let on_retry = callbacks.on_retry.clone();
+        if on_retry.is_some() || disconnect_on_failure.is_some() {
             // Called just before the reader waits anyway, so waiting for the GIL
             // here costs the stream nothing.
             b = b.on_retry(move |attempt, delay, reason| {
+                if let Some(h) = &disconnect_on_failure
+                    && !matches!(reason, FailureReason::Disconnected(_))
+                {
+                    call_hook(id, h, "on_disconnect callback", reason.to_string());
+                }
+                let Some(f) = &on_retry else { return };
                 let _scope = CallbackScope::enter(id);
                 crate::gil::attach_once(|py| {
                     let reason = reason.to_string();
@@ -369,7 +533,12 @@ impl PyConnectorClient {
             });
         }
         let mut relay = None;
-        if callbacks.on_drop.is_some() {
+        if callbacks.on_drop.is_some()
+            || callbacks
+                .metrics
+                .as_ref()
+                .is_some_and(|m| m.record_event_dropped.is_some())
+        {
             let (tx, rx) = mpsc::sync_channel::<DropNote>(4096);
             b = b.on_drop(move |event: &Event, total| {
                 let (session_id, product_id) = match event {
@@ -388,7 +557,14 @@ impl PyConnectorClient {
         }
         drop(callbacks);
         let client = b.build().map_err(|e| errors::to_py(py, e))?;
-        Ok((client, relay))
+        if context.metrics.is_some() {
+            *lock(&context.client) = Some(client.clone());
+        }
+        Ok(Built {
+            client,
+            relay,
+            context,
+        })
     }
 
     fn set_callback(&self, which: &str, f: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -412,27 +588,37 @@ impl PyConnectorClient {
 impl PyConnectorClient {
     #[new]
     #[pyo3(signature = (
-        url, token=String::new(), max_queue_size=500, *,
-        connect_timeout=10.0, read_timeout_s=90.0, initial_backoff_s=1.0, max_backoff_s=30.0,
-        max_retries=None, on_connect=None, on_disconnect=None,
+        url, token="", max_queue_size=500,
+        connect_timeout=10.0, read_timeout_s=Some(90.0), initial_backoff_s=1.0, max_backoff_s=30.0,
+        max_retries=None, on_connect=None, on_disconnect=None, metrics=None, *,
         overflow_policy="drop_newest", workers=1, drain_timeout_s=5.0,
         max_event_size=None, headers=None, last_event_id=None, overflow_grace_s=0.025,
         on_retry=None, max_queue_bytes=16777216, max_server_delay_s=600.0,
         backoff_reset_after_s=60.0, max_id_len=4096
     ))]
+    // Written out because the signature's `Some(90.0)` would show as `...`.
+    #[pyo3(
+        text_signature = "(url, token='', max_queue_size=500, connect_timeout=10.0, \
+        read_timeout_s=90.0, initial_backoff_s=1.0, max_backoff_s=30.0, max_retries=None, \
+        on_connect=None, on_disconnect=None, metrics=None, *, overflow_policy='drop_newest', \
+        workers=1, drain_timeout_s=5.0, max_event_size=None, headers=None, last_event_id=None, \
+        overflow_grace_s=0.025, on_retry=None, max_queue_bytes=16777216, \
+        max_server_delay_s=600.0, backoff_reset_after_s=60.0, max_id_len=4096)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         url: String,
-        token: String,
-        max_queue_size: usize,
+        token: &str,
+        max_queue_size: i64,
         connect_timeout: f64,
-        read_timeout_s: f64,
+        read_timeout_s: Option<f64>,
         initial_backoff_s: f64,
         max_backoff_s: f64,
-        max_retries: Option<u32>,
+        max_retries: Option<i64>,
         on_connect: Option<&Bound<'_, PyAny>>,
         on_disconnect: Option<&Bound<'_, PyAny>>,
+        metrics: Option<&Bound<'_, PyAny>>,
         overflow_policy: &str,
         workers: usize,
         drain_timeout_s: f64,
@@ -452,10 +638,20 @@ impl PyConnectorClient {
                 header_list.push((k.extract::<String>()?, v.extract::<String>()?));
             }
         }
+        let max_retries = match max_retries {
+            None => None,
+            Some(n) => Some(u32::try_from(n).map_err(|_| {
+                errors::invalid(py, format!("max_retries must be >= 0 or None, got {n}"))
+            })?),
+        };
         let options = Options {
-            max_queue_size,
+            // A negative size is passed on as 0, which the core rejects with its message.
+            max_queue_size: usize::try_from(max_queue_size).unwrap_or(0),
             connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
-            read_timeout: seconds(py, "read_timeout_s", read_timeout_s)?,
+            read_timeout: match read_timeout_s {
+                None => NO_READ_TIMEOUT,
+                Some(s) => seconds(py, "read_timeout_s", s)?,
+            },
             initial_backoff: seconds(py, "initial_backoff_s", initial_backoff_s)?,
             max_backoff: seconds(py, "max_backoff_s", max_backoff_s)?,
             max_retries,
@@ -490,9 +686,12 @@ impl PyConnectorClient {
             }
             callbacks.on_retry = Some(Arc::new(f.clone().unbind()));
         }
+        if let Some(m) = metrics.filter(|m| !m.is_none()) {
+            callbacks.metrics = Some(Arc::new(Metrics::new(m)));
+        }
         let client = Self {
             url,
-            token,
+            token: token.to_owned(),
             shared: Arc::new(Shared {
                 state: Mutex::default(),
                 ended: Condvar::new(),
@@ -507,21 +706,27 @@ impl PyConnectorClient {
     }
 
     /// Registers `fn(ActionsPayload)`; returns the client, for chaining.
-    fn on_actions<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
-        slf.get().set_callback("on_actions", f)?;
+    fn on_actions<'py>(
+        slf: Bound<'py, Self>,
+        r#fn: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_actions", r#fn)?;
         Ok(slf)
     }
 
     /// Registers `fn(SummaryPayload)`; returns the client, for chaining.
-    fn on_summary<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
-        slf.get().set_callback("on_summary", f)?;
+    fn on_summary<'py>(
+        slf: Bound<'py, Self>,
+        r#fn: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_summary", r#fn)?;
         Ok(slf)
     }
 
     /// Registers `fn(payload_dict, total_dropped)`, called for each event dropped
     /// because the queue was full; returns the client, for chaining.
-    fn on_drop<'py>(slf: Bound<'py, Self>, f: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
-        slf.get().set_callback("on_drop", f)?;
+    fn on_drop<'py>(slf: Bound<'py, Self>, r#fn: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Self>> {
+        slf.get().set_callback("on_drop", r#fn)?;
         Ok(slf)
     }
 
@@ -529,13 +734,18 @@ impl PyConnectorClient {
     /// fatal status / exhausted retries (then raises an `SdkError`).
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         crate::logging::refresh_log_level(py);
-        let (client, relay) = self.build(py)?;
+        let built = self.build(py)?;
+        let _context = ContextEnd(built.context.clone());
+        let client = built.client.clone();
         {
             let mut state = lock(&self.shared.state);
             if state.running {
                 return Err(errors::to_py(py, autoplay_sdk::Error::AlreadyRunning));
             }
             if state.stopped {
+                // `stop()` came before this run started (e.g. just after
+                // `run_in_background()`): it is this run's stop.
+                state.stopped = false;
                 return Ok(());
             }
             {
@@ -552,7 +762,7 @@ impl PyConnectorClient {
             state.current = Some(client.clone());
         }
         let _end = RunEnd(&self.shared);
-        self.run_client(py, client, relay)
+        self.run_client(py, built)
     }
 
     /// Starts `run()` on a daemon `threading.Thread` and returns the thread.
@@ -629,25 +839,32 @@ impl PyConnectorClient {
         false
     }
 
-    fn __repr__(&self) -> String {
-        format!("ConnectorClient(url={:?})", self.url)
+    /// 0.13.0's: `ConnectorClient(url='...', running=False, dropped=0)`.
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let running = lock(&self.shared.state).running;
+        Ok(format!(
+            "ConnectorClient(url={}, running={}, dropped={})",
+            PyString::new(py, &self.url).repr()?,
+            if running { "True" } else { "False" },
+            self.dropped_count()
+        ))
     }
 }
 
 impl PyConnectorClient {
-    fn run_client(
-        &self,
-        py: Python<'_>,
-        client: ConnectorClient,
-        relay: Option<mpsc::Receiver<DropNote>>,
-    ) -> PyResult<()> {
+    fn run_client(&self, py: Python<'_>, built: Built) -> PyResult<()> {
+        let Built { client, relay, .. } = built;
         let relay_done = Arc::new(AtomicBool::new(false));
-        let relay_thread = match (relay, lock(&self.callbacks).on_drop.clone()) {
-            (Some(rx), Some(f)) => Some(
-                spawn_drop_relay(self.shared.id(), f, rx, relay_done.clone())
+        let (on_drop, metrics) = {
+            let callbacks = lock(&self.callbacks);
+            (callbacks.on_drop.clone(), callbacks.metrics.clone())
+        };
+        let relay_thread = match relay {
+            Some(rx) => Some(
+                spawn_drop_relay(self.shared.id(), on_drop, metrics, rx, relay_done.clone())
                     .map_err(|e| errors::runtime(format!("could not start a thread: {e}")))?,
             ),
-            _ => None,
+            None => None,
         };
         let (tx, rx) = mpsc::channel();
         let rx = Mutex::new(rx);
@@ -702,7 +919,21 @@ impl PyConnectorClient {
         }
         match outcome {
             Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(errors::to_py(py, e)),
+            Some(Err(e)) => {
+                if let autoplay_sdk::Error::RetriesExhausted { last_failure, .. } = &e
+                    && !matches!(last_failure, FailureReason::Disconnected(_))
+                    && let Some(h) = lock(&self.callbacks).on_disconnect.clone()
+                {
+                    // The last failed attempt: the retry hook is not called for it.
+                    call_hook(
+                        self.shared.id(),
+                        &h,
+                        "on_disconnect callback",
+                        last_failure.to_string(),
+                    );
+                }
+                Err(errors::to_py(py, e))
+            }
             None => Err(errors::runtime("the client thread ended unexpectedly")),
         }
     }

@@ -64,6 +64,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<summarizer::PySessionSummarizer>()?;
     m.add_class::<rag::PyRagPipeline>()?;
     m.add_function(wrap_pyfunction!(models::decode_payload, m)?)?;
+    m.add_function(wrap_pyfunction!(models::set_text_style, m)?)?;
     m.add_function(wrap_pyfunction!(logging::refresh_log_level, m)?)?;
     Ok(())
 }

@@ -98,7 +98,8 @@ def test_constructors_equality_and_repr() -> None:
     assert ActionsPayload().to_text() == "Session unknown \u2014 0 actions"
     assert repr(a).startswith("ActionsPayload(") and "session_id='ps_1'" in repr(a) and "count=2" in repr(a)
     s = SummaryPayload(session_id="ps_1", summary="Did things.", replaces=4)
-    assert repr(s) == "SummaryPayload(product_id=None, session_id='ps_1', replaces=4, summary='Did things.')"
+    # dataclass-style, as 0.13.0's: every field, with its default for a missing one
+    assert repr(s) == "SummaryPayload(product_id='', session_id='ps_1', summary='Did things.', replaces=4, forwarded_at=0.0, ts=None)"
     assert s == SummaryPayload.from_dict({"session_id": "ps_1", "content": "Did things.", "replaces": 4})
     assert "title='Sign up'" in repr(a.actions[0])
 

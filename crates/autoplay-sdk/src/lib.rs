@@ -55,5 +55,7 @@ pub use config::{
     redact_url,
 };
 pub use error::Error;
-pub use models::{ActionsPayload, CompactString, DecodeError, Event, SlimAction, SummaryPayload};
+pub use models::{
+    ActionsPayload, CompactString, DecodeError, Event, SlimAction, SummaryPayload, TextStyle,
+};
 pub use retry::{DEFAULT_BACKOFF_RESET_AFTER, DEFAULT_MAX_SERVER_DELAY, FailureReason};

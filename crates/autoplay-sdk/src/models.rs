@@ -178,6 +178,38 @@ pub struct SlimAction {
     pub conversation_id: Option<CompactString>,
 }
 
+/// The line format of `to_text`: the 0.1.0 page's, or the published 0.13.0's.
+///
+/// ```
+/// use autoplay_sdk::{Event, TextStyle};
+///
+/// let event = Event::from_json(
+///     r#"{"type":"actions","session_id":"ps_1","actions":[
+///         {"type":"click","index":3,"title":"Sign up","canonical_url":"/signup"}]}"#,
+/// )?;
+/// let Event::Actions(payload) = &event else { unreachable!() };
+/// assert_eq!(
+///     payload.to_text_styled(TextStyle::Numbered),
+///     "Session ps_1 \u{2014} 1 actions\n1. Sign up \u{2014} /signup"
+/// );
+/// // 0.13.0 prints the description as it is, empty here.
+/// assert_eq!(
+///     payload.to_text_styled(TextStyle::Indexed),
+///     "Session ps_1 \u{2014} 1 actions\n[3] click:  \u{2014} /signup"
+/// );
+/// # Ok::<(), autoplay_sdk::DecodeError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextStyle {
+    /// `1. <description> — <canonical_url>`: numbered from 1, the title when the
+    /// description is empty (the 0.1.0 page).
+    #[default]
+    Numbered,
+    /// `[<index>] <type>: <description> — <canonical_url>`: the action's own index
+    /// (0 when absent) and type, the description as it is (0.13.0).
+    Indexed,
+}
+
 impl SlimAction {
     /// `<description> — <canonical_url>`, with the title when the description is
     /// empty.
@@ -185,6 +217,30 @@ impl SlimAction {
         let mut text = String::new();
         self.write_text(&mut text);
         text
+    }
+
+    /// [`to_text`](Self::to_text) in either style; [`TextStyle::Indexed`] gives
+    /// 0.13.0's `[<index>] <type>: <description> — <canonical_url>`.
+    pub fn to_text_styled(&self, style: TextStyle) -> String {
+        match style {
+            TextStyle::Numbered => self.to_text(),
+            TextStyle::Indexed => {
+                let mut text = String::new();
+                self.write_indexed(&mut text);
+                text
+            }
+        }
+    }
+
+    fn write_indexed(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "[{}] {}: {} \u{2014} {}",
+            self.index.unwrap_or(0),
+            self.event_type,
+            self.description,
+            self.canonical_url
+        );
     }
 
     fn write_text(&self, out: &mut String) {
@@ -491,6 +547,61 @@ impl ActionsPayload {
         for (i, action) in self.actions.iter().enumerate() {
             let _ = write!(text, "\n{}. ", i + 1);
             action.write_text(&mut text);
+        }
+        text
+    }
+
+    /// Several batches of one session as one (0.13.0's `ActionsPayload.merge`): the
+    /// actions in order, re-indexed from 0; product and session from the first; user,
+    /// email and `ts` from the first batch that has them (not empty); `forwarded_at` the latest.
+    /// `None` for no batches.
+    pub fn merge(payloads: &[ActionsPayload]) -> Option<ActionsPayload> {
+        let first = payloads.first()?;
+        let first_some = |get: fn(&ActionsPayload) -> &Option<CompactString>| {
+            payloads
+                .iter()
+                .find_map(|p| get(p).clone().filter(|v| !v.is_empty()))
+        };
+        let actions = payloads
+            .iter()
+            .flat_map(|p| p.actions.iter())
+            .enumerate()
+            .map(|(i, a)| SlimAction {
+                index: Some(i as u64),
+                ..a.clone()
+            })
+            .collect();
+        Some(ActionsPayload {
+            product_id: first.product_id.clone(),
+            session_id: first.session_id.clone(),
+            user_id: first_some(|p| &p.user_id),
+            email: first_some(|p| &p.email),
+            ts: first_some(|p| &p.ts),
+            forwarded_at: payloads
+                .iter()
+                .filter_map(|p| p.forwarded_at)
+                .reduce(f64::max),
+            actions,
+        })
+    }
+
+    /// [`to_text`](Self::to_text) in either style: with [`TextStyle::Indexed`] the
+    /// action lines are 0.13.0's `[<index>] <type>: <description> — <canonical_url>`
+    /// under the same `Session ...` line.
+    pub fn to_text_styled(&self, style: TextStyle) -> String {
+        if style == TextStyle::Numbered {
+            return self.to_text();
+        }
+        let mut text = String::with_capacity(48 + self.actions.len() * 96);
+        let session = self.session_id.as_deref().unwrap_or("unknown");
+        let _ = write!(
+            text,
+            "Session {session} \u{2014} {} actions",
+            self.actions.len()
+        );
+        for action in &self.actions {
+            text.push('\n');
+            action.write_indexed(&mut text);
         }
         text
     }
@@ -839,6 +950,43 @@ fn lenient_id<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_joins_one_sessions_batches_as_0_13_did() {
+        let batch = |user: Option<&str>, at: Option<f64>, titles: &[&str]| ActionsPayload {
+            product_id: Some("p".into()),
+            session_id: Some("s".into()),
+            user_id: user.map(Into::into),
+            forwarded_at: at,
+            actions: titles
+                .iter()
+                .map(|t| SlimAction {
+                    title: (*t).into(),
+                    index: Some(9),
+                    ..SlimAction::default()
+                })
+                .collect(),
+            ..ActionsPayload::default()
+        };
+        assert_eq!(ActionsPayload::merge(&[]), None);
+        let merged = ActionsPayload::merge(&[
+            batch(Some(""), Some(2.0), &["a", "b"]),
+            batch(Some("u"), None, &["c"]),
+            batch(Some("v"), Some(1.0), &[]),
+        ])
+        .unwrap();
+        let titles: Vec<_> = merged.actions.iter().map(|a| a.title.as_str()).collect();
+        assert_eq!(titles, ["a", "b", "c"]);
+        let indexes: Vec<_> = merged.actions.iter().map(|a| a.index).collect();
+        assert_eq!(indexes, [Some(0), Some(1), Some(2)]);
+        assert_eq!(
+            merged.user_id.as_deref(),
+            Some("u"),
+            "the first non-empty one"
+        );
+        assert_eq!(merged.forwarded_at, Some(2.0));
+        assert_eq!(merged.session_id.as_deref(), Some("s"));
+    }
 
     #[test]
     fn numeric_ids_become_text() {

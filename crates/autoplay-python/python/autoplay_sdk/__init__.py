@@ -13,8 +13,6 @@ stream read, parsed and decoded in Rust, outside the GIL.
 
 from __future__ import annotations
 
-from typing import Union
-
 from ._errors import (
     AlreadyRunningError,
     FatalStatusError,
@@ -34,12 +32,12 @@ from ._native import (
     SlimAction,
     SummaryPayload,
     decode_payload,
+    set_text_style,
 )
 from ._native import __version__ as __version__
 from ._async import AsyncConnectorClient, AsyncRagPipeline, AsyncSessionSummarizer
-
-AnyPayload = Union[ActionsPayload, SummaryPayload]
-"""Either payload a stream carries."""
+from .core.metrics import SdkMetricsHook
+from .core.models import AnyPayload
 
 # No NullHandler here: with no logging configured, Python's last-resort handler
 # prints WARNING and above to stderr, so connection failures and callback tracebacks
@@ -61,9 +59,11 @@ __all__ = [
     "SdkBufferFullError",
     "SdkConfigError",
     "SdkError",
+    "SdkMetricsHook",
     "SdkUpstreamError",
     "SessionSummarizer",
     "SlimAction",
     "SummaryPayload",
     "decode_payload",
+    "set_text_style",
 ]

@@ -1,143 +1,193 @@
 """Type stubs of the Rust extension module (the Rust core's Python face)."""
 
 import threading
+from dataclasses import Field
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, Union, final
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+    final,
+)
 
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 __version__: str
+__all__ = [
+    "ActionsPayload",
+    "ConnectorClient",
+    "EventBuffer",
+    "RagPipeline",
+    "SessionSummarizer",
+    "SlimAction",
+    "SummaryPayload",
+    "_AsyncEngine",
+    "_AsyncRun",
+    "__version__",
+    "_shutdown",
+    "decode_payload",
+    "refresh_log_level",
+    "set_text_style",
+]
 
+@final
 class SlimAction:
-    """One UI action: a page view, a click, an input, a submit, or a custom event."""
+    """One UI action: a page view, a click, an input, a submit, or a custom event.
 
-    def __init__(
-        self,
+    Behaves as 0.13.0's dataclass: ``dataclasses.fields``/``asdict``/``replace``,
+    assignable fields, ``==`` over the fields."""
+
+    __dataclass_fields__: ClassVar[Dict[str, Field[Any]]]
+    __match_args__: ClassVar[Tuple[str, ...]]
+    title: str
+    description: str
+    canonical_url: str
+    index: int
+    type: str
+    timestamp_start: float
+    timestamp_end: float
+    raw_url: str
+    session_id: Optional[str]
+    user_id: Optional[str]
+    email: Optional[str]
+    conversation_id: Optional[str]
+    ts: Optional[str]
+    event_type: str
+    """The page's name of ``type`` (the same value)."""
+    properties: Dict[str, Any]
+    def __new__(
+        cls,
         title: str = "",
         description: str = "",
         canonical_url: str = "",
-        event_type: str = "",
-        ts: Optional[str] = None,
-        properties: Optional[Mapping[str, Any]] = None,
-        raw_url: Optional[str] = None,
         index: Optional[int] = None,
+        type: Optional[str] = None,
         timestamp_start: Optional[float] = None,
         timestamp_end: Optional[float] = None,
+        raw_url: Optional[str] = None,
         session_id: Optional[str] = None,
         user_id: Optional[str] = None,
         email: Optional[str] = None,
         conversation_id: Optional[str] = None,
-    ) -> None: ...
-    @property
-    def title(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def canonical_url(self) -> str: ...
-    @property
-    def event_type(self) -> str: ...
-    @property
-    def ts(self) -> Optional[str]: ...
-    @property
-    def raw_url(self) -> Optional[str]: ...
-    @property
-    def properties(self) -> Dict[str, Any]: ...
-    @property
-    def index(self) -> Optional[int]: ...
-    @property
-    def timestamp_start(self) -> Optional[float]: ...
-    @property
-    def timestamp_end(self) -> Optional[float]: ...
-    @property
-    def session_id(self) -> Optional[str]: ...
-    @property
-    def user_id(self) -> Optional[str]: ...
-    @property
-    def email(self) -> Optional[str]: ...
-    @property
-    def conversation_id(self) -> Optional[str]: ...
-    def to_text(self) -> str:
-        """`<description> — <canonical_url>` (the title when the description is empty)."""
+        *,
+        event_type: Optional[str] = None,
+        ts: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+    ) -> Self: ...
+    def to_text(self, style: Optional[_TextStyle] = None) -> str:
+        """`<description> — <canonical_url>` (the title when the description is empty);
+        `style="indexed"`: 0.13.0's `[<index>] <type>: <description> — <canonical_url>`."""
     def to_dict(self) -> Dict[str, Any]: ...
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SlimAction": ...
-    def __eq__(self, other: object) -> bool: ...
+    def __replace__(self, **changes: Any) -> Self: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]: ...
+    def __copy__(self) -> Self: ...
+    def __deepcopy__(self, memo: Any, /) -> Self: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class ActionsPayload:
-    """A batch of UI actions from one session."""
+    """A batch of UI actions from one session; behaves as 0.13.0's dataclass."""
 
-    def __init__(
-        self,
-        session_id: Optional[str] = None,
-        actions: Optional[List[Union[SlimAction, Mapping[str, Any]]]] = None,
+    __dataclass_fields__: ClassVar[Dict[str, Field[Any]]]
+    __match_args__: ClassVar[Tuple[str, ...]]
+    product_id: str
+    session_id: Optional[str]
+    user_id: Optional[str]
+    email: Optional[str]
+    actions: List[SlimAction]
+    """A new list of copies on each read: assign the attribute to change the actions."""
+    forwarded_at: float
+    conversation_id: Optional[str]
+    ts: Optional[str]
+    def __new__(
+        cls,
         product_id: Optional[str] = None,
+        session_id: Optional[str] = None,
         user_id: Optional[str] = None,
         email: Optional[str] = None,
-        ts: Optional[str] = None,
-        forwarded_at: Optional[float] = None,
+        actions: Optional[Sequence[Union[SlimAction, Mapping[str, Any]]]] = None,
         count: Optional[int] = None,
-    ) -> None: ...
+        forwarded_at: Optional[float] = None,
+        conversation_id: Optional[str] = None,
+        *,
+        ts: Optional[str] = None,
+    ) -> Self: ...
+    @property
+    def count(self) -> int:
+        """`len(actions)`, always."""
     @property
     def type(self) -> str: ...
-    @property
-    def product_id(self) -> Optional[str]: ...
-    @property
-    def session_id(self) -> Optional[str]: ...
-    @property
-    def user_id(self) -> Optional[str]: ...
-    @property
-    def email(self) -> Optional[str]: ...
-    @property
-    def ts(self) -> Optional[str]: ...
-    @property
-    def forwarded_at(self) -> Optional[float]: ...
-    @property
-    def count(self) -> int: ...
-    @property
-    def actions(self) -> List[SlimAction]: ...
-    def to_text(self) -> str:
-        """`Session <id> — <N> actions`, then one numbered line per action."""
+    def to_text(self, style: Optional[_TextStyle] = None) -> str:
+        """`Session <id> — <N> actions`, then one numbered line per action;
+        `style="indexed"`: 0.13.0's `[<index>] <type>: ...` lines."""
     def to_dict(self) -> Dict[str, Any]: ...
     def to_json(self) -> str: ...
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ActionsPayload": ...
-    def __eq__(self, other: object) -> bool: ...
+    @classmethod
+    def merge(cls, payloads: Iterable["ActionsPayload"]) -> "ActionsPayload":
+        """0.13.0's: the batches of one session as one, re-indexed from 0."""
+    def __replace__(self, **changes: Any) -> Self: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]: ...
+    def __copy__(self) -> Self: ...
+    def __deepcopy__(self, memo: Any, /) -> Self: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
+@final
 class SummaryPayload:
-    """A prose summary of a session."""
+    """A prose summary of a session; behaves as 0.13.0's dataclass."""
 
-    def __init__(
-        self,
+    __dataclass_fields__: ClassVar[Dict[str, Field[Any]]]
+    __match_args__: ClassVar[Tuple[str, ...]]
+    product_id: str
+    session_id: Optional[str]
+    summary: str
+    replaces: int
+    forwarded_at: float
+    ts: Optional[str]
+    content: str
+    """The README's name of ``summary`` (the same value)."""
+    def __new__(
+        cls,
+        product_id: Optional[str] = None,
         session_id: Optional[str] = None,
         summary: str = "",
         replaces: int = 0,
-        product_id: Optional[str] = None,
-        ts: Optional[str] = None,
         forwarded_at: Optional[float] = None,
-    ) -> None: ...
+        *,
+        ts: Optional[str] = None,
+    ) -> Self: ...
     @property
     def type(self) -> str: ...
-    @property
-    def product_id(self) -> Optional[str]: ...
-    @property
-    def session_id(self) -> Optional[str]: ...
-    @property
-    def summary(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def replaces(self) -> int: ...
-    @property
-    def ts(self) -> Optional[str]: ...
-    @property
-    def forwarded_at(self) -> Optional[float]: ...
     def to_text(self) -> str:
         """The summary text itself."""
     def to_dict(self) -> Dict[str, Any]: ...
     def to_json(self) -> str: ...
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SummaryPayload": ...
-    def __eq__(self, other: object) -> bool: ...
+    def __replace__(self, **changes: Any) -> Self: ...
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any]]]: ...
+    def __copy__(self) -> Self: ...
+    def __deepcopy__(self, memo: Any, /) -> Self: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+_TextStyle = Literal["numbered", "indexed", "0.13"]
+
+def set_text_style(style: _TextStyle) -> None:
+    """The style `to_text()` uses when not given one: "numbered" (the default) or
+    "indexed" (0.13.0's)."""
 
 def decode_payload(data: Union[str, Mapping[str, Any]]) -> Union[ActionsPayload, SummaryPayload]:
     """Decodes a payload whose `type` says its kind."""
@@ -145,23 +195,29 @@ def decode_payload(data: Union[str, Mapping[str, Any]]) -> Union[ActionsPayload,
 def refresh_log_level() -> None:
     """Re-reads the `autoplay_sdk` logger's level now."""
 
+def _shutdown() -> None:
+    """The interpreter-exit hook (stops and joins every running client)."""
+
+@disjoint_base
 class ConnectorClient:
     """Blocking client of `GET /stream/{product_id}`: typed callbacks, reconnects,
-    raises `SdkError` subclasses only for what retrying cannot fix."""
+    raises `SdkError` subclasses only for what retrying cannot fix. The first eleven
+    parameters are 0.13.0's, in its order."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str,
         token: str = "",
         max_queue_size: int = 500,
-        *,
         connect_timeout: float = 10.0,
-        read_timeout_s: float = 90.0,
+        read_timeout_s: Optional[float] = 90.0,
         initial_backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         max_retries: Optional[int] = None,
         on_connect: Optional[Callable[..., Any]] = None,
         on_disconnect: Optional[Callable[..., Any]] = None,
+        metrics: Optional[Any] = None,
+        *,
         overflow_policy: str = "drop_newest",
         workers: int = 1,
         drain_timeout_s: float = 5.0,
@@ -174,8 +230,9 @@ class ConnectorClient:
         max_server_delay_s: float = 600.0,
         backoff_reset_after_s: float = 60.0,
         max_id_len: int = 4096,
-    ) -> None: ...
-    def on_actions(self, fn: Callable[[ActionsPayload], Any]) -> Self: ...
+    ) -> Self: ...
+    def on_actions(self, fn: Callable[[ActionsPayload], Any]) -> Self:
+        """`fn` may be an `async def`: it is run on the worker's own event loop."""
     def on_summary(self, fn: Callable[[SummaryPayload], Any]) -> Self: ...
     def on_drop(self, fn: Callable[[Dict[str, Any], int], Any]) -> Self: ...
     def run(self) -> None: ...
@@ -183,7 +240,7 @@ class ConnectorClient:
     def stop(self) -> None:
         """Stops the reader, lets queued events be handled (up to `drain_timeout_s`),
         and returns once the run has ended; inside one of this client's callbacks it
-        only asks."""
+        only asks. `run()` afterwards connects again."""
     @property
     def dropped_count(self) -> int: ...
     @property
@@ -198,13 +255,14 @@ class ConnectorClient:
         exc_type: Optional[Type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
+        /,
     ) -> bool: ...
 
-
+@disjoint_base
 class EventBuffer:
     """Thread-safe in-memory buffer of payloads; when full, the oldest is dropped."""
 
-    def __init__(self, max_size: int = 1000) -> None: ...
+    def __new__(cls, max_size: int = 1000) -> Self: ...
     def add(self, payload: Any) -> None: ...
     def drain(self) -> List[Any]: ...
     def peek(self, n: Optional[int] = None) -> List[Any]: ...
@@ -220,16 +278,18 @@ class EventBuffer:
     def evicted_count(self) -> int: ...
     def __len__(self) -> int: ...
 
+@disjoint_base
 class SessionSummarizer:
     """Summarises each session every `threshold` actions with `llm(prompt) -> str`."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         llm: Callable[[str], str],
-        threshold: int = 10,
+        # the runtime default (10, the core's DEFAULT_THRESHOLD) shows as `...`: a constant
+        threshold: int = ...,
         prompt: Optional[str] = None,
         on_summary: Optional[Callable[[str, str], Any]] = None,
-    ) -> None: ...
+    ) -> Self: ...
     def add(self, payload: Any) -> Optional[SummaryPayload]: ...
     def flush(self, session_id: str) -> Optional[SummaryPayload]: ...
     def pending(self, session_id: str) -> int: ...
@@ -240,15 +300,16 @@ class SessionSummarizer:
     @property
     def prompt(self) -> str: ...
 
+@disjoint_base
 class RagPipeline:
     """Embeds each payload's `to_text()` and upserts it: `upsert(id, vector, metadata)`."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         embed: Callable[[str], Any],
         upsert: Callable[[str, Any, Dict[str, Any]], Any],
         summarizer: Optional[SessionSummarizer] = None,
-    ) -> None: ...
+    ) -> Self: ...
     def on_actions(self, payload: ActionsPayload) -> None: ...
     def on_summary(self, payload: SummaryPayload) -> None: ...
     @property
@@ -269,7 +330,8 @@ class _AsyncEngine:
         *,
         max_queue_size: int = 500,
         connect_timeout: float = 10.0,
-        read_timeout_s: Optional[float] = 90.0,
+        # the runtime's default (90.0) shows as `...`: PyO3 prints `Some(90.0)` so
+        read_timeout_s: Optional[float] = ...,
         initial_backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         max_retries: Optional[int] = None,

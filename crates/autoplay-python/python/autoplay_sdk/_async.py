@@ -5,9 +5,12 @@
 extension (reader, SSE parser and decoding outside the GIL). Payloads reach the event
 loop in batches: the loop's coroutine takes whatever is ready in one call, and only
 when nothing is ready does it wait on an asyncio future that the engine completes
-(``loop.call_soon_threadsafe``) when the next batch lands. Nothing polls; a slow
-coroutine only lets the queue fill (``max_queue_size``, then the overflow policy); it
-never stalls the reader.
+(``loop.call_soon_threadsafe``) when the next batch lands. Nothing polls. A coroutine
+slower than the stream lets the queue fill (``max_queue_size`` and
+``max_queue_bytes``); then the overflow policy decides: ``"block"``, the default,
+makes the reader wait (back-pressure onto the socket, nothing lost, as 0.13.0's
+client, which reads only between callbacks); ``"drop_newest"`` and ``"drop_oldest"``
+keep reading and drop.
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ class AsyncConnectorClient:
     ``session_concurrency`` is how many sessions' callbacks may run at once; each
     session's payloads are always handled one at a time, in order. The default, 1,
     handles every payload in stream order, as 0.13.0 does.
+
+    ``overflow_policy`` defaults to ``"block"`` here (the sync client's default is
+    ``"drop_newest"``): a slow coroutine holds the reader back instead of losing
+    events, as with 0.13.0.
     """
 
     def __init__(
@@ -120,7 +127,7 @@ class AsyncConnectorClient:
         *,
         max_queue_size: int = 500,
         read_timeout_s: Optional[float] = 90.0,
-        overflow_policy: str = "drop_newest",
+        overflow_policy: str = "block",
         drain_timeout_s: float = 5.0,
         max_event_size: Optional[int] = None,
         headers: Optional[Dict[str, str]] = None,

@@ -273,7 +273,7 @@ class _AsyncEngine:
         initial_backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         max_retries: Optional[int] = None,
-        overflow_policy: str = "drop_newest",
+        overflow_policy: str = "block",
         drain_timeout_s: float = 5.0,
         max_event_size: Optional[int] = None,
         headers: Optional[Dict[str, str]] = None,

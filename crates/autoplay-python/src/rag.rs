@@ -78,7 +78,7 @@ impl PyRagPipeline {
         let payload = payload.cast::<PyActionsPayload>()?.borrow().inner.clone();
         match &self.summarizer {
             Some(summarizer) => {
-                if let Some(summary) = summarizer.borrow(py).inner.add(&payload) {
+                if let Some(summary) = summarizer.borrow(py).add_payload(py, &payload) {
                     self.inner.on_summary(&summary);
                 }
             }

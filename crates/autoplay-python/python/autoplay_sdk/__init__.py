@@ -37,6 +37,8 @@ from ._native import (
 )
 from ._native import __version__ as __version__
 from ._async import AsyncConnectorClient, AsyncRagPipeline, AsyncSessionSummarizer
+# context / summarizer / buffer / rag (0.13.0's names)
+from .context.context_store import AsyncContextStore, ContextStore
 
 AnyPayload = Union[ActionsPayload, SummaryPayload]
 """Either payload a stream carries."""
@@ -50,9 +52,11 @@ __all__ = [
     "AlreadyRunningError",
     "AnyPayload",
     "AsyncConnectorClient",
+    "AsyncContextStore",
     "AsyncRagPipeline",
     "AsyncSessionSummarizer",
     "ConnectorClient",
+    "ContextStore",
     "EventBuffer",
     "FatalStatusError",
     "InvalidConfigError",

@@ -18,7 +18,10 @@ thread_local! {
     static VECTOR: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
 }
 
-/// Embeds each payload's `to_text()` and upserts it into your vector store.
+/// Embeds each payload's `to_text()` and upserts it into your vector store, with
+/// 0.13.0's ids (`{session}:actions:{forwarded_at}`, `{session}:summary:{forwarded_at}`,
+/// `{session}:client-summary` for the summarizer's summaries) and metadata
+/// (`session_id`, `type`, `forwarded_at`).
 #[pyclass(module = "autoplay_sdk", name = "RagPipeline", subclass)]
 pub(crate) struct PyRagPipeline {
     inner: RagPipeline,
@@ -56,8 +59,11 @@ impl PyRagPipeline {
                         .unwrap_or_else(|| py.None());
                     let result = (|| {
                         let metadata = PyDict::new(py);
-                        metadata.set_item("session_id", meta.session_id.as_deref())?;
+                        metadata.set_item("session_id", meta.session_id.as_str())?;
                         metadata.set_item("type", meta.kind)?;
+                        if meta.kind != "ClientSummary" {
+                            metadata.set_item("forwarded_at", meta.forwarded_at)?;
+                        }
                         upsert.call1(py, (id, vector, metadata))
                     })();
                     match result {
@@ -79,7 +85,7 @@ impl PyRagPipeline {
         match &self.summarizer {
             Some(summarizer) => {
                 if let Some(summary) = summarizer.borrow(py).add_payload(py, &payload) {
-                    self.inner.on_summary(&summary);
+                    self.inner.on_client_summary(&summary);
                 }
             }
             None => self.inner.on_actions(&payload),

@@ -155,3 +155,49 @@ async fn the_async_summarizer_retries_after_a_failure() {
     let summary = summarizer.add(&payload("s", &["b"])).await.unwrap();
     assert_eq!(summary.summary, "1. a \u{2014} /u\n2. b \u{2014} /u");
 }
+
+#[test]
+fn rag_ids_and_metadata_are_the_published_packages() {
+    use autoplay_sdk::SummaryPayload;
+    use autoplay_sdk::rag::{RagMetadata, RagPipeline};
+    let upserts = std::sync::Arc::new(Mutex::new(Vec::<(String, RagMetadata)>::new()));
+    let u = upserts.clone();
+    let pipeline = RagPipeline::new(
+        |_: &str| Ok::<_, String>(vec![0.0]),
+        move |id: &str, _v: Vec<f32>, meta: RagMetadata| {
+            u.lock().unwrap().push((id.to_owned(), meta));
+            Ok::<_, String>(())
+        },
+    );
+    let mut p = payload("s", &["a"]);
+    p.forwarded_at = Some(1700000000.0);
+    pipeline.on_actions(&p);
+    p.forwarded_at = Some(1700000000.25);
+    pipeline.on_actions(&p);
+    pipeline.on_summary(&SummaryPayload {
+        session_id: None,
+        summary: "x".into(),
+        forwarded_at: Some(1.5),
+        ..Default::default()
+    });
+    pipeline.on_client_summary(&SummaryPayload {
+        session_id: Some("s".into()),
+        summary: "rolling".into(),
+        ..Default::default()
+    });
+    let ids: Vec<String> = upserts.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
+    // Python prints floats with their `.0`: the ids match 0.13.0's f-strings.
+    assert_eq!(
+        ids,
+        vec![
+            "s:actions:1700000000.0",
+            "s:actions:1700000000.25",
+            "unknown:summary:1.5",
+            "s:client-summary"
+        ]
+    );
+    let metas: Vec<RagMetadata> = upserts.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+    assert_eq!(metas[0].forwarded_at, Some(1700000000.0));
+    assert_eq!(metas[2].session_id, "unknown");
+    assert_eq!(metas[3].kind, "ClientSummary");
+}

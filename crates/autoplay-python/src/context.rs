@@ -10,6 +10,9 @@ use pyo3::prelude::*;
 use crate::errors;
 use crate::summarizer::actions_of;
 
+// The Python signature spells the default out (a literal shows in it).
+const _: () = assert!(DEFAULT_MAX_STORED_ACTIONS == 1000);
+
 fn window(py: Python<'_>, name: &str, seconds: Option<f64>) -> PyResult<Option<Duration>> {
     match seconds {
         None => Ok(None),
@@ -27,7 +30,7 @@ fn count(py: Python<'_>, name: &str, n: Option<i64>) -> PyResult<Option<usize>> 
 }
 
 /// Per-session context for query-time enrichment (the core's `ContextStore`).
-#[pyclass(module = "autoplay_sdk._native", name = "_ContextStore", frozen, subclass)]
+#[pyclass(module = "autoplay_sdk._native", name = "_ContextStore", frozen)]
 pub(crate) struct PyContextStore {
     inner: ContextStore,
 }
@@ -37,7 +40,7 @@ impl PyContextStore {
     #[new]
     #[pyo3(signature = (
         *, include_summary=true, include_actions=true, lookback_seconds=None,
-        max_actions=None, max_sessions=None, max_stored_actions=DEFAULT_MAX_STORED_ACTIONS as i64
+        max_actions=None, max_sessions=None, max_stored_actions=1000
     ))]
     fn new(
         py: Python<'_>,

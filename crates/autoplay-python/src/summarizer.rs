@@ -14,6 +14,9 @@ use crate::errors;
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload};
 
+// The Python signatures spell the default threshold out (a literal shows in them).
+const _: () = assert!(DEFAULT_THRESHOLD == 10);
+
 fn text_of(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     match obj.extract::<String>() {
         Ok(s) => Ok(s),
@@ -134,7 +137,7 @@ impl PySessionSummarizer {
 impl PySessionSummarizer {
     #[new]
     #[pyo3(signature = (
-        llm, threshold=DEFAULT_THRESHOLD as i64, prompt=None, on_summary=None,
+        llm, threshold=10, prompt=None, on_summary=None,
         format_actions=None, max_sessions=None
     ))]
     fn new(
@@ -292,7 +295,7 @@ pub(crate) struct PySummaryAccumulator {
 #[pymethods]
 impl PySummaryAccumulator {
     #[new]
-    #[pyo3(signature = (threshold=DEFAULT_THRESHOLD as i64, prompt=None, format_actions=None, max_sessions=None))]
+    #[pyo3(signature = (threshold=10, prompt=None, format_actions=None, max_sessions=None))]
     fn new(
         py: Python<'_>,
         threshold: i64,

@@ -98,7 +98,14 @@ impl PyContextStore {
         lookback: Option<(Option<f64>,)>,
         max_actions: Option<(Option<i64>,)>,
     ) -> PyResult<String> {
-        let query = self.query(py, product_id, include_summary, include_actions, lookback, max_actions)?;
+        let query = self.query(
+            py,
+            product_id,
+            include_summary,
+            include_actions,
+            lookback,
+            max_actions,
+        )?;
         Ok(self.inner.get(session_id, &query))
     }
 
@@ -119,7 +126,14 @@ impl PyContextStore {
         lookback: Option<(Option<f64>,)>,
         max_actions: Option<(Option<i64>,)>,
     ) -> PyResult<String> {
-        let q = self.query(py, product_id, include_summary, include_actions, lookback, max_actions)?;
+        let q = self.query(
+            py,
+            product_id,
+            include_summary,
+            include_actions,
+            lookback,
+            max_actions,
+        )?;
         Ok(self.inner.enrich(session_id, query, &q))
     }
 

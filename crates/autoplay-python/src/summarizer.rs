@@ -104,7 +104,11 @@ impl PySessionSummarizer {
     pub(crate) fn summarise(&self, py: Python<'_>, batch: SummaryBatch) -> Option<SummaryPayload> {
         let answer = match render(py, &self.acc, self.format_actions.as_ref(), &batch) {
             Err(()) => Err("format_actions raised".to_owned()),
-            Ok(prompt) => match self.llm.call1(py, (prompt,)).and_then(|r| text_of(r.bind(py))) {
+            Ok(prompt) => match self
+                .llm
+                .call1(py, (prompt,))
+                .and_then(|r| text_of(r.bind(py)))
+            {
                 Ok(text) => Ok(text),
                 Err(e) => {
                     log_callback_error(py, "the summarizer's llm", e);

@@ -16,7 +16,12 @@ fn action(what: &str) -> SlimAction {
     }
 }
 
-fn payload(session: &str, product: Option<&str>, at: Option<f64>, actions: &[&str]) -> ActionsPayload {
+fn payload(
+    session: &str,
+    product: Option<&str>,
+    at: Option<f64>,
+    actions: &[&str],
+) -> ActionsPayload {
     ActionsPayload {
         session_id: Some(session.into()),
         product_id: product.map(Into::into),
@@ -57,10 +62,20 @@ fn context_has_the_summary_then_the_numbered_recent_actions() {
         store.enrich("s", "q?", &ALL),
         format!("[Session context]\n{}\n\n[Query]\nq?", store.get("s", &ALL))
     );
-    let summary_only = ContextQuery { include_actions: Some(false), ..ALL };
+    let summary_only = ContextQuery {
+        include_actions: Some(false),
+        ..ALL
+    };
     assert_eq!(store.get("s", &summary_only), "Summary: did things");
-    let actions_only = ContextQuery { include_summary: Some(false), max_actions: Some(Some(2)), ..ALL };
-    assert_eq!(store.get("s", &actions_only), "Recent activity:\n1. b \u{2014} /b\n2. c \u{2014} /c");
+    let actions_only = ContextQuery {
+        include_summary: Some(false),
+        max_actions: Some(Some(2)),
+        ..ALL
+    };
+    assert_eq!(
+        store.get("s", &actions_only),
+        "Recent activity:\n1. b \u{2014} /b\n2. c \u{2014} /c"
+    );
     // other sessions are not mixed in
     assert_eq!(store.get("t", &ALL), "");
 }
@@ -75,7 +90,11 @@ fn defaults_from_the_builder_and_per_call_overrides() {
     store.add(&payload("s", None, None, &["a", "b"]));
     store.set_summary("s", "sum");
     assert_eq!(store.get("s", &ALL), "Recent activity:\n1. b \u{2014} /b");
-    let more = ContextQuery { include_summary: Some(true), max_actions: Some(None), ..ALL };
+    let more = ContextQuery {
+        include_summary: Some(true),
+        max_actions: Some(None),
+        ..ALL
+    };
     assert_eq!(
         store.get("s", &more),
         "Summary: sum\n\nRecent activity:\n1. a \u{2014} /a\n2. b \u{2014} /b"
@@ -93,15 +112,27 @@ fn lookback_filters_reads_and_evicts_on_add() {
     store.add(&payload("s", None, Some(950.0), &["old"]));
     // no forwarded_at: counts from when it was added
     store.add(&payload("s", None, None, &["new"]));
-    assert_eq!(store.get("s", &ALL), "Recent activity:\n1. old \u{2014} /old\n2. new \u{2014} /new");
+    assert_eq!(
+        store.get("s", &ALL),
+        "Recent activity:\n1. old \u{2014} /old\n2. new \u{2014} /new"
+    );
     now.store(1015, Ordering::SeqCst);
-    assert_eq!(store.get("s", &ALL), "Recent activity:\n1. new \u{2014} /new");
+    assert_eq!(
+        store.get("s", &ALL),
+        "Recent activity:\n1. new \u{2014} /new"
+    );
     // a wider window per call sees what is still stored ("old" is, until the next add)
-    let wide = ContextQuery { lookback: Some(Some(Duration::from_secs(600))), ..ALL };
+    let wide = ContextQuery {
+        lookback: Some(Some(Duration::from_secs(600))),
+        ..ALL
+    };
     assert!(store.get("s", &wide).contains("old"));
     store.add(&payload("s", None, Some(1015.0), &["newer"]));
     assert!(!store.get("s", &wide).contains("old"), "evicted on add");
-    let none = ContextQuery { lookback: Some(None), ..ALL };
+    let none = ContextQuery {
+        lookback: Some(None),
+        ..ALL
+    };
     assert_eq!(store.get("s", &none).lines().count(), 3);
     // a payload already outside the window is not stored at all
     store.add(&payload("late", None, Some(10.0), &["replayed"]));
@@ -110,7 +141,10 @@ fn lookback_filters_reads_and_evicts_on_add() {
 
 #[test]
 fn stored_actions_are_bounded_per_session() {
-    let store = ContextStore::builder().max_stored_actions(3).build().unwrap();
+    let store = ContextStore::builder()
+        .max_stored_actions(3)
+        .build()
+        .unwrap();
     for i in 0..10 {
         store.add(&payload("s", None, None, &[&format!("a{i}")]));
     }
@@ -138,8 +172,14 @@ fn products_keep_their_sessions_apart() {
     assert_eq!(bucket_id(Some(" "), Some("s")), "s");
     assert_eq!(bucket_id(None, None), "unknown");
     store.add(&payload("s", Some("p1"), None, &["one"]));
-    let p1 = ContextQuery { product_id: Some("p1"), ..ALL };
-    let p2 = ContextQuery { product_id: Some("p2"), ..ALL };
+    let p1 = ContextQuery {
+        product_id: Some("p1"),
+        ..ALL
+    };
+    let p2 = ContextQuery {
+        product_id: Some("p2"),
+        ..ALL
+    };
     assert!(store.get("s", &p1).contains("one"));
     assert_eq!(store.get("s", &p2), "");
     // without a product, the only product's bucket is found
@@ -167,8 +207,18 @@ fn reset_forgets_summary_and_actions() {
 
 #[test]
 fn bad_settings_are_refused() {
-    assert!(ContextStore::builder().lookback(Duration::ZERO).build().is_err());
+    assert!(
+        ContextStore::builder()
+            .lookback(Duration::ZERO)
+            .build()
+            .is_err()
+    );
     assert!(ContextStore::builder().max_actions(0).build().is_err());
     assert!(ContextStore::builder().max_sessions(0).build().is_err());
-    assert!(ContextStore::builder().max_stored_actions(0).build().is_err());
+    assert!(
+        ContextStore::builder()
+            .max_stored_actions(0)
+            .build()
+            .is_err()
+    );
 }

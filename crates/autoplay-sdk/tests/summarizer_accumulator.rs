@@ -32,7 +32,14 @@ fn push_returns_the_due_batch_and_conclude_makes_the_summary() {
     assert_eq!(acc.pending("s"), 2);
     assert_eq!(acc.context("s"), "1. a \u{2014} /u\n2. b \u{2014} /u");
     let batch = acc.push(&payload("s", &["c", "d"])).expect("due at 4 >= 3");
-    assert_eq!((batch.session_id(), batch.action_count(), batch.payloads().len()), ("s", 4, 2));
+    assert_eq!(
+        (
+            batch.session_id(),
+            batch.action_count(),
+            batch.payloads().len()
+        ),
+        ("s", 4, 2)
+    );
     assert_eq!(acc.pending("s"), 0);
     assert_eq!(
         acc.prompt(&batch),
@@ -128,8 +135,14 @@ fn the_sync_summarizer_retries_after_a_failure() {
     fail.store(false, Ordering::SeqCst);
     let summary = summarizer.add(&payload("s", &["c"])).unwrap();
     assert_eq!(summary.replaces, 3);
-    assert_eq!(*got.lock().unwrap(), vec![("s".to_owned(), "3 lines".to_owned())]);
-    assert_eq!(summarizer.accumulator().active_sessions(), Vec::<String>::new());
+    assert_eq!(
+        *got.lock().unwrap(),
+        vec![("s".to_owned(), "3 lines".to_owned())]
+    );
+    assert_eq!(
+        summarizer.accumulator().active_sessions(),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -185,7 +198,12 @@ fn rag_ids_and_metadata_are_the_published_packages() {
         summary: "rolling".into(),
         ..Default::default()
     });
-    let ids: Vec<String> = upserts.lock().unwrap().iter().map(|(i, _)| i.clone()).collect();
+    let ids: Vec<String> = upserts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(i, _)| i.clone())
+        .collect();
     // Python prints floats with their `.0`: the ids match 0.13.0's f-strings.
     assert_eq!(
         ids,
@@ -196,7 +214,12 @@ fn rag_ids_and_metadata_are_the_published_packages() {
             "s:client-summary"
         ]
     );
-    let metas: Vec<RagMetadata> = upserts.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
+    let metas: Vec<RagMetadata> = upserts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, m)| m.clone())
+        .collect();
     assert_eq!(metas[0].forwarded_at, Some(1700000000.0));
     assert_eq!(metas[2].session_id, "unknown");
     assert_eq!(metas[3].kind, "ClientSummary");

@@ -88,6 +88,7 @@ impl PyContextStore {
         session_id, product_id=None, include_summary=None, include_actions=None,
         lookback=None, max_actions=None
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn get(
         &self,
         py: Python<'_>,

@@ -95,7 +95,7 @@ pub(crate) struct PySessionSummarizer {
     format_actions: Option<Py<PyAny>>,
     /// `on_summary(session_id, summary)`, called after each summary; assignable.
     #[pyo3(get, set)]
-    on_summary: Option<Py<PyAny>>,
+    pub(crate) on_summary: Option<Py<PyAny>>,
 }
 
 impl PySessionSummarizer {

@@ -207,18 +207,27 @@ def test_event_buffer_on_drop_gets_the_dropped_payload(caplog: pytest.LogCapture
         EventBuffer(max_size=-1)
 
 
-def test_rag_pipeline_with_a_summarizer_upserts_client_summaries() -> None:
+def test_rag_pipeline_with_a_summarizer_upserts_client_summaries(caplog: pytest.LogCaptureFixture) -> None:
     upserts: List[Tuple[str, Dict[str, Any]]] = []
-    s = SessionSummarizer(lambda p: "rolled", threshold=1)
-    p = RagPipeline(lambda t: [0.0], lambda i, v, m: upserts.append((i, m)), summarizer=s)
+    texts: List[str] = []
+
+    def embed(text: str) -> List[float]:
+        texts.append(text)
+        return [0.0]
+
+    s = SessionSummarizer(lambda p: "rolled", threshold=1, on_summary=lambda sid, t: None)
+    p = RagPipeline(embed, lambda i, v, m: upserts.append((i, m)), summarizer=s)
+    # as 0.13.0: the pipeline takes the summarizer's on_summary over, and says so
+    assert "replacing" in caplog.text and s.on_summary is not None
     p.on_actions(payload("a", 1))
-    p.on_actions(payload("a", 1))
+    s.add(payload("b", 1))  # a summary made outside the pipeline is upserted too
     p.on_summary(SummaryPayload(session_id="a", summary="server", forwarded_at=12.5))
     assert upserts == [
         ("a:client-summary", {"session_id": "a", "type": "ClientSummary"}),
-        ("a:client-summary", {"session_id": "a", "type": "ClientSummary"}),
+        ("b:client-summary", {"session_id": "b", "type": "ClientSummary"}),
         ("a:summary:12.5", {"session_id": "a", "type": "SummaryPayload", "forwarded_at": 12.5}),
     ]
+    assert texts[:2] == ["rolled", "rolled"]  # the summary's text is embedded
 
     async def main() -> None:
         got: List[str] = []

@@ -2,7 +2,10 @@
 //! `threshold` actions, ask your LLM for a prose summary.
 //!
 //! [`SessionSummarizer`] takes a blocking LLM call, [`AsyncSessionSummarizer`] an
-//! async one; both share the accumulation and prompt logic here.
+//! async one; both are built on [`SessionAccumulator`], which callers that make the
+//! LLM call themselves (a binding's event loop, a job queue) use directly: `push`
+//! hands out the batch that is due, `prompt` renders it, `conclude` turns the answer
+//! into the summary or keeps the batch for the next try after a failure.
 //!
 //! ```
 //! use autoplay_sdk::summarizer::SessionSummarizer;

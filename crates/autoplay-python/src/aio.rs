@@ -37,6 +37,39 @@ use crate::options::{Limits, apply_engine_options, overflow_policy, seconds};
 /// most one `take` hands over. Large enough that a wake-up is shared by many
 /// payloads, small enough that it adds little to `max_queue_size`.
 const BUFFER: usize = 256;
+
+/// The buffer's share of `max_queue_bytes` (as the core's batch share): it holds at
+/// most that many bytes of payloads (one heavier payload passes alone), so a run
+/// holds at most about `max_queue_bytes * (1 + 1/8)` plus the core's batch.
+const BUFFER_BYTES_SHARE: usize = 8;
+
+/// What a decoded payload costs in the buffer, roughly: its strings and its structs.
+/// The pump's byte bound is counted with it.
+fn weight(event: &Event) -> usize {
+    const OVERHEAD: usize = 64;
+    fn opt(s: Option<&str>) -> usize {
+        s.map_or(0, str::len)
+    }
+    match event {
+        Event::Actions(p) => {
+            OVERHEAD
+                + p.actions
+                    .iter()
+                    .map(|a| {
+                        std::mem::size_of_val(a)
+                            + a.event_type.len()
+                            + a.title.len()
+                            + a.description.len()
+                            + a.canonical_url.len()
+                            + opt(a.raw_url.as_deref())
+                            + opt(a.ts.as_deref())
+                            + a.properties.as_json().len()
+                    })
+                    .sum::<usize>()
+        }
+        Event::Summary(p) => OVERHEAD + p.summary.len(),
+    }
+}
 // `take`'s default is written out (a literal shows in its Python signature).
 const _: () = assert!(BUFFER == 256);
 
@@ -134,8 +167,10 @@ struct Waiter {
 #[derive(Default)]
 struct Buffer {
     items: VecDeque<Item>,
-    /// How many of `items` are payloads (hooks do not count to `BUFFER`).
+    /// How many of `items` are payloads (hooks do not count to `BUFFER`), and their
+    /// [`weight`]s together.
     payloads: usize,
+    bytes: usize,
     /// Drop notices not yet handed to the loop, and whether a hand-over is under way.
     drop_notes: Vec<DropNote>,
     drops_scheduled: bool,
@@ -174,8 +209,9 @@ impl Shared {
                 return;
             }
             for item in items {
-                if matches!(item, Item::Event(_)) {
+                if let Item::Event(event) = &item {
                     buffer.payloads += 1;
+                    buffer.bytes += weight(event);
                 }
                 buffer.items.push_back(item);
             }
@@ -269,6 +305,7 @@ impl Shared {
             let mut buffer = lock(&self.buffer);
             buffer.items.clear();
             buffer.payloads = 0;
+            buffer.bytes = 0;
             buffer.finished = true;
             buffer.waiter.take()
         };
@@ -278,21 +315,34 @@ impl Shared {
     }
 }
 
-/// Moves the stream's payloads into the buffer in batches until it ends.
-async fn pump(stream: impl futures_util::Stream<Item = Result<Event, Error>>, shared: Arc<Shared>) {
+/// Moves the stream's payloads into the buffer in batches until it ends. It waits
+/// while the buffer is full (by count or by bytes), so a consumer slower than the
+/// stream holds the core's queue back, whose overflow policy then decides (`block`,
+/// the async client's default: the reader waits, nothing is lost).
+async fn pump(
+    stream: impl futures_util::Stream<Item = Result<Event, Error>>,
+    shared: Arc<Shared>,
+    max_bytes: usize,
+) {
     let mut stream = pin!(stream);
     let mut batch = Vec::with_capacity(BUFFER);
     loop {
-        let room = loop {
+        let (room, room_bytes) = loop {
             let notified = shared.room.notified();
-            let free = BUFFER.saturating_sub(lock(&shared.buffer).payloads);
-            if free > 0 {
-                break free;
+            let (payloads, bytes) = {
+                let buffer = lock(&shared.buffer);
+                (buffer.payloads, buffer.bytes)
+            };
+            // An empty buffer takes one payload whatever it weighs.
+            if payloads == 0 || (payloads < BUFFER && bytes < max_bytes) {
+                break (BUFFER - payloads, max_bytes.saturating_sub(bytes));
             }
             notified.await;
         };
+        let mut taken_bytes = 0;
         let mut end = match stream.next().await {
             Some(Ok(event)) => {
+                taken_bytes += weight(&event);
                 batch.push(Item::Event(event));
                 None
             }
@@ -300,10 +350,13 @@ async fn pump(stream: impl futures_util::Stream<Item = Result<Event, Error>>, sh
             None => Some(None),
         };
         // Whatever is ready now goes in the same batch, so one wake-up serves it all.
-        while end.is_none() && batch.len() < room {
+        while end.is_none() && batch.len() < room && taken_bytes < room_bytes {
             match stream.next().now_or_never() {
                 None => break,
-                Some(Some(Ok(event))) => batch.push(Item::Event(event)),
+                Some(Some(Ok(event))) => {
+                    taken_bytes += weight(&event);
+                    batch.push(Item::Event(event));
+                }
                 Some(Some(Err(e))) => end = Some(Some(e)),
                 Some(None) => end = Some(None),
             }
@@ -422,7 +475,7 @@ impl PyAsyncEngine {
     #[pyo3(signature = (
         url, token, *, max_queue_size=500, connect_timeout=10.0, read_timeout_s=Some(90.0),
         initial_backoff_s=1.0, max_backoff_s=30.0, max_retries=None,
-        overflow_policy="drop_newest", drain_timeout_s=5.0, max_event_size=None,
+        overflow_policy="block", drain_timeout_s=5.0, max_event_size=None,
         headers=None, last_event_id=None, overflow_grace_s=0.025,
         on_connect=false, on_disconnect=false, on_retry=false, max_queue_bytes=16777216,
         max_server_delay_s=600.0, backoff_reset_after_s=60.0, max_id_len=4096
@@ -548,7 +601,8 @@ impl PyAsyncEngine {
             let _entered = rt.enter();
             client.events()
         };
-        *lock(&shared.pump) = Some(rt.spawn(pump(stream, shared.clone())));
+        let max_bytes = (self.options.limits.max_queue_bytes / BUFFER_BYTES_SHARE).max(1);
+        *lock(&shared.pump) = Some(rt.spawn(pump(stream, shared.clone(), max_bytes)));
         {
             let mut runs = lock(live_runs());
             runs.retain(|w| w.strong_count() > 0);
@@ -622,8 +676,12 @@ impl PyAsyncRun {
             let mut buffer = lock(&self.shared.buffer);
             let n = buffer.items.len().min(max_items.max(1));
             let items: Vec<Item> = buffer.items.drain(..n).collect();
-            let payloads = items.iter().filter(|i| matches!(i, Item::Event(_))).count();
-            buffer.payloads -= payloads;
+            for item in &items {
+                if let Item::Event(event) = item {
+                    buffer.payloads -= 1;
+                    buffer.bytes = buffer.bytes.saturating_sub(weight(event));
+                }
+            }
             if items.is_empty() && buffer.finished {
                 (None, buffer.error.take())
             } else {

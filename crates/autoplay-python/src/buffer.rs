@@ -38,6 +38,7 @@ fn is_summary(obj: &Bound<'_, PyAny>) -> bool {
 #[pyclass(module = "autoplay_sdk", name = "EventBuffer", subclass)]
 pub(crate) struct PyEventBuffer {
     inner: EventBuffer<Item>,
+    on_drop: Option<Py<PyAny>>,
 }
 
 fn to_list<'py>(py: Python<'py>, items: Vec<Item>) -> PyResult<Bound<'py, PyList>> {
@@ -47,20 +48,33 @@ fn to_list<'py>(py: Python<'py>, items: Vec<Item>) -> PyResult<Bound<'py, PyList
 #[pymethods]
 impl PyEventBuffer {
     #[new]
-    #[pyo3(signature = (max_size=1000))]
-    fn new(max_size: usize) -> Self {
-        Self {
-            inner: EventBuffer::new(max_size),
+    #[pyo3(signature = (max_size=1000, on_drop=None))]
+    fn new(py: Python<'_>, max_size: i64, on_drop: Option<Py<PyAny>>) -> PyResult<Self> {
+        if max_size < 0 {
+            return Err(crate::errors::invalid(
+                py,
+                format!("max_size must be >= 0 (0 = unlimited), got {max_size}"),
+            ));
         }
+        Ok(Self {
+            inner: EventBuffer::new(max_size as usize),
+            on_drop: on_drop.filter(|f| !f.is_none(py)),
+        })
     }
 
-    /// Adds a payload (wire it as a callback).
-    fn add(&self, payload: &Bound<'_, PyAny>) {
+    /// Adds a payload (wire it as a callback). When the buffer is full the oldest
+    /// payload is dropped and `on_drop(payload)` is called with it.
+    fn add(&self, py: Python<'_>, payload: &Bound<'_, PyAny>) {
         let summary = is_summary(payload);
-        self.inner.add(Item {
+        let dropped = self.inner.push(Item {
             obj: Arc::new(payload.clone().unbind()),
             summary,
         });
+        if let (Some(dropped), Some(on_drop)) = (dropped, &self.on_drop)
+            && let Err(e) = on_drop.call1(py, (dropped.obj.clone_ref(py),))
+        {
+            crate::logging::log_callback_error(py, "EventBuffer's on_drop", e);
+        }
     }
 
     /// Returns every payload, oldest first, and empties the buffer.

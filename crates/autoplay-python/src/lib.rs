@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod aio;
 mod buffer;
 mod client;
+mod context;
 mod errors;
 mod gil;
 mod logging;
@@ -62,6 +63,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     aio::register(m)?;
     m.add_class::<buffer::PyEventBuffer>()?;
     m.add_class::<summarizer::PySessionSummarizer>()?;
+    m.add_class::<summarizer::PySummaryAccumulator>()?;
+    m.add_class::<summarizer::PySummaryBatch>()?;
+    m.add_class::<context::PyContextStore>()?;
     m.add_class::<rag::PyRagPipeline>()?;
     m.add_function(wrap_pyfunction!(models::decode_payload, m)?)?;
     m.add_function(wrap_pyfunction!(models::set_text_style, m)?)?;

@@ -5,10 +5,11 @@
 //! on the calling thread between the two calls.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use autoplay_sdk::rag::{RagMetadata, RagPipeline};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload};
@@ -18,10 +19,13 @@ thread_local! {
     static VECTOR: RefCell<Option<Py<PyAny>>> = const { RefCell::new(None) };
 }
 
-/// Embeds each payload's `to_text()` and upserts it into your vector store.
+/// Embeds each payload's `to_text()` and upserts it into your vector store, with
+/// 0.13.0's ids (`{session}:actions:{forwarded_at}`, `{session}:summary:{forwarded_at}`,
+/// `{session}:client-summary` for the summarizer's summaries) and metadata
+/// (`session_id`, `type`, `forwarded_at`).
 #[pyclass(module = "autoplay_sdk", name = "RagPipeline", subclass)]
 pub(crate) struct PyRagPipeline {
-    inner: RagPipeline,
+    inner: Arc<RagPipeline>,
     summarizer: Option<Py<PySessionSummarizer>>,
 }
 
@@ -30,10 +34,11 @@ impl PyRagPipeline {
     #[new]
     #[pyo3(signature = (embed, upsert, summarizer=None))]
     fn new(
+        py: Python<'_>,
         embed: &Bound<'_, PyAny>,
         upsert: &Bound<'_, PyAny>,
         summarizer: Option<Py<PySessionSummarizer>>,
-    ) -> Self {
+    ) -> PyResult<Self> {
         let embed = embed.clone().unbind();
         let upsert = upsert.clone().unbind();
         let inner = RagPipeline::new(
@@ -56,8 +61,11 @@ impl PyRagPipeline {
                         .unwrap_or_else(|| py.None());
                     let result = (|| {
                         let metadata = PyDict::new(py);
-                        metadata.set_item("session_id", meta.session_id.as_deref())?;
+                        metadata.set_item("session_id", meta.session_id.as_str())?;
                         metadata.set_item("type", meta.kind)?;
+                        if meta.kind != "ClientSummary" {
+                            metadata.set_item("forwarded_at", meta.forwarded_at)?;
+                        }
                         upsert.call1(py, (id, vector, metadata))
                     })();
                     match result {
@@ -70,7 +78,40 @@ impl PyRagPipeline {
                 })
             },
         );
-        Self { inner, summarizer }
+        let inner = Arc::new(inner);
+        if let Some(summarizer) = &summarizer {
+            // As 0.13.0: the pipeline becomes the summarizer's on_summary, so each
+            // summary it makes (through the pipeline or not) is upserted as the
+            // session's rolling client summary.
+            let mut summarizer = summarizer.borrow_mut(py);
+            if summarizer.on_summary.is_some() {
+                crate::logging::logger(py)?.call_method1(
+                    "warning",
+                    ("RagPipeline: replacing the summarizer's on_summary; the previous callback is no longer called",),
+                )?;
+            }
+            let pipeline = inner.clone();
+            let hook = PyCFunction::new_closure(
+                py,
+                Some(c"upsert_client_summary"),
+                None,
+                move |args: &Bound<'_, PyTuple>,
+                      _kwargs: Option<&Bound<'_, PyDict>>|
+                      -> PyResult<()> {
+                    let (session_id, summary): (String, String) = args.extract()?;
+                    let payload = autoplay_sdk::SummaryPayload {
+                        session_id: Some(session_id.into()),
+                        summary: summary.into(),
+                        ..Default::default()
+                    };
+                    // embed and upsert are Python: they run with the GIL held here.
+                    pipeline.on_client_summary(&payload);
+                    Ok(())
+                },
+            )?;
+            summarizer.on_summary = Some(hook.into_any().unbind());
+        }
+        Ok(Self { inner, summarizer })
     }
 
     /// Handles an actions batch (wire it as `on_actions`).
@@ -78,9 +119,8 @@ impl PyRagPipeline {
         let payload = payload.cast::<PyActionsPayload>()?.borrow().inner.clone();
         match &self.summarizer {
             Some(summarizer) => {
-                if let Some(summary) = summarizer.borrow(py).inner.add(&payload) {
-                    self.inner.on_summary(&summary);
-                }
+                // Its on_summary (this pipeline, unless reassigned) upserts the summary.
+                summarizer.borrow(py).add_payload(py, &payload);
             }
             None => self.inner.on_actions(&payload),
         }

@@ -399,7 +399,9 @@ def test_on_drop_is_told_on_the_loop(connector: Connector) -> None:
         async def stuck(p: ActionsPayload) -> None:
             await release.wait()
 
-        client = AsyncConnectorClient(url=connector.url, token=connector.key, max_queue_size=10)
+        client = AsyncConnectorClient(
+            url=connector.url, token=connector.key, max_queue_size=10, overflow_policy="drop_newest"
+        )
         client.on_actions(stuck).on_drop(lambda info, total: drops.append((info, total, threading.get_ident())))
         task = client.run_in_background()
         await asyncio.sleep(0.3)

@@ -101,11 +101,21 @@ def test_rag_pipeline() -> None:
     upserts: List[Tuple[str, Any, Dict[str, Any]]] = []
     vec = object()  # any vector type reaches upsert untouched
     p = RagPipeline(embed=lambda text: vec, upsert=lambda i, v, m: upserts.append((i, v, m)))
-    p.on_actions(actions("ps_1", 2))
-    p.on_summary(SummaryPayload(summary="hello"))
+    batch = actions("ps_1", 2)
+    p.on_actions(batch)
+    p.on_summary(SummaryPayload(summary="hello", forwarded_at=1700000000.0))
+    # 0.13.0's ids and metadata
     assert upserts == [
-        ("ps_1", vec, {"session_id": "ps_1", "type": "ActionsPayload"}),
-        ("unknown", vec, {"session_id": None, "type": "SummaryPayload"}),
+        (
+            f"ps_1:actions:{batch.forwarded_at}",
+            vec,
+            {"session_id": "ps_1", "type": "ActionsPayload", "forwarded_at": batch.forwarded_at},
+        ),
+        (
+            "unknown:summary:1700000000.0",
+            vec,
+            {"session_id": "unknown", "type": "SummaryPayload", "forwarded_at": 1700000000.0},
+        ),
     ]
     assert p.upserted_count == 2
 
@@ -127,7 +137,7 @@ def test_rag_pipeline_with_summarizer() -> None:
     p.on_actions(actions("s", 1))
     assert upserts == []
     p.on_actions(actions("s", 1))
-    assert upserts == [("s", [7], {"session_id": "s", "type": "SummaryPayload"})]
+    assert upserts == [("s:client-summary", [7], {"session_id": "s", "type": "ClientSummary"})]
 
 
 def test_async_summarizer_and_pipeline() -> None:
@@ -142,9 +152,10 @@ def test_async_summarizer_and_pipeline() -> None:
             got.append((sid, text))
 
         s = AsyncSessionSummarizer(llm, threshold=2, prompt="{actions}", on_summary=on_summary)
+        # add() queues for the session's worker and returns at once (0.13.0)
         assert await s.add(actions("a", 1)) is None
-        out = await s.add(actions("a", 1))
-        assert out is not None and out.replaces == 2 and out.summary == "1 lines"
+        assert await s.add(actions("a", 1)) is None
+        await s.flush()
         assert got == [("a", "1 lines")]
 
         upserts: List[Tuple[str, Any, Dict[str, Any]]] = []
@@ -159,9 +170,12 @@ def test_async_summarizer_and_pipeline() -> None:
         await p.on_actions(actions("b", 1))
         await p.on_summary(SummaryPayload(session_id="b", summary="x"))
         assert [m["type"] for _, _, m in upserts] == ["ActionsPayload", "SummaryPayload"]
-        p2 = AsyncRagPipeline(embed, upsert, summarizer=AsyncSessionSummarizer(llm, threshold=1))
+        summarizer = AsyncSessionSummarizer(llm, threshold=1)
+        p2 = AsyncRagPipeline(embed, upsert, summarizer=summarizer)
         await p2.on_actions(actions("c", 1))
-        assert upserts[-1][2] == {"session_id": "c", "type": "SummaryPayload"}
+        await summarizer.flush()
+        assert upserts[-1][0] == "c:client-summary"
+        assert upserts[-1][2] == {"session_id": "c", "type": "ClientSummary"}
 
     asyncio.run(main())
 

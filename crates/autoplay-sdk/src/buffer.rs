@@ -73,12 +73,29 @@ impl<T> EventBuffer<T> {
 
     /// Adds an item, dropping the oldest when the buffer is full.
     pub fn add(&self, item: impl Into<T>) {
+        drop(self.push(item));
+    }
+
+    /// Adds an item; returns the oldest one when the buffer was full and it was
+    /// dropped to make room (for an `on_drop` hook, called outside the lock). The
+    /// first drop, and each after a power of two of them, is logged at WARN.
+    pub fn push(&self, item: impl Into<T>) -> Option<T> {
         let mut items = self.lock();
-        if self.max_size != 0 && items.len() >= self.max_size {
-            items.pop_front();
-            self.evicted.fetch_add(1, Ordering::Relaxed);
-        }
+        let dropped = if self.max_size != 0 && items.len() >= self.max_size {
+            let total = self.evicted.fetch_add(1, Ordering::Relaxed) + 1;
+            if total.is_power_of_two() {
+                tracing::warn!(
+                    max_size = self.max_size,
+                    dropped = total,
+                    "EventBuffer full: the oldest payload was dropped to make room"
+                );
+            }
+            items.pop_front()
+        } else {
+            None
+        };
         items.push_back(item.into());
+        dropped
     }
 
     /// Takes every item, oldest first, leaving the buffer empty.

@@ -41,6 +41,7 @@ mod queue;
 mod retry;
 
 pub mod buffer;
+pub mod context_store;
 pub mod models;
 pub mod rag;
 pub mod sse;

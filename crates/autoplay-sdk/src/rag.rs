@@ -35,13 +35,30 @@ use crate::summarizer::{AsyncSessionSummarizer, SessionSummarizer};
 /// The id used for payloads without a session id.
 pub const UNKNOWN_SESSION: &str = "unknown";
 
-/// What is upserted beside the vector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What is upserted beside the vector (0.13.0's metadata).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RagMetadata {
-    /// The payload's session, if any.
-    pub session_id: Option<String>,
-    /// `"ActionsPayload"` or `"SummaryPayload"` (the published package's `type`).
+    /// The payload's session, `"unknown"` without one.
+    pub session_id: String,
+    /// `"ActionsPayload"`, `"SummaryPayload"`, or `"ClientSummary"` for a summary the
+    /// pipeline's own summarizer made (the published package's `type`).
     pub kind: &'static str,
+    /// The payload's `forwarded_at` (`None` for a client summary, or when the
+    /// payload had none).
+    pub forwarded_at: Option<f64>,
+}
+
+/// `forwarded_at` as Python prints a float (`1700000000.5`, `1700000000.0`), or
+/// `None`: the published package's ids carry it that way.
+fn python_float(value: Option<f64>) -> String {
+    match value {
+        None => "None".to_owned(),
+        Some(v) if v.is_nan() => "nan".to_owned(),
+        Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
+        // Debug is the shortest text that reads back the same, as Python's repr,
+        // and keeps the `.0` of whole numbers.
+        Some(v) => format!("{v:?}"),
+    }
 }
 
 /// What one upsert is made of.
@@ -52,29 +69,58 @@ struct Document {
 }
 
 impl Document {
+    /// `{session}:actions:{forwarded_at}`, the payload's `to_text()`.
     fn actions(payload: &ActionsPayload) -> Self {
         Self::new(
             payload.session_id.as_deref(),
+            "actions",
+            payload.forwarded_at,
             payload.to_text(),
             "ActionsPayload",
         )
     }
 
+    /// `{session}:summary:{forwarded_at}`, the payload's `to_text()`.
     fn summary(payload: &SummaryPayload) -> Self {
         Self::new(
             payload.session_id.as_deref(),
+            "summary",
+            payload.forwarded_at,
             payload.to_text(),
             "SummaryPayload",
         )
     }
 
-    fn new(session_id: Option<&str>, text: String, kind: &'static str) -> Self {
+    /// A summary of the pipeline's own summarizer: `{session}:client-summary`, one
+    /// rolling document per session (each replaces the last), the summary's text.
+    fn client_summary(payload: &SummaryPayload) -> Self {
+        let session = payload.session_id.as_deref().unwrap_or(UNKNOWN_SESSION);
         Self {
-            id: session_id.unwrap_or(UNKNOWN_SESSION).to_owned(),
+            id: format!("{session}:client-summary"),
+            text: payload.summary.to_string(),
+            meta: RagMetadata {
+                session_id: session.to_owned(),
+                kind: "ClientSummary",
+                forwarded_at: None,
+            },
+        }
+    }
+
+    fn new(
+        session_id: Option<&str>,
+        what: &str,
+        forwarded_at: Option<f64>,
+        text: String,
+        kind: &'static str,
+    ) -> Self {
+        let session = session_id.unwrap_or(UNKNOWN_SESSION);
+        Self {
+            id: format!("{session}:{what}:{}", python_float(forwarded_at)),
             text,
             meta: RagMetadata {
-                session_id: session_id.map(str::to_owned),
+                session_id: session.to_owned(),
                 kind,
+                forwarded_at,
             },
         }
     }
@@ -122,8 +168,11 @@ impl std::fmt::Debug for RagPipeline {
 }
 
 impl RagPipeline {
-    /// A pipeline calling `embed(text)` then `upsert(id, vector, metadata)`, where
-    /// `id` is the session id or `"unknown"`.
+    /// A pipeline calling `embed(text)` then `upsert(id, vector, metadata)`, with
+    /// 0.13.0's ids: `{session}:actions:{forwarded_at}` and
+    /// `{session}:summary:{forwarded_at}` (`forwarded_at` as Python prints it,
+    /// `None` when missing; `unknown` without a session), and
+    /// `{session}:client-summary` for the summaries of the pipeline's summarizer.
     pub fn new<E, U, EE, UE>(embed: E, upsert: U) -> Self
     where
         E: Fn(&str) -> Result<Vec<f32>, EE> + Send + Sync + 'static,
@@ -153,11 +202,17 @@ impl RagPipeline {
         match &self.summarizer {
             Some(summarizer) => {
                 if let Some(summary) = summarizer.add(payload) {
-                    self.store(Document::summary(&summary));
+                    self.on_client_summary(&summary);
                 }
             }
             None => self.store(Document::actions(payload)),
         }
+    }
+
+    /// Upserts a summary made on the client (by a summarizer kept elsewhere, a
+    /// binding's, say) as the session's rolling `{session}:client-summary`.
+    pub fn on_client_summary(&self, summary: &SummaryPayload) {
+        self.store(Document::client_summary(summary));
     }
 
     /// Handles a summary (wire it as `on_summary`).
@@ -251,7 +306,7 @@ impl AsyncRagPipeline {
         match &self.summarizer {
             Some(summarizer) => {
                 if let Some(summary) = summarizer.add(payload).await {
-                    self.store(Document::summary(&summary)).await;
+                    self.store(Document::client_summary(&summary)).await;
                 }
             }
             None => self.store(Document::actions(payload)).await,

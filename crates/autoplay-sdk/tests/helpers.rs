@@ -218,15 +218,17 @@ async fn async_summarizer_and_pipeline_embed_summaries_instead_of_actions() {
     pipeline.on_summary(&summary("t", "server summary")).await;
     let upserts = upserts.lock().unwrap().clone();
     assert_eq!(upserts.len(), 2);
-    assert_eq!(upserts[0].0, "s");
+    // 0.13.0's ids: the summarizer's summary is the session's rolling client summary
+    assert_eq!(upserts[0].0, "s:client-summary");
     assert_eq!(
         upserts[0].2,
         RagMetadata {
-            session_id: Some("s".into()),
-            kind: "SummaryPayload"
+            session_id: "s".into(),
+            kind: "ClientSummary",
+            forwarded_at: None,
         }
     );
-    assert_eq!(upserts[1].0, "t");
+    assert_eq!(upserts[1].0, "t:summary:None");
     assert_eq!(pipeline.upserted_count(), 2);
 }
 
@@ -261,24 +263,27 @@ fn pipeline_upserts_actions_and_logs_errors_without_raising() {
         upserts,
         vec![
             (
-                "s".to_owned(),
+                "s:actions:None".to_owned(),
                 RagMetadata {
-                    session_id: Some("s".into()),
-                    kind: "ActionsPayload"
+                    session_id: "s".into(),
+                    kind: "ActionsPayload",
+                    forwarded_at: None,
                 }
             ),
             (
-                "s".to_owned(),
+                "s:summary:None".to_owned(),
                 RagMetadata {
-                    session_id: Some("s".into()),
-                    kind: "SummaryPayload"
+                    session_id: "s".into(),
+                    kind: "SummaryPayload",
+                    forwarded_at: None,
                 }
             ),
             (
-                "unknown".to_owned(),
+                "unknown:actions:None".to_owned(),
                 RagMetadata {
-                    session_id: None,
-                    kind: "ActionsPayload"
+                    session_id: "unknown".into(),
+                    kind: "ActionsPayload",
+                    forwarded_at: None,
                 }
             ),
         ]

@@ -38,6 +38,8 @@ from ._native import __version__ as __version__
 from ._async import AsyncConnectorClient, AsyncRagPipeline, AsyncSessionSummarizer
 from .core.metrics import SdkMetricsHook
 from .core.models import AnyPayload
+# context / summarizer / buffer / rag (0.13.0's names)
+from .context.context_store import AsyncContextStore, ContextStore
 
 # No NullHandler here: with no logging configured, Python's last-resort handler
 # prints WARNING and above to stderr, so connection failures and callback tracebacks
@@ -48,9 +50,11 @@ __all__ = [
     "AlreadyRunningError",
     "AnyPayload",
     "AsyncConnectorClient",
+    "AsyncContextStore",
     "AsyncRagPipeline",
     "AsyncSessionSummarizer",
     "ConnectorClient",
+    "ContextStore",
     "EventBuffer",
     "FatalStatusError",
     "InvalidConfigError",

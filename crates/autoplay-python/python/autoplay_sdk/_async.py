@@ -5,9 +5,12 @@
 extension (reader, SSE parser and decoding outside the GIL). Payloads reach the event
 loop in batches: the loop's coroutine takes whatever is ready in one call, and only
 when nothing is ready does it wait on an asyncio future that the engine completes
-(``loop.call_soon_threadsafe``) when the next batch lands. Nothing polls; a slow
-coroutine only lets the queue fill (``max_queue_size``, then the overflow policy); it
-never stalls the reader.
+(``loop.call_soon_threadsafe``) when the next batch lands. Nothing polls. A coroutine
+slower than the stream lets the queue fill (``max_queue_size`` and
+``max_queue_bytes``); then the overflow policy decides: ``"block"``, the default,
+makes the reader wait (back-pressure onto the socket, nothing lost, as 0.13.0's
+client, which reads only between callbacks); ``"drop_newest"`` and ``"drop_oldest"``
+keep reading and drop.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import collections
 import inspect
 import logging
+import time
 from typing import (
     Any,
     AsyncIterator,
@@ -29,12 +33,13 @@ from typing import (
     Union,
 )
 
+from ._errors import InvalidConfigError
 from ._native import (
     ActionsPayload,
-    SessionSummarizer,
     SummaryPayload,
     _AsyncEngine,
     _AsyncRun,
+    _SummaryAccumulator,
 )
 from ._util import wants_argument
 
@@ -103,6 +108,10 @@ class AsyncConnectorClient:
     ``session_concurrency`` is how many sessions' callbacks may run at once; each
     session's payloads are always handled one at a time, in order. The default, 1,
     handles every payload in stream order, as 0.13.0 does.
+
+    ``overflow_policy`` defaults to ``"block"`` here (the sync client's default is
+    ``"drop_newest"``): a slow coroutine holds the reader back instead of losing
+    events, as with 0.13.0.
     """
 
     def __init__(
@@ -120,7 +129,7 @@ class AsyncConnectorClient:
         *,
         max_queue_size: int = 500,
         read_timeout_s: Optional[float] = 90.0,
-        overflow_policy: str = "drop_newest",
+        overflow_policy: str = "block",
         drain_timeout_s: float = 5.0,
         max_event_size: Optional[int] = None,
         headers: Optional[Dict[str, str]] = None,
@@ -434,27 +443,51 @@ class AsyncConnectorClient:
         return f"AsyncConnectorClient(url={self.url!r})"
 
 
-def _capture_prompt(prompt: str) -> str:
-    return prompt
+# How long a session's summarizer worker idles before it ends (and forgets the
+# session's pending actions, bounding memory as 0.13.0 does); the next add() starts
+# a new one.
+_WORKER_IDLE_TIMEOUT_S = 300.0
+
+# Tells a session's worker to forget the session and end (reset()).
+_SESSION_STOP = object()
 
 
 class AsyncSessionSummarizer:
     """:class:`SessionSummarizer` with an async ``llm(prompt)`` and an async
-    ``on_summary(session_id, summary)``. The per-session accumulation and the prompt
-    are the Rust core's."""
+    ``on_summary(session_id, summary)`` (0.13.0's signature and behaviour).
+
+    ``add()`` queues the payload and returns at once: each session has a worker task
+    that handles its payloads one at a time (so a slow LLM never stalls the stream,
+    and a session's summaries come in order). The accumulation, the threshold, the
+    prompt and keeping a batch after a failed LLM call (for the next try) are the
+    Rust core's (``SessionAccumulator``); only the LLM call happens here, on the loop.
+    ``await flush()`` waits until every queued payload is handled.
+
+    ``max_queue_size`` bounds each session's queue (``None``: unbounded); a payload
+    that finds it full is dropped, logged and told to ``metrics``.
+    """
 
     def __init__(
         self,
         llm: Callable[[str], Awaitable[str]],
         threshold: int = 10,
         prompt: Optional[str] = None,
-        on_summary: Optional[Callable[[str, str], Awaitable[None]]] = None,
+        on_summary: Optional[Callable[[str, str], Any]] = None,
+        format_actions: Optional[Callable[[List[ActionsPayload]], str]] = None,
+        max_queue_size: Optional[int] = None,
+        metrics: Optional[Any] = None,
+        *,
+        max_sessions: Optional[int] = None,
     ) -> None:
-        # The core accumulates and renders the prompt; the identity "llm" hands the
-        # rendered prompt back so the real (async) call happens here.
-        self._acc = SessionSummarizer(_capture_prompt, threshold=threshold, prompt=prompt)
+        if max_queue_size is not None and max_queue_size < 1:
+            raise InvalidConfigError(f"max_queue_size must be >= 1 or None, got {max_queue_size!r}")
+        self._acc = _SummaryAccumulator(threshold, prompt, format_actions, max_sessions)
         self._llm = llm
-        self._on_summary = on_summary
+        self.on_summary = on_summary
+        self._max_queue_size = max_queue_size
+        self._metrics = metrics
+        self._queues: Dict[str, "asyncio.Queue[Any]"] = {}
+        self._workers: Dict[str, "asyncio.Task[None]"] = {}
 
     @property
     def threshold(self) -> int:
@@ -462,48 +495,155 @@ class AsyncSessionSummarizer:
 
     @property
     def prompt(self) -> str:
-        return self._acc.prompt
+        return self._acc.prompt_template
+
+    @property
+    def max_sessions(self) -> Optional[int]:
+        return self._acc.max_sessions
 
     @property
     def session_count(self) -> int:
         return self._acc.session_count
 
     def pending(self, session_id: str) -> int:
+        """Actions of the session waiting for a summary (queued payloads not counted)."""
         return self._acc.pending(session_id)
 
-    async def _summarise(self, batch: Optional[SummaryPayload]) -> Optional[SummaryPayload]:
-        if batch is None:
-            return None
+    async def add(self, payload: Any) -> None:
+        """Queues an actions payload for its session's worker and returns at once.
+        Other payloads are ignored."""
+        if not isinstance(payload, ActionsPayload):
+            return
+        session_id = payload.session_id or "unknown"
+        queue = self._queues.get(session_id)
+        if queue is None:
+            queue = asyncio.Queue(maxsize=self._max_queue_size or 0)
+            self._queues[session_id] = queue
+            task = asyncio.get_running_loop().create_task(
+                self._worker(session_id, queue), name=f"summarizer-worker-{session_id}"
+            )
+            task.add_done_callback(_worker_done)
+            self._workers[session_id] = task
         try:
-            text = await _maybe_await(self._llm(batch.summary))
-        except Exception:
-            logger.exception("the summarizer's llm raised; session %s skipped", batch.session_id)
-            return None
-        summary = SummaryPayload(
-            session_id=batch.session_id,
-            summary=str(text).strip(),
-            replaces=batch.replaces,
-            product_id=batch.product_id,
-            forwarded_at=batch.forwarded_at,
-        )
-        if self._on_summary is not None:
+            queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            logger.warning("summarizer: the session's queue is full; payload of session %s dropped", session_id)
+            if self._metrics is not None:
+                try:
+                    self._metrics.record_event_dropped(
+                        reason="queue_full",
+                        event_type="actions",
+                        session_id=session_id,
+                        product_id=payload.product_id,
+                    )
+                except Exception:
+                    logger.exception("metrics.record_event_dropped raised an exception")
+
+    async def _worker(self, session_id: str, queue: "asyncio.Queue[Any]") -> None:
+        while True:
             try:
-                await _maybe_await(self._on_summary(summary.session_id or "unknown", summary.summary))
+                item = await asyncio.wait_for(queue.get(), _WORKER_IDLE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                if self._queues.get(session_id) is queue:
+                    del self._queues[session_id]
+                    self._workers.pop(session_id, None)
+                    self._acc.reset(session_id)
+                return
+            try:
+                if item is _SESSION_STOP:
+                    if self._queues.get(session_id) is queue:
+                        del self._queues[session_id]
+                        self._workers.pop(session_id, None)
+                    self._acc.reset(session_id)
+                    return
+                batch = self._acc.push(item)
+                if batch is not None:
+                    await self._summarise(batch)
+            finally:
+                queue.task_done()
+
+    async def _summarise(self, batch: Any) -> Optional[SummaryPayload]:
+        prompt = self._acc.prompt(batch)
+        if prompt is None:  # format_actions raised (logged); the batch is kept
+            return None
+        started = time.perf_counter()
+        try:
+            text = await _maybe_await(self._llm(prompt))
+        except Exception:
+            logger.exception(
+                "the summarizer's llm raised; the actions of session %s stay pending for the next try",
+                batch.session_id,
+            )
+            self._acc.conclude(batch, None)
+            return None
+        if self._metrics is not None:
+            try:
+                self._metrics.record_summarizer_latency(
+                    session_id=batch.session_id,
+                    elapsed_ms=(time.perf_counter() - started) * 1000,
+                    action_count=batch.action_count,
+                )
+            except Exception:
+                logger.exception("metrics.record_summarizer_latency raised an exception")
+        summary = self._acc.conclude(batch, str(text))
+        on_summary = self.on_summary
+        if summary is not None and on_summary is not None:
+            try:
+                await _maybe_await(on_summary(summary.session_id or "unknown", summary.summary))
             except Exception:
                 logger.exception("the summarizer's on_summary raised")
         return summary
 
-    async def add(self, payload: Any) -> Optional[SummaryPayload]:
-        """Adds an actions payload; returns the summary when its session reached the threshold."""
-        return await self._summarise(self._acc.add(payload))
+    async def flush(self, session_id: Optional[str] = None) -> Optional[SummaryPayload]:
+        """Without a session (0.13.0): waits until every queued payload is handled.
+        With one: waits for that session's queue, then summarises its pending actions
+        now, below the threshold too, and returns the summary."""
+        if session_id is None:
+            queues = list(self._queues.values())
+            if queues:
+                await asyncio.gather(*(asyncio.shield(q.join()) for q in queues))
+            return None
+        queue = self._queues.get(session_id)
+        if queue is not None:
+            await asyncio.shield(queue.join())
+        batch = self._acc.take(session_id)
+        if batch is None:
+            return None
+        return await self._summarise(batch)
 
-    async def flush(self, session_id: str) -> Optional[SummaryPayload]:
-        """Summarises a session's pending actions now."""
-        return await self._summarise(self._acc.flush(session_id))
+    async def get_context(self, session_id: str) -> str:
+        """The session's pending (not yet summarised) actions as text."""
+        return self._acc.context(session_id)
+
+    async def reset(self, session_id: str) -> None:
+        """Forgets the session's pending actions (after what is queued before it)."""
+        queue = self._queues.get(session_id)
+        if queue is not None:
+            await queue.put(_SESSION_STOP)
+        else:
+            self._acc.reset(session_id)
+
+    @property
+    async def active_sessions(self) -> List[str]:
+        """Sessions with actions pending, sorted; an async property (``await``)."""
+        return sorted(self._acc.active_sessions())
+
+
+def _worker_done(task: "asyncio.Task[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("summarizer: a session worker raised", exc_info=task.exception())
+
+
+def _vector_id(session_id: str, kind: str, forwarded_at: Optional[float]) -> str:
+    # 0.13.0's ids: `{session}:{actions|summary}:{forwarded_at}` with Python's float repr.
+    return f"{session_id}:{kind}:{forwarded_at}"
 
 
 class AsyncRagPipeline:
-    """:class:`RagPipeline` with async ``embed(text)`` and ``upsert(id, vector, metadata)``."""
+    """:class:`RagPipeline` with async ``embed(text)`` and ``upsert(id, vector,
+    metadata)``; 0.13.0's ids and metadata. With a ``summarizer``, actions go to it
+    and each summary it makes is upserted as ``{session_id}:client-summary``
+    (``type`` ``"ClientSummary"``); the pipeline becomes its ``on_summary``."""
 
     def __init__(
         self,
@@ -511,38 +651,54 @@ class AsyncRagPipeline:
         upsert: Callable[[str, Any, Dict[str, Any]], Awaitable[Any]],
         summarizer: Optional[AsyncSessionSummarizer] = None,
     ) -> None:
+        if not callable(embed):
+            raise InvalidConfigError(f"embed must be callable, got {type(embed)!r}")
+        if not callable(upsert):
+            raise InvalidConfigError(f"upsert must be callable, got {type(upsert)!r}")
         self._embed = embed
         self._upsert = upsert
         self.summarizer = summarizer
         self.upserted_count = 0
         self.failed_count = 0
-
-    async def _store(self, payload: Union[ActionsPayload, SummaryPayload]) -> None:
-        session_id = payload.session_id
-        try:
-            vector = await _maybe_await(self._embed(payload.to_text()))
-            await _maybe_await(
-                self._upsert(
-                    session_id or "unknown",
-                    vector,
-                    {"session_id": session_id, "type": type(payload).__name__},
+        if summarizer is not None:
+            if summarizer.on_summary is not None:
+                logger.warning(
+                    "AsyncRagPipeline: replacing the summarizer's on_summary; the previous callback is no longer called"
                 )
-            )
+            summarizer.on_summary = self._upsert_summary
+
+    async def _store(self, vector_id: str, text: str, metadata: Dict[str, Any]) -> None:
+        try:
+            vector = await _maybe_await(self._embed(text))
+            await _maybe_await(self._upsert(vector_id, vector, metadata))
         except Exception:
             self.failed_count += 1
-            logger.exception("RAG pipeline step failed for session %s; payload skipped", session_id)
+            logger.exception("RAG pipeline step failed for id %s; payload skipped", vector_id)
             return
         self.upserted_count += 1
+
+    async def _embed_and_upsert(self, payload: Union[ActionsPayload, SummaryPayload]) -> None:
+        session_id = payload.session_id or "unknown"
+        kind = "actions" if isinstance(payload, ActionsPayload) else "summary"
+        metadata = {
+            "session_id": session_id,
+            "type": type(payload).__name__,
+            "forwarded_at": payload.forwarded_at,
+        }
+        await self._store(_vector_id(session_id, kind, payload.forwarded_at), payload.to_text(), metadata)
+
+    async def _upsert_summary(self, session_id: str, summary: str) -> None:
+        await self._store(
+            f"{session_id}:client-summary", summary, {"session_id": session_id, "type": "ClientSummary"}
+        )
 
     async def on_actions(self, payload: ActionsPayload) -> None:
         """Handles an actions batch (wire it as ``on_actions``)."""
         if self.summarizer is not None:
-            summary = await self.summarizer.add(payload)
-            if summary is not None:
-                await self._store(summary)
+            await self.summarizer.add(payload)
         else:
-            await self._store(payload)
+            await self._embed_and_upsert(payload)
 
     async def on_summary(self, payload: SummaryPayload) -> None:
-        """Handles a summary (wire it as ``on_summary``)."""
-        await self._store(payload)
+        """Handles a server-side summary (wire it as ``on_summary``)."""
+        await self._embed_and_upsert(payload)

@@ -1,0 +1,7 @@
+"""``SessionSummarizer`` and ``AsyncSessionSummarizer`` where 0.13.0 has them
+(``autoplay_sdk.context.summarizer``)."""
+
+from .._async import AsyncSessionSummarizer
+from .._native import SessionSummarizer
+
+__all__ = ["AsyncSessionSummarizer", "SessionSummarizer"]

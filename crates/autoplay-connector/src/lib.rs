@@ -146,6 +146,8 @@ pub mod metrics;
 mod server;
 mod stream;
 pub mod summary;
+mod tickets;
+mod ui;
 mod write_timeout;
 
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};

@@ -162,6 +162,12 @@
     return card;
   }
 
+  function clock(ts) {
+    const at = ts ? new Date(ts) : null;
+    if (!at || Number.isNaN(at.getTime())) return '';
+    return at.toISOString().slice(11, 19);
+  }
+
   function addActions(payload) {
     const card = session(payload);
     for (const action of payload.actions || []) {
@@ -170,8 +176,8 @@
       const badge = element('span', 'kind', kind);
       if (/^[a-z_]+$/.test(kind)) badge.classList.add(kind);
       item.append(badge, element('span', 'what', action.description || action.title || kind));
-      const where = [action.canonical_url, action.ts].filter(Boolean).join(' · ');
-      if (where) item.append(element('span', 'where', where));
+      item.append(element('time', 'when', clock(action.ts)));
+      if (action.canonical_url) item.append(element('span', 'where', action.canonical_url));
       card.actions.append(item);
       card.n += 1;
       counts.actions += 1;

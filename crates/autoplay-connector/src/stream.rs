@@ -45,8 +45,9 @@ pub(crate) async fn stream(
     // A browser's EventSource cannot send Authorization: it brings a ticket.
     let query = tickets::StreamQuery::parse(query.as_deref());
     let by_ticket = match tickets::admit_stream(&state, product, &query) {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
+        tickets::Admission::Ticket => true,
+        tickets::Admission::NoTicket => false,
+        tickets::Admission::Refused(response) => return response,
     };
     let key_check = if by_ticket {
         Ok(())

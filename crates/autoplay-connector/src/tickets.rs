@@ -218,14 +218,18 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The stream's half of the ticket check: `Ok(true)` when a valid ticket admits
-/// the request, `Ok(false)` when there is no ticket (the `Authorization` header
-/// decides), `Err` with the refusal otherwise. Never logs the ticket.
-pub(crate) fn admit_stream(
-    state: &AppState,
-    product: &Product,
-    query: &StreamQuery,
-) -> Result<bool, Response> {
+/// What the query string says about a stream request's credentials.
+pub(crate) enum Admission {
+    /// A valid ticket lets it in.
+    Ticket,
+    /// No ticket: the `Authorization` header decides.
+    NoTicket,
+    /// Refused (a bad ticket, or a key in the URL), with the response to send.
+    Refused(Response),
+}
+
+/// The stream's half of the ticket check. Never logs the ticket.
+pub(crate) fn admit_stream(state: &AppState, product: &Product, query: &StreamQuery) -> Admission {
     let product_id = &*product.id;
     if let Some(name) = &query.key_parameter {
         metrics::inc(&state.metrics.auth_failures);
@@ -235,14 +239,14 @@ pub(crate) fn admit_stream(
             parameter = name.as_str(),
             "stream request refused: a credential in the URL"
         );
-        return Err(unauthorized(&format!(
+        return Admission::Refused(unauthorized(&format!(
             "an API key never goes in a URL (`{name}=`): send it as \
              `Authorization: Bearer <key>`, or POST it that way to /tickets/{product_id} \
              and open /stream/{product_id}?ticket=<ticket>"
         )));
     }
     let Some(ticket) = &query.ticket else {
-        return Ok(false);
+        return Admission::NoTicket;
     };
     let denied = match state.tickets.check(
         ticket,
@@ -250,7 +254,7 @@ pub(crate) fn admit_stream(
         state.products.keys().map(String::as_str),
         SystemTime::now(),
     ) {
-        Ok(()) => return Ok(true),
+        Ok(()) => return Admission::Ticket,
         Err(denied) => denied,
     };
     metrics::inc(&state.metrics.auth_failures);
@@ -303,7 +307,7 @@ pub(crate) fn admit_stream(
             }
         }
     };
-    Err(response)
+    Admission::Refused(response)
 }
 
 fn unauthorized(message: &str) -> Response {

@@ -3,7 +3,9 @@
 //! to `/ui`, connects with an API key, and must show the sessions, actions and
 //! summaries of webhooks posted to a real connector; then the connector restarts
 //! on the same port and the page must reconnect by itself and show what is
-//! posted after the restart.
+//! posted after the restart. A second test drops the connection while the
+//! connector keeps running: the browser's own `EventSource` must reconnect with
+//! `Last-Event-ID` and show what was published meanwhile.
 //!
 //! Needs `chromium` (or `$AUTOPLAY_CHROMIUM`), `node` and `npm ci` run in
 //! `tests/browser/`; `scripts/test.sh` sees to all three and sets
@@ -20,11 +22,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 /// How long one step of the browser may take (launch included).
 const STEP: Duration = Duration::from_secs(40);
@@ -72,11 +77,12 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(url: &str, chromium: &Path, screenshot: &Path) -> Self {
+    fn start(url: &str, chromium: &Path, scenario: &str, screenshot: &Path) -> Self {
         let mut child = Command::new("node")
             .arg("live_view.mjs")
             .current_dir(browser_dir())
             .env("LIVE_URL", url)
+            .env("LIVE_SCENARIO", scenario)
             .env("LIVE_PRODUCT", "acme")
             .env("LIVE_KEY", ACME_KEY)
             .env("LIVE_SCREENSHOT", screenshot)
@@ -178,29 +184,17 @@ async fn until_subscribers(server: &Server, n: f64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_shows_sessions_live_and_survives_a_restart() {
-    let chromium = match prerequisites() {
-        Ok(chromium) => chromium,
-        Err(missing) if !required() => {
-            eprintln!("SKIPPED the live view browser test: {missing}");
-            return;
-        }
-        Err(missing) => panic!(
-            "the live view browser test must run here (AUTOPLAY_BROWSER_TEST or CI is set): {missing}"
-        ),
-    };
-    let screenshot = std::env::var_os("AUTOPLAY_LIVE_VIEW_SCREENSHOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-view.png"));
-    let _ = std::fs::remove_file(&screenshot);
-
-    let server = Server::start(config_on("127.0.0.1:0".parse().unwrap())).await;
-    let addr = server.addr;
-    let mut browser = Driver::start(&server.url(""), &chromium, &screenshot);
+/// The page opened through `url`, connected, and showing the first session.
+async fn first_session(
+    server: &Server,
+    url: &str,
+    scenario: &str,
+    chromium: &Path,
+    screenshot: &Path,
+) -> Driver {
+    let mut browser = Driver::start(url, chromium, scenario, screenshot);
     browser.reached("connected").await;
-    until_subscribers(&server, 1.0).await;
-
+    until_subscribers(server, 1.0).await;
     let before = json!([
         capture(
             "$pageview",
@@ -230,7 +224,38 @@ async fn the_page_shows_sessions_live_and_survives_a_restart() {
     let response = server.post_webhook("acme", before.to_string()).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     browser.tell("posted");
-    browser.reached("seen before restart").await;
+    browser.reached("seen first session").await;
+    browser
+}
+
+/// Or why the test is skipped (`None`).
+fn chromium_or_skip() -> Option<PathBuf> {
+    match prerequisites() {
+        Ok(chromium) => Some(chromium),
+        Err(missing) if !required() => {
+            eprintln!("SKIPPED the live view browser test: {missing}");
+            None
+        }
+        Err(missing) => panic!(
+            "the live view browser test must run here (AUTOPLAY_BROWSER_TEST or CI is set): {missing}"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_sessions_live_and_survives_a_restart() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let screenshot = std::env::var_os("AUTOPLAY_LIVE_VIEW_SCREENSHOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-view.png"));
+    let _ = std::fs::remove_file(&screenshot);
+
+    let server = Server::start(config_on("127.0.0.1:0".parse().unwrap())).await;
+    let addr = server.addr;
+    let mut browser =
+        first_session(&server, &server.url(""), "restart", &chromium, &screenshot).await;
 
     // The restart: every stream ends, the port is free, a new run takes it.
     server.shutdown.shutdown();
@@ -273,5 +298,128 @@ async fn the_page_shows_sessions_live_and_survives_a_restart() {
         png.len()
     );
     eprintln!("screenshot: {}", screenshot.display());
+    server.shutdown.shutdown();
+}
+
+/// A TCP relay between the browser and the connector that can cut every
+/// connection and hold new ones in its backlog: a network drop, with the
+/// connector still running. It keeps the head of each request it relays.
+struct Relay {
+    addr: SocketAddr,
+    open: tokio::sync::watch::Sender<bool>,
+    cut: Arc<Mutex<CancellationToken>>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, mut is_open) = tokio::sync::watch::channel(true);
+        let cut = Arc::new(Mutex::new(CancellationToken::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (cut_, heads_) = (cut.clone(), heads.clone());
+        tokio::spawn(async move {
+            loop {
+                if is_open.wait_for(|open| *open).await.is_err() {
+                    return;
+                }
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let cut = cut_.lock().unwrap().clone();
+                let heads = heads_.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let mut first = vec![0u8; 8192];
+                    let n = match client.read(&mut first).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    heads
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&first[..n]).into_owned());
+                    if server.write_all(&first[..n]).await.is_err() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            open,
+            cut,
+            heads,
+        }
+    }
+
+    /// Closes every relayed connection and leaves new ones waiting.
+    fn drop_connections(&self) {
+        self.open.send_replace(false);
+        let old = std::mem::take(&mut *self.cut.lock().unwrap());
+        old.cancel();
+    }
+
+    fn resume(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// The `Last-Event-ID` headers of the stream requests relayed.
+    fn last_event_ids(&self) -> Vec<String> {
+        self.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|head| head.starts_with("GET /stream/"))
+            .flat_map(|head| head.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("last-event-id")
+                    .then(|| value.trim().to_owned())
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_itself_resumes_a_dropped_stream_by_last_event_id() {
+    let Some(chromium) = chromium_or_skip() else {
+        return;
+    };
+    let server = Server::start(config_on("127.0.0.1:0".parse().unwrap())).await;
+    let relay = Relay::start(server.addr).await;
+    let url = format!("http://{}", relay.addr);
+    let unused = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-view-drop.png");
+    let mut browser = first_session(&server, &url, "drop", &chromium, &unused).await;
+    assert!(
+        relay.last_event_ids().is_empty(),
+        "the first stream resumed nothing"
+    );
+
+    relay.drop_connections();
+    until_subscribers(&server, 0.0).await;
+    // Published while the browser is away: it must come from the replay buffer.
+    let gap = json!(capture(
+        "$autocapture",
+        "sess_gap",
+        40,
+        json!({"$event_type": "click", "$el_text": "Retry export", "$current_url": "https://app.example.com/export"})
+    ));
+    let response = server.post_webhook("acme", gap.to_string()).await;
+    assert_eq!(response.status(), 200);
+    relay.resume();
+    until_subscribers(&server, 1.0).await;
+    browser.tell("dropped and posted");
+    browser.reached("done").await;
+    assert!(browser.finish().success());
+    // Actions (1) and their summary (2) were shown before the drop.
+    assert_eq!(relay.last_event_ids(), ["2"]);
     server.shutdown.shutdown();
 }

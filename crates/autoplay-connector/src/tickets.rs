@@ -9,7 +9,9 @@
 //!
 //! # What a ticket is
 //!
-//! 56 random-looking bytes in hex: the expiry (unix milliseconds), a random nonce
+//! 56 random-looking bytes in hex: the expiry (milliseconds since the connector
+//! started, on the monotonic clock: a ticket never outlives its process, so a
+//! wall-clock jump cannot stretch or cut it), a random nonce
 //! and an HMAC-SHA256 over both and the product id, keyed with a secret the
 //! connector draws from the OS at start and never writes anywhere. So a ticket
 //! - is bound to its product: another product's stream refuses it (403);
@@ -41,7 +43,7 @@
 //! URI or query.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -75,6 +77,8 @@ const KEY_PARAMETERS: [&str; 6] = [
 pub(crate) struct TicketKey {
     secret: [u8; 32],
     ttl: Duration,
+    /// Expiries count from here.
+    epoch: Instant,
 }
 
 /// Why a ticket was refused.
@@ -94,7 +98,11 @@ impl TicketKey {
     pub(crate) fn new(ttl: Duration) -> Self {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).expect("the OS random number generator is available");
-        Self { secret, ttl }
+        Self {
+            secret,
+            ttl,
+            epoch: Instant::now(),
+        }
     }
 
     /// How long a ticket lives.
@@ -116,8 +124,8 @@ impl TicketKey {
     }
 
     /// A ticket for `product_id`, valid until `now` + the TTL.
-    pub(crate) fn issue(&self, product_id: &str, now: SystemTime) -> String {
-        let expiry = unix_millis(now).saturating_add(self.ttl.as_millis() as u64);
+    pub(crate) fn issue(&self, product_id: &str, now: Instant) -> String {
+        let expiry = self.millis(now).saturating_add(self.ttl.as_millis() as u64);
         let mut bytes = [0u8; TICKET_BYTES];
         bytes[..8].copy_from_slice(&expiry.to_be_bytes());
         getrandom::fill(&mut bytes[8..24]).expect("the OS random number generator is available");
@@ -133,7 +141,7 @@ impl TicketKey {
         ticket: &str,
         product_id: &str,
         others: impl Iterator<Item = &'a str>,
-        now: SystemTime,
+        now: Instant,
     ) -> Result<(), TicketDenied> {
         let mut bytes = [0u8; TICKET_BYTES];
         hex::decode_to_slice(ticket.trim(), &mut bytes).map_err(|_| TicketDenied::Invalid)?;
@@ -149,16 +157,15 @@ impl TicketKey {
             });
         }
         let expiry = u64::from_be_bytes(signed[..8].try_into().expect("8 bytes"));
-        if unix_millis(now) >= expiry {
+        if self.millis(now) >= expiry {
             return Err(TicketDenied::Expired);
         }
         Ok(())
     }
-}
 
-fn unix_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
 }
 
 /// What `GET /stream/{product_id}` takes from its query string.
@@ -252,7 +259,7 @@ pub(crate) fn admit_stream(state: &AppState, product: &Product, query: &StreamQu
         ticket,
         product_id,
         state.products.keys().map(String::as_str),
-        SystemTime::now(),
+        Instant::now(),
     ) {
         Ok(()) => return Admission::Ticket,
         Err(denied) => denied,
@@ -361,7 +368,7 @@ pub(crate) async fn issue(
             }
         };
     }
-    let ticket = state.tickets.issue(&product_id, SystemTime::now());
+    let ticket = state.tickets.issue(&product_id, Instant::now());
     info!(product_id, "stream ticket issued");
     let body = json!({
         "stream": format!("/stream/{product_id}?ticket={ticket}"),
@@ -379,64 +386,64 @@ pub(crate) async fn issue(
 mod tests {
     use super::*;
 
-    const NOW: u64 = 1_800_000_000_000;
+    const NOW: u64 = 3_600_000;
 
-    fn at(millis: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(millis)
+    fn at(key: &TicketKey, millis: u64) -> Instant {
+        key.epoch + Duration::from_millis(millis)
     }
 
     #[test]
     fn a_ticket_opens_its_product_until_it_expires() {
         let key = TicketKey::new(Duration::from_secs(60));
-        let ticket = key.issue("acme", at(NOW));
+        let ticket = key.issue("acme", at(&key, NOW));
         assert_eq!(ticket.len(), TICKET_BYTES * 2);
         let others = || ["acme", "beta"].into_iter();
-        assert_eq!(key.check(&ticket, "acme", others(), at(NOW)), Ok(()));
+        assert_eq!(key.check(&ticket, "acme", others(), at(&key, NOW)), Ok(()));
         assert_eq!(
-            key.check(&ticket, "acme", others(), at(NOW + 59_999)),
+            key.check(&ticket, "acme", others(), at(&key, NOW + 59_999)),
             Ok(())
         );
         assert_eq!(
-            key.check(&ticket, "acme", others(), at(NOW + 60_000)),
+            key.check(&ticket, "acme", others(), at(&key, NOW + 60_000)),
             Err(TicketDenied::Expired)
         );
         assert_eq!(
-            key.check(&ticket, "beta", others(), at(NOW)),
+            key.check(&ticket, "beta", others(), at(&key, NOW)),
             Err(TicketDenied::OtherProduct)
         );
         // Two tickets for the same product and instant still differ (the nonce).
-        assert_ne!(ticket, key.issue("acme", at(NOW)));
+        assert_ne!(ticket, key.issue("acme", at(&key, NOW)));
     }
 
     #[test]
     fn forged_and_foreign_tickets_are_invalid() {
         let key = TicketKey::new(Duration::from_secs(60));
-        let ticket = key.issue("acme", at(NOW));
+        let ticket = key.issue("acme", at(&key, NOW));
         let others = || std::iter::empty();
         // Another run of the connector (a restart) has another secret.
         let restarted = TicketKey::new(Duration::from_secs(60));
         assert_eq!(
-            restarted.check(&ticket, "acme", others(), at(NOW)),
+            restarted.check(&ticket, "acme", others(), at(&restarted, NOW)),
             Err(TicketDenied::Invalid)
         );
         // Pushing the expiry out breaks the MAC.
         let mut bytes = hex::decode(&ticket).unwrap();
         bytes[0] ^= 0x40;
         assert_eq!(
-            key.check(&hex::encode(bytes), "acme", others(), at(NOW)),
+            key.check(&hex::encode(bytes), "acme", others(), at(&key, NOW)),
             Err(TicketDenied::Invalid)
         );
         for garbage in ["", "zz", &ticket[..ticket.len() - 2], "ak_acme"] {
             assert_eq!(
-                key.check(garbage, "acme", others(), at(NOW)),
+                key.check(garbage, "acme", others(), at(&key, NOW)),
                 Err(TicketDenied::Invalid),
                 "{garbage:?}"
             );
         }
         // A product id that is a prefix of another does not share its tickets.
-        let ab = key.issue("ab", at(NOW));
+        let ab = key.issue("ab", at(&key, NOW));
         assert_eq!(
-            key.check(&ab, "a", others(), at(NOW)),
+            key.check(&ab, "a", others(), at(&key, NOW)),
             Err(TicketDenied::Invalid)
         );
     }

@@ -9,7 +9,7 @@
 //!
 //! # What a ticket is
 //!
-//! 56 random-looking bytes in hex: the expiry (milliseconds since the connector
+//! 56 bytes in hex: the expiry (milliseconds since the connector
 //! started, on the monotonic clock: a ticket never outlives its process, so a
 //! wall-clock jump cannot stretch or cut it), a random nonce
 //! and an HMAC-SHA256 over both and the product id, keyed with a secret the

@@ -57,6 +57,14 @@ try {
   await page.click('a[href="/ui"]');
   await page.waitForURL('**/ui');
   await page.fill('#product', LIVE_PRODUCT);
+  // A wrong key first: the page says so and opens no stream.
+  await page.fill('#key', 'not-the-key');
+  await page.click('#go');
+  await page.waitForSelector('body[data-status="refused"]');
+  const refusal = await page.locator('#status-text').innerText();
+  check(refusal.includes('missing or invalid API key'), `the refusal is shown: ${refusal}`);
+  check((await page.evaluate(() => document.body.dataset.streams)) === '0', 'no stream without a ticket');
+  ticketHeaders.length = 0;
   await page.fill('#key', LIVE_KEY);
   await page.click('#go');
   await page.waitForSelector('body[data-status="live"]');

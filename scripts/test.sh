@@ -16,6 +16,29 @@ if ! command -v curl >/dev/null 2>&1; then
     fi
 fi
 
+# --- Live view browser test (crates/autoplay-connector/tests/ui_browser.rs) ---
+# Headless Debian Chromium driven by playwright-core, pinned in tests/browser's
+# package-lock.json. Here the test must run, never skip: it fails if any is missing.
+browser_missing=()
+command -v chromium >/dev/null 2>&1 || browser_missing+=(chromium)
+command -v node >/dev/null 2>&1 || browser_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || browser_missing+=(npm)
+if [ "${#browser_missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && apt-get install -y -q "${browser_missing[@]}"
+    else
+        echo "the live view test needs ${browser_missing[*]} (Debian: apt-get install ${browser_missing[*]})" >&2
+        exit 1
+    fi
+fi
+browser_dir=crates/autoplay-connector/tests/browser
+if [ ! -d "$browser_dir/node_modules/playwright-core" ] \
+    || [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]; then
+    (cd "$browser_dir" && npm ci --no-audit --no-fund)
+fi
+export AUTOPLAY_BROWSER_TEST=1
+# --- end of the live view block ---
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --lib --bins --tests --examples --locked

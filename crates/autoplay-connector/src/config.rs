@@ -452,6 +452,9 @@ pub struct ConnectorConfig {
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (401
     /// otherwise); open when `None` (the default).
     pub metrics_token: Option<Secret>,
+    /// How long a stream ticket from `POST /tickets/{product_id}` opens streams
+    /// (default 60 s; the live page's way into `GET /stream`).
+    pub ticket_ttl: Duration,
 }
 
 impl Default for ConnectorConfig {
@@ -471,6 +474,7 @@ impl Default for ConnectorConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             llm: None,
             metrics_token: None,
+            ticket_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -504,6 +508,8 @@ struct FileConfig {
     summary_threshold: Option<usize>,
     #[serde(default, deserialize_with = "de_opt_seconds")]
     session_idle_s: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_seconds")]
+    ticket_ttl_s: Option<Duration>,
     llm: Option<LlmConfig>,
     metrics_token: Option<Secret>,
     #[serde(default, deserialize_with = "de_products")]
@@ -617,6 +623,9 @@ impl ConnectorConfig {
         }
         if let Some(idle) = file.session_idle_s {
             config.session_idle_timeout = idle;
+        }
+        if let Some(ttl) = file.ticket_ttl_s {
+            config.ticket_ttl = ttl;
         }
         config.llm = file.llm;
         config.metrics_token = file.metrics_token;
@@ -757,6 +766,11 @@ impl ConnectorConfig {
         if self.subscriber_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "subscriber_buffer must be at least 1".into(),
+            ));
+        }
+        if self.ticket_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "ticket_ttl_s must be positive seconds, e.g. ticket_ttl_s = 60".into(),
             ));
         }
         if self.heartbeat_interval.is_zero() || self.session_idle_timeout.is_zero() {
@@ -1121,6 +1135,7 @@ mod doc_reference {
             replay_bytes,
             summary_threshold,
             session_idle_s,
+            ticket_ttl_s,
             llm,
             metrics_token,
             products,
@@ -1137,6 +1152,7 @@ mod doc_reference {
             ("replay_bytes", replay_bytes.is_none()),
             ("summary_threshold", summary_threshold.is_none()),
             ("session_idle_s", session_idle_s.is_none()),
+            ("ticket_ttl_s", ticket_ttl_s.is_none()),
             ("llm", llm.is_none()),
             ("metrics_token", metrics_token.is_none()),
             ("products", products.is_empty()),

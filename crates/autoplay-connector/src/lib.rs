@@ -30,7 +30,10 @@
 //! |---|---|---|
 //! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 408 body not in within the body timeout (15 s), 413 over the body limit (5 MiB; a Content-Length over it is refused before the body is read) |
 //! | `POST /events/{product_id}` | same | same, `accepted` counting batches; body `{"session_id", "user_id"?, "email"?, "actions": [SlimAction...]}` or an array of those |
-//! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>` | 200 SSE, 401 missing or invalid key, 403 a key of another product, 404 unknown product |
+//! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>`, or `?ticket=<stream ticket>` | 200 SSE, 401 missing or invalid key or ticket (also: an API key in the URL), 403 a key or ticket of another product, 404 unknown product; `?lastEventId=<n>` stands in for a missing `Last-Event-ID` header |
+//! | `POST /tickets/{product_id}` | `Authorization: Bearer <API key>` | 200 `{"ticket", "expires_in_s", "stream"}`: a stream ticket for a browser's `EventSource`, valid for [`ConnectorConfig::ticket_ttl`] (60 s) and that product only; 401, 403, 404 as the stream |
+//! | `GET /ui` | none (the page asks for the API key) | the live view: a product's sessions, actions and summaries as they arrive |
+//! | `GET /` | none | a page naming these routes, linking to `/ui` |
 //! | `GET /healthz` | none | 200 `{"status":"ok"}` |
 //! | `GET /metrics` | none, or `Authorization: Bearer <metrics token>` when [`ConnectorConfig::metrics_token`] is set | Prometheus text; 401 without the token |
 //!
@@ -146,6 +149,8 @@ pub mod metrics;
 mod server;
 mod stream;
 pub mod summary;
+mod tickets;
+mod ui;
 mod write_timeout;
 
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};

@@ -26,6 +26,8 @@ use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
 use crate::stream;
 use crate::summary::{SessionTracker, Summariser};
+use crate::tickets::{self, TicketKey};
+use crate::ui;
 use crate::write_timeout::WriteTimeout;
 
 /// Why the connector could not start or stopped with an error.
@@ -62,6 +64,7 @@ pub(crate) struct AppState {
     /// SHA-256 of the token `/metrics` needs, if any.
     pub metrics_token: Option<[u8; 32]>,
     pub session_idle_timeout: Duration,
+    pub tickets: TicketKey,
     pub shutdown: CancellationToken,
 }
 
@@ -189,6 +192,7 @@ impl Connector {
                 .map(|t| crate::config::sha256(t.expose().as_bytes())),
             max_frame_bytes: config.max_frame_bytes,
             session_idle_timeout: config.session_idle_timeout,
+            tickets: TicketKey::new(config.ticket_ttl),
             shutdown: CancellationToken::new(),
         };
         Ok(Self {
@@ -351,6 +355,11 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/webhook/{product_id}", post(ingest::webhook))
         .route("/events/{product_id}", post(ingest::events))
         .route("/stream/{product_id}", get(stream::stream))
+        .route("/tickets/{product_id}", post(tickets::issue))
+        .route("/", get(ui::index))
+        .route("/ui", get(ui::page))
+        .route("/ui/live.js", get(ui::script))
+        .route("/ui/live.css", get(ui::style))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(state)

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,6 +21,7 @@ use crate::auth::{self, StreamDenied};
 use crate::broadcast::{HEARTBEAT, Subscription};
 use crate::metrics::{self, Metrics};
 use crate::server::{AppState, json_error};
+use crate::tickets;
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID: &str = "last-event-id";
@@ -28,6 +29,7 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,
     Path(product_id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     // Refusals and subscribers are logged at INFO: they are what an operator
@@ -40,11 +42,23 @@ pub(crate) async fn stream(
         );
         return json_error(StatusCode::NOT_FOUND, "unknown product");
     };
-    if let Err(denied) = auth::check_stream_key(
-        &product.config,
-        state.products.values().map(|p| &p.config),
-        &headers,
-    ) {
+    // A browser's EventSource cannot send Authorization: it brings a ticket.
+    let query = tickets::StreamQuery::parse(query.as_deref());
+    let by_ticket = match tickets::admit_stream(&state, product, &query) {
+        tickets::Admission::Ticket => true,
+        tickets::Admission::NoTicket => false,
+        tickets::Admission::Refused(response) => return response,
+    };
+    let key_check = if by_ticket {
+        Ok(())
+    } else {
+        auth::check_stream_key(
+            &product.config,
+            state.products.values().map(|p| &p.config),
+            &headers,
+        )
+    };
+    if let Err(denied) = key_check {
         metrics::inc(&state.metrics.auth_failures);
         return match denied {
             StreamDenied::Unauthorized => {
@@ -82,9 +96,12 @@ pub(crate) async fn stream(
         };
     }
 
+    // The header (the browser's own, on its reconnects) wins over the query's
+    // `lastEventId` (a page's new EventSource cannot set the header).
     let last_event_id = match headers
         .get(LAST_EVENT_ID)
         .map(|v| v.to_str().map(str::trim))
+        .or_else(|| query.last_event_id.as_deref().map(|v| Ok(v.trim())))
     {
         None | Some(Ok("")) => None,
         Some(Ok(text)) => match text.parse::<u64>() {

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p autoplay-bench -- all
 //! cargo run --release -p autoplay-bench -- throughput|parser|latency|slow|fanout
+//! cargo run --release -p autoplay-bench -- store memory file:///tmp/autoplay-store
 //! ```
 //!
 //! Every invocation rewrites `docs/benchmarks.md` with the parts it ran.
@@ -24,6 +25,7 @@ mod parsers;
 mod parts;
 mod python;
 mod report;
+mod store;
 #[path = "../../autoplay-sdk/benches/support/stream.rs"]
 mod stream;
 mod throughput;
@@ -43,7 +45,7 @@ fn workspace_root() -> PathBuf {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout\n\
+        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout | store [STORE...]\n\
          (writes docs/benchmarks.md with the parts run)"
     );
     std::process::exit(2);
@@ -77,6 +79,8 @@ fn main() {
             let n: u64 = n.parse().unwrap_or_else(|_| usage());
             connector::sub(kind, mode, url, n);
         }
+        // Ingest and replay per store, printed (not written to docs/benchmarks.md).
+        "store" => println!("{}", store::run(&args[1..])),
         "all" => write_report(&PARTS.iter().map(|p| p.0).collect::<Vec<_>>(), "all"),
         part if PARTS.iter().any(|p| p.0 == part) => write_report(&[part], part),
         _ => usage(),

@@ -137,13 +137,15 @@
 #![warn(missing_docs)]
 
 mod auth;
-mod broadcast;
 pub mod config;
 pub mod extract;
+mod fanout;
 mod frames;
 mod ingest;
 pub mod metrics;
+mod replay;
 mod server;
+pub mod store;
 mod stream;
 pub mod summary;
 mod write_timeout;
@@ -151,7 +153,7 @@ mod write_timeout;
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
 pub use config::{
     ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, METRICS_TOKEN_ENV,
-    PRODUCTS_ENV, ProductConfig, Secret, parse_product_spec,
+    PRODUCTS_ENV, ProductConfig, Secret, StoreConfig, parse_product_spec,
 };
 pub use metrics::Metrics;
 pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};

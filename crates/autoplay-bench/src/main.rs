@@ -5,6 +5,7 @@
 //! cargo run --release -p autoplay-bench -- all
 //! cargo run --release -p autoplay-bench -- throughput|parser|latency|slow|fanout
 //! cargo run --release -p autoplay-bench -- store memory file:///tmp/autoplay-store
+//! cargo run --release -p autoplay-bench -- embedded-dbs
 //! ```
 //!
 //! Every invocation rewrites `docs/benchmarks.md` with the parts it ran.
@@ -20,6 +21,7 @@ mod binaries;
 mod blaster;
 mod connector;
 mod consume;
+mod embedded_dbs;
 mod model;
 mod parsers;
 mod parts;
@@ -45,7 +47,7 @@ fn workspace_root() -> PathBuf {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout | store [STORE...]\n\
+        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout | store [STORE...] | embedded-dbs\n\
          (writes docs/benchmarks.md with the parts run)"
     );
     std::process::exit(2);
@@ -81,6 +83,12 @@ fn main() {
         }
         // Ingest and replay per store, printed (not written to docs/benchmarks.md).
         "store" => println!("{}", store::run(&args[1..])),
+        // The embedded store's candidates on our frames, printed.
+        "embedded-dbs" => {
+            let work = workspace_root().join("target/autoplay-bench");
+            std::fs::create_dir_all(&work).expect("create target/autoplay-bench");
+            println!("{}", embedded_dbs::run(&work));
+        }
         "all" => write_report(&PARTS.iter().map(|p| p.0).collect::<Vec<_>>(), "all"),
         part if PARTS.iter().any(|p| p.0 == part) => write_report(&[part], part),
         _ => usage(),

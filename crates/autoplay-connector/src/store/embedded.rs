@@ -227,6 +227,11 @@ impl Writer {
         if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
+        // What is sent from now on (a summary task outliving the server) is
+        // never written: waiting for it must end.
+        self.progress.send_modify(|p| {
+            p.failed.get_or_insert_with(|| "the store is closed".into());
+        });
     }
 }
 

@@ -384,11 +384,15 @@ fn publish_actions(
         if state.store.is_durable()
             && product.summary_threshold > 0
             && let Some(session_id) = payload.session_id.as_deref()
-            && let Some(record) = state.sessions.snapshot(&product.id, session_id)
+            && let Some(written) = state
+                .sessions
+                .write_state(&product.id, session_id, |record| {
+                    state
+                        .store
+                        .put_session(&product.id, session_id, Some(&record))
+                })
         {
-            ticket = state
-                .store
-                .put_session(&product.id, session_id, Some(&record));
+            ticket = written;
         }
         if let Some(due) = due {
             spawn_summary(state.clone(), product.clone(), due);
@@ -416,16 +420,18 @@ fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
             forwarded_at: Some(now),
         };
         let json = frames::summary_frame(payload, state.max_frame_bytes);
-        let (_, mut written) = product.log.append(SUMMARY_TYPE, &json);
-        if state.store.is_durable()
-            && let Some(record) = state
-                .sessions
-                .published(&product.id, &due.session.session_id)
-        {
-            written = state
-                .store
-                .put_session(&product.id, &due.session.session_id, Some(&record));
-        }
+        let session_id = due.session.session_id.as_str();
+        let written = if state.store.is_durable() {
+            state.sessions.published(&product.id, session_id, |record| {
+                product.log.append_with_session(
+                    SUMMARY_TYPE,
+                    &json,
+                    record.map(|r| (session_id, r)),
+                )
+            })
+        } else {
+            product.log.append(SUMMARY_TYPE, &json).1
+        };
         // The next summary of the session goes once this one is in the log's
         // order; it need not wait for the disk.
         state.metrics.summaries.fetch_add(1, Ordering::Relaxed);

@@ -145,7 +145,7 @@ mod ingest;
 pub mod metrics;
 mod replay;
 mod server;
-pub mod store;
+mod store;
 mod stream;
 pub mod summary;
 mod write_timeout;
@@ -157,4 +157,5 @@ pub use config::{
 };
 pub use metrics::Metrics;
 pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};
+pub use store::StoreError;
 pub use stream::LAST_EVENT_ID;

@@ -107,7 +107,7 @@ pub(crate) type SessionKey = (Arc<str>, CompactString);
 pub(crate) struct SessionTracker {
     sessions: Mutex<HashMap<SessionKey, SessionState>>,
     /// Whether the store keeps session state: then the tracker also keeps the
-    /// batches due but not yet summarised, for [`SessionTracker::snapshot`].
+    /// batches due but not yet summarised, for [`SessionTracker::write_state`].
     durable: bool,
 }
 
@@ -151,7 +151,7 @@ impl SessionTracker {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A tracker that keeps what a durable store needs ([`Self::snapshot`]).
+    /// A tracker that keeps what a durable store needs ([`Self::write_state`]).
     pub fn durable() -> Self {
         Self {
             durable: true,
@@ -159,20 +159,37 @@ impl SessionTracker {
         }
     }
 
-    /// The session's state as a durable store keeps it.
-    pub fn snapshot(&self, product_id: &Arc<str>, session_id: &str) -> Option<SessionRecord> {
+    /// Hands the session's state, as a durable store keeps it, to `write`,
+    /// under the tracker's lock: the writes of one session reach the store in
+    /// the order of its changes, so an older state never overwrites a newer one.
+    pub fn write_state<T>(
+        &self,
+        product_id: &Arc<str>,
+        session_id: &str,
+        write: impl FnOnce(SessionRecord) -> T,
+    ) -> Option<T> {
         let sessions = self.lock();
         let state = sessions.get(&(product_id.clone(), session_id.into()))?;
-        Some(state.record())
+        Some(write(state.record()))
     }
 
-    /// The session's oldest due summary is out; returns its state now (none
-    /// when it was forgotten meanwhile).
-    pub fn published(&self, product_id: &Arc<str>, session_id: &str) -> Option<SessionRecord> {
+    /// The session's oldest due summary is out: `write` gets its state now
+    /// (`None` when it was forgotten meanwhile), under the lock as in
+    /// [`Self::write_state`].
+    pub fn published<T>(
+        &self,
+        product_id: &Arc<str>,
+        session_id: &str,
+        write: impl FnOnce(Option<SessionRecord>) -> T,
+    ) -> T {
         let mut sessions = self.lock();
-        let state = sessions.get_mut(&(product_id.clone(), session_id.into()))?;
-        state.due.pop_front();
-        Some(state.record())
+        let record = sessions
+            .get_mut(&(product_id.clone(), session_id.into()))
+            .map(|state| {
+                state.due.pop_front();
+                state.record()
+            });
+        write(record)
     }
 
     /// Takes back a session a durable store kept; returns the summaries that

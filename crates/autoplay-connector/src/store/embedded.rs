@@ -49,6 +49,8 @@ enum Op {
         log: Arc<ProductLog>,
         id: u64,
         frame: Bytes,
+        /// A session state written in the same transaction: (session, JSON).
+        session: Option<(String, Vec<u8>)>,
     },
     Session {
         product_id: String,
@@ -183,7 +185,33 @@ impl Writer {
     }
 
     pub fn append(&self, log: Arc<ProductLog>, id: u64, frame: Bytes) -> Ticket {
-        self.send(Op::Append { log, id, frame })
+        self.send(Op::Append {
+            log,
+            id,
+            frame,
+            session: None,
+        })
+    }
+
+    pub fn append_with_session(
+        &self,
+        log: Arc<ProductLog>,
+        id: u64,
+        frame: Bytes,
+        session: Option<(&str, SessionRecord)>,
+    ) -> Ticket {
+        let session = session.map(|(session_id, record)| {
+            (
+                session_id.to_owned(),
+                serde_json::to_vec(&record).unwrap_or_default(),
+            )
+        });
+        self.send(Op::Append {
+            log,
+            id,
+            frame,
+            session,
+        })
     }
 
     pub fn put_session(
@@ -258,7 +286,7 @@ fn write_loop(
             return;
         }
         for (_, op) in batch.drain(..) {
-            if let Op::Append { log, id, frame } = op {
+            if let Op::Append { log, id, frame, .. } = op {
                 log.publish_durable(id, frame);
                 trimmed
                     .entry(log.product_id.clone())
@@ -300,10 +328,20 @@ fn write_batch(
         }
         for (_, op) in batch {
             match op {
-                Op::Append { log, id, frame } => {
+                Op::Append {
+                    log,
+                    id,
+                    frame,
+                    session,
+                } => {
                     events
                         .insert((&*log.product_id, *id), &frame[..])
                         .map_err(|e| e.to_string())?;
+                    if let Some((session_id, record)) = session {
+                        sessions
+                            .insert((&*log.product_id, session_id.as_str()), &record[..])
+                            .map_err(|e| e.to_string())?;
+                    }
                 }
                 Op::Session {
                     product_id,

@@ -109,6 +109,24 @@ impl ProductLog {
         }
     }
 
+    /// Appends a summary together with its session's new state, so the two are
+    /// durable in the same commit: a restart never writes a summary twice.
+    pub fn append_with_session(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        session: Option<(&str, SessionRecord)>,
+    ) -> Ticket {
+        let Some(writer) = &self.writer else {
+            return self.append(kind, json).1;
+        };
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+        writer.append_with_session(self.clone(), id, frame, session)
+    }
+
     /// Called by the embedded writer once `frame` is on disk.
     fn publish_durable(&self, id: u64, frame: Bytes) {
         self.lock()

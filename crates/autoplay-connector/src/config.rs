@@ -886,6 +886,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn store_values() {
+        assert_eq!(StoreConfig::parse("memory").unwrap(), StoreConfig::Memory);
+        assert_eq!(StoreConfig::parse(" MEMORY ").unwrap(), StoreConfig::Memory);
+        assert_eq!(
+            StoreConfig::parse("file:///var/lib/autoplay").unwrap(),
+            StoreConfig::Embedded("/var/lib/autoplay".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("./data").unwrap(),
+            StoreConfig::Embedded("./data".into())
+        );
+        for bad in ["", "file://", "redis://127.0.0.1:6379", "s3://bucket"] {
+            let error = StoreConfig::parse(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("expected memory, file://<dir> or a directory path"),
+                "{bad:?}: {error}"
+            );
+        }
+        let config = ConnectorConfig::from_toml_str("store = \"file:///tmp/x\"").unwrap();
+        assert_eq!(config.store, StoreConfig::Embedded("/tmp/x".into()));
+        assert_eq!(config.store.to_string(), "file:///tmp/x");
+        let error = ConnectorConfig::from_toml_str("store = \"redis://h:1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("redis:// is not a store"), "{error}");
+    }
+
+    #[test]
     fn product_specs() {
         let p = parse_product_spec("acme:key1").unwrap();
         assert_eq!(p.id, "acme");

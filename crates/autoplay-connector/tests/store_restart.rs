@@ -351,3 +351,18 @@ async fn pending_summaries_and_emails_survive_kill_9() {
     assert_eq!(frame.event, "actions");
     assert_eq!(frame.json()["email"], "nine@example.com");
 }
+
+/// One connector per directory: a second one on it fails to start, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connector_on_the_same_directory_fails_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Child::spawn(dir.path(), &[]);
+    let mut config = config();
+    config.store = StoreConfig::Embedded(dir.path().into());
+    let error = autoplay_connector::Connector::bind(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cannot open the store at"), "{error}");
+    assert!(error.contains("autoplay.redb"), "{error}");
+}

@@ -389,7 +389,7 @@ fn publish_actions(
                 .write_state(&product.id, session_id, |record| {
                     state
                         .store
-                        .put_session(&product.id, session_id, Some(&record))
+                        .put_session(&product.id, session_id, Some(record))
                 })
         {
             ticket = written;

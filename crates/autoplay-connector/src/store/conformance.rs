@@ -229,7 +229,7 @@ async fn restart() {
             append(&store, &log, 0).await;
             append(&store, &other, 2).await;
             let ticket = store
-                .put_session("p", "s1", Some(&record))
+                .put_session("p", "s1", Some(record.clone()))
                 .max(store.put_email("p", "u1", Some("a@example.com")))
                 .max(store.put_email("p", "u2", Some("b@example.com")))
                 .max(store.put_email("p", "u2", None));

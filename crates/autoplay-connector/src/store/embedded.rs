@@ -49,13 +49,13 @@ enum Op {
         log: Arc<ProductLog>,
         id: u64,
         frame: Bytes,
-        /// A session state written in the same transaction: (session, JSON).
-        session: Option<(String, Vec<u8>)>,
+        /// A session state written in the same transaction.
+        session: Option<(String, SessionRecord)>,
     },
     Session {
         product_id: String,
         session_id: String,
-        record: Option<Vec<u8>>,
+        record: Option<SessionRecord>,
     },
     Email {
         product_id: String,
@@ -200,12 +200,7 @@ impl Writer {
         frame: Bytes,
         session: Option<(&str, SessionRecord)>,
     ) -> Ticket {
-        let session = session.map(|(session_id, record)| {
-            (
-                session_id.to_owned(),
-                serde_json::to_vec(&record).unwrap_or_default(),
-            )
-        });
+        let session = session.map(|(session_id, record)| (session_id.to_owned(), record));
         self.send(Op::Append {
             log,
             id,
@@ -218,12 +213,12 @@ impl Writer {
         &self,
         product_id: &str,
         session_id: &str,
-        record: Option<&SessionRecord>,
+        record: Option<SessionRecord>,
     ) -> Ticket {
         self.send(Op::Session {
             product_id: product_id.to_owned(),
             session_id: session_id.to_owned(),
-            record: record.map(|r| serde_json::to_vec(r).unwrap_or_default()),
+            record,
         })
     }
 
@@ -326,6 +321,9 @@ fn write_batch(
             }
             *below = oldest;
         }
+        // A session changes many times in a batch under load: only its last
+        // state is written (and serialised).
+        let mut states: HashMap<(&str, &str), Option<&SessionRecord>> = HashMap::new();
         for (_, op) in batch {
             match op {
                 Op::Append {
@@ -338,9 +336,7 @@ fn write_batch(
                         .insert((&*log.product_id, *id), &frame[..])
                         .map_err(|e| e.to_string())?;
                     if let Some((session_id, record)) = session {
-                        sessions
-                            .insert((&*log.product_id, session_id.as_str()), &record[..])
-                            .map_err(|e| e.to_string())?;
+                        states.insert((&*log.product_id, session_id.as_str()), Some(record));
                     }
                 }
                 Op::Session {
@@ -348,12 +344,7 @@ fn write_batch(
                     session_id,
                     record,
                 } => {
-                    let key = (product_id.as_str(), session_id.as_str());
-                    match record {
-                        Some(bytes) => sessions.insert(key, &bytes[..]).map(drop),
-                        None => sessions.remove(key).map(drop),
-                    }
-                    .map_err(|e| e.to_string())?;
+                    states.insert((product_id.as_str(), session_id.as_str()), record.as_ref());
                 }
                 Op::Email {
                     product_id,
@@ -368,6 +359,18 @@ fn write_batch(
                     .map_err(|e| e.to_string())?;
                 }
             }
+        }
+        let mut json = Vec::new();
+        for (key, record) in states {
+            match record {
+                Some(record) => {
+                    json.clear();
+                    serde_json::to_writer(&mut json, record).map_err(|e| e.to_string())?;
+                    sessions.insert(key, &json[..]).map(drop)
+                }
+                None => sessions.remove(key).map(drop),
+            }
+            .map_err(|e| e.to_string())?;
         }
     }
     txn.commit().map_err(|e| e.to_string())

@@ -272,7 +272,7 @@ impl Store {
         &self,
         product_id: &str,
         session_id: &str,
-        record: Option<&SessionRecord>,
+        record: Option<SessionRecord>,
     ) -> Ticket {
         match &self.writer {
             None => Ticket::default(),

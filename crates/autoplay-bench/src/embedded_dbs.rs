@@ -34,8 +34,7 @@ trait Candidate {
 
 struct Redb(redb::Database);
 
-const REDB_EVENTS: redb::TableDefinition<(&str, u64), &[u8]> =
-    redb::TableDefinition::new("events");
+const REDB_EVENTS: redb::TableDefinition<(&str, u64), &[u8]> = redb::TableDefinition::new("events");
 
 impl Candidate for Redb {
     fn append_group(&mut self, frames: &[(u64, Vec<u8>)], trim_below: u64) {

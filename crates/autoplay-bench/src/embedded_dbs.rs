@@ -1,5 +1,6 @@
-//! `autoplay-bench embedded-dbs`: the candidates for the connector's embedded
-//! store (redb, fjall, SQLite through rusqlite) on our frames, in this process.
+//! `autoplay-bench embedded-dbs` (feature `embedded-dbs`): the candidates for
+//! the connector's embedded store (redb, fjall, SQLite through rusqlite) on our
+//! frames, in this process.
 //!
 //! The connector's write pattern: SSE frames of the part-4 `/events` batches
 //! (three actions, ~900 bytes each, ids 1, 2, ...), written in group commits of

@@ -5,7 +5,7 @@
 //! cargo run --release -p autoplay-bench -- all
 //! cargo run --release -p autoplay-bench -- throughput|parser|latency|slow|fanout
 //! cargo run --release -p autoplay-bench -- store memory file:///tmp/autoplay-store
-//! cargo run --release -p autoplay-bench -- embedded-dbs
+//! cargo run --release -p autoplay-bench --features embedded-dbs -- embedded-dbs
 //! ```
 //!
 //! Every invocation rewrites `docs/benchmarks.md` with the parts it ran.
@@ -21,6 +21,7 @@ mod binaries;
 mod blaster;
 mod connector;
 mod consume;
+#[cfg(feature = "embedded-dbs")]
 mod embedded_dbs;
 mod model;
 mod parsers;
@@ -84,10 +85,19 @@ fn main() {
         // Ingest and replay per store, printed (not written to docs/benchmarks.md).
         "store" => println!("{}", store::run(&args[1..])),
         // The embedded store's candidates on our frames, printed.
+        #[cfg(feature = "embedded-dbs")]
         "embedded-dbs" => {
             let work = workspace_root().join("target/autoplay-bench");
             std::fs::create_dir_all(&work).expect("create target/autoplay-bench");
             println!("{}", embedded_dbs::run(&work));
+        }
+        #[cfg(not(feature = "embedded-dbs"))]
+        "embedded-dbs" => {
+            eprintln!(
+                "embedded-dbs needs the feature: cargo run --release -p autoplay-bench \
+                 --features embedded-dbs -- embedded-dbs"
+            );
+            std::process::exit(2);
         }
         "all" => write_report(&PARTS.iter().map(|p| p.0).collect::<Vec<_>>(), "all"),
         part if PARTS.iter().any(|p| p.0 == part) => write_report(&[part], part),

@@ -186,6 +186,13 @@ pub struct ConnectorArgs {
     /// before it is closed [default: 30].
     #[arg(long, value_name = "S", value_parser = parse_positive_seconds)]
     pub write_timeout_s: Option<f64>,
+
+    /// Where event logs and session state live: `memory` (lost on restart), or
+    /// `file://<dir>` / a directory for a durable embedded store (single node:
+    /// ids, replay, pending summaries and emails survive restarts and kill -9;
+    /// a webhook gets 200 once on disk) [default: memory].
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

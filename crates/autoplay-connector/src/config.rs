@@ -452,6 +452,72 @@ pub struct ConnectorConfig {
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (401
     /// otherwise); open when `None` (the default).
     pub metrics_token: Option<Secret>,
+    /// Where the event logs and session state live (default
+    /// [`StoreConfig::Memory`]).
+    pub store: StoreConfig,
+}
+
+/// Where the connector keeps its event logs (the replay window and the ids) and
+/// the session state summaries and email learning need.
+///
+/// Written `memory`, `file://<dir>` or a directory path (`/var/lib/autoplay`,
+/// `./data`): the `store` key of the TOML file and `--store`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In this process only: fastest, and a restart starts from nothing (ids
+    /// from 1, no replay window, no pending summaries). The default, and what
+    /// `autoplay demo` uses.
+    #[default]
+    Memory,
+    /// A durable embedded database (redb) in this directory, for a single-node
+    /// deployment: after a restart, even a `kill -9`, ids go on where they were,
+    /// clients resume with `Last-Event-ID`, and pending summaries and learnt
+    /// emails are kept. A webhook is answered 200 once its events are on disk.
+    Embedded(std::path::PathBuf),
+}
+
+impl StoreConfig {
+    /// The forms [`parse`](Self::parse) takes, for messages and `--help`.
+    pub const FORMS: &'static str = "memory, file://<dir> or a directory path";
+
+    /// Parses `memory`, `file://<dir>` or a directory path.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        let invalid = |why: &str| {
+            ConfigError::Invalid(format!(
+                "store = {text:?}: {why}; expected {}, e.g. store = \"memory\" or \
+                 store = \"file:///var/lib/autoplay\"",
+                Self::FORMS
+            ))
+        };
+        if text.eq_ignore_ascii_case("memory") {
+            return Ok(Self::Memory);
+        }
+        if let Some(dir) = text.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(invalid("file:// needs a directory"));
+            }
+            return Ok(Self::Embedded(dir.into()));
+        }
+        if text.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(invalid(&format!(
+                "{scheme}:// is not a store this connector has"
+            )));
+        }
+        Ok(Self::Embedded(text.into()))
+    }
+}
+
+impl std::fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Embedded(dir) => write!(f, "file://{}", dir.display()),
+        }
+    }
 }
 
 impl Default for ConnectorConfig {
@@ -471,6 +537,7 @@ impl Default for ConnectorConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             llm: None,
             metrics_token: None,
+            store: StoreConfig::Memory,
         }
     }
 }
@@ -506,6 +573,7 @@ struct FileConfig {
     session_idle_s: Option<Duration>,
     llm: Option<LlmConfig>,
     metrics_token: Option<Secret>,
+    store: Option<String>,
     #[serde(default, deserialize_with = "de_products")]
     products: Vec<ProductConfig>,
 }
@@ -620,6 +688,9 @@ impl ConnectorConfig {
         }
         config.llm = file.llm;
         config.metrics_token = file.metrics_token;
+        if let Some(store) = file.store {
+            config.store = StoreConfig::parse(&store)?;
+        }
         config.products = file.products;
         config.validate()?;
         Ok(config)
@@ -813,6 +884,34 @@ pub fn random_key(prefix: &str) -> Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_values() {
+        assert_eq!(StoreConfig::parse("memory").unwrap(), StoreConfig::Memory);
+        assert_eq!(StoreConfig::parse(" MEMORY ").unwrap(), StoreConfig::Memory);
+        assert_eq!(
+            StoreConfig::parse("file:///var/lib/autoplay").unwrap(),
+            StoreConfig::Embedded("/var/lib/autoplay".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("./data").unwrap(),
+            StoreConfig::Embedded("./data".into())
+        );
+        for bad in ["", "file://", "redis://127.0.0.1:6379", "s3://bucket"] {
+            let error = StoreConfig::parse(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("expected memory, file://<dir> or a directory path"),
+                "{bad:?}: {error}"
+            );
+        }
+        let config = ConnectorConfig::from_toml_str("store = \"file:///tmp/x\"").unwrap();
+        assert_eq!(config.store, StoreConfig::Embedded("/tmp/x".into()));
+        assert_eq!(config.store.to_string(), "file:///tmp/x");
+        let error = ConnectorConfig::from_toml_str("store = \"redis://h:1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("redis:// is not a store"), "{error}");
+    }
 
     #[test]
     fn product_specs() {
@@ -1123,6 +1222,7 @@ mod doc_reference {
             session_idle_s,
             llm,
             metrics_token,
+            store,
             products,
         } = toml::from_str(text).unwrap();
         let unset: Vec<&str> = [
@@ -1139,6 +1239,7 @@ mod doc_reference {
             ("session_idle_s", session_idle_s.is_none()),
             ("llm", llm.is_none()),
             ("metrics_token", metrics_token.is_none()),
+            ("store", store.is_none()),
             ("products", products.is_empty()),
         ]
         .into_iter()

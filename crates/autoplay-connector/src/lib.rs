@@ -56,8 +56,8 @@
 //! several payloads of its session, in order. With `Last-Event-ID: n` a client
 //! first gets every event after `n` still in the replay buffer (default the newest
 //! 10,000 per product, fewer if they take more than 64 MiB), then live events, with
-//! no gap and no duplicate. An `n` older than the buffer (or unknown to this run of
-//! the connector) gets the whole buffer; the gap is logged and counted. A
+//! no gap and no duplicate. An `n` older than the buffer (or unknown to this
+//! store) gets the whole buffer; the gap is logged and counted. A
 //! heartbeat (`event: heartbeat`, empty `data:`) is sent every 30 s (configurable).
 //! A subscriber whose send buffer fills up is disconnected, never skipped ahead:
 //! it reconnects and resumes by id. Any connection that takes no byte for
@@ -125,6 +125,29 @@
 //! even when the LLM answers a later request first. Sessions idle longer than
 //! [`ConnectorConfig::session_idle_timeout`] are forgotten.
 //!
+//! # Stores
+//!
+//! [`ConnectorConfig::store`] (`store` in the TOML file, `--store` on the
+//! command line) says where the event logs, ids, replay windows and session
+//! state live:
+//!
+//! - `memory` ([`StoreConfig::Memory`], the default, and `autoplay demo`): in
+//!   this process. Fastest; a restart starts again at id 1 with an empty window
+//!   and no pending summaries. For demos, tests, and deployments where a client
+//!   may miss what happened across a restart.
+//! - `file://<dir>` or a directory path ([`StoreConfig::Embedded`]): a redb
+//!   database, `<dir>/autoplay.redb`, for a single-node deployment. Every event,
+//!   session state and learnt email is on disk (fsync, group commit) before the
+//!   webhook that produced it is answered 200; after a restart, `kill -9` or
+//!   power loss included, ids go on from the newest one (never reused), clients
+//!   resume with `Last-Event-ID` and get exactly what they missed, sessions keep
+//!   their pending actions, summaries that were due are written, and learnt
+//!   emails are known. A failed write answers 503 (PostHog retries). One
+//!   connector per directory: a second one on it fails to start.
+//!
+//! A value that is none of these fails at start with the forms expected.
+//! `docs/deploy.md` says how to run each and what is durable when.
+//!
 //! # Secrets
 //!
 //! API keys are kept only as SHA-256 digests; webhook and LLM secrets are
@@ -137,13 +160,15 @@
 #![warn(missing_docs)]
 
 mod auth;
-mod broadcast;
 pub mod config;
 pub mod extract;
+mod fanout;
 mod frames;
 mod ingest;
 pub mod metrics;
+mod replay;
 mod server;
+mod store;
 mod stream;
 pub mod summary;
 mod write_timeout;
@@ -151,8 +176,9 @@ mod write_timeout;
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
 pub use config::{
     ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, METRICS_TOKEN_ENV,
-    PRODUCTS_ENV, ProductConfig, Secret, parse_product_spec,
+    PRODUCTS_ENV, ProductConfig, Secret, StoreConfig, parse_product_spec,
 };
 pub use metrics::Metrics;
 pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};
+pub use store::StoreError;
 pub use stream::LAST_EVENT_ID;

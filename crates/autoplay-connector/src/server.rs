@@ -20,10 +20,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::broadcast::{Channel, ReplayWindow};
 use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
 use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
+use crate::replay::ReplayWindow;
+use crate::store::{ProductLog, Store, StoreError};
 use crate::stream;
 use crate::summary::{SessionTracker, Summariser};
 use crate::write_timeout::WriteTimeout;
@@ -37,6 +38,9 @@ pub enum Error {
     /// Binding or serving failed.
     #[error("connector I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// One product at run time.
@@ -44,12 +48,13 @@ pub(crate) struct Product {
     pub id: Arc<str>,
     pub config: ProductConfig,
     pub summary_threshold: usize,
-    pub channel: Arc<Channel>,
+    pub log: Arc<ProductLog>,
 }
 
 /// What every handler shares.
 pub(crate) struct AppState {
     pub products: HashMap<String, Arc<Product>>,
+    pub store: Store,
     pub metrics: Arc<Metrics>,
     pub sessions: SessionTracker,
     pub emails: EmailBook,
@@ -123,6 +128,15 @@ impl Connector {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::default());
+        let store = Store::open(
+            &config.store,
+            ReplayWindow {
+                events: config.replay_capacity,
+                bytes: config.replay_bytes,
+            },
+            config.subscriber_buffer,
+            metrics.clone(),
+        )?;
         let products = config
             .products
             .iter()
@@ -149,15 +163,7 @@ impl Connector {
                     id: Arc::from(p.id.as_str()),
                     config: p.clone(),
                     summary_threshold: p.summary_threshold.unwrap_or(config.summary_threshold),
-                    channel: Arc::new(Channel::new(
-                        p.id.clone(),
-                        ReplayWindow {
-                            events: config.replay_capacity,
-                            bytes: config.replay_bytes,
-                        },
-                        config.subscriber_buffer,
-                        metrics.clone(),
-                    )),
+                    log: store.log(&p.id),
                 };
                 (p.id.clone(), Arc::new(product))
             })
@@ -171,13 +177,18 @@ impl Connector {
             %local_addr,
             products = ?config.products.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
             summaries = backend,
+            store = %config.store,
             "connector bound"
         );
         let state = AppState {
             products,
             summariser: Summariser::new(config.llm.clone(), metrics.clone()),
             metrics,
-            sessions: SessionTracker::default(),
+            sessions: if store.is_durable() {
+                SessionTracker::durable()
+            } else {
+                SessionTracker::default()
+            },
             emails: EmailBook::default(),
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
@@ -190,6 +201,7 @@ impl Connector {
             max_frame_bytes: config.max_frame_bytes,
             session_idle_timeout: config.session_idle_timeout,
             shutdown: CancellationToken::new(),
+            store,
         };
         Ok(Self {
             listener,
@@ -236,6 +248,7 @@ impl Connector {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let state = self.state;
+        crate::ingest::resume_pending(&state);
         let token = state.shutdown.clone();
         let sweeper = tokio::spawn(sweep_idle(state.clone()));
         let app = router(state.clone());
@@ -254,6 +267,7 @@ impl Connector {
         serve_connections(self.listener, app, limits, stopped).await;
         token.cancel();
         sweeper.abort();
+        state.store.close();
         info!("connector stopped");
         Ok(())
     }
@@ -392,9 +406,14 @@ async fn sweep_idle(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         let evicted = state.sessions.evict_idle(idle);
-        state.emails.evict_idle(idle);
-        if evicted > 0 {
-            metrics::add(&state.metrics.sessions_evicted, evicted);
+        for (product_id, session_id) in &evicted {
+            let _ = state.store.put_session(product_id, session_id, None);
+        }
+        for (product_id, user_id) in state.emails.evict_idle(idle) {
+            let _ = state.store.put_email(&product_id, &user_id, None);
+        }
+        if !evicted.is_empty() {
+            metrics::add(&state.metrics.sessions_evicted, evicted.len());
         }
     }
 }

@@ -15,15 +15,19 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::auth::{self, StreamDenied};
-use crate::broadcast::{HEARTBEAT, Subscription};
 use crate::metrics::{self, Metrics};
+use crate::replay::Resume;
 use crate::server::{AppState, json_error};
+use crate::store::Subscription;
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// A heartbeat frame: an event with an empty data line.
+const HEARTBEAT: &[u8] = b"event: heartbeat\ndata:\n\n";
 
 pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,
@@ -82,29 +86,15 @@ pub(crate) async fn stream(
         };
     }
 
-    let last_event_id = match headers
-        .get(LAST_EVENT_ID)
-        .map(|v| v.to_str().map(str::trim))
-    {
-        None | Some(Ok("")) => None,
-        Some(Ok(text)) => match text.parse::<u64>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                // Not one of ours (another server's id scheme): treat it like an
-                // id we do not know, which replays the whole buffer.
-                warn!(
-                    product_id,
-                    "Last-Event-ID is not a number; replaying the whole buffer"
-                );
-                Some(u64::MAX)
-            }
-        },
-        Some(Err(_)) => Some(u64::MAX),
-    };
-    let subscription = product.channel.subscribe(last_event_id);
+    let last_event_id = headers.get(LAST_EVENT_ID).map(|v| v.as_bytes());
+    let resume = Resume::from_header(last_event_id);
+    let subscription = product.log.subscribe(resume);
     info!(
         product_id,
-        last_event_id = last_event_id.filter(|id| *id != u64::MAX),
+        last_event_id = match resume {
+            Resume::After(id) => Some(id),
+            Resume::Live | Resume::Foreign => None,
+        },
         replayed = subscription.replay.len(),
         "subscriber connected"
     );

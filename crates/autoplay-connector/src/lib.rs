@@ -136,13 +136,17 @@
 //! [`Event::to_stream_json`]: autoplay_sdk::models::Event::to_stream_json
 #![warn(missing_docs)]
 
+mod admin;
 mod auth;
 pub mod config;
 pub mod extract;
 mod fanout;
 mod frames;
 mod ingest;
+pub mod live_activity;
+mod mcp;
 pub mod metrics;
+mod products;
 mod replay;
 mod server;
 pub mod store;

@@ -1180,6 +1180,7 @@ mod doc_reference {
         unsafe {
             for name in [
                 "DOC_EXAMPLE_METRICS_TOKEN",
+                "DOC_EXAMPLE_ADMIN_TOKEN",
                 "DOC_EXAMPLE_OPENAI_API_KEY",
                 "DOC_EXAMPLE_ACME_API_KEY",
                 "DOC_EXAMPLE_ACME_WEBHOOK_SECRET",

@@ -147,14 +147,23 @@ fn describe(product: &Product) -> Value {
     }
 }
 
-fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, Response> {
+/// A refusal: status and message, rendered as `{"error": …}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        json_error(self.0, &self.1)
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, Refusal> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| {
-        json_error(
+        Refusal(
             StatusCode::BAD_REQUEST,
-            &format!("the body must be a JSON object: {e}"),
+            format!("the body must be a JSON object: {e}"),
         )
     })
 }
@@ -163,12 +172,12 @@ async fn persist(
     state: &AppState,
     product_id: &str,
     record: Option<&StoredProduct>,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     let ticket = state.store.put_product(product_id, record);
     state.store.durable(ticket).await.map_err(|e| {
-        json_error(
+        Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("the store could not write the change: {e}"),
+            format!("the store could not write the change: {e}"),
         )
     })
 }
@@ -185,7 +194,7 @@ struct RegisterBody {
 async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let body: RegisterBody = match parse_body(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let Some(id) = body.id else {
         return json_error(StatusCode::BAD_REQUEST, "the body needs an \"id\"");
@@ -218,7 +227,7 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         rotated_at: None,
     };
     if let Err(response) = persist(&state, &id, Some(&stored)).await {
-        return response;
+        return response.into_response();
     }
     let product = match runtime_product(&state.store, stored, state.summary_threshold) {
         Ok(product) => Arc::new(product),
@@ -268,7 +277,7 @@ async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
         return config_product_conflict("remove");
     }
     if let Err(response) = persist(&state, &id, None).await {
-        return response;
+        return response.into_response();
     }
     state.products.remove(&product);
     info!(product_id = id, "product deleted through the admin API");
@@ -304,7 +313,7 @@ async fn rotate(
 ) -> Response {
     let body: RotateBody = match parse_body(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     if !body.api_key && !body.webhook_secret {
         return json_error(
@@ -332,7 +341,7 @@ async fn rotate(
     }
     stored.rotated_at = Some(unix_now());
     if let Err(response) = persist(&state, &id, Some(&stored)).await {
-        return response;
+        return response.into_response();
     }
     // The same log: subscribers, ids and the window carry on.
     let product = match product_with_log(stored, current.summary_threshold, current.log.clone()) {

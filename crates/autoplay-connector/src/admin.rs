@@ -43,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -59,6 +59,9 @@ use crate::server::{AppState, Product, json_error};
 use crate::store::Store;
 use crate::store::products::StoredProduct;
 
+/// The largest admin request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// The longest product name accepted.
 pub const MAX_NAME_CHARS: usize = 256;
 
@@ -68,6 +71,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/products", post(register).get(list))
         .route("/admin/products/{id}", get(show).delete(delete))
         .route("/admin/products/{id}/rotate", post(rotate))
+        // Admin bodies are a few fields; the limit keeps an admin typo (or a
+        // leaked token) from buffering megabytes.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -226,10 +232,14 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         created_at: unix_now(),
         rotated_at: None,
     };
+    // Forgetting the id first drops whatever a durable store still holds of a
+    // product deleted under it (its events), in the same queue, in order.
+    let _ = state.store.put_product(&id, None);
     if let Err(response) = persist(&state, &id, Some(&stored)).await {
         return response.into_response();
     }
-    let product = match runtime_product(&state.store, stored, state.summary_threshold) {
+    let log = state.store.fresh_log(&id);
+    let product = match product_with_log(stored, state.summary_threshold, log) {
         Ok(product) => Arc::new(product),
         Err(e) => return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };

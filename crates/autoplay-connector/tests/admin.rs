@@ -160,6 +160,17 @@ async fn register_use_rotate_delete() {
         assert_eq!(response.status(), status, "{body}");
     }
 
+    let huge = json!({"id": "gamma", "name": "x".repeat(20 * 1024)});
+    let response = admin(
+        &server,
+        Method::POST,
+        "/admin/products",
+        Some(ADMIN),
+        Some(huge),
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+
     let (key, secret) = register(&server, "gamma").await;
     let response = admin(
         &server,

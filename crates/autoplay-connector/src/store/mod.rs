@@ -248,6 +248,20 @@ impl Store {
         })
     }
 
+    /// A new, empty log for a product registered now: what a durable store
+    /// kept under this id (a product deleted earlier) is not its history.
+    pub fn fresh_log(&self, product_id: &str) -> Arc<ProductLog> {
+        if let Some(loaded) = self
+            .restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            loaded.logs.remove(product_id);
+        }
+        self.log(product_id)
+    }
+
     /// The sessions and emails a durable store had when it opened (once).
     pub fn take_restored(&self) -> Restored {
         let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());

@@ -95,10 +95,17 @@ pub(crate) fn read(product: &Product, user_id: &str, limit: usize) -> LiveActivi
     let mut sessions: HashSet<String> = HashSet::new();
     let mut email = None;
     let mut summaries: Vec<Value> = Vec::new();
+    // The user id as the frames spell it (same serialiser): a frame without it
+    // is not decoded at all, so a pull read over a 64 MiB window parses only
+    // this user's frames and the (small) summaries.
+    let needle = serde_json::to_string(user_id).expect("a string serialises");
     for frame in &frames {
         let Some((kind, data)) = split_frame(frame) else {
             continue;
         };
+        if kind == autoplay_sdk::models::ACTIONS_TYPE && !data.contains(&needle) {
+            continue;
+        }
         let Ok(Value::Object(mut payload)) = serde_json::from_str::<Value>(data) else {
             continue;
         };

@@ -116,6 +116,30 @@ async fn a_users_actions_oldest_first_and_their_latest_summary() {
         .unwrap();
     assert_eq!(urls(&body), expected[3..].to_vec());
 
+    // An id that JSON escapes, and one that is a prefix of another's.
+    let odd = "ü \"q\" \\";
+    server.post_webhook("acme", click(odd, "s3", 7)).await;
+    server.post_webhook("acme", click("u", "s4", 8)).await;
+    let body: Value = live(
+        &server,
+        "acme",
+        &odd.replace('"', "%22").replace('\\', "%5C"),
+        "",
+        Some(ACME_KEY),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["user_id"], odd);
+    assert_eq!(urls(&body), ["https://app.example.com/p/7"]);
+    let body: Value = live(&server, "acme", "u", "", Some(ACME_KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(urls(&body), ["https://app.example.com/p/8"]);
+
     // A user with nothing in the window: empty, not an error.
     let body: Value = live(&server, "acme", "nobody", "", Some(ACME_KEY))
         .await

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// The API key is kept only as its SHA-256 (what stream and pull reads compare
 /// against, as for configured keys); the webhook secret is kept as given, since
 /// verifying a `sha256=` HMAC signature needs the secret itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct StoredProduct {
     pub id: String,
     #[serde(default)]
@@ -24,4 +24,17 @@ pub(crate) struct StoredProduct {
     /// Unix seconds of the last rotation, if any.
     #[serde(default)]
     pub rotated_at: Option<u64>,
+}
+
+// By hand, so that a debug print (or a log of one) never shows the secret.
+impl std::fmt::Debug for StoredProduct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredProduct")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("webhook_secret", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("rotated_at", &self.rotated_at)
+            .finish_non_exhaustive()
+    }
 }

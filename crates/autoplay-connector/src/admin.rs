@@ -6,7 +6,7 @@
 //! | `GET /admin/products` | `200` `{"products": [...]}`, by id, no secrets |
 //! | `GET /admin/products/{id}` | `200` the product, no secrets; `404` |
 //! | `POST /admin/products/{id}/rotate` `{"api_key": true, "webhook_secret": true}` (both default to `true`) | `200` with the new credentials; the old ones stop working at once |
-//! | `DELETE /admin/products/{id}` | `204`; its replay window and stored events go too |
+//! | `DELETE /admin/products/{id}` | `204`; its replay window and stored events go too. The id cannot be registered again (`409`) for `session_idle_s` (until this process restarts at most): the deleted product's open sessions are forgotten only when idle, and a new product must not get summaries of them |
 //!
 //! A product is `{"id", "name", "source": "admin" | "config", "created_at",
 //! "rotated_at"}` (unix seconds; `null` for a product of the configuration).
@@ -218,9 +218,23 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             &format!("name must be at most {MAX_NAME_CHARS} characters"),
         );
     }
-    let _writing = state.admin_writes.lock().await;
+    let mut deleted = state.admin_writes.lock().await;
     if state.products.get(&id).is_some() {
         return json_error(StatusCode::CONFLICT, "a product with this id exists");
+    }
+    // The sessions of a deleted product are forgotten only when they go idle;
+    // until then a new product under its id would get summaries of them.
+    let idle = state.session_idle_timeout;
+    deleted.retain(|_, at| at.elapsed() < idle);
+    if let Some(at) = deleted.get(&id) {
+        let wait = idle.saturating_sub(at.elapsed()).as_secs() + 1;
+        return json_error(
+            StatusCode::CONFLICT,
+            &format!(
+                "a product with this id was deleted less than session_idle_s ago; its sessions \
+                 are still being forgotten: register it again in {wait} s, or under another id"
+            ),
+        );
     }
     let api_key = random_key("ak_");
     let webhook_secret = random_key("whsec_");
@@ -279,7 +293,7 @@ fn config_product_conflict(action: &str) -> Response {
 }
 
 async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let _writing = state.admin_writes.lock().await;
+    let mut deleted = state.admin_writes.lock().await;
     let Some(product) = state.products.get(&id) else {
         return json_error(StatusCode::NOT_FOUND, "unknown product");
     };
@@ -290,6 +304,7 @@ async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
         return response.into_response();
     }
     state.products.remove(&product);
+    deleted.insert(id.clone(), tokio::time::Instant::now());
     info!(product_id = id, "product deleted through the admin API");
     StatusCode::NO_CONTENT.into_response()
 }

@@ -73,8 +73,9 @@ pub(crate) struct AppState {
     /// SHA-256 of the admin token; the admin API is off when `None`.
     pub admin_token: Option<[u8; 32]>,
     /// Serialises the admin API's writes (rare), so a check and the write it
-    /// decides are one step.
-    pub admin_writes: tokio::sync::Mutex<()>,
+    /// decides are one step; holds the ids deleted within the session idle
+    /// timeout, and when.
+    pub admin_writes: tokio::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// Actions per summary for products that do not set one.
     pub summary_threshold: usize,
     pub session_idle_timeout: Duration,
@@ -219,7 +220,7 @@ impl Connector {
                 .admin_token
                 .as_ref()
                 .map(|t| crate::config::sha256(t.expose().as_bytes())),
-            admin_writes: tokio::sync::Mutex::new(()),
+            admin_writes: tokio::sync::Mutex::new(HashMap::new()),
             summary_threshold: config.summary_threshold,
             summariser: Summariser::new(config.llm.clone(), metrics.clone()),
             metrics,

@@ -402,6 +402,24 @@ async fn register_use_rotate_delete() {
         .status(),
         404
     );
+    // Not again under the same id while its sessions may still be summarised.
+    let response = admin(
+        &server,
+        Method::POST,
+        "/admin/products",
+        Some(ADMIN),
+        Some(json!({"id": "gamma"})),
+    )
+    .await;
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("was deleted less than session_idle_s ago"),
+        "{body}"
+    );
     // The MCP endpoint no longer knows the key.
     let refused = ClientConfig::default()
         .serve(StreamableHttpClientTransport::from_config(

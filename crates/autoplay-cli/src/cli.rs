@@ -58,6 +58,7 @@ pub enum Command {
         Environment:\n  \
         AUTOPLAY_PRODUCTS       products, replacing the file's of the same id (--product wins)\n  \
         AUTOPLAY_METRICS_TOKEN  the token GET /metrics requires, replacing metrics_token\n  \
+        AUTOPLAY_ADMIN_TOKEN    turns the admin API (/admin/products) on, replacing admin_token\n  \
         AUTOPLAY_LLM_BASE_URL, AUTOPLAY_LLM_MODEL, AUTOPLAY_LLM_API_KEY\n                          \
         the LLM backend for summaries, replacing the file's [llm] values\n  \
         RUST_LOG                log filter when --log-level is not given\n\n\

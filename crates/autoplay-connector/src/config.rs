@@ -13,6 +13,7 @@
 //! listen = "127.0.0.1:8080"
 //! heartbeat_s = 30
 //! metrics_token = { env = "AUTOPLAY_METRICS_TOKEN" }   # optional: /metrics needs it
+//! admin_token = { file = "/run/secrets/autoplay_admin" }  # optional: turns /admin on
 //!
 //! [llm]                       # optional; AUTOPLAY_LLM_* variables override it
 //! base_url = "https://api.openai.com/v1"
@@ -53,6 +54,10 @@ pub const MIN_FRAME_BYTES: usize = 4096;
 pub const PRODUCTS_ENV: &str = "AUTOPLAY_PRODUCTS";
 /// Environment variable with the token `GET /metrics` then requires.
 pub const METRICS_TOKEN_ENV: &str = "AUTOPLAY_METRICS_TOKEN";
+
+/// Environment variable with the token the admin API (`/admin/products`)
+/// requires; without it (or `admin_token` in the file) the admin API is off.
+pub const ADMIN_TOKEN_ENV: &str = "AUTOPLAY_ADMIN_TOKEN";
 
 /// The product created when none is configured.
 pub const DEFAULT_PRODUCT_ID: &str = "demo";
@@ -344,7 +349,7 @@ pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
     Ok(product)
 }
 
-fn validate_product_id(id: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_product_id(id: &str) -> Result<(), ConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -452,6 +457,10 @@ pub struct ConnectorConfig {
     /// When set, `GET /metrics` needs `Authorization: Bearer <token>` (401
     /// otherwise); open when `None` (the default).
     pub metrics_token: Option<Secret>,
+    /// When set, the admin API (`/admin/products`) is on and needs
+    /// `Authorization: Bearer <token>`; when `None` (the default) every
+    /// `/admin` path answers 404, as if it did not exist.
+    pub admin_token: Option<Secret>,
     /// Where the event logs and session state live (default
     /// [`StoreConfig::Memory`]).
     pub store: StoreConfig,
@@ -537,6 +546,7 @@ impl Default for ConnectorConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             llm: None,
             metrics_token: None,
+            admin_token: None,
             store: StoreConfig::Memory,
         }
     }
@@ -573,6 +583,7 @@ struct FileConfig {
     session_idle_s: Option<Duration>,
     llm: Option<LlmConfig>,
     metrics_token: Option<Secret>,
+    admin_token: Option<Secret>,
     store: Option<String>,
     #[serde(default, deserialize_with = "de_products")]
     products: Vec<ProductConfig>,
@@ -688,6 +699,7 @@ impl ConnectorConfig {
         }
         config.llm = file.llm;
         config.metrics_token = file.metrics_token;
+        config.admin_token = file.admin_token;
         if let Some(store) = file.store {
             config.store = StoreConfig::parse(&store)?;
         }
@@ -765,6 +777,9 @@ impl ConnectorConfig {
         }
         if let Some(token) = env_nonempty(METRICS_TOKEN_ENV) {
             self.metrics_token = Some(Secret::new(token));
+        }
+        if let Some(token) = env_nonempty(ADMIN_TOKEN_ENV) {
+            self.admin_token = Some(Secret::new(token));
         }
         Ok(())
     }
@@ -860,6 +875,17 @@ impl ConnectorConfig {
         {
             return Err(ConfigError::Invalid(
                 "metrics_token is empty: give a token, e.g. metrics_token = { env = \"AUTOPLAY_METRICS_TOKEN\" }, or leave it out"
+                    .into(),
+            ));
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            return Err(ConfigError::Invalid(
+                "admin_token must be at least 16 characters (it can register and delete products), \
+                 e.g. admin_token = { env = \"AUTOPLAY_ADMIN_TOKEN\" }, or leave it out"
                     .into(),
             ));
         }
@@ -1182,6 +1208,7 @@ mod doc_reference {
         unsafe {
             for name in [
                 "DOC_EXAMPLE_METRICS_TOKEN",
+                "DOC_EXAMPLE_ADMIN_TOKEN",
                 "DOC_EXAMPLE_OPENAI_API_KEY",
                 "DOC_EXAMPLE_ACME_API_KEY",
                 "DOC_EXAMPLE_ACME_WEBHOOK_SECRET",
@@ -1222,6 +1249,7 @@ mod doc_reference {
             session_idle_s,
             llm,
             metrics_token,
+            admin_token,
             store,
             products,
         } = toml::from_str(text).unwrap();
@@ -1239,6 +1267,7 @@ mod doc_reference {
             ("session_idle_s", session_idle_s.is_none()),
             ("llm", llm.is_none()),
             ("metrics_token", metrics_token.is_none()),
+            ("admin_token", admin_token.is_none()),
             ("store", store.is_none()),
             ("products", products.is_empty()),
         ]

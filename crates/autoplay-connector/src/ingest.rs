@@ -115,7 +115,7 @@ async fn authenticated_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Arc<Product>, Bytes), ApiError> {
-    let Some(product) = state.products.get(product_id).cloned() else {
+    let Some(product) = state.products.get(product_id) else {
         return Err(ApiError(StatusCode::NOT_FOUND, "unknown product".into()));
     };
     let check = auth::check_ingest_headers(&product.config, headers)

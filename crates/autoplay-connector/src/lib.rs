@@ -31,6 +31,9 @@
 //! | `POST /webhook/{product_id}` | webhook secret (below) | 200 `{"accepted": <events>, "actions": <actions>}`, 400 bad JSON or shape, 401, 404 unknown product, 408 body not in within the body timeout (15 s), 413 over the body limit (5 MiB; a Content-Length over it is refused before the body is read) |
 //! | `POST /events/{product_id}` | same | same, `accepted` counting batches; body `{"session_id", "user_id"?, "email"?, "actions": [SlimAction...]}` or an array of those |
 //! | `GET /stream/{product_id}` | `Authorization: Bearer <API key>` | 200 SSE, 401 missing or invalid key, 403 a key of another product, 404 unknown product |
+//! | `GET /users/{product_id}/{user_id}/live-activity?limit=N` | `Authorization: Bearer <API key>` | 200 [`LiveActivity`](live_activity::LiveActivity) JSON (the user's newest actions oldest first, the latest summary), 400 bad `limit`, 401, 403, 404 as for the stream; see [`live_activity`] |
+//! | `POST`/`GET`/`DELETE /mcp` | `Authorization: Bearer <API key>` of a product (401 otherwise) | MCP over streamable HTTP, tool `get_live_user_activity`; see [`mcp`] |
+//! | `/admin/products[/{id}[/rotate]]` | `Authorization: Bearer <admin token>` ([`ConnectorConfig::admin_token`]); 404 when none is configured | register, list, show, rotate, delete products at run time; see [`admin`] |
 //! | `GET /healthz` | none | 200 `{"status":"ok"}` |
 //! | `GET /metrics` | none, or `Authorization: Bearer <metrics token>` when [`ConnectorConfig::metrics_token`] is set | Prometheus text; 401 without the token |
 //!
@@ -159,13 +162,17 @@
 //! [`Event::to_stream_json`]: autoplay_sdk::models::Event::to_stream_json
 #![warn(missing_docs)]
 
+pub mod admin;
 mod auth;
 pub mod config;
 pub mod extract;
 mod fanout;
 mod frames;
 mod ingest;
+pub mod live_activity;
+pub mod mcp;
 pub mod metrics;
+mod products;
 mod replay;
 mod server;
 mod store;

@@ -23,7 +23,9 @@ use tracing::{debug, info, warn};
 use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
 use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
+use crate::products::Registry;
 use crate::replay::ReplayWindow;
+use crate::store::products::StoredProduct;
 use crate::store::{ProductLog, Store, StoreError};
 use crate::stream;
 use crate::summary::{SessionTracker, Summariser};
@@ -49,11 +51,13 @@ pub(crate) struct Product {
     pub config: ProductConfig,
     pub summary_threshold: usize,
     pub log: Arc<ProductLog>,
+    /// What the admin API registered; `None` for a product of the configuration.
+    pub registered: Option<StoredProduct>,
 }
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub products: HashMap<String, Arc<Product>>,
+    pub products: Registry,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub sessions: SessionTracker,
@@ -66,6 +70,14 @@ pub(crate) struct AppState {
     pub max_frame_bytes: usize,
     /// SHA-256 of the token `/metrics` needs, if any.
     pub metrics_token: Option<[u8; 32]>,
+    /// SHA-256 of the admin token; the admin API is off when `None`.
+    pub admin_token: Option<[u8; 32]>,
+    /// Serialises the admin API's writes (rare), so a check and the write it
+    /// decides are one step; holds the ids deleted within the session idle
+    /// timeout, and when.
+    pub admin_writes: tokio::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Actions per summary for products that do not set one.
+    pub summary_threshold: usize,
     pub session_idle_timeout: Duration,
     pub shutdown: CancellationToken,
 }
@@ -164,10 +176,32 @@ impl Connector {
                     config: p.clone(),
                     summary_threshold: p.summary_threshold.unwrap_or(config.summary_threshold),
                     log: store.log(&p.id),
+                    registered: None,
                 };
                 (p.id.clone(), Arc::new(product))
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        let mut products = products;
+        for stored in store.take_products() {
+            if products.contains_key(&stored.id) {
+                // The file is what the operator controls; a registration it
+                // now shadows stays in the store, unused.
+                warn!(
+                    product_id = stored.id,
+                    "a product registered through the admin API is also in the configuration; \
+                     the configuration's keys are used"
+                );
+                continue;
+            }
+            match crate::admin::runtime_product(&store, stored, config.summary_threshold) {
+                Ok(product) => {
+                    products.insert(product.id.to_string(), Arc::new(product));
+                }
+                Err(error) => {
+                    warn!(%error, "a registered product in the store is unusable; skipped")
+                }
+            }
+        }
         let backend = if config.llm.is_some() {
             "llm"
         } else {
@@ -175,13 +209,19 @@ impl Connector {
         };
         info!(
             %local_addr,
-            products = ?config.products.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            products = ?products.keys().map(String::as_str).collect::<Vec<_>>(),
             summaries = backend,
             store = %config.store,
             "connector bound"
         );
         let state = AppState {
-            products,
+            products: Registry::new(products),
+            admin_token: config
+                .admin_token
+                .as_ref()
+                .map(|t| crate::config::sha256(t.expose().as_bytes())),
+            admin_writes: tokio::sync::Mutex::new(HashMap::new()),
+            summary_threshold: config.summary_threshold,
             summariser: Summariser::new(config.llm.clone(), metrics.clone()),
             metrics,
             sessions: if store.is_durable() {
@@ -365,6 +405,12 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/webhook/{product_id}", post(ingest::webhook))
         .route("/events/{product_id}", post(ingest::events))
         .route("/stream/{product_id}", get(stream::stream))
+        .route(
+            "/users/{product_id}/{user_id}/live-activity",
+            get(crate::live_activity::handler),
+        )
+        .merge(crate::mcp::router(state.clone()))
+        .merge(crate::admin::router(state.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(state)

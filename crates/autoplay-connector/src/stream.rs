@@ -44,11 +44,7 @@ pub(crate) async fn stream(
         );
         return json_error(StatusCode::NOT_FOUND, "unknown product");
     };
-    if let Err(denied) = auth::check_stream_key(
-        &product.config,
-        state.products.values().map(|p| &p.config),
-        &headers,
-    ) {
+    if let Err(denied) = auth::check_product_key(&state.products, &product, &headers) {
         metrics::inc(&state.metrics.auth_failures);
         return match denied {
             StreamDenied::Unauthorized => {

@@ -28,6 +28,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 use tracing::error;
 
+use super::products::StoredProduct;
 use super::{ProductLog, Restored, SessionRecord, StoreError, Ticket};
 use crate::replay::{ReplayWindow, Ring};
 
@@ -37,6 +38,9 @@ const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events
 const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sessions");
 /// (product, user) → email.
 const EMAILS: TableDefinition<(&str, &str), &str> = TableDefinition::new("emails");
+
+/// product id → JSON [`StoredProduct`] (products registered at run time).
+const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
 
 /// Operations written in one transaction at most.
 pub(crate) const MAX_BATCH: usize = 16_384;
@@ -62,6 +66,10 @@ enum Op {
         user_id: String,
         email: Option<String>,
     },
+    Product {
+        product_id: String,
+        record: Option<Vec<u8>>,
+    },
 }
 
 #[derive(Clone, Default)]
@@ -77,6 +85,8 @@ pub(crate) struct Loaded {
     /// Each product's window.
     pub logs: HashMap<String, Ring>,
     pub state: Restored,
+    /// Products registered at run time.
+    pub products: Vec<StoredProduct>,
 }
 
 /// The last sequence number given, and the queue (`None` once closed).
@@ -129,6 +139,7 @@ fn load(db: &Database, window: ReplayWindow) -> Result<Loaded, String> {
     txn.open_table(EVENTS).map_err(|e| e.to_string())?;
     txn.open_table(SESSIONS).map_err(|e| e.to_string())?;
     txn.open_table(EMAILS).map_err(|e| e.to_string())?;
+    txn.open_table(PRODUCTS).map_err(|e| e.to_string())?;
     txn.commit().map_err(|e| e.to_string())?;
 
     let txn = db.begin_read().map_err(|e| e.to_string())?;
@@ -168,7 +179,22 @@ fn load(db: &Database, window: ReplayWindow) -> Result<Loaded, String> {
             email.value().to_owned(),
         ));
     }
-    Ok(Loaded { logs, state })
+    let mut products = Vec::new();
+    let table = txn.open_table(PRODUCTS).map_err(|e| e.to_string())?;
+    for entry in table.iter().map_err(|e| e.to_string())? {
+        let (key, value) = entry.map_err(|e| e.to_string())?;
+        match serde_json::from_slice::<StoredProduct>(value.value()) {
+            Ok(product) => products.push(product),
+            Err(e) => {
+                error!(product_id = key.value(), error = %e, "unreadable product in the store; skipped")
+            }
+        }
+    }
+    Ok(Loaded {
+        logs,
+        state,
+        products,
+    })
 }
 
 impl Writer {
@@ -230,6 +256,13 @@ impl Writer {
         })
     }
 
+    pub fn put_product(&self, product_id: &str, record: Option<&StoredProduct>) -> Ticket {
+        self.send(Op::Product {
+            product_id: product_id.to_owned(),
+            record: record.map(|r| serde_json::to_vec(r).unwrap_or_default()),
+        })
+    }
+
     pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
         let mut progress = self.progress.subscribe();
         let progress = progress
@@ -283,9 +316,14 @@ fn write_loop(
         for (_, op) in batch.drain(..) {
             if let Op::Append { log, id, frame, .. } = op {
                 log.publish_durable(id, frame);
-                trimmed
+                let entry = trimmed
                     .entry(log.product_id.clone())
                     .or_insert_with(|| (log.clone(), 0));
+                // A product deleted and registered again has a new log: trim
+                // by the new one's window, not the old one's.
+                if !Arc::ptr_eq(&entry.0, &log) {
+                    *entry = (log.clone(), 0);
+                }
             }
         }
         progress.send_modify(|p| p.durable = last);
@@ -302,6 +340,7 @@ fn write_batch(
         let mut events = txn.open_table(EVENTS).map_err(|e| e.to_string())?;
         let mut sessions = txn.open_table(SESSIONS).map_err(|e| e.to_string())?;
         let mut emails = txn.open_table(EMAILS).map_err(|e| e.to_string())?;
+        let mut products = txn.open_table(PRODUCTS).map_err(|e| e.to_string())?;
         // What left the windows since the last batch.
         for (product_id, (log, below)) in trimmed.iter_mut() {
             let Some(oldest) = log.oldest() else { continue };
@@ -358,6 +397,25 @@ fn write_batch(
                     }
                     .map_err(|e| e.to_string())?;
                 }
+                Op::Product { product_id, record } => match record {
+                    Some(bytes) => {
+                        products
+                            .insert(product_id.as_str(), &bytes[..])
+                            .map_err(|e| e.to_string())?;
+                    }
+                    None => {
+                        products
+                            .remove(product_id.as_str())
+                            .map_err(|e| e.to_string())?;
+                        events
+                            .retain_in(
+                                (product_id.as_str(), 0)..=(product_id.as_str(), u64::MAX),
+                                |_, _| false,
+                            )
+                            .map_err(|e| e.to_string())?;
+                        trimmed.remove(product_id.as_str());
+                    }
+                },
             }
         }
         let mut json = Vec::new();

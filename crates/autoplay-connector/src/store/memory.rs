@@ -55,6 +55,13 @@ impl MemoryLog {
         self.ring.oldest()
     }
 
+    /// Every frame in the window, oldest first (reference counts, not copies).
+    pub fn window(&self) -> Vec<Bytes> {
+        // `After(0)` is the whole window, as ids start at 1; the gap it reports
+        // is only counted for subscribers.
+        self.ring.after(Resume::After(0), self.published).frames
+    }
+
     /// Live subscribers registered now.
     #[cfg(test)]
     pub fn subscriber_count(&self) -> usize {

@@ -30,6 +30,7 @@
 
 pub(crate) mod embedded;
 pub(crate) mod memory;
+pub(crate) mod products;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -176,6 +177,13 @@ impl ProductLog {
         }
     }
 
+    /// The frames in the window now, oldest first: what a subscriber resuming
+    /// from before the window would replay. Cheap under the lock (reference
+    /// counts); decode them after.
+    pub fn window(&self) -> Vec<Bytes> {
+        self.lock().window()
+    }
+
     /// Live subscribers registered now (some may have gone since the last event).
     #[cfg(test)]
     pub fn subscriber_count(&self) -> usize {
@@ -258,6 +266,20 @@ impl Store {
         })
     }
 
+    /// A new, empty log for a product registered now: what a durable store
+    /// kept under this id (a product deleted earlier) is not its history.
+    pub fn fresh_log(&self, product_id: &str) -> Arc<ProductLog> {
+        if let Some(loaded) = self
+            .restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            loaded.logs.remove(product_id);
+        }
+        self.log(product_id)
+    }
+
     /// The sessions and emails a durable store had when it opened (once).
     pub fn take_restored(&self) -> Restored {
         let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
@@ -277,6 +299,29 @@ impl Store {
         match &self.writer {
             None => Ticket::default(),
             Some(writer) => writer.put_session(product_id, session_id, record),
+        }
+    }
+
+    /// The products registered through the admin API that a durable store had
+    /// when it opened (once; none for the memory store).
+    pub fn take_products(&self) -> Vec<products::StoredProduct> {
+        let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        restored
+            .as_mut()
+            .map(|loaded| std::mem::take(&mut loaded.products))
+            .unwrap_or_default()
+    }
+
+    /// Writes a product registered at run time (`None`: forget it, and its
+    /// events, so a product registered later under the same id starts empty).
+    pub fn put_product(
+        &self,
+        product_id: &str,
+        record: Option<&products::StoredProduct>,
+    ) -> Ticket {
+        match &self.writer {
+            None => Ticket::default(),
+            Some(writer) => writer.put_product(product_id, record),
         }
     }
 

@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo run --release -p autoplay-bench -- all
 //! cargo run --release -p autoplay-bench -- throughput|parser|latency|slow|fanout
+//! cargo run --release -p autoplay-bench -- store memory file:///tmp/autoplay-store
+//! cargo run --release -p autoplay-bench --features embedded-dbs -- embedded-dbs
 //! ```
 //!
 //! Every invocation rewrites `docs/benchmarks.md` with the parts it ran.
@@ -19,11 +21,14 @@ mod binaries;
 mod blaster;
 mod connector;
 mod consume;
+#[cfg(feature = "embedded-dbs")]
+mod embedded_dbs;
 mod model;
 mod parsers;
 mod parts;
 mod python;
 mod report;
+mod store;
 #[path = "../../autoplay-sdk/benches/support/stream.rs"]
 mod stream;
 mod throughput;
@@ -43,7 +48,7 @@ fn workspace_root() -> PathBuf {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout\n\
+        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout | store [STORE...] | embedded-dbs\n\
          (writes docs/benchmarks.md with the parts run)"
     );
     std::process::exit(2);
@@ -76,6 +81,23 @@ fn main() {
             };
             let n: u64 = n.parse().unwrap_or_else(|_| usage());
             connector::sub(kind, mode, url, n);
+        }
+        // Ingest and replay per store, printed (not written to docs/benchmarks.md).
+        "store" => println!("{}", store::run(&args[1..])),
+        // The embedded store's candidates on our frames, printed.
+        #[cfg(feature = "embedded-dbs")]
+        "embedded-dbs" => {
+            let work = workspace_root().join("target/autoplay-bench");
+            std::fs::create_dir_all(&work).expect("create target/autoplay-bench");
+            println!("{}", embedded_dbs::run(&work));
+        }
+        #[cfg(not(feature = "embedded-dbs"))]
+        "embedded-dbs" => {
+            eprintln!(
+                "embedded-dbs needs the feature: cargo run --release -p autoplay-bench \
+                 --features embedded-dbs -- embedded-dbs"
+            );
+            std::process::exit(2);
         }
         "all" => write_report(&PARTS.iter().map(|p| p.0).collect::<Vec<_>>(), "all"),
         part if PARTS.iter().any(|p| p.0 == part) => write_report(&[part], part),

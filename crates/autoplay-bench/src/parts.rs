@@ -529,7 +529,7 @@ async fn fanout_run(conn: &ConnectorProcess, subscribers: usize, events: u64) ->
 }
 
 /// Webhook ingest: PostHog `{"batch": [...]}` bodies of 100 events from 8 tasks.
-async fn ingest(addr: SocketAddr, secs: u64) -> (u64, f64, u64) {
+pub(crate) async fn ingest(addr: SocketAddr, secs: u64) -> (u64, f64, u64) {
     const CLICK: &str = include_str!(
         "../../autoplay-connector/tests/fixtures/posthog/capture-autocapture-click.json"
     );

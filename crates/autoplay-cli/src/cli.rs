@@ -58,6 +58,7 @@ pub enum Command {
         Environment:\n  \
         AUTOPLAY_PRODUCTS       products, replacing the file's of the same id (--product wins)\n  \
         AUTOPLAY_METRICS_TOKEN  the token GET /metrics requires, replacing metrics_token\n  \
+        AUTOPLAY_ADMIN_TOKEN    turns the admin API (/admin/products) on, replacing admin_token\n  \
         AUTOPLAY_LLM_BASE_URL, AUTOPLAY_LLM_MODEL, AUTOPLAY_LLM_API_KEY\n                          \
         the LLM backend for summaries, replacing the file's [llm] values\n  \
         RUST_LOG                log filter when --log-level is not given\n\n\
@@ -186,6 +187,13 @@ pub struct ConnectorArgs {
     /// before it is closed [default: 30].
     #[arg(long, value_name = "S", value_parser = parse_positive_seconds)]
     pub write_timeout_s: Option<f64>,
+
+    /// Where event logs and session state live: `memory` (lost on restart), or
+    /// `file://<dir>` / a directory for a durable embedded store (single node:
+    /// ids, replay, pending summaries and emails survive restarts and kill -9;
+    /// a webhook gets 200 once on disk) [default: memory].
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,10 @@ fn build_config(args: &ConnectorArgs) -> Result<ConnectorConfig, CliError> {
         config.write_timeout = config::seconds(secs)
             .map_err(|e| CliError::usage(format!("--write-timeout-s: {e}")))?;
     }
+    if let Some(store) = &args.store {
+        config.store = config::StoreConfig::parse(store)
+            .map_err(|e| CliError::usage(format!("--store: {e}")))?;
+    }
     config.apply_llm_env();
     Ok(config)
 }

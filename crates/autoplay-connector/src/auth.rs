@@ -76,6 +76,16 @@ pub(crate) fn check_stream_key<'a>(
     })
 }
 
+/// [`check_stream_key`] against the products of now: `product`'s keys, and the
+/// others' to tell 403 from 401.
+pub(crate) fn check_product_key(
+    products: &crate::products::Registry,
+    product: &crate::server::Product,
+    headers: &HeaderMap,
+) -> Result<(), StreamDenied> {
+    products.with_configs(|all| check_stream_key(&product.config, all, headers))
+}
+
 /// Why an ingest request was refused (always 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IngestDenied {

@@ -13,6 +13,7 @@
 //! listen = "127.0.0.1:8080"
 //! heartbeat_s = 30
 //! metrics_token = { env = "AUTOPLAY_METRICS_TOKEN" }   # optional: /metrics needs it
+//! admin_token = { file = "/run/secrets/autoplay_admin" }  # optional: turns /admin on
 //!
 //! [llm]                       # optional; AUTOPLAY_LLM_* variables override it
 //! base_url = "https://api.openai.com/v1"
@@ -53,6 +54,10 @@ pub const MIN_FRAME_BYTES: usize = 4096;
 pub const PRODUCTS_ENV: &str = "AUTOPLAY_PRODUCTS";
 /// Environment variable with the token `GET /metrics` then requires.
 pub const METRICS_TOKEN_ENV: &str = "AUTOPLAY_METRICS_TOKEN";
+
+/// Environment variable with the token the admin API (`/admin/products`)
+/// requires; without it (or `admin_token` in the file) the admin API is off.
+pub const ADMIN_TOKEN_ENV: &str = "AUTOPLAY_ADMIN_TOKEN";
 
 /// The product created when none is configured.
 pub const DEFAULT_PRODUCT_ID: &str = "demo";
@@ -344,7 +349,7 @@ pub fn parse_product_spec(spec: &str) -> Result<ProductConfig, ConfigError> {
     Ok(product)
 }
 
-fn validate_product_id(id: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_product_id(id: &str) -> Result<(), ConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -455,6 +460,76 @@ pub struct ConnectorConfig {
     /// How long a stream ticket from `POST /tickets/{product_id}` opens streams
     /// (default 60 s; the live page's way into `GET /stream`).
     pub ticket_ttl: Duration,
+    /// When set, the admin API (`/admin/products`) is on and needs
+    /// `Authorization: Bearer <token>`; when `None` (the default) every
+    /// `/admin` path answers 404, as if it did not exist.
+    pub admin_token: Option<Secret>,
+    /// Where the event logs and session state live (default
+    /// [`StoreConfig::Memory`]).
+    pub store: StoreConfig,
+}
+
+/// Where the connector keeps its event logs (the replay window and the ids) and
+/// the session state summaries and email learning need.
+///
+/// Written `memory`, `file://<dir>` or a directory path (`/var/lib/autoplay`,
+/// `./data`): the `store` key of the TOML file and `--store`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// In this process only: fastest, and a restart starts from nothing (ids
+    /// from 1, no replay window, no pending summaries). The default, and what
+    /// `autoplay demo` uses.
+    #[default]
+    Memory,
+    /// A durable embedded database (redb) in this directory, for a single-node
+    /// deployment: after a restart, even a `kill -9`, ids go on where they were,
+    /// clients resume with `Last-Event-ID`, and pending summaries and learnt
+    /// emails are kept. A webhook is answered 200 once its events are on disk.
+    Embedded(std::path::PathBuf),
+}
+
+impl StoreConfig {
+    /// The forms [`parse`](Self::parse) takes, for messages and `--help`.
+    pub const FORMS: &'static str = "memory, file://<dir> or a directory path";
+
+    /// Parses `memory`, `file://<dir>` or a directory path.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        let invalid = |why: &str| {
+            ConfigError::Invalid(format!(
+                "store = {text:?}: {why}; expected {}, e.g. store = \"memory\" or \
+                 store = \"file:///var/lib/autoplay\"",
+                Self::FORMS
+            ))
+        };
+        if text.eq_ignore_ascii_case("memory") {
+            return Ok(Self::Memory);
+        }
+        if let Some(dir) = text.strip_prefix("file://") {
+            if dir.is_empty() {
+                return Err(invalid("file:// needs a directory"));
+            }
+            return Ok(Self::Embedded(dir.into()));
+        }
+        if text.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return Err(invalid(&format!(
+                "{scheme}:// is not a store this connector has"
+            )));
+        }
+        Ok(Self::Embedded(text.into()))
+    }
+}
+
+impl std::fmt::Display for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Embedded(dir) => write!(f, "file://{}", dir.display()),
+        }
+    }
 }
 
 impl Default for ConnectorConfig {
@@ -475,6 +550,8 @@ impl Default for ConnectorConfig {
             llm: None,
             metrics_token: None,
             ticket_ttl: Duration::from_secs(60),
+            admin_token: None,
+            store: StoreConfig::Memory,
         }
     }
 }
@@ -512,6 +589,8 @@ struct FileConfig {
     ticket_ttl_s: Option<Duration>,
     llm: Option<LlmConfig>,
     metrics_token: Option<Secret>,
+    admin_token: Option<Secret>,
+    store: Option<String>,
     #[serde(default, deserialize_with = "de_products")]
     products: Vec<ProductConfig>,
 }
@@ -629,6 +708,10 @@ impl ConnectorConfig {
         }
         config.llm = file.llm;
         config.metrics_token = file.metrics_token;
+        config.admin_token = file.admin_token;
+        if let Some(store) = file.store {
+            config.store = StoreConfig::parse(&store)?;
+        }
         config.products = file.products;
         config.validate()?;
         Ok(config)
@@ -703,6 +786,9 @@ impl ConnectorConfig {
         }
         if let Some(token) = env_nonempty(METRICS_TOKEN_ENV) {
             self.metrics_token = Some(Secret::new(token));
+        }
+        if let Some(token) = env_nonempty(ADMIN_TOKEN_ENV) {
+            self.admin_token = Some(Secret::new(token));
         }
         Ok(())
     }
@@ -806,6 +892,17 @@ impl ConnectorConfig {
                     .into(),
             ));
         }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            return Err(ConfigError::Invalid(
+                "admin_token must be at least 16 characters (it can register and delete products), \
+                 e.g. admin_token = { env = \"AUTOPLAY_ADMIN_TOKEN\" }, or leave it out"
+                    .into(),
+            ));
+        }
         if let Some(llm) = &self.llm
             && !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://"))
         {
@@ -827,6 +924,34 @@ pub fn random_key(prefix: &str) -> Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_values() {
+        assert_eq!(StoreConfig::parse("memory").unwrap(), StoreConfig::Memory);
+        assert_eq!(StoreConfig::parse(" MEMORY ").unwrap(), StoreConfig::Memory);
+        assert_eq!(
+            StoreConfig::parse("file:///var/lib/autoplay").unwrap(),
+            StoreConfig::Embedded("/var/lib/autoplay".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("./data").unwrap(),
+            StoreConfig::Embedded("./data".into())
+        );
+        for bad in ["", "file://", "redis://127.0.0.1:6379", "s3://bucket"] {
+            let error = StoreConfig::parse(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("expected memory, file://<dir> or a directory path"),
+                "{bad:?}: {error}"
+            );
+        }
+        let config = ConnectorConfig::from_toml_str("store = \"file:///tmp/x\"").unwrap();
+        assert_eq!(config.store, StoreConfig::Embedded("/tmp/x".into()));
+        assert_eq!(config.store.to_string(), "file:///tmp/x");
+        let error = ConnectorConfig::from_toml_str("store = \"redis://h:1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("redis:// is not a store"), "{error}");
+    }
 
     #[test]
     fn product_specs() {
@@ -1097,6 +1222,7 @@ mod doc_reference {
         unsafe {
             for name in [
                 "DOC_EXAMPLE_METRICS_TOKEN",
+                "DOC_EXAMPLE_ADMIN_TOKEN",
                 "DOC_EXAMPLE_OPENAI_API_KEY",
                 "DOC_EXAMPLE_ACME_API_KEY",
                 "DOC_EXAMPLE_ACME_WEBHOOK_SECRET",
@@ -1138,6 +1264,8 @@ mod doc_reference {
             ticket_ttl_s,
             llm,
             metrics_token,
+            admin_token,
+            store,
             products,
         } = toml::from_str(text).unwrap();
         let unset: Vec<&str> = [
@@ -1155,6 +1283,8 @@ mod doc_reference {
             ("ticket_ttl_s", ticket_ttl_s.is_none()),
             ("llm", llm.is_none()),
             ("metrics_token", metrics_token.is_none()),
+            ("admin_token", admin_token.is_none()),
+            ("store", store.is_none()),
             ("products", products.is_empty()),
         ]
         .into_iter()

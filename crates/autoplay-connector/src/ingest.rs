@@ -30,6 +30,8 @@ use crate::extract::{self, EmailLookup, format_rfc3339};
 use crate::frames;
 use crate::metrics;
 use crate::server::{AppState, Product, json_error};
+use crate::store::{Store, Ticket};
+use crate::summary::DueSummary;
 
 /// Emails learnt from `$identify`, `$set` and persons, by (product, user), so later
 /// events of the same user carry it. Forgotten after the session idle time.
@@ -42,24 +44,43 @@ pub(crate) struct EmailBook {
 type UserKey = (Arc<str>, String);
 
 impl EmailBook {
-    fn learn(&self, product_id: &Arc<str>, pairs: &[(String, String)]) {
+    /// Learns `pairs` of (user, email), and writes the new ones to `store`.
+    fn learn(&self, store: &Store, product_id: &Arc<str>, pairs: &[(String, String)]) -> Ticket {
         if pairs.is_empty() {
-            return;
+            return Ticket::default();
         }
+        let mut ticket = Ticket::default();
         let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
         for (user, email) in pairs {
-            emails.insert(
+            let previous = emails.insert(
                 (product_id.clone(), user.clone()),
                 (email.clone(), Instant::now()),
             );
+            if store.is_durable() && previous.is_none_or(|(known, _)| known != *email) {
+                ticket = ticket.max(store.put_email(product_id, user, Some(email)));
+            }
         }
+        ticket
     }
 
-    pub fn evict_idle(&self, idle: Duration) -> usize {
+    /// Takes back an email a durable store kept.
+    pub fn restore(&self, product_id: Arc<str>, user_id: String, email: String) {
         let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
-        let before = emails.len();
-        emails.retain(|_, (_, seen)| seen.elapsed() < idle);
-        before - emails.len()
+        emails.insert((product_id, user_id), (email, Instant::now()));
+    }
+
+    /// Forgets emails not used for longer than `idle`; returns which.
+    pub fn evict_idle(&self, idle: Duration) -> Vec<UserKey> {
+        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+        let mut evicted = Vec::new();
+        emails.retain(|key, (_, seen)| {
+            let keep = seen.elapsed() < idle;
+            if !keep {
+                evicted.push(key.clone());
+            }
+            keep
+        });
+        evicted
     }
 }
 
@@ -94,7 +115,7 @@ async fn authenticated_body(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Arc<Product>, Bytes), ApiError> {
-    let Some(product) = state.products.get(product_id).cloned() else {
+    let Some(product) = state.products.get(product_id) else {
         return Err(ApiError(StatusCode::NOT_FOUND, "unknown product".into()));
     };
     let check = auth::check_ingest_headers(&product.config, headers)
@@ -222,10 +243,15 @@ pub(crate) async fn webhook(
         Ok(extraction) => extraction,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.0),
     };
-    state.emails.learn(&product.id, &extraction.learned_emails);
+    let learnt = state
+        .emails
+        .learn(&state.store, &product.id, &extraction.learned_emails);
     metrics::add(&state.metrics.events_ingested, extraction.events);
     let actions = extraction.action_count();
-    publish_actions(&state, &product, extraction.payloads, now);
+    let written = publish_actions(&state, &product, extraction.payloads, now);
+    if let Err(error) = state.store.durable(learnt.max(written)).await {
+        return unavailable(&error);
+    }
     Json(json!({"accepted": extraction.events, "actions": actions})).into_response()
 }
 
@@ -278,8 +304,20 @@ pub(crate) async fn events(
         })
         .collect();
     let actions: usize = payloads.iter().map(|p| p.actions.len()).sum();
-    publish_actions(&state, &product, payloads, unix_now());
+    let written = publish_actions(&state, &product, payloads, unix_now());
+    if let Err(error) = state.store.durable(written).await {
+        return unavailable(&error);
+    }
     Json(json!({"accepted": accepted, "actions": actions})).into_response()
+}
+
+/// The store could not make the request's events durable: 503, so the sender
+/// (PostHog) retries; nothing unacknowledged is counted as delivered.
+fn unavailable(error: &crate::store::StoreError) -> Response {
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the connector's store is unavailable: {error}"),
+    )
 }
 
 /// Gives each action the fields both generations of clients read, where the
@@ -309,14 +347,16 @@ fn stamp_both_generations(actions: &mut [SlimAction]) {
     }
 }
 
-/// Stamps, publishes, and hands each payload to the session tracker; summaries
-/// that fall due are written in their own task.
+/// Stamps, appends, and hands each payload to the session tracker; summaries
+/// that fall due are written in their own task. Returns when all of it is
+/// durable ([`Store::durable`]).
 fn publish_actions(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payloads: Vec<ActionsPayload>,
     now: f64,
-) {
+) -> Ticket {
+    let mut ticket = Ticket::default();
     for mut payload in payloads {
         metrics::add(&state.metrics.actions_extracted, payload.actions.len());
         stamp_both_generations(&mut payload.actions);
@@ -332,37 +372,100 @@ fn publish_actions(
             );
         }
         for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
-            product.channel.publish(ACTIONS_TYPE, &json);
+            let (_, written) = product.log.append(ACTIONS_TYPE, &json);
+            ticket = written;
         }
 
-        let Some(due) = state
+        let due = state
             .sessions
-            .record(&product.id, product.summary_threshold, &payload)
-        else {
+            .record(&product.id, product.summary_threshold, &payload);
+        // After the actions, so a restart never has a session's state ahead of
+        // its stream.
+        if state.store.is_durable()
+            && product.summary_threshold > 0
+            && let Some(session_id) = payload.session_id.as_deref()
+            && let Some(written) = state
+                .sessions
+                .write_state(&product.id, session_id, |record| {
+                    state
+                        .store
+                        .put_session(&product.id, session_id, Some(record))
+                })
+        {
+            ticket = written;
+        }
+        if let Some(due) = due {
+            spawn_summary(state.clone(), product.clone(), due);
+        }
+    }
+    ticket
+}
+
+/// Writes a due summary in its own task and publishes it in its session's order.
+fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
+    tokio::spawn(async move {
+        let summary = state.summariser.summarise(&due.session).await;
+        if let Some(previous) = due.after {
+            // An error only means the previous summary's task ended without
+            // publishing; either way this one may go now.
+            let _ = previous.await;
+        }
+        let now = unix_now();
+        let payload = SummaryPayload {
+            product_id: Some(product.config.id.as_str().into()),
+            session_id: Some(due.session.session_id.clone()),
+            summary: summary.into(),
+            replaces: due.session.actions.len() as u64,
+            ts: Some(format_rfc3339(now).into()),
+            forwarded_at: Some(now),
+        };
+        let json = frames::summary_frame(payload, state.max_frame_bytes);
+        let session_id = due.session.session_id.as_str();
+        let written = if state.store.is_durable() {
+            state.sessions.published(&product.id, session_id, |record| {
+                product.log.append_with_session(
+                    SUMMARY_TYPE,
+                    &json,
+                    record.map(|r| (session_id, r)),
+                )
+            })
+        } else {
+            product.log.append(SUMMARY_TYPE, &json).1
+        };
+        // The next summary of the session goes once this one is in the log's
+        // order; it need not wait for the disk.
+        state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        let _ = due.published.send(());
+        let _ = state.store.durable(written).await;
+    });
+}
+
+/// Takes back what a durable store kept: learnt emails, pending sessions, and
+/// writes the summaries that were due when the connector stopped.
+pub(crate) fn resume_pending(state: &Arc<AppState>) {
+    let restored = state.store.take_restored();
+    for (product_id, user_id, email) in restored.emails {
+        if let Some(product) = state.products.get(&product_id) {
+            state.emails.restore(product.id.clone(), user_id, email);
+        }
+    }
+    let mut resumed = 0;
+    for (product_id, session_id, record) in restored.sessions {
+        let Some(product) = state.products.get(&product_id) else {
             continue;
         };
-        let state = state.clone();
-        let product = product.clone();
-        tokio::spawn(async move {
-            let summary = state.summariser.summarise(&due.session).await;
-            if let Some(previous) = due.after {
-                // An error only means the previous summary's task ended without
-                // publishing; either way this one may go now.
-                let _ = previous.await;
-            }
-            let now = unix_now();
-            let payload = SummaryPayload {
-                product_id: Some(product.config.id.as_str().into()),
-                session_id: Some(due.session.session_id.clone()),
-                summary: summary.into(),
-                replaces: due.session.actions.len() as u64,
-                ts: Some(format_rfc3339(now).into()),
-                forwarded_at: Some(now),
-            };
-            let json = frames::summary_frame(payload, state.max_frame_bytes);
-            product.channel.publish(SUMMARY_TYPE, &json);
-            state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
-            let _ = due.published.send(());
-        });
+        for due in state
+            .sessions
+            .restore(product.id.clone(), session_id.into(), record)
+        {
+            resumed += 1;
+            spawn_summary(state.clone(), product.clone(), due);
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(
+            summaries = resumed,
+            "writing the summaries that were due when the connector stopped"
+        );
     }
 }

@@ -34,6 +34,9 @@
 //! | `POST /tickets/{product_id}` | `Authorization: Bearer <API key>` | 200 `{"ticket", "expires_in_s", "stream"}`: a stream ticket for a browser's `EventSource`, valid for [`ConnectorConfig::ticket_ttl`] (60 s) and that product only; 401, 403, 404 as the stream |
 //! | `GET /ui` | none (the page asks for the API key) | the live view: a product's sessions, actions and summaries as they arrive |
 //! | `GET /` | none | a page naming these routes, linking to `/ui` |
+//! | `GET /users/{product_id}/{user_id}/live-activity?limit=N` | `Authorization: Bearer <API key>` | 200 [`LiveActivity`](live_activity::LiveActivity) JSON (the user's newest actions oldest first, the latest summary), 400 bad `limit`, 401, 403, 404 as for the stream; see [`live_activity`] |
+//! | `POST`/`GET`/`DELETE /mcp` | `Authorization: Bearer <API key>` of a product (401 otherwise) | MCP over streamable HTTP, tool `get_live_user_activity`; see [`mcp`] |
+//! | `/admin/products[/{id}[/rotate]]` | `Authorization: Bearer <admin token>` ([`ConnectorConfig::admin_token`]); 404 when none is configured | register, list, show, rotate, delete products at run time; see [`admin`] |
 //! | `GET /healthz` | none | 200 `{"status":"ok"}` |
 //! | `GET /metrics` | none, or `Authorization: Bearer <metrics token>` when [`ConnectorConfig::metrics_token`] is set | Prometheus text; 401 without the token |
 //!
@@ -59,8 +62,8 @@
 //! several payloads of its session, in order. With `Last-Event-ID: n` a client
 //! first gets every event after `n` still in the replay buffer (default the newest
 //! 10,000 per product, fewer if they take more than 64 MiB), then live events, with
-//! no gap and no duplicate. An `n` older than the buffer (or unknown to this run of
-//! the connector) gets the whole buffer; the gap is logged and counted. A
+//! no gap and no duplicate. An `n` older than the buffer (or unknown to this
+//! store) gets the whole buffer; the gap is logged and counted. A
 //! heartbeat (`event: heartbeat`, empty `data:`) is sent every 30 s (configurable).
 //! A subscriber whose send buffer fills up is disconnected, never skipped ahead:
 //! it reconnects and resumes by id. Any connection that takes no byte for
@@ -128,6 +131,29 @@
 //! even when the LLM answers a later request first. Sessions idle longer than
 //! [`ConnectorConfig::session_idle_timeout`] are forgotten.
 //!
+//! # Stores
+//!
+//! [`ConnectorConfig::store`] (`store` in the TOML file, `--store` on the
+//! command line) says where the event logs, ids, replay windows and session
+//! state live:
+//!
+//! - `memory` ([`StoreConfig::Memory`], the default, and `autoplay demo`): in
+//!   this process. Fastest; a restart starts again at id 1 with an empty window
+//!   and no pending summaries. For demos, tests, and deployments where a client
+//!   may miss what happened across a restart.
+//! - `file://<dir>` or a directory path ([`StoreConfig::Embedded`]): a redb
+//!   database, `<dir>/autoplay.redb`, for a single-node deployment. Every event,
+//!   session state and learnt email is on disk (fsync, group commit) before the
+//!   webhook that produced it is answered 200; after a restart, `kill -9` or
+//!   power loss included, ids go on from the newest one (never reused), clients
+//!   resume with `Last-Event-ID` and get exactly what they missed, sessions keep
+//!   their pending actions, summaries that were due are written, and learnt
+//!   emails are known. A failed write answers 503 (PostHog retries). One
+//!   connector per directory: a second one on it fails to start.
+//!
+//! A value that is none of these fails at start with the forms expected.
+//! `docs/deploy.md` says how to run each and what is durable when.
+//!
 //! # Secrets
 //!
 //! API keys are kept only as SHA-256 digests; webhook and LLM secrets are
@@ -139,14 +165,20 @@
 //! [`Event::to_stream_json`]: autoplay_sdk::models::Event::to_stream_json
 #![warn(missing_docs)]
 
+pub mod admin;
 mod auth;
-mod broadcast;
 pub mod config;
 pub mod extract;
+mod fanout;
 mod frames;
 mod ingest;
+pub mod live_activity;
+pub mod mcp;
 pub mod metrics;
+mod products;
+mod replay;
 mod server;
+mod store;
 mod stream;
 pub mod summary;
 mod tickets;
@@ -156,8 +188,9 @@ mod write_timeout;
 pub use auth::{SECRET_HEADER, SIGNATURE_HEADERS, sign_webhook};
 pub use config::{
     ApiKey, ConfigError, ConnectorConfig, GeneratedProduct, LlmConfig, METRICS_TOKEN_ENV,
-    PRODUCTS_ENV, ProductConfig, Secret, parse_product_spec,
+    PRODUCTS_ENV, ProductConfig, Secret, StoreConfig, parse_product_spec,
 };
 pub use metrics::Metrics;
 pub use server::{Connector, Error, ShutdownHandle, shutdown_signal};
+pub use store::StoreError;
 pub use stream::LAST_EVENT_ID;

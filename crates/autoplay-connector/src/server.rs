@@ -20,10 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::broadcast::{Channel, ReplayWindow};
 use crate::config::{ConfigError, ConnectorConfig, ProductConfig};
 use crate::ingest::{self, EmailBook};
 use crate::metrics::{self, Metrics};
+use crate::products::Registry;
+use crate::replay::ReplayWindow;
+use crate::store::products::StoredProduct;
+use crate::store::{ProductLog, Store, StoreError};
 use crate::stream;
 use crate::summary::{SessionTracker, Summariser};
 use crate::tickets::{self, TicketKey};
@@ -39,6 +42,9 @@ pub enum Error {
     /// Binding or serving failed.
     #[error("connector I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// One product at run time.
@@ -46,12 +52,15 @@ pub(crate) struct Product {
     pub id: Arc<str>,
     pub config: ProductConfig,
     pub summary_threshold: usize,
-    pub channel: Arc<Channel>,
+    pub log: Arc<ProductLog>,
+    /// What the admin API registered; `None` for a product of the configuration.
+    pub registered: Option<StoredProduct>,
 }
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub products: HashMap<String, Arc<Product>>,
+    pub products: Registry,
+    pub store: Store,
     pub metrics: Arc<Metrics>,
     pub sessions: SessionTracker,
     pub emails: EmailBook,
@@ -63,6 +72,14 @@ pub(crate) struct AppState {
     pub max_frame_bytes: usize,
     /// SHA-256 of the token `/metrics` needs, if any.
     pub metrics_token: Option<[u8; 32]>,
+    /// SHA-256 of the admin token; the admin API is off when `None`.
+    pub admin_token: Option<[u8; 32]>,
+    /// Serialises the admin API's writes (rare), so a check and the write it
+    /// decides are one step; holds the ids deleted within the session idle
+    /// timeout, and when.
+    pub admin_writes: tokio::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+    /// Actions per summary for products that do not set one.
+    pub summary_threshold: usize,
     pub session_idle_timeout: Duration,
     pub tickets: TicketKey,
     pub shutdown: CancellationToken,
@@ -126,6 +143,15 @@ impl Connector {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::default());
+        let store = Store::open(
+            &config.store,
+            ReplayWindow {
+                events: config.replay_capacity,
+                bytes: config.replay_bytes,
+            },
+            config.subscriber_buffer,
+            metrics.clone(),
+        )?;
         let products = config
             .products
             .iter()
@@ -152,19 +178,33 @@ impl Connector {
                     id: Arc::from(p.id.as_str()),
                     config: p.clone(),
                     summary_threshold: p.summary_threshold.unwrap_or(config.summary_threshold),
-                    channel: Arc::new(Channel::new(
-                        p.id.clone(),
-                        ReplayWindow {
-                            events: config.replay_capacity,
-                            bytes: config.replay_bytes,
-                        },
-                        config.subscriber_buffer,
-                        metrics.clone(),
-                    )),
+                    log: store.log(&p.id),
+                    registered: None,
                 };
                 (p.id.clone(), Arc::new(product))
             })
-            .collect();
+            .collect::<HashMap<_, _>>();
+        let mut products = products;
+        for stored in store.take_products() {
+            if products.contains_key(&stored.id) {
+                // The file is what the operator controls; a registration it
+                // now shadows stays in the store, unused.
+                warn!(
+                    product_id = stored.id,
+                    "a product registered through the admin API is also in the configuration; \
+                     the configuration's keys are used"
+                );
+                continue;
+            }
+            match crate::admin::runtime_product(&store, stored, config.summary_threshold) {
+                Ok(product) => {
+                    products.insert(product.id.to_string(), Arc::new(product));
+                }
+                Err(error) => {
+                    warn!(%error, "a registered product in the store is unusable; skipped")
+                }
+            }
+        }
         let backend = if config.llm.is_some() {
             "llm"
         } else {
@@ -172,15 +212,26 @@ impl Connector {
         };
         info!(
             %local_addr,
-            products = ?config.products.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            products = ?products.keys().map(String::as_str).collect::<Vec<_>>(),
             summaries = backend,
+            store = %config.store,
             "connector bound"
         );
         let state = AppState {
-            products,
+            products: Registry::new(products),
+            admin_token: config
+                .admin_token
+                .as_ref()
+                .map(|t| crate::config::sha256(t.expose().as_bytes())),
+            admin_writes: tokio::sync::Mutex::new(HashMap::new()),
+            summary_threshold: config.summary_threshold,
             summariser: Summariser::new(config.llm.clone(), metrics.clone()),
             metrics,
-            sessions: SessionTracker::default(),
+            sessions: if store.is_durable() {
+                SessionTracker::durable()
+            } else {
+                SessionTracker::default()
+            },
             emails: EmailBook::default(),
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
@@ -194,6 +245,7 @@ impl Connector {
             session_idle_timeout: config.session_idle_timeout,
             tickets: TicketKey::new(config.ticket_ttl),
             shutdown: CancellationToken::new(),
+            store,
         };
         Ok(Self {
             listener,
@@ -240,6 +292,7 @@ impl Connector {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let state = self.state;
+        crate::ingest::resume_pending(&state);
         let token = state.shutdown.clone();
         let sweeper = tokio::spawn(sweep_idle(state.clone()));
         let app = router(state.clone());
@@ -258,6 +311,7 @@ impl Connector {
         serve_connections(self.listener, app, limits, stopped).await;
         token.cancel();
         sweeper.abort();
+        state.store.close();
         info!("connector stopped");
         Ok(())
     }
@@ -360,6 +414,12 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/ui", get(ui::page))
         .route("/ui/live.js", get(ui::script))
         .route("/ui/live.css", get(ui::style))
+        .route(
+            "/users/{product_id}/{user_id}/live-activity",
+            get(crate::live_activity::handler),
+        )
+        .merge(crate::mcp::router(state.clone()))
+        .merge(crate::admin::router(state.clone()))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
@@ -401,9 +461,14 @@ async fn sweep_idle(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         let evicted = state.sessions.evict_idle(idle);
-        state.emails.evict_idle(idle);
-        if evicted > 0 {
-            metrics::add(&state.metrics.sessions_evicted, evicted);
+        for (product_id, session_id) in &evicted {
+            let _ = state.store.put_session(product_id, session_id, None);
+        }
+        for (product_id, user_id) in state.emails.evict_idle(idle) {
+            let _ = state.store.put_email(&product_id, &user_id, None);
+        }
+        if !evicted.is_empty() {
+            metrics::add(&state.metrics.sessions_evicted, evicted.len());
         }
     }
 }

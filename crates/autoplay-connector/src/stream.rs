@@ -15,16 +15,20 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::auth::{self, StreamDenied};
-use crate::broadcast::{HEARTBEAT, Subscription};
 use crate::metrics::{self, Metrics};
+use crate::replay::Resume;
 use crate::server::{AppState, json_error};
+use crate::store::Subscription;
 use crate::tickets;
 
 /// The `Last-Event-ID` request header.
 pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// A heartbeat frame: an event with an empty data line.
+const HEARTBEAT: &[u8] = b"event: heartbeat\ndata:\n\n";
 
 pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,
@@ -44,7 +48,7 @@ pub(crate) async fn stream(
     };
     // A browser's EventSource cannot send Authorization: it brings a ticket.
     let query = tickets::StreamQuery::parse(query.as_deref());
-    let by_ticket = match tickets::admit_stream(&state, product, &query) {
+    let by_ticket = match tickets::admit_stream(&state, &product, &query) {
         tickets::Admission::Ticket => true,
         tickets::Admission::NoTicket => false,
         tickets::Admission::Refused(response) => return response,
@@ -52,11 +56,7 @@ pub(crate) async fn stream(
     let key_check = if by_ticket {
         Ok(())
     } else {
-        auth::check_stream_key(
-            &product.config,
-            state.products.values().map(|p| &p.config),
-            &headers,
-        )
+        auth::check_product_key(&state.products, &product, &headers)
     };
     if let Err(denied) = key_check {
         metrics::inc(&state.metrics.auth_failures);
@@ -98,30 +98,18 @@ pub(crate) async fn stream(
 
     // The header (the browser's own, on its reconnects) wins over the query's
     // `lastEventId` (a page's new EventSource cannot set the header).
-    let last_event_id = match headers
+    let last_event_id = headers
         .get(LAST_EVENT_ID)
-        .map(|v| v.to_str().map(str::trim))
-        .or_else(|| query.last_event_id.as_deref().map(|v| Ok(v.trim())))
-    {
-        None | Some(Ok("")) => None,
-        Some(Ok(text)) => match text.parse::<u64>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                // Not one of ours (another server's id scheme): treat it like an
-                // id we do not know, which replays the whole buffer.
-                warn!(
-                    product_id,
-                    "Last-Event-ID is not a number; replaying the whole buffer"
-                );
-                Some(u64::MAX)
-            }
-        },
-        Some(Err(_)) => Some(u64::MAX),
-    };
-    let subscription = product.channel.subscribe(last_event_id);
+        .map(|v| v.as_bytes())
+        .or_else(|| query.last_event_id.as_deref().map(str::as_bytes));
+    let resume = Resume::from_header(last_event_id);
+    let subscription = product.log.subscribe(resume);
     info!(
         product_id,
-        last_event_id = last_event_id.filter(|id| *id != u64::MAX),
+        last_event_id = match resume {
+            Resume::After(id) => Some(id),
+            Resume::Live | Resume::Foreign => None,
+        },
         replayed = subscription.replay.len(),
         "subscriber connected"
     );

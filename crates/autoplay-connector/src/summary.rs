@@ -9,7 +9,7 @@
 //! the configured time are forgotten with their pending actions, so memory follows
 //! the number of *active* sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use tracing::warn;
 
 use crate::config::LlmConfig;
 use crate::metrics::{self, Metrics};
+use crate::store::SessionRecord;
 
 /// Actions of one session waiting to be summarised.
 #[derive(Debug, Clone)]
@@ -38,9 +39,49 @@ struct SessionState {
     user_id: Option<CompactString>,
     email: Option<CompactString>,
     pending: Vec<SlimAction>,
+    /// With a durable store only: the batches whose summary fell due and is
+    /// not out yet, oldest first, so a restart can still write them.
+    due: VecDeque<Vec<SlimAction>>,
     last_seen: Instant,
     /// Resolves once the session's latest summary is published.
     last_summary: Option<oneshot::Receiver<()>>,
+}
+
+impl SessionState {
+    fn new() -> Self {
+        Self {
+            user_id: None,
+            email: None,
+            pending: Vec::new(),
+            due: VecDeque::new(),
+            last_seen: Instant::now(),
+            last_summary: None,
+        }
+    }
+
+    fn record(&self) -> SessionRecord {
+        SessionRecord {
+            user_id: self.user_id.clone(),
+            email: self.email.clone(),
+            due: self.due.iter().cloned().collect(),
+            pending: self.pending.clone(),
+        }
+    }
+
+    /// The next summary of this session, on `actions`.
+    fn fall_due(&mut self, session_id: CompactString, actions: Vec<SlimAction>) -> DueSummary {
+        let (published, next) = oneshot::channel();
+        DueSummary {
+            session: SessionActions {
+                session_id,
+                user_id: self.user_id.clone(),
+                email: self.email.clone(),
+                actions,
+            },
+            after: self.last_summary.replace(next),
+            published,
+        }
+    }
 }
 
 /// A summary that fell due, with its place in the session's order.
@@ -58,10 +99,16 @@ pub(crate) struct DueSummary {
     pub published: oneshot::Sender<()>,
 }
 
+/// (product, session).
+pub(crate) type SessionKey = (Arc<str>, CompactString);
+
 /// Counts actions per (product, session) and says when a summary is due.
 #[derive(Default)]
 pub(crate) struct SessionTracker {
-    sessions: Mutex<HashMap<(Arc<str>, CompactString), SessionState>>,
+    sessions: Mutex<HashMap<SessionKey, SessionState>>,
+    /// Whether the store keeps session state: then the tracker also keeps the
+    /// batches due but not yet summarised, for [`SessionTracker::write_state`].
+    durable: bool,
 }
 
 impl SessionTracker {
@@ -78,16 +125,10 @@ impl SessionTracker {
             return None;
         }
         let session_id = payload.session_id.clone()?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sessions = self.lock();
         let state = sessions
             .entry((product_id.clone(), session_id.clone()))
-            .or_insert_with(|| SessionState {
-                user_id: None,
-                email: None,
-                pending: Vec::new(),
-                last_seen: Instant::now(),
-                last_summary: None,
-            });
+            .or_insert_with(SessionState::new);
         state.last_seen = Instant::now();
         if payload.user_id.is_some() {
             state.user_id = payload.user_id.clone();
@@ -99,25 +140,95 @@ impl SessionTracker {
         if state.pending.len() < threshold {
             return None;
         }
-        let (published, next) = oneshot::channel();
-        Some(DueSummary {
-            session: SessionActions {
-                session_id,
-                user_id: state.user_id.clone(),
-                email: state.email.clone(),
-                actions: std::mem::take(&mut state.pending),
-            },
-            after: state.last_summary.replace(next),
-            published,
-        })
+        let actions = std::mem::take(&mut state.pending);
+        if self.durable {
+            state.due.push_back(actions.clone());
+        }
+        Some(state.fall_due(session_id, actions))
     }
 
-    /// Forgets sessions idle for longer than `idle`; returns how many.
-    pub fn evict_idle(&self, idle: Duration) -> usize {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let before = sessions.len();
-        sessions.retain(|_, state| state.last_seen.elapsed() < idle);
-        before - sessions.len()
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, SessionState>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A tracker that keeps what a durable store needs ([`Self::write_state`]).
+    pub fn durable() -> Self {
+        Self {
+            durable: true,
+            ..Self::default()
+        }
+    }
+
+    /// Hands the session's state, as a durable store keeps it, to `write`,
+    /// under the tracker's lock: the writes of one session reach the store in
+    /// the order of its changes, so an older state never overwrites a newer one.
+    pub fn write_state<T>(
+        &self,
+        product_id: &Arc<str>,
+        session_id: &str,
+        write: impl FnOnce(SessionRecord) -> T,
+    ) -> Option<T> {
+        let sessions = self.lock();
+        let state = sessions.get(&(product_id.clone(), session_id.into()))?;
+        Some(write(state.record()))
+    }
+
+    /// The session's oldest due summary is out: `write` gets its state now
+    /// (`None` when it was forgotten meanwhile), under the lock as in
+    /// [`Self::write_state`].
+    pub fn published<T>(
+        &self,
+        product_id: &Arc<str>,
+        session_id: &str,
+        write: impl FnOnce(Option<SessionRecord>) -> T,
+    ) -> T {
+        let mut sessions = self.lock();
+        let record = sessions
+            .get_mut(&(product_id.clone(), session_id.into()))
+            .map(|state| {
+                state.due.pop_front();
+                state.record()
+            });
+        write(record)
+    }
+
+    /// Takes back a session a durable store kept; returns the summaries that
+    /// were due and not yet out, in order, to write now.
+    pub fn restore(
+        &self,
+        product_id: Arc<str>,
+        session_id: CompactString,
+        record: SessionRecord,
+    ) -> Vec<DueSummary> {
+        let mut sessions = self.lock();
+        let state = sessions
+            .entry((product_id, session_id.clone()))
+            .or_insert_with(SessionState::new);
+        state.user_id = record.user_id;
+        state.email = record.email;
+        state.pending = record.pending;
+        let mut due = Vec::new();
+        for actions in record.due {
+            if self.durable {
+                state.due.push_back(actions.clone());
+            }
+            due.push(state.fall_due(session_id.clone(), actions));
+        }
+        due
+    }
+
+    /// Forgets sessions idle for longer than `idle`; returns which.
+    pub fn evict_idle(&self, idle: Duration) -> Vec<SessionKey> {
+        let mut sessions = self.lock();
+        let mut evicted = Vec::new();
+        sessions.retain(|key, state| {
+            let keep = state.last_seen.elapsed() < idle;
+            if !keep {
+                evicted.push(key.clone());
+            }
+            keep
+        });
+        evicted
     }
 
     /// Sessions tracked now.
@@ -380,9 +491,9 @@ mod tests {
         assert!(after.try_recv().is_ok());
         assert!(tracker.record(&product, 0, &payload(10)).is_none());
         assert_eq!(tracker.len(), 1);
-        assert_eq!(tracker.evict_idle(Duration::from_secs(60)), 0);
+        assert!(tracker.evict_idle(Duration::from_secs(60)).is_empty());
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(tracker.evict_idle(Duration::from_millis(1)), 1);
+        assert_eq!(tracker.evict_idle(Duration::from_millis(1)).len(), 1);
         assert_eq!(tracker.len(), 0);
     }
 }

@@ -255,22 +255,24 @@ pub(crate) fn admit_stream(state: &AppState, product: &Product, query: &StreamQu
     let Some(ticket) = &query.ticket else {
         return Admission::NoTicket;
     };
-    let denied = match state.tickets.check(
-        ticket,
-        product_id,
-        state.products.keys().map(String::as_str),
-        Instant::now(),
-    ) {
+    let checked = state.products.with_configs(|all| {
+        state.tickets.check(
+            ticket,
+            product_id,
+            all.map(|p| p.id.as_str()),
+            Instant::now(),
+        )
+    });
+    let denied = match checked {
         Ok(()) => return Admission::Ticket,
         Err(denied) => denied,
     };
     metrics::inc(&state.metrics.auth_failures);
     let digest = sha256(ticket.trim().as_bytes());
-    let is_api_key = state
-        .products
-        .values()
-        .flat_map(|p| p.config.api_keys.iter())
-        .fold(false, |found, key| found | key.matches_digest(&digest));
+    let is_api_key = state.products.with_configs(|all| {
+        all.flat_map(|p| p.api_keys.iter())
+            .fold(false, |found, key| found | key.matches_digest(&digest))
+    });
     let response = if is_api_key {
         info!(
             product_id,
@@ -340,11 +342,7 @@ pub(crate) async fn issue(
         );
         return json_error(StatusCode::NOT_FOUND, "unknown product");
     };
-    if let Err(denied) = auth::check_stream_key(
-        &product.config,
-        state.products.values().map(|p| &p.config),
-        &headers,
-    ) {
+    if let Err(denied) = auth::check_product_key(&state.products, &product, &headers) {
         metrics::inc(&state.metrics.auth_failures);
         return match denied {
             StreamDenied::Unauthorized => {

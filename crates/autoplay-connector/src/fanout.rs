@@ -1,0 +1,61 @@
+//! Live fan-out: one bounded queue per subscriber of a product.
+//!
+//! A frame is offered to every queue with `try_send`; a subscriber whose queue
+//! is full is dropped: its queue closes, its stream drains what it holds and
+//! ends, and the client reconnects with `Last-Event-ID`. Skipping events for it
+//! silently would lose them; blocking the publisher would let one slow reader
+//! stall everyone. Replay is not this module's business ([`crate::replay`]):
+//! the store's log decides what a new subscriber missed, and holds its own lock
+//! across reading that and [`Fanout::add`], so nothing falls between the two.
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::metrics::{self, Metrics};
+
+/// The live subscribers of one product.
+pub(crate) struct Fanout {
+    subscribers: Vec<mpsc::Sender<Bytes>>,
+    buffer: usize,
+}
+
+impl Fanout {
+    /// Subscribers get queues of `buffer` frames.
+    pub fn new(buffer: usize) -> Self {
+        Self {
+            subscribers: Vec::new(),
+            buffer,
+        }
+    }
+
+    /// A new subscriber's queue.
+    pub fn add(&mut self) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        self.subscribers.push(tx);
+        rx
+    }
+
+    /// Offers `frame` (id `id`) to every subscriber, dropping the full ones.
+    pub fn offer(&mut self, product_id: &str, id: u64, frame: &Bytes, metrics: &Metrics) {
+        self.subscribers
+            .retain(|tx| match tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::inc(&metrics.slow_subscriber_disconnects);
+                    warn!(
+                        product_id,
+                        id, "subscriber too slow: its send buffer is full; disconnecting it"
+                    );
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+    }
+
+    /// Subscribers registered now (some may have gone since the last offer).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.subscribers.len()
+    }
+}

@@ -1,0 +1,353 @@
+//! The storage seam: each product's event log (append with an id, replay after
+//! an id, tail live, trim to the window) and the session state summaries and
+//! email learning need, behind one type whatever keeps them.
+//!
+//! # Backends
+//!
+//! - **Memory** ([`memory`], `store = "memory"`, the default and what `autoplay
+//!   demo` uses): everything in this process; a restart starts from nothing.
+//! - **Embedded** ([`embedded`], `store = "file:///var/lib/autoplay"` or a bare
+//!   directory): the same in-memory window in front of a redb file that every
+//!   event, pending session and learnt email is written to before the webhook
+//!   that produced it is answered 200 (group commit). After a crash the window,
+//!   the ids, the sessions waiting for a summary and the emails come back.
+//!
+//! The backends are an enum, not a trait object: the set is closed and chosen at
+//! start-up, an `async fn` in a trait is not object-safe without boxing a future
+//! per call, and `append` is on the ingest hot path (the memory backend must stay
+//! as fast as the code before the seam). A match costs nothing there.
+//!
+//! # Ids, replay and live without a gap
+//!
+//! Ids are decimal integers on the wire (opaque strings to clients), per product,
+//! strictly increasing within one store and never reused, also across restarts of
+//! the embedded store. A subscriber takes the log's lock once to read its replay
+//! ([`crate::replay`]) *and* register its live queue ([`crate::fanout`]); frames
+//! enter the window and the live queues under the same lock, in id order, so no
+//! frame falls between the two and none is in both. With the embedded store a
+//! frame enters them only once it is on disk: no client ever sees an id that a
+//! crash could hand out again.
+
+pub(crate) mod embedded;
+pub(crate) mod memory;
+pub(crate) mod products;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::StoreConfig;
+use crate::metrics::{self, Metrics};
+use crate::replay::{Gap, Replay, ReplayWindow, Resume, Ring};
+use memory::MemoryLog;
+
+/// Why a store could not open or could not make an event durable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded database could not be opened or read.
+    #[error("cannot open the store at {path}: {reason}")]
+    Open {
+        /// The file or directory.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing to the store failed; nothing after the failure is acknowledged.
+    #[error("the store failed to write: {0}")]
+    Write(String),
+}
+
+/// What a new subscriber gets: frames to replay first, then the live queue.
+pub(crate) struct Subscription {
+    pub replay: Vec<Bytes>,
+    pub live: mpsc::Receiver<Bytes>,
+}
+
+/// Something written that may not be durable yet: [`Store::durable`] waits for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[must_use]
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    /// The later of two tickets (waiting for it waits for both).
+    pub fn max(self, other: Ticket) -> Ticket {
+        std::cmp::Ord::max(self, other)
+    }
+}
+
+/// One product's event log.
+pub(crate) struct ProductLog {
+    product_id: Arc<str>,
+    inner: Mutex<MemoryLog>,
+    writer: Option<Arc<embedded::Writer>>,
+    metrics: Arc<Metrics>,
+}
+
+impl ProductLog {
+    fn lock(&self) -> MutexGuard<'_, MemoryLog> {
+        // Nothing under this lock can leave the state half-updated, so a panic
+        // elsewhere while holding it is no reason to stop streaming.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends an event (`kind` and its one-line JSON, rendered by the caller
+    /// outside the lock) and returns its id and when it is durable.
+    pub fn append(self: &Arc<Self>, kind: &str, json: &str) -> (u64, Ticket) {
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+        match &self.writer {
+            None => {
+                inner.publish(&self.product_id, id, frame, &self.metrics);
+                (id, Ticket::default())
+            }
+            // Sent under the lock, so the writer gets this product's frames in
+            // id order.
+            Some(writer) => (id, writer.append(self.clone(), id, frame)),
+        }
+    }
+
+    /// Appends a summary together with its session's new state, so the two are
+    /// durable in the same commit: a restart never writes a summary twice.
+    pub fn append_with_session(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        session: Option<(&str, SessionRecord)>,
+    ) -> Ticket {
+        let Some(writer) = &self.writer else {
+            return self.append(kind, json).1;
+        };
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+        writer.append_with_session(self.clone(), id, frame, session)
+    }
+
+    /// Called by the embedded writer once `frame` is on disk.
+    fn publish_durable(&self, id: u64, frame: Bytes) {
+        self.lock()
+            .publish(&self.product_id, id, frame, &self.metrics);
+    }
+
+    /// The oldest id still in the window (what the disk may drop below).
+    fn oldest(&self) -> Option<u64> {
+        self.lock().oldest()
+    }
+
+    /// Registers a subscriber, with what it missed after `resume`. An id older
+    /// than the window, newer than anything appended, or not ours gets the whole
+    /// window; the gap is logged and counted.
+    pub fn subscribe(&self, resume: Resume) -> Subscription {
+        let (Replay { frames, gap }, live) = self.lock().subscribe(resume);
+        if let Some(gap) = gap {
+            metrics::inc(&self.metrics.replay_gaps);
+            let product_id = &*self.product_id;
+            match gap {
+                Gap::Ahead { last, newest } => info!(
+                    product_id,
+                    last,
+                    newest,
+                    "Last-Event-ID is ahead of this stream; replaying the whole window"
+                ),
+                Gap::Trimmed {
+                    last,
+                    oldest,
+                    missed,
+                } => warn!(
+                    product_id,
+                    last,
+                    oldest,
+                    missed,
+                    "Last-Event-ID is older than the replay window; events were lost to this client"
+                ),
+                Gap::Foreign => warn!(
+                    product_id,
+                    "Last-Event-ID is not an id of this store; replaying the whole window"
+                ),
+            }
+        }
+        Subscription {
+            replay: frames,
+            live,
+        }
+    }
+
+    /// The frames in the window now, oldest first: what a subscriber resuming
+    /// from before the window would replay. Cheap under the lock (reference
+    /// counts); decode them after.
+    pub fn window(&self) -> Vec<Bytes> {
+        self.lock().window()
+    }
+
+    /// Live subscribers registered now (some may have gone since the last event).
+    #[cfg(test)]
+    pub fn subscriber_count(&self) -> usize {
+        self.lock().subscriber_count()
+    }
+}
+
+/// A session's state as the store keeps it: who, and the actions no published
+/// summary covers yet, `due` being those whose summary fell due (in batches, in
+/// order) and `pending` the rest.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionRecord {
+    pub user_id: Option<autoplay_sdk::models::CompactString>,
+    pub email: Option<autoplay_sdk::models::CompactString>,
+    pub due: Vec<Vec<autoplay_sdk::models::SlimAction>>,
+    pub pending: Vec<autoplay_sdk::models::SlimAction>,
+}
+
+/// What a durable store had when it opened.
+#[derive(Default)]
+pub(crate) struct Restored {
+    /// (product, session, state).
+    pub sessions: Vec<(String, String, SessionRecord)>,
+    /// (product, user, email).
+    pub emails: Vec<(String, String, String)>,
+}
+
+/// Where the logs and the session state live.
+pub(crate) struct Store {
+    writer: Option<Arc<embedded::Writer>>,
+    window: ReplayWindow,
+    subscriber_buffer: usize,
+    metrics: Arc<Metrics>,
+    restored: Mutex<Option<embedded::Loaded>>,
+}
+
+impl Store {
+    /// Opens the configured store.
+    pub fn open(
+        config: &StoreConfig,
+        window: ReplayWindow,
+        subscriber_buffer: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
+        let (writer, restored) = match config {
+            StoreConfig::Memory => (None, None),
+            StoreConfig::Embedded(dir) => {
+                let (writer, loaded) = embedded::open(dir, window)?;
+                (Some(Arc::new(writer)), Some(loaded))
+            }
+        };
+        Ok(Self {
+            writer,
+            window,
+            subscriber_buffer,
+            metrics,
+            restored: Mutex::new(restored),
+        })
+    }
+
+    /// Whether what is written survives a restart.
+    pub fn is_durable(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// A product's log, with its window and next id as the store has them.
+    pub fn log(&self, product_id: &str) -> Arc<ProductLog> {
+        let ring = self
+            .restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|loaded| loaded.logs.remove(product_id))
+            .unwrap_or_else(|| Ring::new(self.window));
+        Arc::new(ProductLog {
+            product_id: Arc::from(product_id),
+            inner: Mutex::new(MemoryLog::new(ring, self.subscriber_buffer)),
+            writer: self.writer.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// A new, empty log for a product registered now: what a durable store
+    /// kept under this id (a product deleted earlier) is not its history.
+    pub fn fresh_log(&self, product_id: &str) -> Arc<ProductLog> {
+        if let Some(loaded) = self
+            .restored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            loaded.logs.remove(product_id);
+        }
+        self.log(product_id)
+    }
+
+    /// The sessions and emails a durable store had when it opened (once).
+    pub fn take_restored(&self) -> Restored {
+        let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        restored
+            .as_mut()
+            .map(|loaded| std::mem::take(&mut loaded.state))
+            .unwrap_or_default()
+    }
+
+    /// Writes a session's state (`None`: forget it).
+    pub fn put_session(
+        &self,
+        product_id: &str,
+        session_id: &str,
+        record: Option<SessionRecord>,
+    ) -> Ticket {
+        match &self.writer {
+            None => Ticket::default(),
+            Some(writer) => writer.put_session(product_id, session_id, record),
+        }
+    }
+
+    /// The products registered through the admin API that a durable store had
+    /// when it opened (once; none for the memory store).
+    pub fn take_products(&self) -> Vec<products::StoredProduct> {
+        let mut restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        restored
+            .as_mut()
+            .map(|loaded| std::mem::take(&mut loaded.products))
+            .unwrap_or_default()
+    }
+
+    /// Writes a product registered at run time (`None`: forget it, and its
+    /// events, so a product registered later under the same id starts empty).
+    pub fn put_product(
+        &self,
+        product_id: &str,
+        record: Option<&products::StoredProduct>,
+    ) -> Ticket {
+        match &self.writer {
+            None => Ticket::default(),
+            Some(writer) => writer.put_product(product_id, record),
+        }
+    }
+
+    /// Writes a learnt email (`None`: forget it).
+    pub fn put_email(&self, product_id: &str, user_id: &str, email: Option<&str>) -> Ticket {
+        match &self.writer {
+            None => Ticket::default(),
+            Some(writer) => writer.put_email(product_id, user_id, email),
+        }
+    }
+
+    /// Waits until everything written up to `ticket` is durable.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        match &self.writer {
+            None => Ok(()),
+            Some(writer) => writer.durable(ticket).await,
+        }
+    }
+
+    /// Stops the writer after what it was given is written.
+    pub fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod conformance;

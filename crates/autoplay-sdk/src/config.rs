@@ -523,6 +523,9 @@ macro_rules! config_setters {
 
             /// Run callbacks on `n` workers (default 1). Events of one session always go to the
             /// same worker, so each session is still handled in order, one event at a time.
+            /// Each worker has a small lane (16 events, and an `n`-th of an eighth of
+            /// [`max_queue_bytes`](Self::max_queue_bytes), or one event of any size); a full
+            /// lane holds events back in the main queue, where the overflow policy applies.
             pub fn workers(mut self, n: usize) -> Self {
                 self.config.workers = n;
                 self

@@ -34,6 +34,7 @@
 
 mod client;
 mod config;
+mod consumer;
 mod dispatch;
 mod engine;
 mod error;

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::metrics::{self, Metrics};
 
 /// A heartbeat frame: an event with an empty data line.
-pub(crate) const HEARTBEAT: &[u8] = b"event: heartbeat\ndata:\n\n";
+pub(crate) const HEARTBEAT: &[u8] = autoplay_sdk::wire::HEARTBEAT_FRAME;
 
 /// What a new subscriber gets: frames to replay first, then the live queue.
 pub(crate) struct Subscription {
@@ -90,7 +90,7 @@ impl Channel {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+        let frame = Bytes::from(autoplay_sdk::wire::encode_frame(Some(id), kind, json));
         // The newest frame always stays, whatever its size: a client resuming
         // just before it must still get it.
         while let Some((_, oldest)) = inner.ring.front()

@@ -46,6 +46,7 @@ pub mod models;
 pub mod rag;
 pub mod sse;
 pub mod summarizer;
+pub mod wire;
 
 pub use client::{
     AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient,

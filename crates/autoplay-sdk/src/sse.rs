@@ -41,6 +41,8 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
+use crate::wire;
+
 /// The default limit on one event's size (its data and its name): 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
@@ -54,7 +56,13 @@ pub const DEFAULT_EVENT_TYPE: &str = "message";
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 /// The longest field name the parser acts on (`event`, `retry`).
-const LONGEST_FIELD_NAME: usize = 5;
+const LONGEST_FIELD_NAME: usize = wire::RETRY_FIELD.len();
+
+/// The field names, as the parser matches them.
+const ID: &[u8] = wire::ID_FIELD.as_bytes();
+const EVENT: &[u8] = wire::EVENT_FIELD.as_bytes();
+const DATA: &[u8] = wire::DATA_FIELD.as_bytes();
+const RETRY: &[u8] = wire::RETRY_FIELD.as_bytes();
 
 /// A `retry:` value with more digits than this is ignored (a u64 has 20).
 const MAX_RETRY_DIGITS: usize = 64;
@@ -484,13 +492,13 @@ impl SseParser {
                 self.partial_line.extend_from_slice(&bytes[..at]);
                 let rest = &bytes[at + 1..];
                 match self.partial_line.as_slice() {
-                    b"data" => {
+                    DATA => {
                         self.partial_line.clear();
                         self.start_data_line(emit);
                         return Some(rest);
                     }
-                    b"event" if self.oversized => return Some(self.skip_line()),
-                    b"id" | b"event" | b"retry" => {
+                    EVENT if self.oversized => return Some(self.skip_line()),
+                    ID | EVENT | RETRY => {
                         self.partial_line.push(b':');
                         return self.buffer_value(name_len, rest, emit);
                     }
@@ -519,8 +527,8 @@ impl SseParser {
         };
         let value_len = total.saturating_sub(after_colon + usize::from(space));
         let over = match &self.partial_line[..colon] {
-            b"id" => value_len > self.max_id_len,
-            b"event" => value_len > self.event_room(),
+            ID => value_len > self.max_id_len,
+            EVENT => value_len > self.event_room(),
             _ => value_len > MAX_RETRY_DIGITS,
         };
         if !over {
@@ -528,10 +536,10 @@ impl SseParser {
             return None;
         }
         match &self.partial_line[..colon] {
-            b"id" => emit(SseItem::IdTooLong {
+            ID => emit(SseItem::IdTooLong {
                 limit: self.max_id_len,
             }),
-            b"event" => self.start_oversized(emit),
+            EVENT => self.start_oversized(emit),
             _ => {}
         }
         self.partial_line.clear();
@@ -628,7 +636,7 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         match field {
-            b"data" if !self.oversized => {
+            DATA if !self.oversized => {
                 let added = value.len() + usize::from(self.has_data);
                 if self.data.len() + added + self.event_type.len() > self.max_event_size {
                     self.start_oversized(emit);
@@ -640,7 +648,7 @@ impl SseParser {
                 self.data.extend_from_slice(value);
                 self.has_data = true;
             }
-            b"event" if !self.oversized => {
+            EVENT if !self.oversized => {
                 if value.len() > self.event_room() {
                     self.start_oversized(emit);
                     return;
@@ -648,7 +656,7 @@ impl SseParser {
                 self.event_type.clear();
                 push_utf8(&mut self.event_type, value);
             }
-            b"id" => {
+            ID => {
                 if value.len() > self.max_id_len {
                     emit(SseItem::IdTooLong {
                         limit: self.max_id_len,
@@ -662,7 +670,7 @@ impl SseParser {
             }
             // Only ASCII digits; a value too large for u64 is ignored like any other
             // invalid one.
-            b"retry"
+            RETRY
                 if !value.is_empty()
                     && value.len() <= MAX_RETRY_DIGITS
                     && value.iter().all(u8::is_ascii_digit) =>

@@ -356,3 +356,178 @@ proptest! {
         prop_assert_eq!(parse_chunks(stream.chunks(1)), whole);
     }
 }
+
+/// A small reference implementation of the WHATWG "event stream interpretation"
+/// rules, written from the spec as plainly as possible: decode the whole stream as
+/// UTF-8 (lossily, dropping one leading BOM), split it into lines at CR LF, LF or
+/// CR, and interpret each line. What it gives: the items in order, and the last
+/// event id string at the end (`None` for the empty string).
+mod reference {
+    use super::SseItem;
+
+    pub struct Outcome {
+        pub events: Vec<(String, String, Option<String>)>,
+        pub retries: Vec<(usize, u64)>,
+        pub last_id: Option<String>,
+    }
+
+    pub fn interpret(stream: &[u8]) -> Outcome {
+        let text = String::from_utf8_lossy(stream);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut lines = Vec::new();
+        let mut rest = text;
+        // Only complete lines: what follows the last line end is not a line yet.
+        while let Some(at) = rest.find(['\r', '\n']) {
+            lines.push(&rest[..at]);
+            let crlf = rest[at..].starts_with("\r\n");
+            rest = &rest[at + if crlf { 2 } else { 1 }..];
+        }
+        let (mut data, mut event_type, mut id_buffer) =
+            (String::new(), String::new(), String::new());
+        let mut last_id = String::new();
+        let mut out = Outcome {
+            events: Vec::new(),
+            retries: Vec::new(),
+            last_id: None,
+        };
+        for line in lines {
+            if line.is_empty() {
+                last_id = id_buffer.clone();
+                if data.is_empty() {
+                    event_type.clear();
+                    continue;
+                }
+                data.pop(); // the LF after the last data line
+                let name = if event_type.is_empty() {
+                    "message".to_owned()
+                } else {
+                    std::mem::take(&mut event_type)
+                };
+                let id = (!last_id.is_empty()).then(|| last_id.clone());
+                out.events.push((name, std::mem::take(&mut data), id));
+                event_type.clear();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+                None => (line, ""),
+            };
+            match field {
+                "event" => event_type = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" if !value.contains('\0') => id_buffer = value.to_owned(),
+                "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                    if let Ok(ms) = value.parse() {
+                        out.retries.push((out.events.len(), ms));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.last_id = (!last_id.is_empty()).then_some(last_id);
+        out
+    }
+
+    /// Our parser's items in the reference's terms: events, and each retry with
+    /// the number of events before it.
+    pub fn ours(items: &[SseItem]) -> (Vec<(String, String, Option<String>)>, Vec<(usize, u64)>) {
+        let mut events = Vec::new();
+        let mut retries = Vec::new();
+        for item in items {
+            match item {
+                SseItem::Event(e) => events.push((
+                    e.event.to_string(),
+                    e.data.clone(),
+                    e.id.as_deref().map(str::to_owned),
+                )),
+                SseItem::Retry(ms) => retries.push((events.len(), *ms)),
+                other => panic!("no limit is reached here: {other:?}"),
+            }
+        }
+        (events, retries)
+    }
+}
+
+/// Streams of lines made to hit the rules' corners: every field name and near
+/// misses, values with and without the optional space, NUL in ids, `retry` with
+/// non-digits, non-ASCII text and invalid UTF-8, BOMs in and out of place, and
+/// every kind of line end, mixed.
+fn differential_stream() -> impl Strategy<Value = Vec<u8>> {
+    let name = prop_oneof![
+        Just(&b"data"[..]),
+        Just(&b"data"[..]),
+        Just(&b"id"[..]),
+        Just(&b"event"[..]),
+        Just(&b"retry"[..]),
+        Just(&b""[..]),
+        Just(&b"dat"[..]),
+        Just(&b"Data"[..]),
+        Just(&b"retryx"[..]),
+        Just(&b"\xEF\xBB\xBFdata"[..]),
+    ];
+    let colon = prop_oneof![
+        Just(&b""[..]),
+        Just(&b":"[..]),
+        Just(&b": "[..]),
+        Just(&b":  "[..])
+    ];
+    let value = prop_oneof![
+        "[0-9]{0,4}".prop_map(String::into_bytes),
+        "[ -~]{0,6}".prop_map(String::into_bytes),
+        "[a\u{0}é😀\u{feff}:]{0,4}".prop_map(String::into_bytes),
+        Just(b"\xFF\xC3".to_vec()),
+        Just(b"\xE2\x82".to_vec()),
+        Just(b"99999999999999999999999".to_vec()),
+    ];
+    let line_end = prop_oneof![Just(&b"\n"[..]), Just(&b"\r"[..]), Just(&b"\r\n"[..])];
+    let line = prop_oneof![
+        3 => (name, colon, value, line_end.clone()).prop_map(|(n, c, v, e)| [n, c, &v, e].concat()),
+        1 => line_end.prop_map(<[u8]>::to_vec),
+    ];
+    (
+        prop_oneof![Just(&b""[..]), Just(&b"\xEF\xBB\xBF"[..])],
+        prop::collection::vec(line, 0..30),
+        prop::collection::vec(any::<u8>(), 0..4),
+    )
+        .prop_map(|(bom, lines, tail)| {
+            let mut bytes = bom.to_vec();
+            bytes.extend(lines.concat());
+            // An unfinished last line, sometimes.
+            bytes.extend(tail.into_iter().filter(|b| b.is_ascii_alphanumeric()));
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Our parser, fed in random chunks, agrees with the reference on every event,
+    /// every retry and the last event id.
+    #[test]
+    fn the_parser_agrees_with_the_whatwg_reference(
+        stream in differential_stream(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let expected = reference::interpret(&stream);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for p in points {
+            chunks.push(&stream[start..p]);
+            start = p;
+        }
+        chunks.push(&stream[start..]);
+        let (items, last) = parse_chunks(chunks);
+        let (events, retries) = reference::ours(&items);
+        prop_assert_eq!(events, expected.events);
+        prop_assert_eq!(retries, expected.retries);
+        prop_assert_eq!(last, expected.last_id);
+    }
+}

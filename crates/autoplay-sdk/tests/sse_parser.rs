@@ -365,8 +365,11 @@ proptest! {
 mod reference {
     use super::SseItem;
 
+    /// An event as (name, data, id).
+    pub type Event = (String, String, Option<String>);
+
     pub struct Outcome {
-        pub events: Vec<(String, String, Option<String>)>,
+        pub events: Vec<Event>,
         pub retries: Vec<(usize, u64)>,
         pub last_id: Option<String>,
     }
@@ -436,7 +439,7 @@ mod reference {
 
     /// Our parser's items in the reference's terms: events, and each retry with
     /// the number of events before it.
-    pub fn ours(items: &[SseItem]) -> (Vec<(String, String, Option<String>)>, Vec<(usize, u64)>) {
+    pub fn ours(items: &[SseItem]) -> (Vec<Event>, Vec<(usize, u64)>) {
         let mut events = Vec::new();
         let mut retries = Vec::new();
         for item in items {

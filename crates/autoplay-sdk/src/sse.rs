@@ -578,12 +578,16 @@ impl SseParser {
             self.skip_line();
             return;
         }
+        // The same check as a whole data line's (`process_line`), so that where the
+        // stream is cut never matters: the first line must leave room for the name
+        // too, even if its value is empty.
+        let joint = usize::from(self.has_data);
+        if self.data.len() + joint + self.event_type.len() > self.max_event_size {
+            self.start_oversized(emit);
+            self.skip_line();
+            return;
+        }
         if self.has_data {
-            if self.data.len() + 1 + self.event_type.len() > self.max_event_size {
-                self.start_oversized(emit);
-                self.skip_line();
-                return;
-            }
             self.data.push(b'\n');
         }
         self.has_data = true;

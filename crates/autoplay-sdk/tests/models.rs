@@ -374,10 +374,19 @@ fn stream_json_carries_type_beside_event_type() {
 /// changed its `forwarded_at`.
 #[test]
 fn times_survive_decode_and_re_encode_exactly() {
-    for text in ["1.2222222222222221e+33", "1712345678.123456", "0.1", "5e-324"] {
+    for text in [
+        "1.2222222222222221e+33",
+        "1712345678.123456",
+        "0.1",
+        "5e-324",
+    ] {
         let json = format!(r#"{{"type":"summary","summary":"s","forwarded_at":{text}}}"#);
         let first = summary(&json);
-        assert_eq!(first.forwarded_at, Some(text.parse::<f64>().unwrap()), "{text}");
+        assert_eq!(
+            first.forwarded_at,
+            Some(text.parse::<f64>().unwrap()),
+            "{text}"
+        );
         let again = summary(&first.to_json());
         assert_eq!(again.forwarded_at, first.forwarded_at, "{text}");
     }

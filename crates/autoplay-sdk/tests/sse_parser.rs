@@ -242,6 +242,24 @@ fn many_events_in_one_chunk_come_out_in_order() {
     assert_eq!(last.as_deref(), Some("999"));
 }
 
+/// Found by the `sse_parser` fuzz target: an event name whose invalid UTF-8 grows
+/// when decoded (each bad byte becomes a 3-byte U+FFFD) left no room for an empty
+/// data line read whole, but passed when the line came in pieces.
+#[test]
+fn an_empty_data_line_after_a_long_decoded_name_is_judged_alike_however_cut() {
+    let stream =
+        b"event: heartbeat\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\ndata:\n\ndata: x\n\n";
+    let whole = parse_limited([&stream[..]]);
+    assert_eq!(
+        whole.0,
+        vec![
+            SseItem::EventTooLarge { limit: 24 },
+            SseItem::Event(ev("message", "x", None))
+        ]
+    );
+    assert_eq!(parse_limited(stream.chunks(1)), whole);
+}
+
 /// Streams built from pieces that exercise every rule, including the awkward ones.
 fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![

@@ -717,8 +717,23 @@ impl SseParser {
         if data.capacity() > 2 * data.len() + MAX_SPARE_CAPACITY {
             data.shrink_to_fit();
         }
-        let data = String::from_utf8(data)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let data = match String::from_utf8(data) {
+            Ok(data) => data,
+            Err(e) => {
+                // Each invalid byte becomes a 3-byte U+FFFD: the limit applies to
+                // the text handed out, so an event that grows past it is skipped
+                // (measured before decoding, so it never takes the memory).
+                let bytes = e.into_bytes();
+                if lossy_len(&bytes) + self.event_type.len() > self.max_event_size {
+                    self.event_type.clear();
+                    emit(SseItem::EventTooLarge {
+                        limit: self.max_event_size,
+                    });
+                    return;
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
         let event = if self.event_type.is_empty() {
             CompactString::const_new(DEFAULT_EVENT_TYPE)
         } else {
@@ -729,6 +744,21 @@ impl SseParser {
         let id = self.last_event_id.clone();
         emit(SseItem::Event(SseEvent { event, data, id }));
     }
+}
+
+/// The length of `bytes` decoded as UTF-8 with replacement characters.
+fn lossy_len(bytes: &[u8]) -> usize {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let invalid = if chunk.invalid().is_empty() {
+                0
+            } else {
+                '\u{FFFD}'.len_utf8()
+            };
+            chunk.valid().len() + invalid
+        })
+        .sum()
 }
 
 /// Appends bytes decoded as UTF-8, replacing invalid sequences as the standard's

@@ -260,6 +260,24 @@ fn an_empty_data_line_after_a_long_decoded_name_is_judged_alike_however_cut() {
     assert_eq!(parse_limited(stream.chunks(1)), whole);
 }
 
+/// Found by the `sse_parser` fuzz target: data of invalid UTF-8 within the limit
+/// as bytes grew past it when decoded (3 bytes per bad byte). The limit is on the
+/// text handed out.
+#[test]
+fn data_that_decoding_grows_past_the_limit_is_skipped() {
+    let mut stream = b"data: ".to_vec();
+    stream.extend([0xFF; 10]);
+    stream.extend(b"\n\ndata: \xFF\xFFok\n\n");
+    let (items, _) = parse_limited([&stream[..]]);
+    assert_eq!(
+        items,
+        vec![
+            SseItem::EventTooLarge { limit: 24 },
+            SseItem::Event(ev("message", "\u{FFFD}\u{FFFD}ok", None))
+        ]
+    );
+}
+
 /// Streams built from pieces that exercise every rule, including the awkward ones.
 fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![

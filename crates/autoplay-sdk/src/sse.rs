@@ -661,7 +661,10 @@ impl SseParser {
                 push_utf8(&mut self.event_type, value);
             }
             ID => {
-                if value.len() > self.max_id_len {
+                // The limit is on the id as text: invalid UTF-8 grows when replaced.
+                let too_long = value.len() > self.max_id_len
+                    || (std::str::from_utf8(value).is_err() && lossy_len(value) > self.max_id_len);
+                if too_long {
                     emit(SseItem::IdTooLong {
                         limit: self.max_id_len,
                     });

@@ -264,18 +264,23 @@ fn an_empty_data_line_after_a_long_decoded_name_is_judged_alike_however_cut() {
 /// as bytes grew past it when decoded (3 bytes per bad byte). The limit is on the
 /// text handed out.
 #[test]
-fn data_that_decoding_grows_past_the_limit_is_skipped() {
+fn data_or_an_id_that_decoding_grows_past_the_limit_is_skipped() {
     let mut stream = b"data: ".to_vec();
     stream.extend([0xFF; 10]);
     stream.extend(b"\n\ndata: \xFF\xFFok\n\n");
+    // Likewise an id: 16 bytes, 6 of them invalid, is 28 bytes of text.
+    stream.extend(b"id: \xFF\xFF\xFF\xFF\xFF\xFFabcdefghij\ndata: x\n\n");
     let (items, _) = parse_limited([&stream[..]]);
     assert_eq!(
         items,
         vec![
             SseItem::EventTooLarge { limit: 24 },
-            SseItem::Event(ev("message", "\u{FFFD}\u{FFFD}ok", None))
+            SseItem::Event(ev("message", "\u{FFFD}\u{FFFD}ok", None)),
+            SseItem::IdTooLong { limit: 16 },
+            SseItem::Event(ev("message", "x", None)),
         ]
     );
+    assert_eq!(parse_limited(stream.chunks(1)), (items, None));
 }
 
 /// Streams built from pieces that exercise every rule, including the awkward ones.

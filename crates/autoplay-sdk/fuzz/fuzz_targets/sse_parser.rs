@@ -1,6 +1,7 @@
 //! The SSE parser under random chunkings: whatever the bytes and wherever the
 //! stream is cut, the parser never panics, and it gives the same items and the same
-//! last event id as when fed the stream whole (and one byte at a time). Small
+//! last event id as when fed the stream whole (and, when short, one byte at a
+//! time). Small
 //! limits are used too, so the oversized-event and long-id paths are reached.
 //!
 //! Input: two bytes choose the limits, up to 8 bytes choose the cut points, the
@@ -48,11 +49,15 @@ fuzz_target!(|input: &[u8]| {
 
     let whole = parse(limits, [stream]);
     assert_eq!(parse(limits, chunks), whole, "a chunking changed the result");
-    assert_eq!(
-        parse(limits, stream.chunks(1)),
-        whole,
-        "byte-at-a-time changed the result"
-    );
+    // Byte at a time is the hardest chunking; kept to short streams, where it is
+    // cheap, so the fuzzer's time goes to more inputs.
+    if stream.len() <= 256 {
+        assert_eq!(
+            parse(limits, stream.chunks(1)),
+            whole,
+            "byte-at-a-time changed the result"
+        );
+    }
     for item in &whole.0 {
         if let (SseItem::Event(event), Some((event_limit, id_limit))) = (item, limits) {
             // The limit counts what the server sent: an implicit "message" was not.

@@ -1,8 +1,8 @@
 //! The SSE parser under random chunkings: whatever the bytes and wherever the
 //! stream is cut, the parser never panics, and it gives the same items and the same
 //! last event id as when fed the stream whole (and, when short, one byte at a
-//! time). Small
-//! limits are used too, so the oversized-event and long-id paths are reached.
+//! time). Small limits are used too, so the oversized-event and long-id paths are
+//! reached, and every event handed out is within them.
 //!
 //! Input: two bytes choose the limits, up to 8 bytes choose the cut points, the
 //! rest is the stream.

@@ -653,7 +653,7 @@ impl SseParser {
                 self.has_data = true;
             }
             EVENT if !self.oversized => {
-                if value.len() > self.event_room() {
+                if text_len(value) > self.event_room() {
                     self.start_oversized(emit);
                     return;
                 }
@@ -661,10 +661,7 @@ impl SseParser {
                 push_utf8(&mut self.event_type, value);
             }
             ID => {
-                // The limit is on the id as text: invalid UTF-8 grows when replaced.
-                let too_long = value.len() > self.max_id_len
-                    || (std::str::from_utf8(value).is_err() && lossy_len(value) > self.max_id_len);
-                if too_long {
+                if text_len(value) > self.max_id_len {
                     emit(SseItem::IdTooLong {
                         limit: self.max_id_len,
                     });
@@ -746,6 +743,15 @@ impl SseParser {
         };
         let id = self.last_event_id.clone();
         emit(SseItem::Event(SseEvent { event, data, id }));
+    }
+}
+
+/// The length of a field value as the text it becomes. The limits apply to that
+/// text, and invalid UTF-8 grows when replaced (a bad byte becomes a 3-byte U+FFFD).
+fn text_len(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(_) => lossy_len(bytes),
     }
 }
 

@@ -260,16 +260,18 @@ fn an_empty_data_line_after_a_long_decoded_name_is_judged_alike_however_cut() {
     assert_eq!(parse_limited(stream.chunks(1)), whole);
 }
 
-/// Found by the `sse_parser` fuzz target: data of invalid UTF-8 within the limit
-/// as bytes grew past it when decoded (3 bytes per bad byte). The limit is on the
-/// text handed out.
+/// Found by the `sse_parser` fuzz target: data, ids and event names of invalid
+/// UTF-8 within the limits as bytes grew past them when decoded (3 bytes per bad
+/// byte). The limits are on the text handed out.
 #[test]
-fn data_or_an_id_that_decoding_grows_past_the_limit_is_skipped() {
+fn data_ids_and_names_that_decoding_grows_past_the_limits_are_skipped() {
     let mut stream = b"data: ".to_vec();
     stream.extend([0xFF; 10]);
     stream.extend(b"\n\ndata: \xFF\xFFok\n\n");
     // Likewise an id: 16 bytes, 6 of them invalid, is 28 bytes of text.
     stream.extend(b"id: \xFF\xFF\xFF\xFF\xFF\xFFabcdefghij\ndata: x\n\n");
+    // And an event name: 10 bytes, 9 of them invalid, is 28 bytes of text.
+    stream.extend(b"event: \xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFFa\ndata: y\n\n");
     let (items, _) = parse_limited([&stream[..]]);
     assert_eq!(
         items,
@@ -278,6 +280,7 @@ fn data_or_an_id_that_decoding_grows_past_the_limit_is_skipped() {
             SseItem::Event(ev("message", "\u{FFFD}\u{FFFD}ok", None)),
             SseItem::IdTooLong { limit: 16 },
             SseItem::Event(ev("message", "x", None)),
+            SseItem::EventTooLarge { limit: 24 },
         ]
     );
     assert_eq!(parse_limited(stream.chunks(1)), (items, None));

@@ -1,6 +1,8 @@
 //! The SSE parser against the WHATWG rules, and chunking independence: every split
 //! point, one byte at a time, and random chunkings (proptest).
 
+mod support;
+
 use autoplay_sdk::sse::{SseEvent, SseItem, SseParser};
 use proptest::prelude::*;
 
@@ -368,15 +370,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let whole = parse_limited([&stream[..]]);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for p in points {
-            chunks.push(&stream[start..p]);
-            start = p;
-        }
-        chunks.push(&stream[start..]);
+        let chunks = support::cut_at(&stream, &cuts);
         prop_assert_eq!(parse_limited(chunks), whole.clone());
         prop_assert_eq!(parse_limited(stream.chunks(1)), whole);
     }
@@ -387,15 +381,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let whole = parse(&stream);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for p in points {
-            chunks.push(&stream[start..p]);
-            start = p;
-        }
-        chunks.push(&stream[start..]);
+        let chunks = support::cut_at(&stream, &cuts);
         prop_assert_eq!(parse_chunks(chunks), whole.clone());
         prop_assert_eq!(parse_chunks(stream.chunks(1)), whole);
     }
@@ -562,15 +548,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let expected = reference::interpret(&stream);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for p in points {
-            chunks.push(&stream[start..p]);
-            start = p;
-        }
-        chunks.push(&stream[start..]);
+        let chunks = support::cut_at(&stream, &cuts);
         let (items, last) = parse_chunks(chunks);
         let (events, retries) = reference::ours(&items);
         prop_assert_eq!(events, expected.events);

@@ -3,6 +3,8 @@
 //! gives back the payload, whatever its strings hold (unicode, quotes, control
 //! characters, line separators, long strings, empty fields).
 
+mod support;
+
 use autoplay_sdk::models::{ActionsPayload, Event, Properties, SlimAction, SummaryPayload};
 use autoplay_sdk::sse::{SseItem, SseParser};
 use autoplay_sdk::wire;
@@ -120,20 +122,6 @@ fn frame(id: u64, event: &Event) -> String {
     wire::encode_frame(Some(id), name, &event.to_stream_json())
 }
 
-/// Cuts `bytes` at the given points (any byte, inside a UTF-8 character too).
-fn chunks<'a>(bytes: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
-    let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
-    points.sort_unstable();
-    let mut out = Vec::new();
-    let mut start = 0;
-    for p in points {
-        out.push(&bytes[start..p]);
-        start = p;
-    }
-    out.push(&bytes[start..]);
-    out
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -158,7 +146,7 @@ proptest! {
 
         let mut parser = SseParser::new();
         let mut parsed = Vec::new();
-        for chunk in chunks(&bytes, &cuts) {
+        for chunk in support::cut_at(&bytes, &cuts) {
             parser.feed(chunk, |item| parsed.push(item)).unwrap();
         }
         let mut decoded = Vec::new();
@@ -192,7 +180,7 @@ proptest! {
         let frame = wire::encode_frame(None, "x", &data);
         let mut parser = SseParser::new();
         let mut events = Vec::new();
-        for chunk in chunks(frame.as_bytes(), &cuts) {
+        for chunk in support::cut_at(frame.as_bytes(), &cuts) {
             parser.feed(chunk, |item| if let SseItem::Event(e) = item { events.push(e) }).unwrap();
         }
         prop_assert_eq!(events.len(), 1);

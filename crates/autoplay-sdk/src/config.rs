@@ -471,7 +471,8 @@ macro_rules! config_setters {
             /// Largest event accepted, its data and its name (default 16 MiB). A larger
             /// event is skipped: the parser discards it up to its blank line without holding
             /// it, counts it ([`oversized_count`](crate::ConnectorClient::oversized_count)),
-            /// logs it once per connection, and reading goes on.
+            /// logs it once per connection, and reading goes on. Sizes are of the text
+            /// handed out (invalid UTF-8 counts as the replacement characters it becomes).
             pub fn max_event_size(mut self, bytes: usize) -> Self {
                 self.config.max_event_size = bytes;
                 self

@@ -316,7 +316,8 @@ impl SseParser {
     }
 
     /// A parser that skips an event whose data and name exceed `max_event_size`
-    /// bytes and ignores an `id:` longer than `max_id_len` bytes.
+    /// bytes and ignores an `id:` longer than `max_id_len` bytes. Both limits are on
+    /// the text handed out: invalid UTF-8 counts as the U+FFFD (3 bytes) it becomes.
     pub fn with_limits(max_event_size: usize, max_id_len: usize) -> Self {
         Self {
             max_event_size,

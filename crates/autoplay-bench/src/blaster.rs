@@ -25,7 +25,7 @@ pub fn start(body: Arc<Vec<u8>>) -> String {
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
                 );
                 if idle {
-                    let _ = socket.write_all(b"event: heartbeat\ndata:\n\n");
+                    let _ = socket.write_all(autoplay_sdk::wire::HEARTBEAT_FRAME);
                 } else {
                     let _ = socket.write_all(&body);
                 }

@@ -14,9 +14,8 @@ use tracing::warn;
 
 use crate::metrics::{self, Metrics};
 
-/// What a frame adds around its JSON: `id: <20 digits>\nevent: actions\ndata: `
-/// and the closing blank line, rounded up.
-pub(crate) const FRAME_OVERHEAD: usize = 64;
+/// What a frame adds around its JSON (see [`autoplay_sdk::wire::encode_frame`]).
+pub(crate) const FRAME_OVERHEAD: usize = autoplay_sdk::wire::MAX_FRAME_OVERHEAD;
 
 /// Room left for a payload's `ts` and `count` to differ between the whole batch
 /// and a part of it.

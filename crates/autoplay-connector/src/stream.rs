@@ -28,7 +28,7 @@ use crate::tickets;
 pub const LAST_EVENT_ID: &str = "last-event-id";
 
 /// A heartbeat frame: an event with an empty data line.
-const HEARTBEAT: &[u8] = b"event: heartbeat\ndata:\n\n";
+const HEARTBEAT: &[u8] = autoplay_sdk::wire::HEARTBEAT_FRAME;
 
 pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,

@@ -471,7 +471,8 @@ macro_rules! config_setters {
             /// Largest event accepted, its data and its name (default 16 MiB). A larger
             /// event is skipped: the parser discards it up to its blank line without holding
             /// it, counts it ([`oversized_count`](crate::ConnectorClient::oversized_count)),
-            /// logs it once per connection, and reading goes on.
+            /// logs it once per connection, and reading goes on. Sizes are of the text
+            /// handed out (invalid UTF-8 counts as the replacement characters it becomes).
             pub fn max_event_size(mut self, bytes: usize) -> Self {
                 self.config.max_event_size = bytes;
                 self
@@ -523,6 +524,9 @@ macro_rules! config_setters {
 
             /// Run callbacks on `n` workers (default 1). Events of one session always go to the
             /// same worker, so each session is still handled in order, one event at a time.
+            /// Each worker has a small lane (16 events, and an `n`-th of an eighth of
+            /// [`max_queue_bytes`](Self::max_queue_bytes), or one event of any size); a full
+            /// lane holds events back in the main queue, where the overflow policy applies.
             pub fn workers(mut self, n: usize) -> Self {
                 self.config.workers = n;
                 self

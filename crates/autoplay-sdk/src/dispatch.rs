@@ -42,16 +42,32 @@ pub(crate) enum Queued {
 const ITEM_OVERHEAD: usize = std::mem::size_of::<Queued>() + 16;
 
 impl Queued {
-    /// A decoded payload, weighed from the JSON it was decoded from: its strings take
-    /// at most the JSON's bytes, and each action its struct (its list may have
-    /// grown to twice its length).
+    /// A decoded payload, weighed from the JSON it was decoded from.
     pub(crate) fn payload(payload: Event, json_len: usize) -> Queued {
-        let actions = match &payload {
-            Event::Actions(p) => p.actions.len(),
-            Event::Summary(_) => 0,
-        };
-        let weight = ITEM_OVERHEAD + json_len + 2 * actions * std::mem::size_of::<SlimAction>();
+        let weight = payload_weight(&payload, json_len);
         Queued::Payload(payload, weight)
+    }
+}
+
+/// What a payload decoded from `json_len` bytes of JSON holds: its strings take at
+/// most the JSON's bytes, and each action its struct (its list may have grown to
+/// twice its length).
+fn payload_weight(payload: &Event, json_len: usize) -> usize {
+    let actions = match payload {
+        Event::Actions(p) => p.actions.len(),
+        Event::Summary(_) => 0,
+    };
+    ITEM_OVERHEAD + json_len + 2 * actions * std::mem::size_of::<SlimAction>()
+}
+
+/// A decoded payload on its way to a worker, with its weight, so the worker lanes
+/// are bounded by bytes like the main queue.
+#[derive(Debug)]
+pub(crate) struct Weighed(pub Event, pub usize);
+
+impl Weigh for Weighed {
+    fn weight(&self) -> usize {
+        self.1
     }
 }
 
@@ -65,13 +81,6 @@ impl Weigh for Queued {
     }
 }
 
-/// Worker lanes are bounded by count only.
-impl Weigh for Event {
-    fn weight(&self) -> usize {
-        0
-    }
-}
-
 impl Queued {
     /// The typed payload, decoded here unless the reader did it; `None` (logged) when
     /// the event is not a valid payload.
@@ -79,6 +88,18 @@ impl Queued {
         match self {
             Queued::Sse(event) => decode(&event),
             Queued::Payload(payload, _) => Some(payload),
+        }
+    }
+
+    /// The typed payload with its weight, decoded here unless the reader did it;
+    /// `None` (logged) when the event is not a valid payload.
+    pub(crate) fn into_weighed(self) -> Option<Weighed> {
+        match self {
+            Queued::Sse(event) => decode(&event).map(|p| {
+                let weight = payload_weight(&p, event.data.len());
+                Weighed(p, weight)
+            }),
+            Queued::Payload(payload, weight) => Some(Weighed(payload, weight)),
         }
     }
 

@@ -27,11 +27,7 @@ use crate::queue::{EventQueue, Pushed};
 use crate::retry::{FailureReason, RetryPolicy, ServerRetry};
 use crate::sse::{SseItem, SseParser};
 
-/// The SSE event name the connector uses for liveness-only frames.
-pub(crate) const HEARTBEAT_EVENT: &str = "heartbeat";
-
-/// The request header that resumes a stream.
-const LAST_EVENT_ID: &str = "Last-Event-ID";
+use crate::wire::{HEARTBEAT_EVENT, LAST_EVENT_ID};
 
 /// How much of an unusable id to show in a log line.
 const LOGGED_ID_CHARS: usize = 64;

@@ -34,6 +34,7 @@
 
 mod client;
 mod config;
+mod consumer;
 mod dispatch;
 mod engine;
 mod error;
@@ -46,6 +47,7 @@ pub mod models;
 pub mod rag;
 pub mod sse;
 pub mod summarizer;
+pub mod wire;
 
 pub use client::{
     AsyncBackgroundClient, AsyncConnectorClient, AsyncConnectorClientBuilder, BackgroundClient,

@@ -36,9 +36,9 @@ use serde_json::value::RawValue;
 use tracing::warn;
 
 /// The `type` of an actions payload.
-pub const ACTIONS_TYPE: &str = "actions";
+pub const ACTIONS_TYPE: &str = crate::wire::ACTIONS_EVENT;
 /// The `type` of a summary payload.
-pub const SUMMARY_TYPE: &str = "summary";
+pub const SUMMARY_TYPE: &str = crate::wire::SUMMARY_EVENT;
 
 /// A payload that could not be decoded.
 #[derive(Debug, thiserror::Error)]

@@ -133,6 +133,7 @@ pub(crate) struct EventQueue<T> {
 
 impl<T: Weigh> EventQueue<T> {
     /// A queue bounded by count only, whose drop policies drop at once (no grace).
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> Self {
         Self::with_limits(capacity, usize::MAX, policy, Duration::ZERO)
     }

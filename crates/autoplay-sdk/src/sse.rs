@@ -41,6 +41,8 @@ use std::sync::Arc;
 
 use compact_str::CompactString;
 
+use crate::wire;
+
 /// The default limit on one event's size (its data and its name): 16 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 
@@ -54,7 +56,13 @@ pub const DEFAULT_EVENT_TYPE: &str = "message";
 const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 
 /// The longest field name the parser acts on (`event`, `retry`).
-const LONGEST_FIELD_NAME: usize = 5;
+const LONGEST_FIELD_NAME: usize = wire::RETRY_FIELD.len();
+
+/// The field names, as the parser matches them.
+const ID: &[u8] = wire::ID_FIELD.as_bytes();
+const EVENT: &[u8] = wire::EVENT_FIELD.as_bytes();
+const DATA: &[u8] = wire::DATA_FIELD.as_bytes();
+const RETRY: &[u8] = wire::RETRY_FIELD.as_bytes();
 
 /// A `retry:` value with more digits than this is ignored (a u64 has 20).
 const MAX_RETRY_DIGITS: usize = 64;
@@ -308,7 +316,8 @@ impl SseParser {
     }
 
     /// A parser that skips an event whose data and name exceed `max_event_size`
-    /// bytes and ignores an `id:` longer than `max_id_len` bytes.
+    /// bytes and ignores an `id:` longer than `max_id_len` bytes. Both limits are on
+    /// the text handed out: invalid UTF-8 counts as the U+FFFD (3 bytes) it becomes.
     pub fn with_limits(max_event_size: usize, max_id_len: usize) -> Self {
         Self {
             max_event_size,
@@ -484,13 +493,13 @@ impl SseParser {
                 self.partial_line.extend_from_slice(&bytes[..at]);
                 let rest = &bytes[at + 1..];
                 match self.partial_line.as_slice() {
-                    b"data" => {
+                    DATA => {
                         self.partial_line.clear();
                         self.start_data_line(emit);
                         return Some(rest);
                     }
-                    b"event" if self.oversized => return Some(self.skip_line()),
-                    b"id" | b"event" | b"retry" => {
+                    EVENT if self.oversized => return Some(self.skip_line()),
+                    ID | EVENT | RETRY => {
                         self.partial_line.push(b':');
                         return self.buffer_value(name_len, rest, emit);
                     }
@@ -519,8 +528,8 @@ impl SseParser {
         };
         let value_len = total.saturating_sub(after_colon + usize::from(space));
         let over = match &self.partial_line[..colon] {
-            b"id" => value_len > self.max_id_len,
-            b"event" => value_len > self.event_room(),
+            ID => value_len > self.max_id_len,
+            EVENT => value_len > self.event_room(),
             _ => value_len > MAX_RETRY_DIGITS,
         };
         if !over {
@@ -528,10 +537,10 @@ impl SseParser {
             return None;
         }
         match &self.partial_line[..colon] {
-            b"id" => emit(SseItem::IdTooLong {
+            ID => emit(SseItem::IdTooLong {
                 limit: self.max_id_len,
             }),
-            b"event" => self.start_oversized(emit),
+            EVENT => self.start_oversized(emit),
             _ => {}
         }
         self.partial_line.clear();
@@ -570,12 +579,16 @@ impl SseParser {
             self.skip_line();
             return;
         }
+        // The same check as a whole data line's (`process_line`), so that where the
+        // stream is cut never matters: the first line must leave room for the name
+        // too, even if its value is empty.
+        let joint = usize::from(self.has_data);
+        if self.data.len() + joint + self.event_type.len() > self.max_event_size {
+            self.start_oversized(emit);
+            self.skip_line();
+            return;
+        }
         if self.has_data {
-            if self.data.len() + 1 + self.event_type.len() > self.max_event_size {
-                self.start_oversized(emit);
-                self.skip_line();
-                return;
-            }
             self.data.push(b'\n');
         }
         self.has_data = true;
@@ -628,7 +641,7 @@ impl SseParser {
             None => (line, &b""[..]),
         };
         match field {
-            b"data" if !self.oversized => {
+            DATA if !self.oversized => {
                 let added = value.len() + usize::from(self.has_data);
                 if self.data.len() + added + self.event_type.len() > self.max_event_size {
                     self.start_oversized(emit);
@@ -640,16 +653,16 @@ impl SseParser {
                 self.data.extend_from_slice(value);
                 self.has_data = true;
             }
-            b"event" if !self.oversized => {
-                if value.len() > self.event_room() {
+            EVENT if !self.oversized => {
+                if text_len(value) > self.event_room() {
                     self.start_oversized(emit);
                     return;
                 }
                 self.event_type.clear();
                 push_utf8(&mut self.event_type, value);
             }
-            b"id" => {
-                if value.len() > self.max_id_len {
+            ID => {
+                if text_len(value) > self.max_id_len {
                     emit(SseItem::IdTooLong {
                         limit: self.max_id_len,
                     });
@@ -662,7 +675,7 @@ impl SseParser {
             }
             // Only ASCII digits; a value too large for u64 is ignored like any other
             // invalid one.
-            b"retry"
+            RETRY
                 if !value.is_empty()
                     && value.len() <= MAX_RETRY_DIGITS
                     && value.iter().all(u8::is_ascii_digit) =>
@@ -705,8 +718,23 @@ impl SseParser {
         if data.capacity() > 2 * data.len() + MAX_SPARE_CAPACITY {
             data.shrink_to_fit();
         }
-        let data = String::from_utf8(data)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let data = match String::from_utf8(data) {
+            Ok(data) => data,
+            Err(e) => {
+                // Each invalid byte becomes a 3-byte U+FFFD: the limit applies to
+                // the text handed out, so an event that grows past it is skipped
+                // (measured before decoding, so it never takes the memory).
+                let bytes = e.into_bytes();
+                if lossy_len(&bytes) + self.event_type.len() > self.max_event_size {
+                    self.event_type.clear();
+                    emit(SseItem::EventTooLarge {
+                        limit: self.max_event_size,
+                    });
+                    return;
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        };
         let event = if self.event_type.is_empty() {
             CompactString::const_new(DEFAULT_EVENT_TYPE)
         } else {
@@ -717,6 +745,30 @@ impl SseParser {
         let id = self.last_event_id.clone();
         emit(SseItem::Event(SseEvent { event, data, id }));
     }
+}
+
+/// The length of a field value as the text it becomes. The limits apply to that
+/// text, and invalid UTF-8 grows when replaced (a bad byte becomes a 3-byte U+FFFD).
+fn text_len(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(_) => lossy_len(bytes),
+    }
+}
+
+/// The length of `bytes` decoded as UTF-8 with replacement characters.
+fn lossy_len(bytes: &[u8]) -> usize {
+    bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let invalid = if chunk.invalid().is_empty() {
+                0
+            } else {
+                '\u{FFFD}'.len_utf8()
+            };
+            chunk.valid().len() + invalid
+        })
+        .sum()
 }
 
 /// Appends bytes decoded as UTF-8, replacing invalid sequences as the standard's

@@ -232,6 +232,45 @@ async fn dropping_the_background_handle_stops_the_client() {
     .expect("the background run never ended");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_inside_a_worker_callback_stops_without_deadlock() {
+    let body: Vec<Step> = (1..=10)
+        .map(|i| write(actions_frame(i, &format!("s{i}"), "x")))
+        .chain([Step::Stall])
+        .collect();
+    let server = TestServer::start(move |_, _| Reply::stream(body.clone()));
+    let slot: Arc<Mutex<Option<autoplay_sdk::AsyncBackgroundClient>>> = Arc::default();
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (sl, d) = (slot.clone(), dropped.clone());
+    let client = fast(&server.url())
+        .workers(3)
+        .on_actions(move |_| {
+            let bg = sl.lock().unwrap().take();
+            let d = d.clone();
+            async move {
+                if let Some(bg) = bg {
+                    drop(bg);
+                    d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    *slot.lock().unwrap() = Some(client.run_in_background());
+    wait_for("the drop inside the callback", || {
+        dropped.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(client.stop_handle().is_stopped());
+    tokio::time::timeout(WAIT, async {
+        while matches!(client.run().await, Err(Error::AlreadyRunning)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the run stopped from inside a callback never ended");
+}
+
 async fn async_stop_now_run(workers: usize) {
     let body: Vec<Step> = (1..=30)
         .map(|i| write(actions_frame(i, &format!("s{}", i % 6), "x")))

@@ -802,6 +802,58 @@ fn stop_now_cuts_a_drain_in_progress_short() {
     assert!(handled.load(Ordering::SeqCst) < 30);
 }
 
+/// With workers, events wait in the main queue, where the overflow policy applies,
+/// not in the lanes: a lane holds a few events and at most its share of the bytes.
+#[test]
+fn worker_lanes_are_bounded_by_bytes_too() {
+    const SENT: u64 = 100;
+    let title = "t".repeat(8000);
+    let body: Vec<Step> = (1..=SENT)
+        .map(|i| write(actions_frame(i, &format!("s{}", i % 4), &title)))
+        .chain([Step::Stall])
+        .collect();
+    // One stream only: a replay after a reconnect would count twice.
+    let server = TestServer::start(move |n, _| match n {
+        0 => Reply::stream(body.clone()),
+        _ => Reply::stream(vec![Step::Stall]),
+    });
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let (r, h) = (released.clone(), handled.clone());
+    let client = fast(&server.url())
+        .read_timeout(Duration::from_secs(60))
+        .workers(2)
+        .max_queue_bytes(64 * 1024)
+        .overflow_policy(OverflowPolicy::DropNewest)
+        .overflow_grace(Duration::ZERO)
+        .on_actions(move |_| {
+            // Whichever callback gets the one release lets the others through.
+            let gate = gate.lock().unwrap();
+            if !r.load(Ordering::SeqCst) {
+                let _ = gate.recv_timeout(WAIT);
+                r.store(true, Ordering::SeqCst);
+            }
+            h.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let bg = client.run_in_background().unwrap();
+    // Seven 8 KiB events fill the 64 KiB queue; lanes of 16 events would keep 32
+    // more, so fewer than 70 would be dropped.
+    wait_until(WAIT, "the stream read, all but a few dropped", || {
+        client.dropped_count() >= SENT - 20
+    });
+    release.send(()).unwrap();
+    wait_until(WAIT, "every kept event handled", || {
+        handled.load(Ordering::SeqCst) as u64 + client.dropped_count() == SENT
+    });
+    let kept = handled.load(Ordering::SeqCst);
+    assert!(kept <= 20, "{kept} events were held");
+    drop(bg);
+}
+
 #[test]
 fn dropping_the_handle_inside_a_worker_callback_does_not_deadlock() {
     let body: Vec<Step> = (1..=10)

@@ -368,3 +368,26 @@ fn stream_json_carries_type_beside_event_type() {
         summary.to_json()
     );
 }
+
+/// Found by the `payload_decode` fuzz target: without serde_json's exact float
+/// parsing, `1.2222222222222221e+33` decoded one bit off, so re-encoding a payload
+/// changed its `forwarded_at`.
+#[test]
+fn times_survive_decode_and_re_encode_exactly() {
+    for text in [
+        "1.2222222222222221e+33",
+        "1712345678.123456",
+        "0.1",
+        "5e-324",
+    ] {
+        let json = format!(r#"{{"type":"summary","summary":"s","forwarded_at":{text}}}"#);
+        let first = summary(&json);
+        assert_eq!(
+            first.forwarded_at,
+            Some(text.parse::<f64>().unwrap()),
+            "{text}"
+        );
+        let again = summary(&first.to_json());
+        assert_eq!(again.forwarded_at, first.forwarded_at, "{text}");
+    }
+}

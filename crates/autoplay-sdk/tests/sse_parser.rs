@@ -1,6 +1,8 @@
 //! The SSE parser against the WHATWG rules, and chunking independence: every split
 //! point, one byte at a time, and random chunkings (proptest).
 
+mod support;
+
 use autoplay_sdk::sse::{SseEvent, SseItem, SseParser};
 use proptest::prelude::*;
 
@@ -242,6 +244,50 @@ fn many_events_in_one_chunk_come_out_in_order() {
     assert_eq!(last.as_deref(), Some("999"));
 }
 
+/// Found by the `sse_parser` fuzz target: an event name whose invalid UTF-8 grows
+/// when decoded (each bad byte becomes a 3-byte U+FFFD) left no room for an empty
+/// data line read whole, but passed when the line came in pieces.
+#[test]
+fn an_empty_data_line_after_a_long_decoded_name_is_judged_alike_however_cut() {
+    let stream =
+        b"event: heartbeat\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\xD4\ndata:\n\ndata: x\n\n";
+    let whole = parse_limited([&stream[..]]);
+    assert_eq!(
+        whole.0,
+        vec![
+            SseItem::EventTooLarge { limit: 24 },
+            SseItem::Event(ev("message", "x", None))
+        ]
+    );
+    assert_eq!(parse_limited(stream.chunks(1)), whole);
+}
+
+/// Found by the `sse_parser` fuzz target: data, ids and event names of invalid
+/// UTF-8 within the limits as bytes grew past them when decoded (3 bytes per bad
+/// byte). The limits are on the text handed out.
+#[test]
+fn data_ids_and_names_that_decoding_grows_past_the_limits_are_skipped() {
+    let mut stream = b"data: ".to_vec();
+    stream.extend([0xFF; 10]);
+    stream.extend(b"\n\ndata: \xFF\xFFok\n\n");
+    // Likewise an id: 16 bytes, 6 of them invalid, is 28 bytes of text.
+    stream.extend(b"id: \xFF\xFF\xFF\xFF\xFF\xFFabcdefghij\ndata: x\n\n");
+    // And an event name: 10 bytes, 9 of them invalid, is 28 bytes of text.
+    stream.extend(b"event: \xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFFa\ndata: y\n\n");
+    let (items, _) = parse_limited([&stream[..]]);
+    assert_eq!(
+        items,
+        vec![
+            SseItem::EventTooLarge { limit: 24 },
+            SseItem::Event(ev("message", "\u{FFFD}\u{FFFD}ok", None)),
+            SseItem::IdTooLong { limit: 16 },
+            SseItem::Event(ev("message", "x", None)),
+            SseItem::EventTooLarge { limit: 24 },
+        ]
+    );
+    assert_eq!(parse_limited(stream.chunks(1)), (items, None));
+}
+
 /// Streams built from pieces that exercise every rule, including the awkward ones.
 fn stream_strategy() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
@@ -324,15 +370,7 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let whole = parse_limited([&stream[..]]);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for p in points {
-            chunks.push(&stream[start..p]);
-            start = p;
-        }
-        chunks.push(&stream[start..]);
+        let chunks = support::cut_at(&stream, &cuts);
         prop_assert_eq!(parse_limited(chunks), whole.clone());
         prop_assert_eq!(parse_limited(stream.chunks(1)), whole);
     }
@@ -343,16 +381,178 @@ proptest! {
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let whole = parse(&stream);
-        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-        points.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for p in points {
-            chunks.push(&stream[start..p]);
-            start = p;
-        }
-        chunks.push(&stream[start..]);
+        let chunks = support::cut_at(&stream, &cuts);
         prop_assert_eq!(parse_chunks(chunks), whole.clone());
         prop_assert_eq!(parse_chunks(stream.chunks(1)), whole);
+    }
+}
+
+/// A small reference implementation of the WHATWG "event stream interpretation"
+/// rules, written from the spec as plainly as possible: decode the whole stream as
+/// UTF-8 (lossily, dropping one leading BOM), split it into lines at CR LF, LF or
+/// CR, and interpret each line. What it gives: the items in order, and the last
+/// event id string at the end (`None` for the empty string).
+mod reference {
+    use super::SseItem;
+
+    /// An event as (name, data, id).
+    pub type Event = (String, String, Option<String>);
+
+    pub struct Outcome {
+        pub events: Vec<Event>,
+        pub retries: Vec<(usize, u64)>,
+        pub last_id: Option<String>,
+    }
+
+    pub fn interpret(stream: &[u8]) -> Outcome {
+        let text = String::from_utf8_lossy(stream);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut lines = Vec::new();
+        let mut rest = text;
+        // Only complete lines: what follows the last line end is not a line yet.
+        while let Some(at) = rest.find(['\r', '\n']) {
+            lines.push(&rest[..at]);
+            let crlf = rest[at..].starts_with("\r\n");
+            rest = &rest[at + if crlf { 2 } else { 1 }..];
+        }
+        let (mut data, mut event_type, mut id_buffer) =
+            (String::new(), String::new(), String::new());
+        let mut last_id = String::new();
+        let mut out = Outcome {
+            events: Vec::new(),
+            retries: Vec::new(),
+            last_id: None,
+        };
+        for line in lines {
+            if line.is_empty() {
+                last_id = id_buffer.clone();
+                if data.is_empty() {
+                    event_type.clear();
+                    continue;
+                }
+                data.pop(); // the LF after the last data line
+                let name = if event_type.is_empty() {
+                    "message".to_owned()
+                } else {
+                    std::mem::take(&mut event_type)
+                };
+                let id = (!last_id.is_empty()).then(|| last_id.clone());
+                out.events.push((name, std::mem::take(&mut data), id));
+                event_type.clear();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+                None => (line, ""),
+            };
+            match field {
+                "event" => event_type = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" if !value.contains('\0') => id_buffer = value.to_owned(),
+                "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                    if let Ok(ms) = value.parse() {
+                        out.retries.push((out.events.len(), ms));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.last_id = (!last_id.is_empty()).then_some(last_id);
+        out
+    }
+
+    /// Our parser's items in the reference's terms: events, and each retry with
+    /// the number of events before it.
+    pub fn ours(items: &[SseItem]) -> (Vec<Event>, Vec<(usize, u64)>) {
+        let mut events = Vec::new();
+        let mut retries = Vec::new();
+        for item in items {
+            match item {
+                SseItem::Event(e) => events.push((
+                    e.event.to_string(),
+                    e.data.clone(),
+                    e.id.as_deref().map(str::to_owned),
+                )),
+                SseItem::Retry(ms) => retries.push((events.len(), *ms)),
+                other => panic!("no limit is reached here: {other:?}"),
+            }
+        }
+        (events, retries)
+    }
+}
+
+/// Streams of lines made to hit the rules' corners: every field name and near
+/// misses, values with and without the optional space, NUL in ids, `retry` with
+/// non-digits, non-ASCII text and invalid UTF-8, BOMs in and out of place, and
+/// every kind of line end, mixed.
+fn differential_stream() -> impl Strategy<Value = Vec<u8>> {
+    let name = prop_oneof![
+        Just(&b"data"[..]),
+        Just(&b"data"[..]),
+        Just(&b"id"[..]),
+        Just(&b"event"[..]),
+        Just(&b"retry"[..]),
+        Just(&b""[..]),
+        Just(&b"dat"[..]),
+        Just(&b"Data"[..]),
+        Just(&b"retryx"[..]),
+        Just(&b"\xEF\xBB\xBFdata"[..]),
+    ];
+    let colon = prop_oneof![
+        Just(&b""[..]),
+        Just(&b":"[..]),
+        Just(&b": "[..]),
+        Just(&b":  "[..])
+    ];
+    let value = prop_oneof![
+        "[0-9]{0,4}".prop_map(String::into_bytes),
+        "[ -~]{0,6}".prop_map(String::into_bytes),
+        "[a\u{0}é😀\u{feff}:]{0,4}".prop_map(String::into_bytes),
+        Just(b"\xFF\xC3".to_vec()),
+        Just(b"\xE2\x82".to_vec()),
+        Just(b"99999999999999999999999".to_vec()),
+    ];
+    let line_end = prop_oneof![Just(&b"\n"[..]), Just(&b"\r"[..]), Just(&b"\r\n"[..])];
+    let line = prop_oneof![
+        3 => (name, colon, value, line_end.clone()).prop_map(|(n, c, v, e)| [n, c, &v, e].concat()),
+        1 => line_end.prop_map(<[u8]>::to_vec),
+    ];
+    (
+        prop_oneof![Just(&b""[..]), Just(&b"\xEF\xBB\xBF"[..])],
+        prop::collection::vec(line, 0..30),
+        prop::collection::vec(any::<u8>(), 0..4),
+    )
+        .prop_map(|(bom, lines, tail)| {
+            let mut bytes = bom.to_vec();
+            bytes.extend(lines.concat());
+            // An unfinished last line, sometimes.
+            bytes.extend(tail.into_iter().filter(|b| b.is_ascii_alphanumeric()));
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Our parser, fed in random chunks, agrees with the reference on every event,
+    /// every retry and the last event id.
+    #[test]
+    fn the_parser_agrees_with_the_whatwg_reference(
+        stream in differential_stream(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let expected = reference::interpret(&stream);
+        let chunks = support::cut_at(&stream, &cuts);
+        let (items, last) = parse_chunks(chunks);
+        let (events, retries) = reference::ours(&items);
+        prop_assert_eq!(events, expected.events);
+        prop_assert_eq!(retries, expected.retries);
+        prop_assert_eq!(last, expected.last_id);
     }
 }

@@ -98,7 +98,7 @@ impl ProductLog {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+        let frame = Bytes::from(autoplay_sdk::wire::encode_frame(Some(id), kind, json));
         match &self.writer {
             None => {
                 inner.publish(&self.product_id, id, frame, &self.metrics);
@@ -124,7 +124,7 @@ impl ProductLog {
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        let frame = Bytes::from(format!("id: {id}\nevent: {kind}\ndata: {json}\n\n"));
+        let frame = Bytes::from(autoplay_sdk::wire::encode_frame(Some(id), kind, json));
         writer.append_with_session(self.clone(), id, frame, session)
     }
 

@@ -11,19 +11,17 @@ use futures_util::{FutureExt, Stream};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{Core, RunGuard, StopHandle, warn_discarded};
-use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
-use crate::dispatch::{Delivery, Queued, worker_index};
+use super::{Core, RunGuard, StopHandle};
+use crate::config::{ConfigBuilder, config_setters};
+use crate::consumer::{Handler, Tasks, consume, warn_discarded};
+use crate::dispatch::{Delivery, Queued};
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
-use crate::queue::{Batch, EventQueue, Popped, Pushed};
+use crate::queue::{Batch, EventQueue, Popped};
 use crate::sse::SseEvent;
 
 type AsyncActionsCallback = Arc<dyn Fn(ActionsPayload) -> BoxFuture<'static, ()> + Send + Sync>;
 type AsyncSummaryCallback = Arc<dyn Fn(SummaryPayload) -> BoxFuture<'static, ()> + Send + Sync>;
-
-/// Per-worker queue depth when `workers > 1`, as in the blocking client.
-const WORKER_QUEUE_SIZE: usize = 16;
 
 /// Builds an [`AsyncConnectorClient`]; options are checked by [`build`](Self::build).
 #[must_use = "a builder does nothing until built"]
@@ -82,7 +80,7 @@ struct Callbacks {
     on_summary: Option<AsyncSummaryCallback>,
 }
 
-impl Callbacks {
+impl Handler for Callbacks {
     async fn handle(&self, event: Event) {
         let future = match event {
             Event::Actions(payload) => self.on_actions.as_ref().map(|f| f(payload)),
@@ -180,30 +178,20 @@ impl AsyncConnectorClient {
     pub async fn run(&self) -> Result<(), Error> {
         let _running = self.inner.core.begin_run()?;
         let (queue, mut engine) = self.start(Delivery::Payloads);
-        let config = self.inner.core.config();
-        let callbacks = &self.inner.callbacks;
-        let stop = self.inner.core.stop_handle();
-        let mut batch = Batch::default();
-        let mut unhandled = 0;
-        if config.workers == 1 {
-            while let Popped::Item(queued) = queue.pop(&mut batch, config.drain_timeout).await {
-                if stop.discarding() {
-                    unhandled = 1;
-                    break;
-                }
-                if let Some(payload) = queued.into_payload() {
-                    callbacks.handle(payload).await;
-                }
-            }
-        } else {
-            unhandled = route_to_workers(&queue, &mut batch, config, callbacks, stop).await;
+        let consumed = consume::<Tasks, _>(
+            &queue,
+            self.inner.core.config(),
+            &self.inner.callbacks,
+            self.inner.core.stop_handle(),
+            Arc::as_ptr(&self.inner) as usize,
+        )
+        .await;
+        if consumed.is_err() {
+            // No worker to hand events to: the reader must not go on alone.
+            self.inner.core.stop_handle().stop();
         }
-        warn_discarded(
-            unhandled + queue.take_all(batch).len(),
-            stop,
-            "events still queued",
-        );
-        engine.finish().await
+        let finished = engine.finish().await;
+        consumed.and(finished)
     }
 
     /// Spawns [`run`](Self::run) on the current tokio runtime and returns at once.
@@ -318,79 +306,6 @@ impl AsyncConnectorClient {
     /// this can read up to a batch less one higher than what is left.
     pub fn queue_size(&self) -> usize {
         self.inner.core.queue_size()
-    }
-}
-
-/// Decodes on this task and hands each event to the worker task owning its session.
-/// Returns how many events it popped but did not hand on (after a stop-now).
-async fn route_to_workers(
-    queue: &EventQueue<Queued>,
-    batch: &mut Batch<Queued>,
-    config: &ClientConfig,
-    callbacks: &Callbacks,
-    stop: &StopHandle,
-) -> usize {
-    let mut lanes = Vec::with_capacity(config.workers);
-    let mut workers = Vec::with_capacity(config.workers);
-    for _ in 0..config.workers {
-        let lane = Arc::new(EventQueue::<Event>::new(
-            WORKER_QUEUE_SIZE,
-            OverflowPolicy::Block,
-        ));
-        let (worker_lane, callbacks, drain, stop) = (
-            lane.clone(),
-            callbacks.clone(),
-            config.drain_timeout,
-            stop.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let mut batch = Batch::default();
-            let mut unhandled = 0;
-            while let Popped::Item(event) = worker_lane.pop(&mut batch, drain).await {
-                if stop.discarding() {
-                    // Closing first lets a router waiting on this full lane go on.
-                    worker_lane.close();
-                    unhandled = 1;
-                    break;
-                }
-                callbacks.handle(event).await;
-            }
-            unhandled + worker_lane.take_all(batch).len()
-        }));
-        lanes.push(lane);
-    }
-    // Dropping `run` aborts the workers too.
-    let mut workers = AbortOnDrop(workers);
-    let mut unhandled = 0;
-    while let Popped::Item(queued) = queue.pop(batch, config.drain_timeout).await {
-        if stop.discarding() {
-            unhandled = 1;
-            break;
-        }
-        if let Some(payload) = queued.into_payload() {
-            // A lane its worker closed after a stop-now takes nothing more.
-            if let Pushed::Dropped(_) = lanes[worker_index(&payload, lanes.len())]
-                .push(payload)
-                .await
-            {
-                unhandled += 1;
-            }
-        }
-    }
-    lanes.iter().for_each(|lane| lane.close());
-    let mut discarded = 0;
-    for worker in workers.0.iter_mut() {
-        discarded += worker.await.unwrap_or(0);
-    }
-    warn_discarded(discarded, stop, "events waiting for a worker");
-    unhandled
-}
-
-struct AbortOnDrop(Vec<JoinHandle<usize>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.iter().for_each(JoinHandle::abort);
     }
 }
 

@@ -7,19 +7,15 @@ use std::thread::JoinHandle;
 
 use tracing::{info, warn};
 
-use super::{ConsumerMark, Core, StopHandle, is_consumer_of, warn_discarded};
-use crate::config::{ClientConfig, ConfigBuilder, OverflowPolicy, config_setters};
-use crate::dispatch::{Delivery, Queued, worker_index};
+use super::{ConsumerMark, Core, StopHandle, is_consumer_of};
+use crate::config::{ConfigBuilder, config_setters};
+use crate::consumer::{Handler, Threads, block_on, consume};
+use crate::dispatch::Delivery;
 use crate::error::Error;
 use crate::models::{ActionsPayload, Event, SummaryPayload};
-use crate::queue::{Batch, EventQueue, Popped, Pushed};
 
 type ActionsCallback = Arc<dyn Fn(ActionsPayload) + Send + Sync>;
 type SummaryCallback = Arc<dyn Fn(SummaryPayload) + Send + Sync>;
-
-/// Per-worker queue depth when `workers > 1`: small, so events wait in the main
-/// queue, where the overflow policy applies.
-const WORKER_QUEUE_SIZE: usize = 16;
 
 /// Builds a [`ConnectorClient`]; options are checked by [`build`](Self::build).
 #[must_use = "a builder does nothing until built or run"]
@@ -83,7 +79,7 @@ struct Callbacks {
 
 impl Callbacks {
     /// Runs the callback for one payload; a panic is logged and the worker lives on.
-    fn handle(&self, event: Event) {
+    fn call(&self, event: Event) {
         let outcome = match event {
             Event::Actions(payload) => match &self.on_actions {
                 Some(f) => catch_unwind(AssertUnwindSafe(|| f(payload))),
@@ -97,6 +93,12 @@ impl Callbacks {
         if outcome.is_err() {
             warn!("a callback panicked; the event is skipped and the client goes on");
         }
+    }
+}
+
+impl Handler for Callbacks {
+    async fn handle(&self, event: Event) {
+        self.call(event);
     }
 }
 
@@ -161,34 +163,27 @@ impl ConnectorClient {
             }
         };
 
-        let stop = self.inner.core.stop_handle();
-        let mut batch = Batch::default();
-        let popped_unhandled = {
+        let consumed = {
             let _mark = ConsumerMark::set(self.id());
-            if config.workers == 1 {
-                consume(&queue, &mut batch, &config, &self.inner.callbacks, stop)
-            } else {
-                route_to_workers(
-                    &queue,
-                    &mut batch,
-                    &config,
-                    &self.inner.callbacks,
-                    stop,
-                    self.id(),
-                )?
-            }
+            block_on(consume::<Threads, _>(
+                &queue,
+                &config,
+                &self.inner.callbacks,
+                self.inner.core.stop_handle(),
+                self.id(),
+            ))
         };
-        warn_discarded(
-            popped_unhandled + queue.take_all(batch).len(),
-            stop,
-            "events still queued",
-        );
+        if consumed.is_err() {
+            // No worker to hand events to: the reader must not go on alone.
+            self.inner.core.stop_handle().stop();
+        }
         let result = match reader.join() {
             Ok(result) => result,
             Err(_) => Err(Error::Io(std::io::Error::other(
                 "the reader thread panicked",
             ))),
         };
+        let result = consumed.and(result);
         info!(ok = result.is_ok(), "client stopped");
         result
     }
@@ -251,98 +246,6 @@ impl ConnectorClient {
     pub fn queue_size(&self) -> usize {
         self.inner.core.queue_size()
     }
-}
-
-/// Handles events on this thread until the queue is closed and drained.
-fn consume(
-    queue: &EventQueue<Queued>,
-    batch: &mut Batch<Queued>,
-    config: &ClientConfig,
-    callbacks: &Callbacks,
-    stop: &StopHandle,
-) -> usize {
-    while let Popped::Item(queued) = queue.pop_blocking(batch, config.drain_timeout) {
-        if stop.discarding() {
-            return 1;
-        }
-        if let Some(payload) = queued.into_payload() {
-            callbacks.handle(payload);
-        }
-    }
-    0
-}
-
-/// Decodes on this thread and hands each event to the worker owning its session.
-/// Returns how many events it popped but did not hand on (after a stop-now).
-fn route_to_workers(
-    queue: &EventQueue<Queued>,
-    batch: &mut Batch<Queued>,
-    config: &ClientConfig,
-    callbacks: &Callbacks,
-    stop: &StopHandle,
-    client: usize,
-) -> Result<usize, Error> {
-    let mut lanes = Vec::with_capacity(config.workers);
-    let mut threads = Vec::with_capacity(config.workers);
-    for i in 0..config.workers {
-        let lane = Arc::new(EventQueue::<Event>::new(
-            WORKER_QUEUE_SIZE,
-            OverflowPolicy::Block,
-        ));
-        let (worker_lane, callbacks, drain, stop) = (
-            lane.clone(),
-            callbacks.clone(),
-            config.drain_timeout,
-            stop.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name(format!("autoplay-worker-{i}"))
-            .spawn(move || {
-                let _mark = ConsumerMark::set(client);
-                let mut batch = Batch::default();
-                let mut unhandled = 0;
-                while let Popped::Item(event) = worker_lane.pop_blocking(&mut batch, drain) {
-                    if stop.discarding() {
-                        // Closing first lets a router blocked on this full lane go on.
-                        worker_lane.close();
-                        unhandled = 1;
-                        break;
-                    }
-                    callbacks.handle(event);
-                }
-                unhandled + worker_lane.take_all(batch).len()
-            });
-        match spawned {
-            Ok(thread) => threads.push(thread),
-            Err(e) => {
-                queue.close();
-                lanes
-                    .iter()
-                    .for_each(|l: &Arc<EventQueue<Event>>| l.close());
-                return Err(Error::Io(e));
-            }
-        }
-        lanes.push(lane);
-    }
-    let mut unhandled = 0;
-    while let Popped::Item(queued) = queue.pop_blocking(batch, config.drain_timeout) {
-        if stop.discarding() {
-            unhandled = 1;
-            break;
-        }
-        if let Some(payload) = queued.into_payload() {
-            // A lane its worker closed after a stop-now takes nothing more.
-            if let Pushed::Dropped(_) =
-                lanes[worker_index(&payload, lanes.len())].push_blocking(payload)
-            {
-                unhandled += 1;
-            }
-        }
-    }
-    lanes.iter().for_each(|lane| lane.close());
-    let discarded: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
-    warn_discarded(discarded, stop, "events waiting for a worker");
-    Ok(unhandled)
 }
 
 /// A client running on a background thread. Dropping it stops the client and

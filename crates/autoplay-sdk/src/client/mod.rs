@@ -134,18 +134,6 @@ impl StopHandle {
     }
 }
 
-/// Logs, once per run, what a stop or the drain timeout left unhandled.
-pub(crate) fn warn_discarded(discarded: usize, stop: &StopHandle, what: &str) {
-    if discarded == 0 {
-        return;
-    }
-    if stop.discarding() {
-        tracing::warn!(discarded, "stopped without draining; {what} were discarded");
-    } else {
-        tracing::warn!(discarded, "the drain timeout passed; {what} were discarded");
-    }
-}
-
 /// Marks a client as running for as long as it lives, so one client never runs twice
 /// at once.
 pub(crate) struct RunGuard(Arc<AtomicBool>);

@@ -33,7 +33,7 @@ pub(crate) fn actions_of(payload: &Bound<'_, PyAny>) -> Option<ActionsPayload> {
 fn payload_list<'py>(py: Python<'py>, payloads: &[ActionsPayload]) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for p in payloads {
-        list.append(Py::new(py, PyActionsPayload { inner: p.clone() })?)?;
+        list.append(Py::new(py, PyActionsPayload::from_core(p.clone()))?)?;
     }
     Ok(list)
 }

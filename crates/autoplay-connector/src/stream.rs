@@ -84,11 +84,13 @@ pub(crate) async fn stream(
 
     let last_event_id = headers.get(LAST_EVENT_ID).map(|v| v.as_bytes());
     let resume = Resume::from_header(last_event_id);
+    product.log.ready().await;
     let subscription = product.log.subscribe(resume);
     info!(
         product_id,
         last_event_id = match resume {
-            Resume::After(id) => Some(id),
+            Resume::AfterStream(key) => Some(crate::replay::stream_id(key)),
+            Resume::After(id) => Some(id.to_string()),
             Resume::Live | Resume::Foreign => None,
         },
         replayed = subscription.replay.len(),

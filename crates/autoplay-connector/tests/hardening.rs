@@ -337,9 +337,11 @@ async fn a_subscriber_that_reads_nothing_is_closed_at_the_write_timeout() {
     // The /metrics request just made closes its own connection a moment after it is
     // answered: wait for that rather than count it as the subscriber's.
     child
-        .wait_until(WAIT, "the subscriber's connection is not the one fd held", |c| {
-            c.fds() == idle_fds + 1
-        })
+        .wait_until(
+            WAIT,
+            "the subscriber's connection is not the one fd held",
+            |c| c.fds() == idle_fds + 1,
+        )
         .await;
 
     // More than every socket buffer between the two ends holds.

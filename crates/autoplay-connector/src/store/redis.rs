@@ -1,0 +1,440 @@
+//! The Redis Streams backend (`store = "redis://host:port[/db]"`), for running
+//! any number of replicas on the same products.
+//!
+//! Each product's log is one stream, `autoplay:{<product>}:log` (the braces are
+//! a cluster hash tag), whose entries hold one field, `e`: the frame after its
+//! `id:` line. Redis gives the ids (`ms-seq`), and they go on the wire verbatim.
+//!
+//! - **Append**: one writer task takes what is queued (up to [`MAX_BATCH`]
+//!   events), and sends it as one `MULTI`/`XADD … MAXLEN ~ <window>`/`EXEC`
+//!   (all or nothing, one round trip: group commit). A webhook is answered 200
+//!   once its `EXEC` returned *and* this replica's tail has read the ids back,
+//!   so a client of this replica sees its own events; when Redis fails the
+//!   batch, its webhooks get 503 and the sender retries.
+//! - **Tail**: every replica runs one blocking `XREAD` loop per product and puts
+//!   what it reads, in stream order, into the product's window
+//!   ([`StreamRing`]) and its own subscribers' queues, under one lock. It loads
+//!   the newest window with `XREVRANGE` first.
+//! - **Replay** is served from that window: a subscriber takes the lock once to
+//!   read what it missed up to the newest id the tail delivered and to register
+//!   its live queue, so it gets everything after its `Last-Event-ID` once,
+//!   whichever replica appended it. A client that moved from a replica whose
+//!   tail was a little ahead resumes after its id when the tail reaches it.
+//!   `MAXLEN ~` lets Redis keep somewhat more than the window (it trims whole
+//!   nodes); the window itself is exact.
+//! - When Redis goes away, open streams stay open, the tail retries with
+//!   backoff from the last id it delivered, and appends fail (503).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use super::{ProductLog, StoreError, Ticket};
+use crate::fanout::Fanout;
+use crate::metrics::{self, Metrics};
+use crate::replay::{ReplayWindow, StreamRing, stream_id, stream_key};
+
+/// Events sent to Redis in one transaction at most.
+pub(crate) const MAX_BATCH: usize = 4096;
+
+/// How long one `XREAD` blocks: also how soon a tail notices its product went.
+const BLOCK: Duration = Duration::from_secs(1);
+
+/// Reconnection backoff: from the first to the last, doubling.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// How long an append waits for this replica's tail to read its id back
+/// before it is acknowledged anyway (it is in Redis; subscribers get it when
+/// the tail catches up).
+const TAIL_WAIT: Duration = Duration::from_secs(5);
+
+/// The stream key of a product.
+pub(crate) fn stream_name(product_id: &str) -> String {
+    format!("autoplay:{{{product_id}}}:log")
+}
+
+/// Every operation up to `done` was answered; `failed` holds the recent
+/// ranges that Redis refused.
+#[derive(Clone, Default)]
+struct Progress {
+    done: u64,
+    failed: std::collections::VecDeque<(u64, u64)>,
+    closed: bool,
+}
+
+/// Failed ranges remembered (a waiter looks right after its batch).
+const FAILED_KEPT: usize = 1024;
+
+struct Append {
+    log: Arc<ProductLog>,
+    body: Bytes,
+}
+
+type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Append)>>);
+
+/// What the Redis store shares between its writer, its tails and its logs.
+pub(crate) struct Redis {
+    client: redis::Client,
+    window: ReplayWindow,
+    queue: Mutex<Queue>,
+    progress: watch::Sender<Progress>,
+    metrics: Arc<Metrics>,
+    /// Set while the last command to Redis failed, so it is logged once.
+    down: AtomicBool,
+}
+
+/// A product's stream as this replica sees it, behind the log's lock.
+pub(crate) struct StreamLog {
+    pub ring: StreamRing,
+    pub fanout: Fanout,
+}
+
+/// The Redis side of a [`ProductLog`].
+pub(crate) struct StreamSide {
+    pub key: String,
+    pub inner: Mutex<StreamLog>,
+    /// (loaded, newest key delivered to the window).
+    pub delivered: watch::Sender<(bool, u128)>,
+    pub redis: Arc<Redis>,
+}
+
+impl StreamSide {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, StreamLog> {
+        // Nothing under this lock can leave the state half-updated.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Redis {
+    /// Opens a client for `url` and starts the writer (connections are made,
+    /// and made again, by the tasks that use them).
+    pub fn open(
+        url: &str,
+        window: ReplayWindow,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Open {
+            path: super::redacted(url),
+            reason: e.to_string(),
+        })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (progress, _) = watch::channel(Progress::default());
+        let redis = Arc::new(Self {
+            client,
+            window,
+            queue: Mutex::new((0, Some(tx))),
+            progress,
+            metrics,
+            down: AtomicBool::new(false),
+        });
+        tokio::spawn(write_loop(redis.clone(), rx));
+        Ok(redis)
+    }
+
+    /// The side of a new log for `product_id`; its tail starts with `log`.
+    pub fn side(self: &Arc<Self>, product_id: &str, subscriber_buffer: usize) -> StreamSide {
+        StreamSide {
+            key: stream_name(product_id),
+            inner: Mutex::new(StreamLog {
+                ring: StreamRing::new(self.window, None),
+                fanout: Fanout::new(subscriber_buffer),
+            }),
+            delivered: watch::channel((false, 0)).0,
+            redis: self.clone(),
+        }
+    }
+
+    /// Starts the tail of `log` (which has a [`StreamSide`]).
+    pub fn start_tail(self: &Arc<Self>, log: &Arc<ProductLog>) {
+        tokio::spawn(tail_loop(self.clone(), Arc::downgrade(log)));
+    }
+
+    /// Queues an event of `log`.
+    pub fn append(&self, log: Arc<ProductLog>, body: Bytes) -> Ticket {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.0 += 1;
+        let seq = queue.0;
+        if let Some(tx) = &queue.1 {
+            let _ = tx.send((seq, Append { log, body }));
+        }
+        Ticket(seq)
+    }
+
+    /// Waits until Redis took everything up to `ticket`.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if ticket.0 == 0 {
+            return Ok(());
+        }
+        let mut progress = self.progress.subscribe();
+        let progress = progress
+            .wait_for(|p| p.done >= ticket.0 || p.closed)
+            .await
+            .map_err(|_| StoreError::Write("the Redis writer stopped".into()))?;
+        if progress.done < ticket.0 {
+            return Err(StoreError::Write("the store is closed".into()));
+        }
+        if progress
+            .failed
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&ticket.0))
+        {
+            return Err(StoreError::Write("Redis did not take the events".into()));
+        }
+        Ok(())
+    }
+
+    /// Stops taking appends; what is queued is still sent.
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).1 = None;
+    }
+
+    async fn connect(
+        &self,
+        response_timeout: Duration,
+    ) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// Notes a failed command: logged and counted once per outage.
+    fn failed(&self, what: &str, error: &redis::RedisError) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            metrics::inc(&self.metrics.store_outages);
+            error!(error = %error, what, "Redis is unavailable: webhooks get 503, streams stay open; reconnecting");
+        }
+    }
+
+    /// Notes a command that worked.
+    fn up(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            info!("Redis is available again");
+        }
+    }
+
+    /// Whether the last command to Redis failed.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+}
+
+async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Append)>) {
+    let maxlen = redis.window.events.max(1);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut batch: Vec<(u64, Append)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH
+            && let Ok(next) = rx.try_recv()
+        {
+            batch.push(next);
+        }
+        let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
+        let result = async {
+            if conn.is_none() {
+                conn = Some(redis.connect(Duration::from_secs(5)).await?);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (_, append) in &batch {
+                let key = &append.log.stream_side().key;
+                pipe.cmd("XADD")
+                    .arg(key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(maxlen)
+                    .arg("*")
+                    .arg("e")
+                    .arg(&append.body[..]);
+            }
+            let conn = conn.as_mut().expect("connected above");
+            pipe.query_async::<Vec<String>>(conn).await
+        }
+        .await;
+        match result {
+            Ok(ids) => {
+                redis.up();
+                // The newest id per log, then wait for this replica's tail.
+                let mut newest: Vec<(&Arc<ProductLog>, u128)> = Vec::new();
+                for ((_, append), id) in batch.iter().zip(&ids) {
+                    let key = stream_key(id).unwrap_or(0);
+                    match newest
+                        .iter_mut()
+                        .find(|(log, _)| Arc::ptr_eq(log, &append.log))
+                    {
+                        Some(entry) => entry.1 = entry.1.max(key),
+                        None => newest.push((&append.log, key)),
+                    }
+                }
+                for (log, key) in newest {
+                    let mut delivered = log.stream_side().delivered.subscribe();
+                    let _ = tokio::time::timeout(
+                        TAIL_WAIT,
+                        delivered.wait_for(|(loaded, at)| *loaded && *at >= key),
+                    )
+                    .await;
+                }
+                redis.progress.send_modify(|p| p.done = hi);
+            }
+            Err(e) => {
+                redis.failed("XADD", &e);
+                conn = None;
+                redis.progress.send_modify(|p| {
+                    p.failed.push_back((lo, hi));
+                    if p.failed.len() > FAILED_KEPT {
+                        p.failed.pop_front();
+                    }
+                    p.done = hi;
+                });
+            }
+        }
+        batch.clear();
+    }
+    redis.progress.send_modify(|p| p.closed = true);
+}
+
+/// The frame of a stream entry, or `None` (logged) when it is not ours.
+fn frame(key: &str, entry: &StreamId) -> Option<(u128, Bytes)> {
+    let id = stream_key(&entry.id)?;
+    let body: Vec<u8> = match entry.map.get("e").map(redis::from_redis_value_ref) {
+        Some(Ok(body)) => body,
+        _ => {
+            warn!(
+                stream = key,
+                id = entry.id,
+                "stream entry without an `e` field; skipped"
+            );
+            return None;
+        }
+    };
+    let mut frame = Vec::with_capacity(body.len() + entry.id.len() + 5);
+    frame.extend_from_slice(b"id: ");
+    frame.extend_from_slice(entry.id.as_bytes());
+    frame.push(b'\n');
+    frame.extend_from_slice(&body);
+    Some((id, Bytes::from(frame)))
+}
+
+async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
+    let Some(key) = log.upgrade().map(|log| log.stream_side().key.clone()) else {
+        return;
+    };
+    let product_id: Arc<str> = log
+        .upgrade()
+        .map(|log| log.product_id.clone())
+        .unwrap_or_else(|| Arc::from(""));
+    let count = redis.window.events.max(1);
+    let mut conn: Option<MultiplexedConnection> = None;
+    // The id the next read follows; `None` until the window is loaded.
+    let mut last: Option<String> = None;
+    let mut backoff = BACKOFF.0;
+    while log.strong_count() > 0 {
+        let result: redis::RedisResult<()> = async {
+            if conn.is_none() {
+                conn = Some(redis.connect(BLOCK + Duration::from_secs(5)).await?);
+            }
+            let conn = conn.as_mut().expect("connected above");
+            match &last {
+                None => {
+                    // The newest window, and one more: the newest id before it.
+                    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+                        .arg(&key)
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(count + 1)
+                        .query_async(conn)
+                        .await?;
+                    let mut entries = reply.ids;
+                    let floor = (entries.len() > count)
+                        .then(|| entries.pop())
+                        .flatten()
+                        .and_then(|e| stream_key(&e.id));
+                    let Some(log) = log.upgrade() else {
+                        return Ok(());
+                    };
+                    let side = log.stream_side();
+                    let mut inner = side.lock();
+                    let mut ring = StreamRing::new(redis.window, floor);
+                    for entry in entries.iter().rev() {
+                        if let Some((id, frame)) = frame(&key, entry) {
+                            ring.push(id, frame);
+                        }
+                    }
+                    let newest = ring.newest().unwrap_or(0);
+                    inner.ring = ring;
+                    last = Some(
+                        entries
+                            .first()
+                            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()),
+                    );
+                    side.delivered.send_replace((true, newest));
+                }
+                Some(after) => {
+                    let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+                        .arg("COUNT")
+                        .arg(1024)
+                        .arg("BLOCK")
+                        .arg(BLOCK.as_millis() as u64)
+                        .arg("STREAMS")
+                        .arg(&key)
+                        .arg(after)
+                        .query_async(conn)
+                        .await?;
+                    let Some(reply) = reply else { return Ok(()) };
+                    let Some(log) = log.upgrade() else {
+                        return Ok(());
+                    };
+                    let side = log.stream_side();
+                    let mut newest = None;
+                    {
+                        let mut inner = side.lock();
+                        for entry in reply.keys.iter().flat_map(|k| &k.ids) {
+                            last = Some(entry.id.clone());
+                            if let Some((id, frame)) = frame(&key, entry) {
+                                inner.ring.push(id, frame.clone());
+                                inner
+                                    .fanout
+                                    .offer_stream(&product_id, id, &frame, &redis.metrics);
+                                metrics::inc(&redis.metrics.events_published);
+                                newest = Some(id);
+                            }
+                        }
+                    }
+                    if let Some(newest) = newest {
+                        side.delivered.send_replace((true, newest));
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                redis.up();
+                backoff = BACKOFF.0;
+            }
+            Err(e) => {
+                redis.failed("XREAD", &e);
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+        }
+    }
+}
+
+/// The id a subscriber's `Last-Event-ID` would carry for `key`, for logs.
+pub(crate) fn display(key: u128) -> String {
+    stream_id(key)
+}

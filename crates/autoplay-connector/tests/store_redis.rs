@@ -1,0 +1,222 @@
+//! `store = "redis://…"` end to end: connectors on 127.0.0.1 on a real
+//! `redis-server` of their own (started on a free port, stopped by PID).
+#![cfg(target_os = "linux")]
+
+mod common;
+mod store_redis_server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoplay_connector::StoreConfig;
+use bytes::BytesMut;
+use common::{ACME_KEY, Server, config};
+use futures_util::StreamExt;
+use serde_json::json;
+use store_redis_server::RedisServer;
+
+fn actions_body(session: &str, n: usize) -> serde_json::Value {
+    json!({
+        "session_id": session,
+        "actions": (0..n).map(|i| json!({
+            "event_type": "click",
+            "title": format!("button {i}"),
+            "canonical_url": "https://app.example.com/x",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn replica(redis: &RedisServer) -> Server {
+    let mut config = config();
+    config.store = StoreConfig::Redis(redis.url());
+    Server::start(config).await
+}
+
+/// A stream of `acme` with string ids (the shared reader parses integers).
+struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: BytesMut,
+}
+
+/// (id, event, data) of one frame.
+type Frame = (String, String, String);
+
+impl Sse {
+    async fn open(server: &Server, last_event_id: Option<&str>) -> Sse {
+        let mut request = reqwest::Client::new()
+            .get(server.url("/stream/acme"))
+            .bearer_auth(ACME_KEY);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Sse {
+            body: Box::pin(response.bytes_stream()),
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// The next event that is not a heartbeat, or `None` after `timeout`.
+    async fn next(&mut self, timeout: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let raw = self.buffer.split_to(end + 2);
+                let text = std::str::from_utf8(&raw[..end]).unwrap().to_owned();
+                let mut frame = (String::new(), String::new(), String::new());
+                for line in text.split('\n') {
+                    let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                    match field {
+                        "id" => frame.0 = value.to_owned(),
+                        "event" => frame.1 = value.to_owned(),
+                        "data" => frame.2 = value.to_owned(),
+                        _ => {}
+                    }
+                }
+                if frame.1 == "heartbeat" || frame.1.is_empty() {
+                    continue;
+                }
+                return Some(frame);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// `ms-seq`, as a pair that orders like the ids.
+fn key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("not a Redis id: {id}"));
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_streamed_with_redis_ids_and_resumed_after_a_restart() {
+    let redis = RedisServer::start(false);
+    let server = replica(&redis).await;
+    let mut live = Sse::open(&server, None).await;
+    for i in 0..3 {
+        let response = server
+            .post_events("acme", &actions_body(&format!("s{i}"), 1))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (id, event, data) = live.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(event, "actions");
+        assert!(data.contains(&format!("\"session_id\":\"s{i}\"")), "{data}");
+        ids.push(id);
+    }
+    assert!(ids.windows(2).all(|w| key(&w[0]) < key(&w[1])), "{ids:?}");
+
+    // Another connector on the same Redis (a restart, or a second replica)
+    // resumes after the first id: the next two, then what follows, live.
+    server.shutdown.shutdown();
+    let again = replica(&redis).await;
+    let mut resumed = Sse::open(&again, Some(&ids[0])).await;
+    for want in &ids[1..] {
+        assert_eq!(&resumed.next(Duration::from_secs(5)).await.unwrap().0, want);
+    }
+    let response = again.post_events("acme", &actions_body("s3", 1)).await;
+    assert_eq!(response.status(), 200);
+    let (id, _, data) = resumed.next(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        key(&id) > key(&ids[2]) && data.contains("\"s3\""),
+        "{id} {data}"
+    );
+    assert!(resumed.next(Duration::from_millis(300)).await.is_none());
+    // An integer id (another store's) is not ours: the whole window, a gap.
+    let mut foreign = Sse::open(&again, Some("2")).await;
+    assert_eq!(
+        foreign.next(Duration::from_secs(5)).await.unwrap().0,
+        ids[0]
+    );
+    assert_eq!(again.metric("autoplay_replay_gaps_total").await, 1.0);
+}
+
+/// Two replicas on one Redis: what is posted to either is streamed by both,
+/// and a client that loses A and reconnects to B with its `Last-Event-ID`
+/// while events keep arriving on both gets every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moving_between_replicas_gets_no_gap_and_no_duplicate() {
+    const TOTAL: usize = 1_000;
+    let redis = RedisServer::start(false);
+    let a = Arc::new(replica(&redis).await);
+    let b = Arc::new(replica(&redis).await);
+    let mut watcher = Sse::open(&b, None).await;
+    let mut client = Sse::open(&a, None).await;
+    let publisher = {
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            for i in 0..TOTAL {
+                let to = if i % 2 == 0 { &a } else { &b };
+                let response = to
+                    .post_events("acme", &actions_body(&format!("s{i}"), 1))
+                    .await;
+                assert_eq!(response.status(), 200);
+            }
+        })
+    };
+    let session = |data: &str| -> usize {
+        let value: serde_json::Value = serde_json::from_str(data).unwrap();
+        value["session_id"].as_str().unwrap()[1..].parse().unwrap()
+    };
+    let mut got: Vec<(String, usize)> = Vec::new();
+    let mut on_a = true;
+    for _ in 0..6 {
+        // Read a while, then drop the connection and resume on the other one.
+        for _ in 0..TOTAL / 8 {
+            let (id, _, data) = client
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an event");
+            got.push((id, session(&data)));
+        }
+        let last = got.last().unwrap().0.clone();
+        on_a = !on_a;
+        let next = if on_a { &a } else { &b };
+        client = Sse::open(next, Some(&last)).await;
+    }
+    publisher.await.unwrap();
+    while got.len() < TOTAL {
+        let (id, _, data) = client
+            .next(Duration::from_secs(10))
+            .await
+            .expect("an event");
+        got.push((id, session(&data)));
+    }
+    assert!(
+        client.next(Duration::from_millis(300)).await.is_none(),
+        "a duplicate"
+    );
+    let sessions: Vec<usize> = got.iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        sessions,
+        (0..TOTAL).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert!(got.windows(2).all(|w| key(&w[0].0) < key(&w[1].0)));
+    // B streamed all of them too, the half posted to A included, with the same ids.
+    let mut watched = Vec::new();
+    while watched.len() < TOTAL {
+        watched.push(
+            watcher
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an event")
+                .0,
+        );
+    }
+    assert_eq!(
+        watched,
+        got.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(a.metric("autoplay_replay_gaps_total").await, 0.0);
+    assert_eq!(b.metric("autoplay_replay_gaps_total").await, 0.0);
+}

@@ -92,7 +92,8 @@ pub(crate) async fn stream(
             Resume::AfterStream(key) => Some(crate::replay::stream_id(key)),
             Resume::After(id) => Some(id.to_string()),
             Resume::Live | Resume::Foreign => None,
-        },
+        }
+        .map(tracing::field::display),
         replayed = subscription.replay.len(),
         "subscriber connected"
     );

@@ -220,3 +220,73 @@ async fn a_client_moving_between_replicas_gets_no_gap_and_no_duplicate() {
     assert_eq!(a.metric("autoplay_replay_gaps_total").await, 0.0);
     assert_eq!(b.metric("autoplay_replay_gaps_total").await, 0.0);
 }
+
+/// Sessions counted in Redis: webhooks of one session landing on two replicas
+/// in turn still give exactly one summary per threshold, after its actions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_are_due_once_per_threshold_across_replicas() {
+    const SESSIONS: usize = 6;
+    const ACTIONS: usize = 12;
+    const THRESHOLD: usize = 4;
+    let redis = RedisServer::start(false);
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.summary_threshold = THRESHOLD;
+        Server::start(config)
+    };
+    let a = Arc::new(start().await);
+    let b = Arc::new(start().await);
+    let mut watcher = Sse::open(&a, None).await;
+    let mut posters = Vec::new();
+    for s in 0..SESSIONS {
+        let (a, b) = (a.clone(), b.clone());
+        posters.push(tokio::spawn(async move {
+            for i in 0..ACTIONS {
+                let to = if (i + s) % 2 == 0 { &a } else { &b };
+                let response = to
+                    .post_events("acme", &actions_body(&format!("s{s}"), 1))
+                    .await;
+                assert_eq!(response.status(), 200);
+            }
+        }));
+    }
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let want = SESSIONS * ACTIONS + SESSIONS * ACTIONS / THRESHOLD;
+    let mut frames = Vec::new();
+    while frames.len() < want {
+        frames.push(
+            watcher
+                .next(Duration::from_secs(10))
+                .await
+                .expect("a frame"),
+        );
+    }
+    assert!(
+        watcher.next(Duration::from_millis(500)).await.is_none(),
+        "an extra frame"
+    );
+    for s in 0..SESSIONS {
+        let session = format!("\"session_id\":\"s{s}\"");
+        let mut actions = 0;
+        let mut summaries = 0;
+        for (_, event, data) in frames.iter().filter(|(_, _, d)| d.contains(&session)) {
+            match event.as_str() {
+                "actions" => actions += 1,
+                "summary" => {
+                    summaries += 1;
+                    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                    assert_eq!(value["replaces"], THRESHOLD, "{data}");
+                    assert!(
+                        actions >= summaries * THRESHOLD,
+                        "a summary before its actions"
+                    );
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!((actions, summaries), (ACTIONS, ACTIONS / THRESHOLD), "s{s}");
+    }
+}

@@ -125,7 +125,7 @@ impl ProductLog {
     pub fn append(self: &Arc<Self>, kind: &str, json: &str) -> (u64, Ticket) {
         if let Some(side) = &self.stream {
             let body = Bytes::from(format!("event: {kind}\ndata: {json}\n\n"));
-            return (0, side.redis.append(self.clone(), body));
+            return (0, side.redis.append(self.clone(), body, None).0);
         }
         let mut inner = self.lock();
         let id = inner.next_id;
@@ -140,6 +140,26 @@ impl ProductLog {
             // id order.
             Some(writer) => (id, writer.append(self.clone(), id, frame)),
         }
+    }
+
+    /// Appends an event that carries a session's new actions (the Redis store
+    /// only, see [`Store::counts_sessions`]): Redis counts them with the
+    /// append, atomically; the receiver gets the batch whose summary fell due.
+    pub fn append_counting(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        session: self::redis::SessionDelta,
+    ) -> (
+        Ticket,
+        Option<tokio::sync::oneshot::Receiver<Option<self::redis::SharedDue>>>,
+    ) {
+        let side = self
+            .stream
+            .as_ref()
+            .expect("only the Redis store counts sessions");
+        let body = Bytes::from(format!("event: {kind}\ndata: {json}\n\n"));
+        side.redis.append(self.clone(), body, Some(session))
     }
 
     /// Appends a summary together with its session's new state, so the two are
@@ -428,6 +448,13 @@ impl Store {
             None => Ok(()),
             Some(writer) => writer.durable(ticket).await,
         }
+    }
+
+    /// Whether sessions are counted in the store, shared by every replica
+    /// (Redis): then [`ProductLog::append_counting`] says when a summary is
+    /// due, not the in-process tracker.
+    pub fn counts_sessions(&self) -> bool {
+        self.redis.is_some()
     }
 
     /// Whether the store is unreachable now (the Redis store only): ingest

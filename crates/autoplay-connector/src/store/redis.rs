@@ -22,6 +22,12 @@
 //!   tail was a little ahead resumes after its id when the tail reaches it.
 //!   `MAXLEN ~` lets Redis keep somewhat more than the window (it trims whole
 //!   nodes); the window itself is exact.
+//! - **Sessions** (summaries): an append that carries a session's actions
+//!   also runs [`SESSION_SCRIPT`] in the same transaction, which appends them
+//!   to the session's list and, once `threshold` are pending, takes them all
+//!   and returns them. Redis runs a script atomically, so whichever replica's
+//!   webhooks cross a threshold, exactly one of them gets that batch, and
+//!   only after its actions are on the stream.
 //! - When Redis goes away, open streams stay open, the tail retries with
 //!   backoff from the last id it delivered, and appends fail (503).
 
@@ -29,11 +35,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use autoplay_sdk::models::SlimAction;
 use bytes::Bytes;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::{ProductLog, StoreError, Ticket};
@@ -75,6 +82,76 @@ const FAILED_KEPT: usize = 1024;
 struct Append {
     log: Arc<ProductLog>,
     body: Bytes,
+    session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
+}
+
+/// A session's new actions, counted in Redis with an append.
+pub(crate) struct SessionDelta {
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    /// Each action as JSON.
+    pub actions: Vec<String>,
+    pub threshold: usize,
+    /// Redis forgets a session idle this long.
+    pub idle: Duration,
+}
+
+/// A batch of a session whose summary fell due on this replica.
+#[derive(Debug)]
+pub(crate) struct SharedDue {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub actions: Vec<SlimAction>,
+}
+
+/// Appends a session's actions (`ARGV[5..]`) to its list (`KEYS[1]`), keeps
+/// its user and email (`ARGV[3]`, `ARGV[4]`, in hash `KEYS[2]`), and once
+/// `ARGV[1]` are pending takes them: returns `{user, email, actions...}`, or
+/// `{}` while fewer are pending. Both keys expire after `ARGV[2]` idle seconds.
+pub(crate) const SESSION_SCRIPT: &str = r#"
+local list, who = KEYS[1], KEYS[2]
+local threshold, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', who, 'user', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', who, 'email', ARGV[4]) end
+local n = 0
+for i = 5, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
+redis.call('EXPIRE', list, idle)
+redis.call('EXPIRE', who, idle)
+if n < threshold then return {} end
+local actions = redis.call('LRANGE', list, 0, -1)
+redis.call('DEL', list)
+local out = {redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
+for _, action in ipairs(actions) do out[#out + 1] = action end
+return out
+"#;
+
+/// The keys of a session: its pending actions, and who it is.
+fn session_keys(product_id: &str, session_id: &str) -> (String, String) {
+    let list = format!("autoplay:{{{product_id}}}:session:{session_id}");
+    let who = format!("{list}:who");
+    (list, who)
+}
+
+fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
+    let mut parts = reply.into_iter();
+    let text = |b: Vec<u8>| String::from_utf8(b).ok().filter(|s| !s.is_empty());
+    let user_id = text(parts.next()?);
+    let email = parts.next().and_then(text);
+    let actions = parts
+        .filter_map(|json| match serde_json::from_slice(&json) {
+            Ok(action) => Some(action),
+            Err(e) => {
+                warn!(error = %e, "unreadable action in a Redis session; skipped");
+                None
+            }
+        })
+        .collect();
+    Some(SharedDue {
+        user_id,
+        email,
+        actions,
+    })
 }
 
 type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Append)>>);
@@ -156,15 +233,29 @@ impl Redis {
         tokio::spawn(tail_loop(self.clone(), Arc::downgrade(log)));
     }
 
-    /// Queues an event of `log`.
-    pub fn append(&self, log: Arc<ProductLog>, body: Bytes) -> Ticket {
+    /// Queues an event of `log`, and the session's actions it carries: the
+    /// receiver gets the batch whose summary fell due with it, if any (nothing
+    /// when Redis failed: the webhook gets 503 and is sent again).
+    pub fn append(
+        &self,
+        log: Arc<ProductLog>,
+        body: Bytes,
+        session: Option<SessionDelta>,
+    ) -> (Ticket, Option<oneshot::Receiver<Option<SharedDue>>>) {
+        let (session, rx) = match session {
+            None => (None, None),
+            Some(delta) => {
+                let (tx, rx) = oneshot::channel();
+                (Some((delta, tx)), Some(rx))
+            }
+        };
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.0 += 1;
         let seq = queue.0;
         if let Some(tx) = &queue.1 {
-            let _ = tx.send((seq, Append { log, body }));
+            let _ = tx.send((seq, Append { log, body, session }));
         }
-        Ticket(seq)
+        (Ticket(seq), rx)
     }
 
     /// Waits until Redis took everything up to `ticket`.
@@ -256,14 +347,46 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, App
                     .arg("*")
                     .arg("e")
                     .arg(&append.body[..]);
+                if let Some((delta, _)) = &append.session {
+                    let (list, who) = session_keys(&append.log.product_id, &delta.session_id);
+                    let cmd = pipe
+                        .cmd("EVAL")
+                        .arg(SESSION_SCRIPT)
+                        .arg(2)
+                        .arg(list)
+                        .arg(who)
+                        .arg(delta.threshold)
+                        .arg(delta.idle.as_secs().max(1))
+                        .arg(delta.user_id.as_deref().unwrap_or(""))
+                        .arg(delta.email.as_deref().unwrap_or(""));
+                    for action in &delta.actions {
+                        cmd.arg(action);
+                    }
+                }
             }
             let conn = conn.as_mut().expect("connected above");
-            pipe.query_async::<Vec<String>>(conn).await
+            pipe.query_async::<Vec<redis::Value>>(conn).await
         }
         .await;
         match result {
-            Ok(ids) => {
+            Ok(replies) => {
                 redis.up();
+                let mut replies = replies.into_iter();
+                let mut ids = Vec::with_capacity(batch.len());
+                for (_, append) in &mut batch {
+                    let id: String = replies
+                        .next()
+                        .and_then(|v| redis::from_redis_value(v).ok())
+                        .unwrap_or_default();
+                    ids.push(id);
+                    if let Some((_, tx)) = append.session.take() {
+                        let due = replies
+                            .next()
+                            .and_then(|v| redis::from_redis_value::<Vec<Vec<u8>>>(v).ok())
+                            .and_then(shared_due);
+                        let _ = tx.send(due);
+                    }
+                }
                 // The newest id per log, then wait for this replica's tail.
                 let mut newest: Vec<(&Arc<ProductLog>, u128)> = Vec::new();
                 for ((_, append), id) in batch.iter().zip(&ids) {

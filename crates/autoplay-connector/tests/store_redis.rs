@@ -36,6 +36,8 @@ async fn replica(redis: &RedisServer) -> Server {
 struct Sse {
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: BytesMut,
+    /// The connector ended the stream.
+    ended: bool,
 }
 
 /// (id, event, data) of one frame.
@@ -54,6 +56,7 @@ impl Sse {
         Sse {
             body: Box::pin(response.bytes_stream()),
             buffer: BytesMut::new(),
+            ended: false,
         }
     }
 
@@ -81,7 +84,11 @@ impl Sse {
             }
             match tokio::time::timeout_at(deadline, self.body.next()).await {
                 Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
-                _ => return None,
+                Ok(_) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(_) => return None,
             }
         }
     }
@@ -289,4 +296,89 @@ async fn summaries_are_due_once_per_threshold_across_replicas() {
         }
         assert_eq!((actions, summaries), (ACTIONS, ACTIONS / THRESHOLD), "s{s}");
     }
+}
+
+async fn health(server: &Server) -> serde_json::Value {
+    reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Redis killed mid-stream and started again on its port and directory: the
+/// open stream stays open, webhooks get 503 meanwhile, `/healthz` says
+/// degraded and `/metrics` counts the outage once; afterwards the stream goes
+/// on from where it was, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_degrades_and_recovers() {
+    let mut redis = RedisServer::start(true);
+    let server = replica(&redis).await;
+    let mut live = Sse::open(&server, None).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let body = actions_body(&format!("s{i}"), 1);
+        assert_eq!(server.post_events("acme", &body).await.status(), 200);
+        acknowledged.push(i);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(live.next(Duration::from_secs(5)).await.expect("an event").0);
+    }
+    assert_eq!(health(&server).await["status"], "ok");
+
+    redis.kill();
+    let refused = server.post_events("acme", &actions_body("down", 1)).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(health(&server).await["status"], "degraded");
+    assert_eq!(server.metric("autoplay_store_outages_total").await, 1.0);
+    // A few more refusals and a while down: still one outage, the stream open.
+    for _ in 0..3 {
+        let refused = server.post_events("acme", &actions_body("down", 1)).await;
+        assert_eq!(refused.status(), 503);
+    }
+    assert!(live.next(Duration::from_secs(1)).await.is_none());
+    assert!(!live.ended, "the stream stayed open");
+    assert_eq!(server.metric("autoplay_store_outages_total").await, 1.0);
+
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 5;
+    while acknowledged.len() < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis did not come back"
+        );
+        let body = actions_body(&format!("s{i}"), 1);
+        match server.post_events("acme", &body).await.status().as_u16() {
+            200 => {
+                acknowledged.push(i);
+                i += 1;
+            }
+            503 => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(health(&server).await["status"], "ok");
+    // The open stream goes on after the last id it had: the new ones, once.
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (id, _, data) = live.next(Duration::from_secs(10)).await.expect("an event");
+        assert!(key(&id) > key(ids.last().unwrap()), "{id}");
+        ids.push(id);
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        sessions.push(value["session_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sessions, ["s5", "s6", "s7"]);
+    assert!(live.next(Duration::from_millis(300)).await.is_none());
+    // Everything acknowledged, before and after, is in Redis: a new replica
+    // replays all of it.
+    let other = replica(&redis).await;
+    let mut replay = Sse::open(&other, Some("0-1")).await;
+    let mut replayed = Vec::new();
+    while let Some((id, _, _)) = replay.next(Duration::from_millis(500)).await {
+        replayed.push(id);
+    }
+    assert_eq!(replayed, ids);
 }

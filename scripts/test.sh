@@ -9,9 +9,20 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # System tools the tests run (the README's curl example); CI runs as root.
 if ! command -v curl >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && apt-get install -y -q curl
+        apt-get update -q && apt_updated=1 && apt-get install -y -q curl
     else
         echo "the tests need curl: install it (Debian: apt-get install curl)" >&2
+        exit 1
+    fi
+fi
+
+# redis-server for the Redis store's tests (each starts its own on a free port).
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        if [ -z "${apt_updated:-}" ]; then apt-get update -q; fi
+        apt-get install -y -q redis-server
+    else
+        echo "the tests need redis-server: install it (Debian: apt-get install redis-server)" >&2
         exit 1
     fi
 fi

@@ -56,7 +56,7 @@ impl EmailBook {
                 (product_id.clone(), user.clone()),
                 (email.clone(), Instant::now()),
             );
-            if store.is_durable() && previous.is_none_or(|(known, _)| known != *email) {
+            if store.keeps_emails() && previous.is_none_or(|(known, _)| known != *email) {
                 ticket = ticket.max(store.put_email(product_id, user, Some(email)));
             }
         }

@@ -308,6 +308,12 @@ async fn restart() {
                 "ids go on"
             );
             assert_eq!(append(&store, &other, 1).await.len(), 3);
+            // Emails are kept in Redis; sessions are counted there, not restored.
+            assert!(restored.sessions.is_empty());
+            assert_eq!(
+                restored.emails,
+                [("p".into(), "u1".into(), "a@example.com".into())]
+            );
         } else if store.is_durable() {
             assert_eq!(before, ["4", "5", "6", "7", "8"]);
             assert_eq!(

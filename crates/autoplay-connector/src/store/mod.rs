@@ -318,8 +318,18 @@ impl Store {
                 (Some(Arc::new(writer)), Some(loaded))
             }
             StoreConfig::Redis(url) => {
-                redis = Some(self::redis::Redis::open(url, window, metrics.clone())?);
-                (None, None)
+                let opened = self::redis::Redis::open(url, window, metrics.clone())?;
+                let emails = opened.load_emails();
+                redis = Some(opened);
+                let loaded = embedded::Loaded {
+                    logs: Default::default(),
+                    state: Restored {
+                        sessions: Vec::new(),
+                        emails,
+                    },
+                    products: Vec::new(),
+                };
+                (None, Some(loaded))
             }
         };
         Ok(Self {
@@ -433,6 +443,9 @@ impl Store {
 
     /// Writes a learnt email (`None`: forget it).
     pub fn put_email(&self, product_id: &str, user_id: &str, email: Option<&str>) -> Ticket {
+        if let Some(redis) = &self.redis {
+            return redis.put_email(product_id, user_id, email);
+        }
         match &self.writer {
             None => Ticket::default(),
             Some(writer) => writer.put_email(product_id, user_id, email),
@@ -448,6 +461,12 @@ impl Store {
             None => Ok(()),
             Some(writer) => writer.durable(ticket).await,
         }
+    }
+
+    /// Whether learnt emails are written to the store ([`Store::put_email`])
+    /// and read back at start.
+    pub fn keeps_emails(&self) -> bool {
+        self.writer.is_some() || self.redis.is_some()
     }
 
     /// Whether sessions are counted in the store, shared by every replica

@@ -154,7 +154,24 @@ fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
     })
 }
 
-type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Append)>>);
+/// What the writer sends to Redis, in order.
+enum Op {
+    Append(Append),
+    /// A learnt email (`None`: forget it), in the product's hash
+    /// `autoplay:{<product>}:emails`.
+    Email {
+        key: String,
+        user_id: String,
+        email: Option<String>,
+    },
+}
+
+type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Op)>>);
+
+/// The hash of a product's learnt emails (user id → email).
+fn emails_key(product_id: &str) -> String {
+    format!("autoplay:{{{product_id}}}:emails")
+}
 
 /// What the Redis store shares between its writer, its tails and its logs.
 pub(crate) struct Redis {
@@ -249,13 +266,59 @@ impl Redis {
                 (Some((delta, tx)), Some(rx))
             }
         };
+        (self.send(Op::Append(Append { log, body, session })), rx)
+    }
+
+    /// Queues a learnt email (`None`: forget it).
+    pub fn put_email(&self, product_id: &str, user_id: &str, email: Option<&str>) -> Ticket {
+        self.send(Op::Email {
+            key: emails_key(product_id),
+            user_id: user_id.to_owned(),
+            email: email.map(str::to_owned),
+        })
+    }
+
+    fn send(&self, op: Op) -> Ticket {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.0 += 1;
         let seq = queue.0;
         if let Some(tx) = &queue.1 {
-            let _ = tx.send((seq, Append { log, body, session }));
+            let _ = tx.send((seq, op));
         }
-        (Ticket(seq), rx)
+        Ticket(seq)
+    }
+
+    /// Every product's learnt emails, (product, user, email), read at start
+    /// so that a replica knows what the others learnt before it started. An
+    /// unreachable Redis gives none (logged): the connector starts degraded.
+    pub fn load_emails(&self) -> Vec<(String, String, String)> {
+        let load = || -> redis::RedisResult<Vec<(String, String, String)>> {
+            let mut conn = self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(2))?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("autoplay:{*}:emails")
+                .query(&mut conn)?;
+            let mut emails = Vec::new();
+            for key in keys {
+                let Some(product) = key
+                    .strip_prefix("autoplay:{")
+                    .and_then(|rest| rest.strip_suffix("}:emails"))
+                else {
+                    continue;
+                };
+                let pairs: Vec<(String, String)> =
+                    redis::cmd("HGETALL").arg(&key).query(&mut conn)?;
+                for (user, email) in pairs {
+                    emails.push((product.to_owned(), user, email));
+                }
+            }
+            Ok(emails)
+        };
+        load().unwrap_or_else(|e| {
+            self.failed("HGETALL emails", &e);
+            Vec::new()
+        })
     }
 
     /// Waits until Redis took everything up to `ticket`.
@@ -319,10 +382,10 @@ impl Redis {
     }
 }
 
-async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Append)>) {
+async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)>) {
     let maxlen = redis.window.events.max(1);
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut batch: Vec<(u64, Append)> = Vec::new();
+    let mut batch: Vec<(u64, Op)> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH
@@ -337,7 +400,26 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, App
             }
             let mut pipe = redis::pipe();
             pipe.atomic();
-            for (_, append) in &batch {
+            for (_, op) in &batch {
+                let append = match op {
+                    Op::Append(append) => append,
+                    Op::Email {
+                        key,
+                        user_id,
+                        email: Some(email),
+                    } => {
+                        pipe.cmd("HSET").arg(key).arg(user_id).arg(email);
+                        continue;
+                    }
+                    Op::Email {
+                        key,
+                        user_id,
+                        email: None,
+                    } => {
+                        pipe.cmd("HDEL").arg(key).arg(user_id);
+                        continue;
+                    }
+                };
                 let key = &append.log.stream_side().key;
                 pipe.cmd("XADD")
                     .arg(key)
@@ -373,7 +455,12 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, App
                 redis.up();
                 let mut replies = replies.into_iter();
                 let mut ids = Vec::with_capacity(batch.len());
-                for (_, append) in &mut batch {
+                let mut appends = Vec::with_capacity(batch.len());
+                for (_, op) in &mut batch {
+                    let Op::Append(append) = op else {
+                        replies.next();
+                        continue;
+                    };
                     let id: String = replies
                         .next()
                         .and_then(|v| redis::from_redis_value(v).ok())
@@ -386,10 +473,11 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, App
                             .and_then(shared_due);
                         let _ = tx.send(due);
                     }
+                    appends.push(&*append);
                 }
                 // The newest id per log, then wait for this replica's tail.
                 let mut newest: Vec<(&Arc<ProductLog>, u128)> = Vec::new();
-                for ((_, append), id) in batch.iter().zip(&ids) {
+                for (append, id) in appends.iter().zip(&ids) {
                     let key = stream_key(id).unwrap_or(0);
                     match newest
                         .iter_mut()

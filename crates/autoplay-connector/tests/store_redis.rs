@@ -382,3 +382,76 @@ async fn redis_going_away_degrades_and_recovers() {
     }
     assert_eq!(replayed, ids);
 }
+
+/// Products registered through the admin API on one replica are in Redis: a
+/// replica started later serves them, with the same stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_products_are_kept_in_redis() {
+    const ADMIN: &str = "adm_redis_test_token_0123";
+    let redis = RedisServer::start(false);
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.admin_token = Some(ADMIN.into());
+        Server::start(config)
+    };
+    let a = start().await;
+    let response = reqwest::Client::new()
+        .post(a.url("/admin/products"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": "gamma"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let key = body["api_key"].as_str().unwrap().to_owned();
+    let secret = body["webhook_secret"].as_str().unwrap().to_owned();
+    let post = |server: &Server, session: &str| {
+        reqwest::Client::new()
+            .post(server.url("/events/gamma"))
+            .header("x-posthog-secret", &secret)
+            .json(&actions_body(session, 1))
+            .send()
+    };
+    assert_eq!(post(&a, "g0").await.unwrap().status(), 200);
+
+    let b = start().await;
+    let stream = reqwest::Client::new()
+        .get(b.url("/stream/gamma"))
+        .bearer_auth(&key)
+        .header("last-event-id", "0-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut sse = Sse {
+        body: Box::pin(stream.bytes_stream()),
+        buffer: BytesMut::new(),
+        ended: false,
+    };
+    assert_eq!(post(&b, "g1").await.unwrap().status(), 200);
+    for want in ["g0", "g1"] {
+        let (_, _, data) = sse.next(Duration::from_secs(5)).await.expect("an event");
+        assert!(
+            data.contains(&format!("\"session_id\":\"{want}\"")),
+            "{data}"
+        );
+    }
+    // Deleted on B: a replica started after that does not know it.
+    let deleted = reqwest::Client::new()
+        .delete(b.url("/admin/products/gamma"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let c = start().await;
+    let refused = reqwest::Client::new()
+        .get(c.url("/stream/gamma"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+}

@@ -320,6 +320,7 @@ impl Store {
             StoreConfig::Redis(url) => {
                 let opened = self::redis::Redis::open(url, window, metrics.clone())?;
                 let emails = opened.load_emails();
+                let products = opened.load_products();
                 redis = Some(opened);
                 let loaded = embedded::Loaded {
                     logs: Default::default(),
@@ -327,7 +328,7 @@ impl Store {
                         sessions: Vec::new(),
                         emails,
                     },
-                    products: Vec::new(),
+                    products,
                 };
                 (None, Some(loaded))
             }
@@ -435,6 +436,9 @@ impl Store {
         product_id: &str,
         record: Option<&products::StoredProduct>,
     ) -> Ticket {
+        if let Some(redis) = &self.redis {
+            return redis.put_product(product_id, record);
+        }
         match &self.writer {
             None => Ticket::default(),
             Some(writer) => writer.put_product(product_id, record),

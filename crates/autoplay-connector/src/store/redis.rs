@@ -43,6 +43,7 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
+use super::products::StoredProduct;
 use super::{ProductLog, StoreError, Ticket};
 use crate::fanout::Fanout;
 use crate::metrics::{self, Metrics};
@@ -164,7 +165,16 @@ enum Op {
         user_id: String,
         email: Option<String>,
     },
+    /// A product registered at run time (JSON; `None`: deleted, and its
+    /// stream with it, so one registered again under the id starts empty).
+    Product {
+        product_id: String,
+        record: Option<Vec<u8>>,
+    },
 }
+
+/// The hash of the products registered through the admin API (id → JSON).
+const PRODUCTS_KEY: &str = "autoplay:products";
 
 type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Op)>>);
 
@@ -276,6 +286,39 @@ impl Redis {
             user_id: user_id.to_owned(),
             email: email.map(str::to_owned),
         })
+    }
+
+    /// Queues a product registered at run time (`None`: forget it and its events).
+    pub fn put_product(&self, product_id: &str, record: Option<&StoredProduct>) -> Ticket {
+        self.send(Op::Product {
+            product_id: product_id.to_owned(),
+            record: record.map(|r| serde_json::to_vec(r).unwrap_or_default()),
+        })
+    }
+
+    /// The products registered through the admin API, read at start (none,
+    /// logged, when Redis is unreachable).
+    pub fn load_products(&self) -> Vec<StoredProduct> {
+        let load = || -> redis::RedisResult<Vec<(String, Vec<u8>)>> {
+            let mut conn = self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(2))?;
+            redis::cmd("HGETALL").arg(PRODUCTS_KEY).query(&mut conn)
+        };
+        let entries = load().unwrap_or_else(|e| {
+            self.failed("HGETALL products", &e);
+            Vec::new()
+        });
+        entries
+            .into_iter()
+            .filter_map(|(id, json)| match serde_json::from_slice(&json) {
+                Ok(product) => Some(product),
+                Err(e) => {
+                    error!(product_id = id, error = %e, "unreadable product in Redis; skipped");
+                    None
+                }
+            })
+            .collect()
     }
 
     fn send(&self, op: Op) -> Ticket {
@@ -403,6 +446,24 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
             for (_, op) in &batch {
                 let append = match op {
                     Op::Append(append) => append,
+                    Op::Product {
+                        product_id,
+                        record: Some(json),
+                    } => {
+                        pipe.cmd("HSET")
+                            .arg(PRODUCTS_KEY)
+                            .arg(product_id)
+                            .arg(&json[..]);
+                        continue;
+                    }
+                    Op::Product {
+                        product_id,
+                        record: None,
+                    } => {
+                        pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
+                        pipe.cmd("DEL").arg(stream_name(product_id));
+                        continue;
+                    }
                     Op::Email {
                         key,
                         user_id,
@@ -457,9 +518,17 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                 let mut ids = Vec::with_capacity(batch.len());
                 let mut appends = Vec::with_capacity(batch.len());
                 for (_, op) in &mut batch {
-                    let Op::Append(append) = op else {
-                        replies.next();
-                        continue;
+                    let append = match op {
+                        Op::Append(append) => append,
+                        Op::Product { record: None, .. } => {
+                            replies.next();
+                            replies.next();
+                            continue;
+                        }
+                        Op::Email { .. } | Op::Product { .. } => {
+                            replies.next();
+                            continue;
+                        }
                     };
                     let id: String = replies
                         .next()

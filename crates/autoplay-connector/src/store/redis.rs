@@ -339,9 +339,16 @@ impl Redis {
             let mut conn = self
                 .client
                 .get_connection_with_timeout(Duration::from_secs(2))?;
-            let keys: Vec<String> = redis::cmd("KEYS")
+            // SCAN, not KEYS: it does not stall a Redis with a large keyspace.
+            let mut scan = redis::cmd("SCAN");
+            scan.cursor_arg(0)
+                .arg("MATCH")
                 .arg("autoplay:{*}:emails")
-                .query(&mut conn)?;
+                .arg("COUNT")
+                .arg(1000);
+            let keys: Vec<String> = scan
+                .iter::<String>(&mut conn)?
+                .collect::<redis::RedisResult<_>>()?;
             let mut emails = Vec::new();
             for key in keys {
                 let Some(product) = key

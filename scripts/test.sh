@@ -6,38 +6,32 @@ cd "$(dirname "$0")/.."
 # One full build per run: incremental caches would only cost disk (GiBs) and time.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
-# System tools the tests run (the README's curl example); CI runs as root.
-if ! command -v curl >/dev/null 2>&1; then
+# System tools the tests run, from Debian's packages when missing (CI runs as root):
+# curl (the README's curl example), redis-server (the Redis store's tests: each
+# starts its own on a free port), and Chromium, Node.js and npm for the live view's
+# headless browser test (crates/autoplay-connector/tests/ui_browser.rs).
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && apt-get install -y -q curl
+        apt-get update -q && apt-get install -y -q "${missing[@]}"
     else
-        echo "the tests need curl: install it (Debian: apt-get install curl)" >&2
+        echo "the tests need ${missing[*]}: install them (Debian: apt-get install ${missing[*]})" >&2
         exit 1
     fi
 fi
-
-# --- Live view browser test (crates/autoplay-connector/tests/ui_browser.rs) ---
-# Headless Debian Chromium driven by playwright-core, pinned in tests/browser's
-# package-lock.json. Here the test must run, never skip: it fails if any is missing.
-browser_missing=()
-command -v chromium >/dev/null 2>&1 || browser_missing+=(chromium)
-command -v node >/dev/null 2>&1 || browser_missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || browser_missing+=(npm)
-if [ "${#browser_missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && apt-get install -y -q "${browser_missing[@]}"
-    else
-        echo "the live view test needs ${browser_missing[*]} (Debian: apt-get install ${browser_missing[*]})" >&2
-        exit 1
-    fi
-fi
+# playwright-core for the browser test, pinned in tests/browser's package-lock.json.
+# Here the browser test must run, never skip: it fails if anything is missing.
 browser_dir=crates/autoplay-connector/tests/browser
 if [ ! -d "$browser_dir/node_modules/playwright-core" ] \
     || [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]; then
     (cd "$browser_dir" && npm ci --no-audit --no-fund)
 fi
 export AUTOPLAY_BROWSER_TEST=1
-# --- end of the live view block ---
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

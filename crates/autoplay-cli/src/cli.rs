@@ -191,7 +191,8 @@ pub struct ConnectorArgs {
     /// Where event logs and session state live: `memory` (lost on restart), or
     /// `file://<dir>` / a directory for a durable embedded store (single node:
     /// ids, replay, pending summaries and emails survive restarts and kill -9;
-    /// a webhook gets 200 once on disk) [default: memory].
+    /// a webhook gets 200 once on disk), or `redis://host:port[/db]` for Redis
+    /// Streams shared by several replicas [default: memory].
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
 }

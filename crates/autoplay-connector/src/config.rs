@@ -486,13 +486,21 @@ pub enum StoreConfig {
     /// clients resume with `Last-Event-ID`, and pending summaries and learnt
     /// emails are kept. A webhook is answered 200 once its events are on disk.
     Embedded(std::path::PathBuf),
+    /// Redis Streams at this `redis://host:port[/db]` URL, the scale-out
+    /// store: any number of replicas serve the same products, each tailing
+    /// the product's stream for its own subscribers. A webhook is answered 200
+    /// once Redis took its events (XADD returned); how durable that is, is
+    /// Redis's persistence setting (`appendonly`).
+    Redis(String),
 }
 
 impl StoreConfig {
     /// The forms [`parse`](Self::parse) takes, for messages and `--help`.
-    pub const FORMS: &'static str = "memory, file://<dir> or a directory path";
+    pub const FORMS: &'static str =
+        "memory, file://<dir>, a directory path or redis://host:port[/db]";
 
-    /// Parses `memory`, `file://<dir>` or a directory path.
+    /// Parses `memory`, `file://<dir>`, a directory path or
+    /// `redis://host:port[/db]`.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let text = text.trim();
         let invalid = |why: &str| {
@@ -514,6 +522,21 @@ impl StoreConfig {
         if text.is_empty() {
             return Err(invalid("empty"));
         }
+        if let Some(rest) = text.strip_prefix("redis://") {
+            let host = rest.split(['/', '?']).next().unwrap_or("");
+            if host.is_empty() {
+                return Err(invalid(
+                    "redis:// needs a host, e.g. redis://127.0.0.1:6379",
+                ));
+            }
+            if let Some(db) = rest.split_once('/').map(|(_, db)| db)
+                && !db.is_empty()
+                && db.parse::<u32>().is_err()
+            {
+                return Err(invalid("the part after the host is the database number"));
+            }
+            return Ok(Self::Redis(text.to_owned()));
+        }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(invalid(&format!(
                 "{scheme}:// is not a store this connector has"
@@ -528,6 +551,11 @@ impl std::fmt::Display for StoreConfig {
         match self {
             Self::Memory => f.write_str("memory"),
             Self::Embedded(dir) => write!(f, "file://{}", dir.display()),
+            // Without a password, should the URL carry one.
+            Self::Redis(url) => match url.split_once('@') {
+                Some((_, host)) => write!(f, "redis://…@{host}"),
+                None => f.write_str(url),
+            },
         }
     }
 }
@@ -937,20 +965,32 @@ mod tests {
             StoreConfig::parse("./data").unwrap(),
             StoreConfig::Embedded("./data".into())
         );
-        for bad in ["", "file://", "redis://127.0.0.1:6379", "s3://bucket"] {
+        assert_eq!(
+            StoreConfig::parse("redis://127.0.0.1:6379/2").unwrap(),
+            StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("redis://:pw@h:1").unwrap().to_string(),
+            "redis://…@h:1"
+        );
+        for bad in ["", "file://", "redis://", "redis://h:1/x", "s3://bucket"] {
             let error = StoreConfig::parse(bad).unwrap_err().to_string();
             assert!(
-                error.contains("expected memory, file://<dir> or a directory path"),
+                error.contains(
+                    "expected memory, file://<dir>, a directory path or redis://host:port[/db]"
+                ),
                 "{bad:?}: {error}"
             );
         }
         let config = ConnectorConfig::from_toml_str("store = \"file:///tmp/x\"").unwrap();
         assert_eq!(config.store, StoreConfig::Embedded("/tmp/x".into()));
         assert_eq!(config.store.to_string(), "file:///tmp/x");
-        let error = ConnectorConfig::from_toml_str("store = \"redis://h:1\"")
+        let error = ConnectorConfig::from_toml_str("store = \"s3://h:1\"")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("redis:// is not a store"), "{error}");
+        assert!(error.contains("s3:// is not a store"), "{error}");
+        let config = ConnectorConfig::from_toml_str("store = \"redis://h:1\"").unwrap();
+        assert_eq!(config.store, StoreConfig::Redis("redis://h:1".into()));
     }
 
     #[test]

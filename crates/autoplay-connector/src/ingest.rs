@@ -56,7 +56,7 @@ impl EmailBook {
                 (product_id.clone(), user.clone()),
                 (email.clone(), Instant::now()),
             );
-            if store.is_durable() && previous.is_none_or(|(known, _)| known != *email) {
+            if store.keeps_emails() && previous.is_none_or(|(known, _)| known != *email) {
                 ticket = ticket.max(store.put_email(product_id, user, Some(email)));
             }
         }
@@ -371,6 +371,10 @@ fn publish_actions(
                     .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
+        if state.store.counts_sessions() {
+            ticket = ticket.max(publish_counted(state, product, &payload));
+            continue;
+        }
         for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
             let (_, written) = product.log.append(ACTIONS_TYPE, &json);
             ticket = written;
@@ -396,6 +400,53 @@ fn publish_actions(
         }
         if let Some(due) = due {
             spawn_summary(state.clone(), product.clone(), due);
+        }
+    }
+    ticket
+}
+
+/// [`publish_actions`] on a store that counts sessions itself (Redis, shared
+/// by every replica): the payload's last frame carries its session's actions,
+/// and the store says, atomically with the append, whether a summary fell due.
+fn publish_counted(
+    state: &Arc<AppState>,
+    product: &Arc<Product>,
+    payload: &ActionsPayload,
+) -> Ticket {
+    let frames = frames::actions_frames(payload, state.max_frame_bytes, &state.metrics);
+    let mut ticket = Ticket::default();
+    let last = frames.len().saturating_sub(1);
+    for (i, json) in frames.into_iter().enumerate() {
+        let delta = (i == last && product.summary_threshold > 0)
+            .then_some(payload.session_id.as_deref())
+            .flatten()
+            .map(|session_id| crate::store::redis::SessionDelta {
+                session_id: session_id.to_owned(),
+                user_id: payload.user_id.as_deref().map(str::to_owned),
+                email: payload.email.as_deref().map(str::to_owned),
+                actions: payload
+                    .actions
+                    .iter()
+                    .filter_map(|a| serde_json::to_string(a).ok())
+                    .collect(),
+                threshold: product.summary_threshold,
+                idle: state.session_idle_timeout,
+            });
+        let Some(delta) = delta else {
+            ticket = product.log.append(ACTIONS_TYPE, &json).1;
+            continue;
+        };
+        let (written, due) = product.log.append_counting(ACTIONS_TYPE, &json, delta);
+        ticket = written;
+        if let Some(due) = due {
+            let (state, product) = (state.clone(), product.clone());
+            let session_id: CompactString = payload.session_id.clone().unwrap_or_default();
+            tokio::spawn(async move {
+                if let Ok(Some(due)) = due.await {
+                    let due = state.sessions.due_elsewhere(&product.id, session_id, due);
+                    spawn_summary(state, product, due);
+                }
+            });
         }
     }
     ticket

@@ -150,6 +150,13 @@
 //!   their pending actions, summaries that were due are written, and learnt
 //!   emails are known. A failed write answers 503 (PostHog retries). One
 //!   connector per directory: a second one on it fails to start.
+//! - `redis://host:port[/db]` ([`StoreConfig::Redis`]): Redis Streams, shared
+//!   by any number of replicas. Each product's log is a stream; ids are Redis's
+//!   (`ms-seq`); every replica tails the stream for its own subscribers, so a
+//!   client moving between replicas resumes exactly; sessions are counted in
+//!   Redis, so a summary is due once per threshold whichever replica gets the
+//!   webhooks. While Redis is unreachable streams stay open, webhooks get 503
+//!   and `/healthz` says `degraded`.
 //!
 //! A value that is none of these fails at start with the forms expected.
 //! `docs/deploy.md` says how to run each and what is durable when.

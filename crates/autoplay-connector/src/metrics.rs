@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Actions dropped because even alone, without properties, they exceeded the
     /// frame size limit.
     pub oversized_actions: AtomicU64,
+    /// Times the store (Redis) became unreachable: counted once per outage.
+    pub store_outages: AtomicU64,
 }
 
 pub(crate) fn inc(counter: &AtomicU64) {
@@ -56,7 +58,7 @@ pub(crate) fn add(counter: &AtomicU64, n: usize) {
 impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "autoplay_events_ingested_total",
                 "PostHog events received on webhooks.",
@@ -132,6 +134,11 @@ impl Metrics {
                 "Actions dropped for exceeding the frame size limit on their own.",
                 &self.oversized_actions,
             ),
+            (
+                "autoplay_store_outages_total",
+                "Times the store (Redis) became unreachable.",
+                &self.store_outages,
+            ),
         ];
         let mut out = String::with_capacity(2048);
         for (name, help, value) in counters {
@@ -165,6 +172,6 @@ mod tests {
         assert!(
             text.contains("# TYPE autoplay_live_subscribers gauge\nautoplay_live_subscribers 0\n")
         );
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 16);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 17);
     }
 }

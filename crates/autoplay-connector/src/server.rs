@@ -425,7 +425,18 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Response {
+/// `ok`, or `degraded` while the store (Redis) is unreachable: streams stay
+/// open, webhooks get 503. Still 200: every replica shares the store, so
+/// taking this one out of a load balancer would not help.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if state.store.is_degraded() {
+        return axum::Json(json!({
+            "status": "degraded",
+            "store": "unreachable",
+            "detail": "the store is unreachable: open streams stay open, webhooks get 503 until it is back"
+        }))
+        .into_response();
+    }
     axum::Json(json!({"status": "ok"})).into_response()
 }
 

@@ -103,13 +103,16 @@ pub(crate) async fn stream(
         .map(|v| v.as_bytes())
         .or_else(|| query.last_event_id.as_deref().map(str::as_bytes));
     let resume = Resume::from_header(last_event_id);
+    product.log.ready().await;
     let subscription = product.log.subscribe(resume);
     info!(
         product_id,
         last_event_id = match resume {
-            Resume::After(id) => Some(id),
+            Resume::AfterStream(key) => Some(crate::replay::stream_id(key)),
+            Resume::After(id) => Some(id.to_string()),
             Resume::Live | Resume::Foreign => None,
-        },
+        }
+        .map(tracing::field::display),
         replayed = subscription.replay.len(),
         "subscriber connected"
     );

@@ -217,6 +217,24 @@ impl SessionTracker {
         due
     }
 
+    /// A batch the store counted and found due (Redis, whose sessions every
+    /// replica shares), put in this replica's order of the session's summaries.
+    pub fn due_elsewhere(
+        &self,
+        product_id: &Arc<str>,
+        session_id: CompactString,
+        due: crate::store::redis::SharedDue,
+    ) -> DueSummary {
+        let mut sessions = self.lock();
+        let state = sessions
+            .entry((product_id.clone(), session_id.clone()))
+            .or_insert_with(SessionState::new);
+        state.last_seen = Instant::now();
+        state.user_id = due.user_id.map(Into::into);
+        state.email = due.email.map(Into::into);
+        state.fall_due(session_id, due.actions)
+    }
+
     /// Forgets sessions idle for longer than `idle`; returns which.
     pub fn evict_idle(&self, idle: Duration) -> Vec<SessionKey> {
         let mut sessions = self.lock();

@@ -11,6 +11,9 @@
 //!   event, pending session and learnt email is written to before the webhook
 //!   that produced it is answered 200 (group commit). After a crash the window,
 //!   the ids, the sessions waiting for a summary and the emails come back.
+//! - **Redis** ([`redis`], `store = "redis://host:port[/db]"`): each product's
+//!   log is a Redis stream shared by any number of replicas; each replica tails
+//!   it into its own window and live queues. Ids are Redis's (`ms-seq`).
 //!
 //! The backends are an enum, not a trait object: the set is closed and chosen at
 //! start-up, an `async fn` in a trait is not object-safe without boxing a future
@@ -31,6 +34,7 @@
 pub(crate) mod embedded;
 pub(crate) mod memory;
 pub(crate) mod products;
+pub(crate) mod redis;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -82,10 +86,33 @@ pub(crate) struct ProductLog {
     product_id: Arc<str>,
     inner: Mutex<MemoryLog>,
     writer: Option<Arc<embedded::Writer>>,
+    /// With the Redis store: its stream, window and live queues (`inner` is
+    /// then unused).
+    stream: Option<self::redis::StreamSide>,
     metrics: Arc<Metrics>,
 }
 
 impl ProductLog {
+    fn stream_side(&self) -> &self::redis::StreamSide {
+        self.stream
+            .as_ref()
+            .expect("only logs of the Redis store are tailed")
+    }
+
+    /// Waits (up to a few seconds) until the log has its window: with the
+    /// Redis store, until the tail loaded it, so that a subscriber resuming
+    /// right after start-up is not told its id is unknown.
+    pub async fn ready(&self) {
+        if let Some(side) = &self.stream {
+            let mut delivered = side.delivered.subscribe();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                delivered.wait_for(|(loaded, _)| *loaded),
+            )
+            .await;
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, MemoryLog> {
         // Nothing under this lock can leave the state half-updated, so a panic
         // elsewhere while holding it is no reason to stop streaming.
@@ -93,8 +120,13 @@ impl ProductLog {
     }
 
     /// Appends an event (`kind` and its one-line JSON, rendered by the caller
-    /// outside the lock) and returns its id and when it is durable.
+    /// outside the lock) and returns its id and when it is durable. With the
+    /// Redis store the id is 0: Redis gives it when the event is written.
     pub fn append(self: &Arc<Self>, kind: &str, json: &str) -> (u64, Ticket) {
+        if let Some(side) = &self.stream {
+            let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
+            return (0, side.redis.append(self.clone(), body, None).0);
+        }
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
@@ -108,6 +140,26 @@ impl ProductLog {
             // id order.
             Some(writer) => (id, writer.append(self.clone(), id, frame)),
         }
+    }
+
+    /// Appends an event that carries a session's new actions (the Redis store
+    /// only, see [`Store::counts_sessions`]): Redis counts them with the
+    /// append, atomically; the receiver gets the batch whose summary fell due.
+    pub fn append_counting(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        session: self::redis::SessionDelta,
+    ) -> (
+        Ticket,
+        Option<tokio::sync::oneshot::Receiver<Option<self::redis::SharedDue>>>,
+    ) {
+        let side = self
+            .stream
+            .as_ref()
+            .expect("only the Redis store counts sessions");
+        let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
+        side.redis.append(self.clone(), body, Some(session))
     }
 
     /// Appends a summary together with its session's new state, so the two are
@@ -143,7 +195,18 @@ impl ProductLog {
     /// than the window, newer than anything appended, or not ours gets the whole
     /// window; the gap is logged and counted.
     pub fn subscribe(&self, resume: Resume) -> Subscription {
-        let (Replay { frames, gap }, live) = self.lock().subscribe(resume);
+        let (Replay { frames, gap }, live) = match &self.stream {
+            None => self.lock().subscribe(resume),
+            Some(side) => {
+                let mut inner = side.lock();
+                let (replay, live_after) = inner.ring.after(resume);
+                let live = match live_after {
+                    None => inner.fanout.add(),
+                    Some(after) => inner.fanout.add_after(after),
+                };
+                (replay, live)
+            }
+        };
         if let Some(gap) = gap {
             metrics::inc(&self.metrics.replay_gaps);
             let product_id = &*self.product_id;
@@ -169,6 +232,18 @@ impl ProductLog {
                     product_id,
                     "Last-Event-ID is not an id of this store; replaying the whole window"
                 ),
+                Gap::StreamTrimmed { last, oldest } => warn!(
+                    product_id,
+                    last = self::redis::display(last),
+                    oldest = self::redis::display(oldest),
+                    "Last-Event-ID is older than the replay window; events were lost to this client"
+                ),
+                Gap::StreamAhead { last, newest } => info!(
+                    product_id,
+                    last = self::redis::display(last),
+                    newest = self::redis::display(newest),
+                    "Last-Event-ID is far ahead of this stream; replaying the whole window"
+                ),
             }
         }
         Subscription {
@@ -181,13 +256,19 @@ impl ProductLog {
     /// from before the window would replay. Cheap under the lock (reference
     /// counts); decode them after.
     pub fn window(&self) -> Vec<Bytes> {
-        self.lock().window()
+        match &self.stream {
+            None => self.lock().window(),
+            Some(side) => side.lock().ring.window(),
+        }
     }
 
     /// Live subscribers registered now (some may have gone since the last event).
     #[cfg(test)]
     pub fn subscriber_count(&self) -> usize {
-        self.lock().subscriber_count()
+        match &self.stream {
+            None => self.lock().subscriber_count(),
+            Some(side) => side.lock().fanout.len(),
+        }
     }
 }
 
@@ -214,6 +295,7 @@ pub(crate) struct Restored {
 /// Where the logs and the session state live.
 pub(crate) struct Store {
     writer: Option<Arc<embedded::Writer>>,
+    redis: Option<Arc<self::redis::Redis>>,
     window: ReplayWindow,
     subscriber_buffer: usize,
     metrics: Arc<Metrics>,
@@ -228,15 +310,32 @@ impl Store {
         subscriber_buffer: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
+        let mut redis = None;
         let (writer, restored) = match config {
             StoreConfig::Memory => (None, None),
             StoreConfig::Embedded(dir) => {
                 let (writer, loaded) = embedded::open(dir, window)?;
                 (Some(Arc::new(writer)), Some(loaded))
             }
+            StoreConfig::Redis(url) => {
+                let opened = self::redis::Redis::open(url, window, metrics.clone())?;
+                let emails = opened.load_emails();
+                let products = opened.load_products();
+                redis = Some(opened);
+                let loaded = embedded::Loaded {
+                    logs: Default::default(),
+                    state: Restored {
+                        sessions: Vec::new(),
+                        emails,
+                    },
+                    products,
+                };
+                (None, Some(loaded))
+            }
         };
         Ok(Self {
             writer,
+            redis,
             window,
             subscriber_buffer,
             metrics,
@@ -251,6 +350,23 @@ impl Store {
 
     /// A product's log, with its window and next id as the store has them.
     pub fn log(&self, product_id: &str) -> Arc<ProductLog> {
+        if let Some(redis) = &self.redis {
+            let log = Arc::new(ProductLog {
+                product_id: Arc::from(product_id),
+                inner: Mutex::new(MemoryLog::new(
+                    Ring::new(ReplayWindow {
+                        events: 0,
+                        bytes: 0,
+                    }),
+                    0,
+                )),
+                writer: None,
+                stream: Some(redis.side(product_id, self.subscriber_buffer)),
+                metrics: self.metrics.clone(),
+            });
+            redis.start_tail(&log);
+            return log;
+        }
         let ring = self
             .restored
             .lock()
@@ -262,6 +378,7 @@ impl Store {
             product_id: Arc::from(product_id),
             inner: Mutex::new(MemoryLog::new(ring, self.subscriber_buffer)),
             writer: self.writer.clone(),
+            stream: None,
             metrics: self.metrics.clone(),
         })
     }
@@ -319,6 +436,9 @@ impl Store {
         product_id: &str,
         record: Option<&products::StoredProduct>,
     ) -> Ticket {
+        if let Some(redis) = &self.redis {
+            return redis.put_product(product_id, record);
+        }
         match &self.writer {
             None => Ticket::default(),
             Some(writer) => writer.put_product(product_id, record),
@@ -327,6 +447,9 @@ impl Store {
 
     /// Writes a learnt email (`None`: forget it).
     pub fn put_email(&self, product_id: &str, user_id: &str, email: Option<&str>) -> Ticket {
+        if let Some(redis) = &self.redis {
+            return redis.put_email(product_id, user_id, email);
+        }
         match &self.writer {
             None => Ticket::default(),
             Some(writer) => writer.put_email(product_id, user_id, email),
@@ -335,10 +458,32 @@ impl Store {
 
     /// Waits until everything written up to `ticket` is durable.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        if let Some(redis) = &self.redis {
+            return redis.durable(ticket).await;
+        }
         match &self.writer {
             None => Ok(()),
             Some(writer) => writer.durable(ticket).await,
         }
+    }
+
+    /// Whether learnt emails are written to the store ([`Store::put_email`])
+    /// and read back at start.
+    pub fn keeps_emails(&self) -> bool {
+        self.writer.is_some() || self.redis.is_some()
+    }
+
+    /// Whether sessions are counted in the store, shared by every replica
+    /// (Redis): then [`ProductLog::append_counting`] says when a summary is
+    /// due, not the in-process tracker.
+    pub fn counts_sessions(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Whether the store is unreachable now (the Redis store only): ingest
+    /// answers 503 and `/healthz` says `degraded`.
+    pub fn is_degraded(&self) -> bool {
+        self.redis.as_ref().is_some_and(|redis| redis.is_down())
     }
 
     /// Stops the writer after what it was given is written.
@@ -346,7 +491,15 @@ impl Store {
         if let Some(writer) = &self.writer {
             writer.close();
         }
+        if let Some(redis) = &self.redis {
+            redis.close();
+        }
     }
+}
+
+/// A store URL without the password it may carry, for messages.
+pub(crate) fn redacted(url: &str) -> String {
+    StoreConfig::Redis(url.to_owned()).to_string()
 }
 
 #[cfg(test)]

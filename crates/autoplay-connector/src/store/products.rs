@@ -2,7 +2,9 @@
 //!
 //! The memory store keeps none (the registry in memory is all there is); the
 //! embedded store writes each one to its `products` table before the admin
-//! request that made it is answered, and reads them back on open.
+//! request that made it is answered, and reads them back on open; the Redis
+//! store keeps them in the hash `autoplay:products` (id → this, as JSON), read
+//! by every replica when it starts.
 
 use serde::{Deserialize, Serialize};
 

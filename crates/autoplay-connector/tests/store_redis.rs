@@ -1,0 +1,457 @@
+//! `store = "redis://…"` end to end: connectors on 127.0.0.1 on a real
+//! `redis-server` of their own (started on a free port, stopped by PID).
+#![cfg(target_os = "linux")]
+
+mod common;
+mod store_redis_server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use autoplay_connector::StoreConfig;
+use bytes::BytesMut;
+use common::{ACME_KEY, Server, config};
+use futures_util::StreamExt;
+use serde_json::json;
+use store_redis_server::RedisServer;
+
+fn actions_body(session: &str, n: usize) -> serde_json::Value {
+    json!({
+        "session_id": session,
+        "actions": (0..n).map(|i| json!({
+            "event_type": "click",
+            "title": format!("button {i}"),
+            "canonical_url": "https://app.example.com/x",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn replica(redis: &RedisServer) -> Server {
+    let mut config = config();
+    config.store = StoreConfig::Redis(redis.url());
+    Server::start(config).await
+}
+
+/// A stream of `acme` with string ids (the shared reader parses integers).
+struct Sse {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: BytesMut,
+    /// The connector ended the stream.
+    ended: bool,
+}
+
+/// (id, event, data) of one frame.
+type Frame = (String, String, String);
+
+impl Sse {
+    async fn open(server: &Server, last_event_id: Option<&str>) -> Sse {
+        let mut request = reqwest::Client::new()
+            .get(server.url("/stream/acme"))
+            .bearer_auth(ACME_KEY);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Sse {
+            body: Box::pin(response.bytes_stream()),
+            buffer: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    /// The next event that is not a heartbeat, or `None` after `timeout`.
+    async fn next(&mut self, timeout: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let raw = self.buffer.split_to(end + 2);
+                let text = std::str::from_utf8(&raw[..end]).unwrap().to_owned();
+                let mut frame = (String::new(), String::new(), String::new());
+                for line in text.split('\n') {
+                    let (field, value) = line.split_once(": ").unwrap_or((line, ""));
+                    match field {
+                        "id" => frame.0 = value.to_owned(),
+                        "event" => frame.1 = value.to_owned(),
+                        "data" => frame.2 = value.to_owned(),
+                        _ => {}
+                    }
+                }
+                if frame.1 == "heartbeat" || frame.1.is_empty() {
+                    continue;
+                }
+                return Some(frame);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
+                Ok(_) => {
+                    self.ended = true;
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// `ms-seq`, as a pair that orders like the ids.
+fn key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("not a Redis id: {id}"));
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_streamed_with_redis_ids_and_resumed_after_a_restart() {
+    let redis = RedisServer::start(false);
+    let server = replica(&redis).await;
+    let mut live = Sse::open(&server, None).await;
+    for i in 0..3 {
+        let response = server
+            .post_events("acme", &actions_body(&format!("s{i}"), 1))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (id, event, data) = live.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(event, "actions");
+        assert!(data.contains(&format!("\"session_id\":\"s{i}\"")), "{data}");
+        ids.push(id);
+    }
+    assert!(ids.windows(2).all(|w| key(&w[0]) < key(&w[1])), "{ids:?}");
+
+    // Another connector on the same Redis (a restart, or a second replica)
+    // resumes after the first id: the next two, then what follows, live.
+    server.shutdown.shutdown();
+    let again = replica(&redis).await;
+    let mut resumed = Sse::open(&again, Some(&ids[0])).await;
+    for want in &ids[1..] {
+        assert_eq!(&resumed.next(Duration::from_secs(5)).await.unwrap().0, want);
+    }
+    let response = again.post_events("acme", &actions_body("s3", 1)).await;
+    assert_eq!(response.status(), 200);
+    let (id, _, data) = resumed.next(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        key(&id) > key(&ids[2]) && data.contains("\"s3\""),
+        "{id} {data}"
+    );
+    assert!(resumed.next(Duration::from_millis(300)).await.is_none());
+    // An integer id (another store's) is not ours: the whole window, a gap.
+    let mut foreign = Sse::open(&again, Some("2")).await;
+    assert_eq!(
+        foreign.next(Duration::from_secs(5)).await.unwrap().0,
+        ids[0]
+    );
+    assert_eq!(again.metric("autoplay_replay_gaps_total").await, 1.0);
+}
+
+/// Two replicas on one Redis: what is posted to either is streamed by both,
+/// and a client that loses A and reconnects to B with its `Last-Event-ID`
+/// while events keep arriving on both gets every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moving_between_replicas_gets_no_gap_and_no_duplicate() {
+    const TOTAL: usize = 1_000;
+    let redis = RedisServer::start(false);
+    let a = Arc::new(replica(&redis).await);
+    let b = Arc::new(replica(&redis).await);
+    let mut watcher = Sse::open(&b, None).await;
+    let mut client = Sse::open(&a, None).await;
+    let publisher = {
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            for i in 0..TOTAL {
+                let to = if i % 2 == 0 { &a } else { &b };
+                let response = to
+                    .post_events("acme", &actions_body(&format!("s{i}"), 1))
+                    .await;
+                assert_eq!(response.status(), 200);
+            }
+        })
+    };
+    let session = |data: &str| -> usize {
+        let value: serde_json::Value = serde_json::from_str(data).unwrap();
+        value["session_id"].as_str().unwrap()[1..].parse().unwrap()
+    };
+    let mut got: Vec<(String, usize)> = Vec::new();
+    let mut on_a = true;
+    for _ in 0..6 {
+        // Read a while, then drop the connection and resume on the other one.
+        for _ in 0..TOTAL / 8 {
+            let (id, _, data) = client
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an event");
+            got.push((id, session(&data)));
+        }
+        let last = got.last().unwrap().0.clone();
+        on_a = !on_a;
+        let next = if on_a { &a } else { &b };
+        client = Sse::open(next, Some(&last)).await;
+    }
+    publisher.await.unwrap();
+    while got.len() < TOTAL {
+        let (id, _, data) = client
+            .next(Duration::from_secs(10))
+            .await
+            .expect("an event");
+        got.push((id, session(&data)));
+    }
+    assert!(
+        client.next(Duration::from_millis(300)).await.is_none(),
+        "a duplicate"
+    );
+    let sessions: Vec<usize> = got.iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        sessions,
+        (0..TOTAL).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    assert!(got.windows(2).all(|w| key(&w[0].0) < key(&w[1].0)));
+    // B streamed all of them too, the half posted to A included, with the same ids.
+    let mut watched = Vec::new();
+    while watched.len() < TOTAL {
+        watched.push(
+            watcher
+                .next(Duration::from_secs(10))
+                .await
+                .expect("an event")
+                .0,
+        );
+    }
+    assert_eq!(
+        watched,
+        got.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(a.metric("autoplay_replay_gaps_total").await, 0.0);
+    assert_eq!(b.metric("autoplay_replay_gaps_total").await, 0.0);
+}
+
+/// Sessions counted in Redis: webhooks of one session landing on two replicas
+/// in turn still give exactly one summary per threshold, after its actions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_are_due_once_per_threshold_across_replicas() {
+    const SESSIONS: usize = 6;
+    const ACTIONS: usize = 12;
+    const THRESHOLD: usize = 4;
+    let redis = RedisServer::start(false);
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.summary_threshold = THRESHOLD;
+        Server::start(config)
+    };
+    let a = Arc::new(start().await);
+    let b = Arc::new(start().await);
+    let mut watcher = Sse::open(&a, None).await;
+    let mut posters = Vec::new();
+    for s in 0..SESSIONS {
+        let (a, b) = (a.clone(), b.clone());
+        posters.push(tokio::spawn(async move {
+            for i in 0..ACTIONS {
+                let to = if (i + s) % 2 == 0 { &a } else { &b };
+                let response = to
+                    .post_events("acme", &actions_body(&format!("s{s}"), 1))
+                    .await;
+                assert_eq!(response.status(), 200);
+            }
+        }));
+    }
+    for poster in posters {
+        poster.await.unwrap();
+    }
+    let want = SESSIONS * ACTIONS + SESSIONS * ACTIONS / THRESHOLD;
+    let mut frames = Vec::new();
+    while frames.len() < want {
+        frames.push(
+            watcher
+                .next(Duration::from_secs(10))
+                .await
+                .expect("a frame"),
+        );
+    }
+    assert!(
+        watcher.next(Duration::from_millis(500)).await.is_none(),
+        "an extra frame"
+    );
+    for s in 0..SESSIONS {
+        let session = format!("\"session_id\":\"s{s}\"");
+        let mut actions = 0;
+        let mut summaries = 0;
+        for (_, event, data) in frames.iter().filter(|(_, _, d)| d.contains(&session)) {
+            match event.as_str() {
+                "actions" => actions += 1,
+                "summary" => {
+                    summaries += 1;
+                    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+                    assert_eq!(value["replaces"], THRESHOLD, "{data}");
+                    assert!(
+                        actions >= summaries * THRESHOLD,
+                        "a summary before its actions"
+                    );
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!((actions, summaries), (ACTIONS, ACTIONS / THRESHOLD), "s{s}");
+    }
+}
+
+async fn health(server: &Server) -> serde_json::Value {
+    reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Redis killed mid-stream and started again on its port and directory: the
+/// open stream stays open, webhooks get 503 meanwhile, `/healthz` says
+/// degraded and `/metrics` counts the outage once; afterwards the stream goes
+/// on from where it was, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_degrades_and_recovers() {
+    let mut redis = RedisServer::start(true);
+    let server = replica(&redis).await;
+    let mut live = Sse::open(&server, None).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let body = actions_body(&format!("s{i}"), 1);
+        assert_eq!(server.post_events("acme", &body).await.status(), 200);
+        acknowledged.push(i);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(live.next(Duration::from_secs(5)).await.expect("an event").0);
+    }
+    assert_eq!(health(&server).await["status"], "ok");
+
+    redis.kill();
+    let refused = server.post_events("acme", &actions_body("down", 1)).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(health(&server).await["status"], "degraded");
+    assert_eq!(server.metric("autoplay_store_outages_total").await, 1.0);
+    // A few more refusals and a while down: still one outage, the stream open.
+    for _ in 0..3 {
+        let refused = server.post_events("acme", &actions_body("down", 1)).await;
+        assert_eq!(refused.status(), 503);
+    }
+    assert!(live.next(Duration::from_secs(1)).await.is_none());
+    assert!(!live.ended, "the stream stayed open");
+    assert_eq!(server.metric("autoplay_store_outages_total").await, 1.0);
+
+    redis.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 5;
+    while acknowledged.len() < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis did not come back"
+        );
+        let body = actions_body(&format!("s{i}"), 1);
+        match server.post_events("acme", &body).await.status().as_u16() {
+            200 => {
+                acknowledged.push(i);
+                i += 1;
+            }
+            503 => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(health(&server).await["status"], "ok");
+    // The open stream goes on after the last id it had: the new ones, once.
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (id, _, data) = live.next(Duration::from_secs(10)).await.expect("an event");
+        assert!(key(&id) > key(ids.last().unwrap()), "{id}");
+        ids.push(id);
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        sessions.push(value["session_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(sessions, ["s5", "s6", "s7"]);
+    assert!(live.next(Duration::from_millis(300)).await.is_none());
+    // Everything acknowledged, before and after, is in Redis: a new replica
+    // replays all of it.
+    let other = replica(&redis).await;
+    let mut replay = Sse::open(&other, Some("0-1")).await;
+    let mut replayed = Vec::new();
+    while let Some((id, _, _)) = replay.next(Duration::from_millis(500)).await {
+        replayed.push(id);
+    }
+    assert_eq!(replayed, ids);
+}
+
+/// Products registered through the admin API on one replica are in Redis: a
+/// replica started later serves them, with the same stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_products_are_kept_in_redis() {
+    const ADMIN: &str = "adm_redis_test_token_0123";
+    let redis = RedisServer::start(false);
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.admin_token = Some(ADMIN.into());
+        Server::start(config)
+    };
+    let a = start().await;
+    let response = reqwest::Client::new()
+        .post(a.url("/admin/products"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"id": "gamma"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let key = body["api_key"].as_str().unwrap().to_owned();
+    let secret = body["webhook_secret"].as_str().unwrap().to_owned();
+    let post = |server: &Server, session: &str| {
+        reqwest::Client::new()
+            .post(server.url("/events/gamma"))
+            .header("x-posthog-secret", &secret)
+            .json(&actions_body(session, 1))
+            .send()
+    };
+    assert_eq!(post(&a, "g0").await.unwrap().status(), 200);
+
+    let b = start().await;
+    let stream = reqwest::Client::new()
+        .get(b.url("/stream/gamma"))
+        .bearer_auth(&key)
+        .header("last-event-id", "0-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut sse = Sse {
+        body: Box::pin(stream.bytes_stream()),
+        buffer: BytesMut::new(),
+        ended: false,
+    };
+    assert_eq!(post(&b, "g1").await.unwrap().status(), 200);
+    for want in ["g0", "g1"] {
+        let (_, _, data) = sse.next(Duration::from_secs(5)).await.expect("an event");
+        assert!(
+            data.contains(&format!("\"session_id\":\"{want}\"")),
+            "{data}"
+        );
+    }
+    // Deleted on B: a replica started after that does not know it.
+    let deleted = reqwest::Client::new()
+        .delete(b.url("/admin/products/gamma"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let c = start().await;
+    let refused = reqwest::Client::new()
+        .get(c.url("/stream/gamma"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+}

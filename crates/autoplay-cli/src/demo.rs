@@ -43,6 +43,7 @@ pub async fn run(args: DemoArgs, mut shutdown: Shutdown) -> Result<(), CliError>
     })?;
     let stream_url = connector.stream_url(PRODUCT);
     let webhook_url = connector.webhook_url(PRODUCT);
+    let ui_url = connector.ui_url();
     let server_stop = connector.shutdown_handle();
     let server = tokio::spawn(connector.serve());
 
@@ -58,7 +59,8 @@ pub async fn run(args: DemoArgs, mut shutdown: Shutdown) -> Result<(), CliError>
          key:     {api_key}\n  \
          webhook: {webhook_url} (secret {secret})\n  \
          shell:   AUTOPLAY_TOKEN={api_key} autoplay listen {stream_url}\n  \
-         Python:  ConnectorClient(url=\"{stream_url}\", token=\"{api_key}\")",
+         Python:  ConnectorClient(url=\"{stream_url}\", token=\"{api_key}\")\n  \
+         browser: {ui_url} (product {PRODUCT}, paste the key)",
         api_key = api_key.expose(),
         secret = webhook_secret.expose(),
     ));

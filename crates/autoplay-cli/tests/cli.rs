@@ -902,6 +902,15 @@ async fn demo_prints_its_stream_and_key_and_a_second_client_can_attach() {
         "{banner}"
     );
 
+    // The live view as printed: the page a browser opens (the browser test in the
+    // connector's crate drives it; here, that the printed address serves it).
+    let ui = indented("browser:");
+    let ui = ui.split_whitespace().next().unwrap();
+    assert_eq!(ui, stream.replace("/stream/demo", "/ui"), "{banner}");
+    let page = reqwest::get(ui).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<title>Autoplay live view</title>"));
+
     // The attach command as printed: the token from the environment.
     let second = Proc::spawn_with(
         &["listen", &stream, "--max-events", "2"],

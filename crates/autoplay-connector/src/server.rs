@@ -269,6 +269,11 @@ impl Connector {
         format!("http://{}/webhook/{product_id}", self.local_addr)
     }
 
+    /// `http://<local_addr>/ui`: the live view in a browser.
+    pub fn ui_url(&self) -> String {
+        format!("http://{}/ui", self.local_addr)
+    }
+
     /// A handle that stops [`serve`](Self::serve).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.state.shutdown.clone())

@@ -170,7 +170,7 @@ fn write_report(parts: &[&str], arg: &str) {
     let _ = writeln!(doc, "- {}", report::rustc_version());
     let _ = writeln!(
         doc,
-        "- Release profile; global allocator: mimalloc (in the bench binary)"
+        "- Release profile; global allocator: mimalloc in the bench binary (parts 2–5); part 1 names each consumer's in its row"
     );
     let versions = report::crate_versions(
         &root,

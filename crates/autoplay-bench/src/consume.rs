@@ -1,6 +1,8 @@
-//! The consumer side of the throughput benchmark, run in a child process (the
-//! hidden `consume <kind> <url> <n>` subcommand) so each consumer's peak RSS and
-//! allocator state are its own. Prints one JSON line:
+//! The consumer side of the throughput benchmark, run in a child process so each
+//! consumer's peak RSS and allocator state are its own: `autoplay-consume <kind>
+//! <url> <n>` (the system allocator, what a Rust program gets unless it sets one)
+//! or `autoplay-consume-mimalloc` (the same code with mimalloc as the global
+//! allocator). Prints one JSON line:
 //! `{"events": n, "secs": t, "cpu_secs": c, "hwm_kib": k, "rss_kib": r, "dropped": d}`.
 
 use std::io::{Read, Write};
@@ -86,8 +88,16 @@ impl Outcome {
 
 /// `VmHWM` (peak RSS) and `VmRSS` of this process, in KiB.
 pub fn memory_kib() -> (u64, u64) {
-    let (rss, hwm) = crate::connector::proc_memory_kib(std::process::id());
-    (hwm, rss)
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// CPU time this process has used so far (all threads, user + system), in seconds.
@@ -120,6 +130,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
+}
+
+/// The `main` of both consumer binaries: `<kind> <url> <n>`, one JSON line out.
+pub fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [kind, url, n] = args.as_slice() else {
+        eprintln!("usage: autoplay-consume[-mimalloc] <kind> <url> <n>; kinds: {KINDS:?}");
+        std::process::exit(2);
+    };
+    let Ok(n) = n.parse() else {
+        eprintln!("<n> must be a count, not {n:?}");
+        std::process::exit(2);
+    };
+    println!("{}", run(kind, url, n).to_json());
 }
 
 /// Runs one consumer against `url` until `n` typed payloads were counted.

@@ -20,6 +20,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod binaries;
 mod blaster;
 mod connector;
+// Only `Outcome` is used here: the consumers run in the `autoplay-consume` binaries.
+#[allow(dead_code)]
 mod consume;
 #[cfg(feature = "embedded-dbs")]
 mod embedded_dbs;
@@ -58,16 +60,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(command) = args.first() else { usage() };
     match command.as_str() {
-        // Hidden: one consumer in this (child) process.
-        "consume" => {
-            let [_, kind, url, n] = args.as_slice() else {
-                usage()
-            };
-            let n: u64 = n.parse().unwrap_or_else(|_| usage());
-            println!("{}", consume::run(kind, url, n).to_json());
-        }
         // Hidden: serve the benchmark stream until killed (for profiling a consumer:
-        // `perf record -g autoplay-bench consume blocking <url> 100000`).
+        // `perf record -g autoplay-consume blocking <url> 100000`).
         "blast" => {
             println!("{}", blaster::start(stream::stream_body()));
             loop {
@@ -176,7 +170,7 @@ fn write_report(parts: &[&str], arg: &str) {
     let _ = writeln!(doc, "- {}", report::rustc_version());
     let _ = writeln!(
         doc,
-        "- Release profile; global allocator: mimalloc (in the bench binary)"
+        "- Release profile; global allocator: mimalloc in the bench binary (parts 2–5); part 1 names each consumer's in its row"
     );
     let versions = report::crate_versions(
         &root,

@@ -23,8 +23,16 @@ fn runs() -> usize {
 struct Consumer {
     letter: &'static str,
     label: String,
+    /// The global allocator of the consumer's process, shown in its row.
+    allocator: &'static str,
     command: Command,
 }
+
+/// The two consumer binaries: the same code on the system allocator and on mimalloc.
+const CONSUMER_BINARIES: [(&str, &str, &str); 2] = [
+    ("autoplay-consume", "system", ""),
+    ("autoplay-consume-mimalloc", "mimalloc", "-mi"),
+];
 
 /// Runs a child consumer and parses its JSON line (`None` on failure or timeout).
 pub fn run_child(mut command: Command, timeout: Duration) -> Option<Outcome> {
@@ -47,11 +55,67 @@ pub fn run_child(mut command: Command, timeout: Duration) -> Option<Outcome> {
     line.and_then(|l| Outcome::from_json(&l))
 }
 
-fn self_command(args: &[&str]) -> Command {
-    let mut c = Command::new(std::env::current_exe().expect("current exe"));
-    c.args(args);
-    c
+/// Our Rust consumers and the Rust peers and limits, each on the system allocator
+/// and on mimalloc (letter suffix `-mi`); empty when a consumer binary cannot be built.
+fn rust_consumers(url: &str, ns: &str, skipped: &mut Vec<String>) -> Vec<Consumer> {
+    const KINDS: [(&str, &str, &str); 6] = [
+        (
+            "a",
+            "blocking",
+            "our Rust `ConnectorClient` (blocking, `OverflowPolicy::Block`)",
+        ),
+        (
+            "b",
+            "async",
+            "our Rust `AsyncConnectorClient` (tokio, 2 workers, `Block`)",
+        ),
+        (
+            "e",
+            "reqwest-eventsource",
+            "`reqwest-eventsource` + serde_json",
+        ),
+        (
+            "f",
+            "eventsource-client",
+            "LaunchDarkly `eventsource-client` + serde_json",
+        ),
+        (
+            "g1",
+            "raw-split",
+            "limit: raw socket read + frame split (one thread)",
+        ),
+        (
+            "g2",
+            "raw-decode",
+            "limit: raw read + serde_json decode of every data line (one thread)",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (bin, allocator, suffix) in CONSUMER_BINARIES {
+        let Some(exe) = crate::binaries::built("autoplay-bench", bin) else {
+            skipped.push(format!(
+                "every `{bin}` ({allocator}) row: the binary is not built"
+            ));
+            continue;
+        };
+        for (letter, kind, label) in KINDS {
+            let mut command = Command::new(&exe);
+            command.args([kind, url, ns]);
+            out.push(Consumer {
+                letter: format!("{letter}{suffix}").leak(),
+                label: label.to_owned(),
+                allocator,
+                command,
+            });
+        }
+    }
+    out
 }
+
+/// The allocator of the Python rows: the extension sets mimalloc for its Rust core.
+const PYTHON_EXTENSION: &str = "mimalloc (Rust core), pymalloc";
+/// The published SDK is pure Python.
+const PYTHON_PURE: &str = "pymalloc / system";
 
 /// Runs part 1 and returns its markdown section.
 pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
@@ -60,26 +124,16 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
     let url = blaster::start(body.clone());
     let ns = n.to_string();
 
-    let mut consumers = vec![
-        Consumer {
-            letter: "a",
-            label: "our Rust `ConnectorClient` (blocking, `OverflowPolicy::Block`)".into(),
-            command: self_command(&["consume", "blocking", &url, &ns]),
-        },
-        Consumer {
-            letter: "b",
-            label: "our Rust `AsyncConnectorClient` (tokio, 2 workers, `Block`)".into(),
-            command: self_command(&["consume", "async", &url, &ns]),
-        },
-    ];
     let mut section = String::new();
     let mut skipped = Vec::new();
+    let mut consumers = rust_consumers(&url, &ns, &mut skipped);
     match python::ours_env(root, work) {
         Ok(env) => {
             let mut c = Command::new(&env.python);
             c.arg(&env.script).args(["throughput", &url, &ns]);
             consumers.push(Consumer {
                 letter: "c",
+                allocator: PYTHON_EXTENSION,
                 label:
                     "our Python package (Rust core; counting Python callback, default queue of 500)"
                         .into(),
@@ -90,6 +144,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
                 .args(["throughput", &url, &ns, "", "block"]);
             consumers.push(Consumer {
                 letter: "c-block",
+                allocator: PYTHON_EXTENSION,
                 label: "our Python package, `overflow_policy=\"block\"` (counting Python callback)"
                     .into(),
                 command: c,
@@ -98,6 +153,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             c.arg(&env.async_script).args(["throughput", &url, &ns]);
             consumers.push(Consumer {
                 letter: "c-async",
+                allocator: PYTHON_EXTENSION,
                 label: "our Python package, `AsyncConnectorClient` (counting `async def` callback, default queue of 500)".into(),
                 command: c,
             });
@@ -111,6 +167,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             c.arg(&env.script).args(["throughput", &url, &ns]);
             consumers.push(Consumer {
                 letter: "d",
+                allocator: PYTHON_PURE,
                 label: format!(
                     "published Python `{}` (counting callback, default queue of 500)",
                     python::PUBLISHED
@@ -130,6 +187,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             c.arg(&env.async_script).args(["throughput", &url, &ns]);
             consumers.push(Consumer {
                 letter: "d-async",
+                allocator: PYTHON_PURE,
                 label: format!(
                     "published Python `{}`, `AsyncConnectorClient` (counting `async def` callback)",
                     python::PUBLISHED_LATEST
@@ -146,32 +204,11 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
             python::PUBLISHED_LATEST
         )),
     }
-    consumers.extend([
-        Consumer {
-            letter: "e",
-            label: "`reqwest-eventsource` + serde_json".into(),
-            command: self_command(&["consume", "reqwest-eventsource", &url, &ns]),
-        },
-        Consumer {
-            letter: "f",
-            label: "LaunchDarkly `eventsource-client` + serde_json".into(),
-            command: self_command(&["consume", "eventsource-client", &url, &ns]),
-        },
-        Consumer {
-            letter: "g1",
-            label: "limit: raw socket read + frame split (one thread)".into(),
-            command: self_command(&["consume", "raw-split", &url, &ns]),
-        },
-        Consumer {
-            letter: "g2",
-            label: "limit: raw read + serde_json decode of every data line (one thread)".into(),
-            command: self_command(&["consume", "raw-decode", &url, &ns]),
-        },
-    ]);
 
     struct Row {
         letter: &'static str,
         label: String,
+        allocator: &'static str,
         rates: Vec<f64>,
         hwm: Vec<f64>,
         dropped: Vec<f64>,
@@ -187,6 +224,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         .map(|c| Row {
             letter: c.letter,
             label: c.label.clone(),
+            allocator: c.allocator,
             rates: vec![],
             hwm: vec![],
             dropped: vec![],
@@ -233,7 +271,10 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
     };
     let d = median_of("d");
     let limit = median_of("g2");
+    let limit_mi = median_of("g2-mi");
     let a = median_of("a");
+    let a_mi = median_of("a-mi");
+    let f_mi = median_of("f-mi");
     let c = median_of("c");
     let c_block = median_of("c-block");
     let f = median_of("f");
@@ -256,19 +297,27 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         runs()
     );
     section.push_str(
-        "| consumer | events/s median | min | max | × (d) | × read+decode limit | CPU µs per event (median) | cores busy (median) | peak RSS MiB (median) | dropped per run (median) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| consumer | allocator | events/s median | min | max | × (d) | × (f) LaunchDarkly, same allocator | × (g2) limit, same allocator | × (g2) limit, system | CPU µs per event (median) | cores busy (median) | peak RSS MiB (median) | dropped per run (median) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in &rows {
         if r.rates.is_empty() {
             let _ = writeln!(
                 section,
-                "| ({}) {} | failed ({} runs) | | | | | | | | |",
-                r.letter, r.label, r.failed
+                "| ({}) {} | {} | failed ({} runs) | | | | | | | | | | | |",
+                r.letter, r.label, r.allocator, r.failed
             );
             continue;
         }
         let (med, min, max) = median_min_max(&r.rates);
         let ratio = |base: Option<f64>| base.map_or("–".into(), |b| format!("{:.2}", med / b));
+        // Python rows compare with the system-allocator Rust rows.
+        let same_allocator = |system: Option<f64>, mimalloc: Option<f64>| {
+            if r.allocator == "mimalloc" {
+                mimalloc
+            } else {
+                system
+            }
+        };
         let (hwm, _, _) = median_min_max(&r.hwm);
         let (dropped, _, _) = median_min_max(&r.dropped);
         let (cpu_us, _, _) = median_min_max(&r.cpu_us);
@@ -285,14 +334,17 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         };
         let _ = writeln!(
             section,
-            "| ({}) {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| ({}) {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.letter,
             r.label,
             failed,
+            r.allocator,
             thousands(med),
             thousands(min),
             thousands(max),
             ratio(d),
+            ratio(same_allocator(f, f_mi)),
+            ratio(same_allocator(limit, limit_mi)),
             ratio(limit),
             cpu_us,
             cores,
@@ -316,7 +368,20 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
     let _ = writeln!(
         section,
         "{}",
-        check("(a) vs (f)", a.zip(f).map(|(a, f)| a / f), 2.0)
+        check(
+            "(a) vs (f), both on the system allocator",
+            a.zip(f).map(|(a, f)| a / f),
+            2.5
+        )
+    );
+    let _ = writeln!(
+        section,
+        "{}",
+        check(
+            "(a-mi) vs (f-mi), both on mimalloc",
+            a_mi.zip(f_mi).map(|(a, f)| a / f),
+            2.5
+        )
     );
     let _ = writeln!(
         section,
@@ -327,9 +392,27 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         section,
         "{}",
         check(
-            "(a) vs the one-thread read+decode limit (g2)",
+            "(a) vs the one-thread read+decode limit (g2), both on the system allocator",
             a.zip(limit).map(|(a, l)| a / l),
-            1.25
+            1.0
+        )
+    );
+    let _ = writeln!(
+        section,
+        "{}",
+        check(
+            "(a-mi), on mimalloc, vs the limit on the system allocator (g2)",
+            a_mi.zip(limit).map(|(a, l)| a / l),
+            1.4
+        )
+    );
+    let _ = writeln!(
+        section,
+        "{}",
+        check(
+            "(a-mi) vs the limit on mimalloc (g2-mi)",
+            a_mi.zip(limit_mi).map(|(a, l)| a / l),
+            1.4
         )
     );
     if !pairs.ratios.is_empty() {
@@ -469,7 +552,7 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         },
     );
     section.push_str(
-        "Where (a)'s time goes (2026-11-26, `autoplay-bench consume blocking|raw-decode <url> n` \
+        "Where (a)'s time goes (2026-11-26, `autoplay-consume blocking|raw-decode <url> n` \
          against `autoplay-bench blast`): both of its threads are busy (`perf sched`: reader \
          215 ms, callback thread 189 ms of CPU for 100,000 events), mostly in serde_json. \
          Instruction counts, which the VM's noise does not touch (`valgrind --tool=callgrind`, \
@@ -491,10 +574,12 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
          `-C target-cpu=native`.\n\n",
     );
     section.push_str(
-        "The benchmark binary uses mimalloc as its global allocator (`#[global_allocator]`), so \
-         every Rust consumer above runs on mimalloc. A run of (a) with the system allocator needs \
-         a different binary; `docs/performance.md` has both (`client_loopback` vs \
-         `client_loopback_mimalloc`).\n",
+        "The allocator column: every Rust consumer runs twice, in two child binaries built from \
+         the same code (`crates/autoplay-bench/src/consume.rs`) that differ only in the global \
+         allocator: `autoplay-consume` sets none, so it runs on the system allocator (glibc \
+         malloc here), what a Rust program gets unless it chooses; `autoplay-consume-mimalloc` \
+         sets `#[global_allocator] mimalloc` (rows with `-mi`). The Python rows run in CPython, \
+         whose objects use pymalloc; our extension sets mimalloc for its Rust core.\n",
     );
     section
 }

@@ -29,6 +29,10 @@ const LANE_SIZE: usize = 16;
 /// add at most that to the queue's budget (or one event each, whatever its size).
 const LANES_BYTES_SHARE: usize = 8;
 
+/// Spent data buffers a consumer collects before handing them back to the reader
+/// in one lock.
+const SPENT_BATCH: usize = 32;
+
 /// Runs the callbacks for one payload.
 pub(crate) trait Handler: Clone + Send + Sync + 'static {
     /// Handles one payload; a panicking callback is contained here.
@@ -181,13 +185,17 @@ pub(crate) async fn consume<D: Driver, H: Handler>(
     let mut batch = Batch::default();
     let unhandled = if config.workers == 1 {
         let mut unhandled = 0;
+        let mut spent = Vec::with_capacity(SPENT_BATCH);
         while let Popped::Item(queued) = D::pop(queue, &mut batch, config.drain_timeout).await {
             if stop.discarding() {
                 unhandled = 1;
                 break;
             }
-            if let Some(payload) = queued.into_payload() {
+            if let Some(payload) = queued.into_payload_keeping(&mut spent) {
                 handler.handle(payload).await;
+            }
+            if spent.len() >= SPENT_BATCH {
+                queue.give_back(&mut spent);
             }
         }
         unhandled
@@ -241,12 +249,17 @@ async fn route<D: Driver, H: Handler>(
         lanes.push(lane);
     }
     let mut unhandled = 0;
+    let mut spent = Vec::with_capacity(SPENT_BATCH);
     while let Popped::Item(queued) = D::pop(queue, batch, config.drain_timeout).await {
         if stop.discarding() {
             unhandled = 1;
             break;
         }
-        if let Some(item) = queued.into_weighed() {
+        let item = queued.into_weighed(&mut spent);
+        if spent.len() >= SPENT_BATCH {
+            queue.give_back(&mut spent);
+        }
+        if let Some(item) = item {
             let lane = &lanes[worker_index(&item.0, lanes.len())];
             // A lane its worker closed after a stop-now takes nothing more.
             if let Pushed::Dropped(_) = D::push(lane, item).await {

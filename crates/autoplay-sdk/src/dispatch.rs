@@ -91,14 +91,34 @@ impl Queued {
         }
     }
 
-    /// The typed payload with its weight, decoded here unless the reader did it;
-    /// `None` (logged) when the event is not a valid payload.
-    pub(crate) fn into_weighed(self) -> Option<Weighed> {
+    /// [`into_payload`](Self::into_payload), putting the event's spent data
+    /// buffer into `spent`, for the reader to reuse (see [`EventQueue::give_back`]).
+    ///
+    /// [`EventQueue::give_back`]: crate::queue::EventQueue::give_back
+    pub(crate) fn into_payload_keeping(self, spent: &mut Vec<Vec<u8>>) -> Option<Event> {
         match self {
-            Queued::Sse(event) => decode(&event).map(|p| {
-                let weight = payload_weight(&p, event.data.len());
-                Weighed(p, weight)
-            }),
+            Queued::Sse(event) => {
+                let payload = decode(&event);
+                keep_data(event, spent);
+                payload
+            }
+            Queued::Payload(payload, _) => Some(payload),
+        }
+    }
+
+    /// The typed payload with its weight, decoded here unless the reader did it,
+    /// putting the event's spent data buffer into `spent`; `None` (logged) when the
+    /// event is not a valid payload.
+    pub(crate) fn into_weighed(self, spent: &mut Vec<Vec<u8>>) -> Option<Weighed> {
+        match self {
+            Queued::Sse(event) => {
+                let weighed = decode(&event).map(|p| {
+                    let weight = payload_weight(&p, event.data.len());
+                    Weighed(p, weight)
+                });
+                keep_data(event, spent);
+                weighed
+            }
             Queued::Payload(payload, weight) => Some(Weighed(payload, weight)),
         }
     }
@@ -110,6 +130,13 @@ impl Queued {
             Queued::Sse(event) => Some(event),
             Queued::Payload(..) => None,
         }
+    }
+}
+
+/// Puts a decoded event's data buffer into `spent`, if it is worth reusing.
+fn keep_data(event: SseEvent, spent: &mut Vec<Vec<u8>>) {
+    if let Some(buffer) = crate::sse::reusable(event.data.into_bytes()) {
+        spent.push(buffer);
     }
 }
 

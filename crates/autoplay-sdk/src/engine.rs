@@ -105,6 +105,8 @@ pub(crate) struct Engine {
     drops_since_log: u64,
     /// The last event id that could not be sent, once logged (so it is logged once).
     unsendable_id: Option<String>,
+    /// Data buffers of the events this reader decoded itself, for the parser to reuse.
+    spent: Vec<Vec<u8>>,
 }
 
 impl Engine {
@@ -127,6 +129,7 @@ impl Engine {
             last_drop_log: None,
             drops_since_log: 0,
             unsendable_id: None,
+            spent: Vec::new(),
         }
     }
 
@@ -335,6 +338,7 @@ impl Engine {
                 Ok(Some(Err(e))) => break DisconnectReason::Network(redacted_chain(e)),
                 Ok(Some(Ok(chunk))) => chunk,
             };
+            self.refill_spares(parser);
             let Ok(()) = parser.feed(&chunk, |item| items.push(item));
             if self
                 .deliver_all(&mut items, retry, &mut connection)
@@ -428,10 +432,17 @@ impl Engine {
             let item = match self.delivery {
                 Delivery::Raw => Queued::Sse(event),
                 Delivery::Payloads if event.event == HEARTBEAT_EVENT => continue,
-                Delivery::Payloads if self.consumer_is_behind() => match decode(&event) {
-                    Some(payload) => Queued::payload(payload, event.data.len()),
-                    None => continue,
-                },
+                Delivery::Payloads if self.consumer_is_behind() => {
+                    let payload = decode(&event);
+                    let json_len = event.data.len();
+                    if let Some(buffer) = crate::sse::reusable(event.data.into_bytes()) {
+                        self.spent.push(buffer);
+                    }
+                    match payload {
+                        Some(payload) => Queued::payload(payload, json_len),
+                        None => continue,
+                    }
+                }
                 Delivery::Payloads => Queued::Sse(event),
             };
             let pushed = tokio::select! {
@@ -448,6 +459,18 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Gives the parser the data buffers spent since the last chunk: those of the
+    /// events decoded here, and, when it has none left, those the consumer handed
+    /// back, so event data is allocated and freed on this thread.
+    fn refill_spares(&mut self, parser: &mut SseParser) {
+        let spares = parser.spare_buffers();
+        spares.append(&mut self.spent);
+        if spares.is_empty() {
+            self.queue.take_spent(spares);
+        }
+        spares.truncate(crate::sse::MAX_SPARE_BUFFERS);
     }
 
     /// Whether the reader should decode the next event itself: the consumer has

@@ -129,7 +129,14 @@ pub(crate) struct EventQueue<T> {
     room_cv: Condvar,
     /// Wakes a producer task waiting for room (`Block`).
     room_notify: Notify,
+    /// Spent buffers the consumers hand back for the producer to reuse (see
+    /// [`give_back`](Self::give_back)); behind a lock of their own, so handing
+    /// them over never waits on the queue's.
+    spent: Mutex<Vec<Vec<u8>>>,
 }
+
+/// The most spent buffers waiting for the producer; more are freed where they are.
+const MAX_SPENT: usize = 64;
 
 impl<T: Weigh> EventQueue<T> {
     /// A queue bounded by count only, whose drop policies drop at once (no grace).
@@ -171,6 +178,32 @@ impl<T: Weigh> EventQueue<T> {
             items_notify: Notify::new(),
             room_cv: Condvar::new(),
             room_notify: Notify::new(),
+            spent: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Hands `buffers` (emptied) back to the producer, in one batch, and leaves
+    /// `buffers` empty. What the allocator would otherwise free on this thread is
+    /// then reused, or freed, on the producer's: glibc's allocator, the one a Rust
+    /// program has unless it chooses another, is slowest with memory allocated on
+    /// one thread and freed on another. Beyond [`MAX_SPENT`] waiting, the rest
+    /// are freed here.
+    pub(crate) fn give_back(&self, buffers: &mut Vec<Vec<u8>>) {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        let room = MAX_SPENT.saturating_sub(spent.len());
+        let keep = buffers.len().min(room);
+        spent.extend(buffers.drain(..keep));
+        drop(spent);
+        buffers.clear();
+    }
+
+    /// Moves the spent buffers handed back so far into `into` (the producer's).
+    pub(crate) fn take_spent(&self, into: &mut Vec<Vec<u8>>) {
+        let mut spent = self.spent.lock().unwrap_or_else(|e| e.into_inner());
+        if into.is_empty() {
+            std::mem::swap(&mut *spent, into);
+        } else {
+            into.append(&mut spent);
         }
     }
 
@@ -641,6 +674,25 @@ mod tests {
         ));
         assert!(producer.await.unwrap());
         assert_eq!(q.lock().bytes, 70);
+    }
+
+    #[test]
+    fn spent_buffers_go_back_in_batches_up_to_a_bound() {
+        let queue = EventQueue::<i32>::new(8, OverflowPolicy::Block);
+        let mut spent: Vec<Vec<u8>> = (0..MAX_SPENT - 1).map(|_| vec![0; 8]).collect();
+        queue.give_back(&mut spent);
+        assert!(spent.is_empty());
+        // Only one more fits; the rest are freed by the one giving them back.
+        let mut more: Vec<Vec<u8>> = (0..5).map(|_| vec![1; 8]).collect();
+        queue.give_back(&mut more);
+        assert!(more.is_empty());
+        let mut taken = vec![vec![2; 8]];
+        queue.take_spent(&mut taken);
+        assert_eq!(taken.len(), 1 + MAX_SPENT);
+        assert_eq!(taken[0], vec![2; 8]);
+        let mut again = Vec::new();
+        queue.take_spent(&mut again);
+        assert!(again.is_empty(), "taken once");
     }
 
     #[test]

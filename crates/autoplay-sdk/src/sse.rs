@@ -76,6 +76,15 @@ const MAX_DATA_CAPACITY_HINT: usize = 64 * 1024;
 /// after a large one does not hold the large one's memory.
 const MAX_SPARE_CAPACITY: usize = 4096;
 
+/// The largest spent data buffer kept for reuse: the allocation saved matters
+/// for small events, and the spares (at most [`MAX_SPARE_BUFFERS`] here and as many
+/// waiting in the queue) then hold at most 2 MiB.
+const MAX_REUSED_CAPACITY: usize = 16 * 1024;
+
+/// The most spent data buffers the parser keeps for the next events (see
+/// [`SseParser::spare_buffers`]).
+pub(crate) const MAX_SPARE_BUFFERS: usize = 64;
+
 /// A line buffer that grew past this is released after its line.
 const MAX_KEPT_LINE_CAPACITY: usize = 64 * 1024;
 
@@ -294,6 +303,8 @@ pub struct SseParser {
     oversized: bool,
     /// Capacity for the next event's data, so the common case allocates once.
     data_capacity_hint: usize,
+    /// Spent data buffers handed back by the consumer, for the next events' data.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Default for SseParser {
@@ -334,6 +345,7 @@ impl SseParser {
             last_event_id: None,
             oversized: false,
             data_capacity_hint: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -357,6 +369,16 @@ impl SseParser {
     /// the latest completed event, `None` when there is none.
     pub fn last_event_id(&self) -> Option<&str> {
         self.last_event_id.as_deref()
+    }
+
+    /// Where spent event data goes to be reused for the next events' data, so that
+    /// a buffer is allocated and freed on the reader's thread rather than allocated
+    /// here and freed on the consumer's: the system allocator (glibc's) is at its
+    /// slowest with memory freed on another thread. Only empty buffers of at most
+    /// `MAX_REUSED_CAPACITY` go here (see [`reusable`]), at most
+    /// [`MAX_SPARE_BUFFERS`] of them.
+    pub(crate) fn spare_buffers(&mut self) -> &mut Vec<Vec<u8>> {
+        &mut self.spare
     }
 
     /// Starts a new connection: forgets any half-read event and line, and expects
@@ -713,8 +735,11 @@ impl SseParser {
         }
         self.has_data = false;
         self.data_capacity_hint = self.data.len().min(MAX_DATA_CAPACITY_HINT);
-        let mut data =
-            std::mem::replace(&mut self.data, Vec::with_capacity(self.data_capacity_hint));
+        let next = match self.spare.pop() {
+            Some(spare) => spare,
+            None => Vec::with_capacity(self.data_capacity_hint),
+        };
+        let mut data = std::mem::replace(&mut self.data, next);
         if data.capacity() > 2 * data.len() + MAX_SPARE_CAPACITY {
             data.shrink_to_fit();
         }
@@ -745,6 +770,15 @@ impl SseParser {
         let id = self.last_event_id.clone();
         emit(SseItem::Event(SseEvent { event, data, id }));
     }
+}
+
+/// A spent data buffer, emptied, when it is worth keeping for another event.
+pub(crate) fn reusable(mut buffer: Vec<u8>) -> Option<Vec<u8>> {
+    if buffer.capacity() == 0 || buffer.capacity() > MAX_REUSED_CAPACITY {
+        return None;
+    }
+    buffer.clear();
+    Some(buffer)
 }
 
 /// The length of a field value as the text it becomes. The limits apply to that
@@ -792,6 +826,29 @@ mod tests {
             parser.feed(chunk, |item| items.push(item)).unwrap();
         }
         (items, parser)
+    }
+
+    #[test]
+    fn a_spare_buffer_becomes_a_later_events_data_and_big_ones_are_not_kept() {
+        let mut parser = SseParser::new();
+        let spare = Vec::with_capacity(64);
+        let spare_at = spare.as_ptr();
+        parser.spare_buffers().push(spare);
+        let mut items = Vec::new();
+        parser
+            .feed(b"data: a\n\ndata: b\n\n", |item| items.push(item))
+            .unwrap();
+        // The first event's buffer was there before the spare; the next one is the spare.
+        let [SseItem::Event(first), SseItem::Event(second)] = items.as_slice() else {
+            panic!("two events, got {items:?}");
+        };
+        assert_eq!((first.data.as_str(), second.data.as_str()), ("a", "b"));
+        assert_eq!(second.data.as_ptr(), spare_at);
+
+        let reused = reusable(b"spent".to_vec()).expect("a small buffer is reused");
+        assert!(reused.is_empty());
+        assert!(reusable(Vec::with_capacity(MAX_REUSED_CAPACITY + 1)).is_none());
+        assert!(reusable(Vec::new()).is_none());
     }
 
     fn event(event: &str, data: &str, id: Option<&str>) -> SseItem {

@@ -909,7 +909,12 @@ async fn demo_prints_its_stream_and_key_and_a_second_client_can_attach() {
     assert_eq!(ui, stream.replace("/stream/demo", "/ui"), "{banner}");
     let page = reqwest::get(ui).await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("<title>Autoplay live view</title>"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("<title>Autoplay live view</title>")
+    );
 
     // The attach command as printed: the token from the environment.
     let second = Proc::spawn_with(

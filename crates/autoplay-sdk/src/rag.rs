@@ -43,21 +43,22 @@ pub struct RagMetadata {
     /// `"ActionsPayload"`, `"SummaryPayload"`, or `"ClientSummary"` for a summary the
     /// pipeline's own summarizer made (the published package's `type`).
     pub kind: &'static str,
-    /// The payload's `forwarded_at` (`None` for a client summary, or when the
-    /// payload had none).
+    /// The payload's `forwarded_at`, `0.0` when it had none (0.13.0 reads a missing
+    /// one as `0.0`); `None` for a client summary.
     pub forwarded_at: Option<f64>,
 }
 
-/// `forwarded_at` as Python prints a float (`1700000000.5`, `1700000000.0`), or
-/// `None`: the published package's ids carry it that way.
-fn python_float(value: Option<f64>) -> String {
-    match value {
-        None => "None".to_owned(),
-        Some(v) if v.is_nan() => "nan".to_owned(),
-        Some(v) if v.is_infinite() => if v > 0.0 { "inf" } else { "-inf" }.to_owned(),
+/// `forwarded_at` as Python prints a float (`1700000000.5`, `1700000000.0`): the
+/// published package's ids carry it that way.
+fn python_float(value: f64) -> String {
+    if value.is_nan() {
+        "nan".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else {
         // Debug is the shortest text that reads back the same, as Python's repr,
         // and keeps the `.0` of whole numbers.
-        Some(v) => format!("{v:?}"),
+        format!("{value:?}")
     }
 }
 
@@ -114,13 +115,15 @@ impl Document {
         kind: &'static str,
     ) -> Self {
         let session = session_id.unwrap_or(UNKNOWN_SESSION);
+        // 0.13.0's payloads read a missing `forwarded_at` as 0.0, and so do its ids.
+        let forwarded_at = forwarded_at.unwrap_or(0.0);
         Self {
             id: format!("{session}:{what}:{}", python_float(forwarded_at)),
             text,
             meta: RagMetadata {
                 session_id: session.to_owned(),
                 kind,
-                forwarded_at,
+                forwarded_at: Some(forwarded_at),
             },
         }
     }

@@ -228,7 +228,7 @@ async fn async_summarizer_and_pipeline_embed_summaries_instead_of_actions() {
             forwarded_at: None,
         }
     );
-    assert_eq!(upserts[1].0, "t:summary:None");
+    assert_eq!(upserts[1].0, "t:summary:0.0");
     assert_eq!(pipeline.upserted_count(), 2);
 }
 
@@ -263,27 +263,27 @@ fn pipeline_upserts_actions_and_logs_errors_without_raising() {
         upserts,
         vec![
             (
-                "s:actions:None".to_owned(),
+                "s:actions:0.0".to_owned(),
                 RagMetadata {
                     session_id: "s".into(),
                     kind: "ActionsPayload",
-                    forwarded_at: None,
+                    forwarded_at: Some(0.0),
                 }
             ),
             (
-                "s:summary:None".to_owned(),
+                "s:summary:0.0".to_owned(),
                 RagMetadata {
                     session_id: "s".into(),
                     kind: "SummaryPayload",
-                    forwarded_at: None,
+                    forwarded_at: Some(0.0),
                 }
             ),
             (
-                "unknown:actions:None".to_owned(),
+                "unknown:actions:0.0".to_owned(),
                 RagMetadata {
                     session_id: "unknown".into(),
                     kind: "ActionsPayload",
-                    forwarded_at: None,
+                    forwarded_at: Some(0.0),
                 }
             ),
         ]

@@ -238,19 +238,33 @@ pub(crate) fn stop_all_at_exit(py: Python<'_>) {
 
 /// Ends a run's bookkeeping when dropped, also if the run panicked: `stop()` and the
 /// exit hook wait for it.
-struct RunEnd<'a>(&'a Arc<Shared>);
+///
+/// It holds what the run still does in Python at its end (closing the async
+/// callbacks' loops, letting the client and its callbacks go) and does that first:
+/// once the run is reported ended, the main thread may begin finalising, and a
+/// thread that then waits for the GIL inside Rust frames is ended by CPython with
+/// `pthread_exit`, whose unwinding aborts the process ("FATAL: exception not
+/// rethrown").
+struct RunEnd<'a> {
+    shared: &'a Arc<Shared>,
+    context: Option<ContextEnd>,
+    client: Option<ConnectorClient>,
+}
 
 impl Drop for RunEnd<'_> {
     fn drop(&mut self) {
-        lock(&RUNNING).retain(|c| c.strong_count() > 0 && !std::ptr::eq(c.as_ptr(), &**self.0));
+        drop(self.client.take());
+        drop(self.context.take());
+        let shared = self.shared;
+        lock(&RUNNING).retain(|c| c.strong_count() > 0 && !std::ptr::eq(c.as_ptr(), &**shared));
         {
-            let mut state = lock(&self.0.state);
+            let mut state = lock(&shared.state);
             state.running = false;
             state.run_thread = None;
             // A stop ends the run it was for: `run()` again connects again.
             state.stopped = false;
         }
-        self.0.ended.notify_all();
+        shared.ended.notify_all();
     }
 }
 
@@ -735,7 +749,7 @@ impl PyConnectorClient {
     fn run(&self, py: Python<'_>) -> PyResult<()> {
         crate::logging::refresh_log_level(py);
         let built = self.build(py)?;
-        let _context = ContextEnd(built.context.clone());
+        let context = ContextEnd(built.context.clone());
         let client = built.client.clone();
         {
             let mut state = lock(&self.shared.state);
@@ -761,7 +775,11 @@ impl PyConnectorClient {
             state.run_thread = Some(std::thread::current().id());
             state.current = Some(client.clone());
         }
-        let _end = RunEnd(&self.shared);
+        let _end = RunEnd {
+            shared: &self.shared,
+            context: Some(context),
+            client: Some(client),
+        };
         self.run_client(py, built)
     }
 

@@ -295,7 +295,10 @@ class SessionIndex:
         self._call.text = text
         return self.embedder(text)
 
-    def _upsert(self, session_id: str, vector: np.ndarray, metadata: Dict[str, Any]) -> None:
+    def _upsert(self, doc_id: str, vector: np.ndarray, metadata: Dict[str, Any]) -> None:
+        # The pipeline's ids are 0.13.0's (`{session}:{kind}:{forwarded_at}`); one row per
+        # session and kind is kept here, keyed by the metadata's session.
+        session_id = metadata["session_id"]
         kind = SUMMARY if metadata["type"] == "SummaryPayload" else ACTIONS
         forwarded_at = self._call.forwarded_at
         self.store.upsert(session_id, kind, self._call.who, self._call.text, vector, forwarded_at)

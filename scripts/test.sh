@@ -13,6 +13,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# nginx for crates/autoplay-cli/tests/replicas_nginx.rs (docs/deploy/nginx.conf); Debian puts it in /usr/sbin.
+{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

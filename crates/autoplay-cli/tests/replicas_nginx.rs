@@ -146,9 +146,9 @@ fn nginx_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("NGINX") {
         return path.into();
     }
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     on_path
         .into_iter()
         .chain([PathBuf::from("/usr/sbin/nginx")])
@@ -657,6 +657,8 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
         .map(|p| tokio::spawn(post_all(p, ports.clone(), rotation.clone())))
         .collect();
 
+    let probe = https_client(&cert_pem).build().unwrap();
+    let mut killed = Vec::new();
     for round in 1..=2 {
         until("posting to progress", Duration::from_secs(30), async || {
             rotation.acked() >= TOTAL * round / 3
@@ -697,6 +699,20 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
         );
         let (before, seen) = (connects.load(SeqCst), received.lock().unwrap().frames.len());
         replicas[r].kill();
+        // Passive health: requests nginx sends to the dead replica while it
+        // still counts as up are passed on to another one, not failed.
+        for _ in 0..2 * REPLICAS {
+            let health = probe
+                .get(format!("https://localhost:{}/healthz", nginx.https))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                health.status(),
+                200,
+                "round {round}: /healthz through nginx"
+            );
+        }
         // The client notices, reconnects through nginx to another replica
         // with its Last-Event-ID, and goes on.
         until(
@@ -708,6 +724,7 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
         )
         .await;
         tokio::task::block_in_place(|| replicas[r].spawn());
+        killed.push(ports[r]);
         rotation.up[r].store(true, SeqCst);
         eprintln!(
             "round {round}: replica {} killed at {acked} events acknowledged, {seen} frames received; restarted",
@@ -830,4 +847,13 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
         "no stream request in the access log:\n{log}"
     );
     assert!(!log.contains(KEY), "the access log holds the key");
+    // Each killed replica was tried once after its death and the request
+    // passed on (nginx logs both upstreams), then left alone for fail_timeout.
+    for port in killed {
+        let passed_on = format!("upstream=127.0.0.1:{port}, 127.0.0.1:");
+        assert!(
+            log.lines().any(|l| l.contains(&passed_on)),
+            "no request passed on from the killed replica {port}:\n{log}"
+        );
+    }
 }

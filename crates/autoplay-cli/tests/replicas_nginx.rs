@@ -141,22 +141,31 @@ impl Drop for Replica {
     }
 }
 
-/// Where nginx is: $NGINX, the PATH, or Debian's /usr/sbin (not on a user's PATH).
+/// Where nginx is: $NGINX, else the PATH, else Debian's /usr/sbin (not on a
+/// user's PATH). Missing, the test fails and says how to install it.
 fn nginx_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NGINX") {
-        return path.into();
-    }
-    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin/nginx")])
+    let candidates: Vec<PathBuf> = match std::env::var_os("NGINX") {
+        Some(path) => vec![path.into()],
+        None => std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("nginx"))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .chain([PathBuf::from("/usr/sbin/nginx")])
+            .collect(),
+    };
+    candidates
+        .iter()
         .find(|p| p.is_file())
+        .cloned()
         .unwrap_or_else(|| {
             panic!(
-                "nginx is not installed: `apt-get install nginx` (Debian's package; \
-                 scripts/test.sh installs it when missing), or set NGINX to its path"
+                "nginx is not installed (looked for {candidates:?}): `apt-get install nginx` \
+                 (Debian's package; scripts/test.sh installs it when missing), or set NGINX \
+                 to its path"
             )
         })
 }

@@ -379,6 +379,8 @@ struct Rotation {
     in_flight: [AtomicUsize; REPLICAS],
     /// Batches answered 200, per poster.
     done: [AtomicUsize; POSTERS],
+    /// The first webhook not answered 200: the posters stop, the test fails with it.
+    failed: Mutex<Option<String>>,
 }
 
 impl Rotation {
@@ -404,7 +406,12 @@ impl Rotation {
         });
     }
 
+    /// Events answered 200 so far; fails the test (with the reason) as soon
+    /// as a webhook was not.
     fn acked(&self) -> usize {
+        if let Some(failure) = &*self.failed.lock().unwrap() {
+            panic!("{failure}");
+        }
         self.done.iter().map(|d| d.load(SeqCst)).sum::<usize>() * BATCH
     }
 }
@@ -427,10 +434,11 @@ async fn post_all(p: usize, ports: Vec<u16>, rotation: Arc<Rotation>) {
             .await;
         rotation.in_flight[r].fetch_sub(1, SeqCst);
         let status = response.map(|r| r.status().as_u16());
-        assert!(
-            matches!(status, Ok(200)),
-            "poster {p}, batch {batch}: {status:?}"
-        );
+        if !matches!(status, Ok(200)) {
+            let mut failed = rotation.failed.lock().unwrap();
+            failed.get_or_insert(format!("poster {p}, batch {batch}: {status:?}"));
+            return;
+        }
         rotation.done[p].fetch_add(1, SeqCst);
     }
 }
@@ -661,6 +669,7 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
         up: std::array::from_fn(|_| AtomicBool::new(true)),
         in_flight: std::array::from_fn(|_| AtomicUsize::new(0)),
         done: std::array::from_fn(|_| AtomicUsize::new(0)),
+        failed: Mutex::new(None),
     });
     let posters: Vec<_> = (0..POSTERS)
         .map(|p| tokio::spawn(post_all(p, ports.clone(), rotation.clone())))
@@ -728,6 +737,7 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
             "the client to resume",
             Duration::from_secs(15),
             async || {
+                rotation.acked();
                 connects.load(SeqCst) > before && received.lock().unwrap().frames.len() > seen + 100
             },
         )
@@ -743,6 +753,7 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
     for poster in posters {
         poster.await.unwrap();
     }
+    assert_eq!(rotation.acked(), TOTAL);
 
     let want_summaries =
         POSTERS * SESSIONS_PER_POSTER * (PER_POSTER / SESSIONS_PER_POSTER / THRESHOLD);

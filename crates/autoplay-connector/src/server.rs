@@ -297,9 +297,9 @@ impl Connector {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let state = self.state;
-        crate::ingest::resume_pending(&state);
+        crate::summary::resume_pending(&state);
         let token = state.shutdown.clone();
-        let sweeper = tokio::spawn(sweep_idle(state.clone()));
+        let sweeper = tokio::spawn(crate::summary::sweep_idle(state.clone()));
         let app = router(state.clone());
         let trigger = token.clone();
         let stopped = async move {
@@ -467,26 +467,6 @@ async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// Forgets idle sessions and emails, a few times per idle period.
-async fn sweep_idle(state: Arc<AppState>) {
-    let idle = state.session_idle_timeout;
-    let every = (idle / 4).clamp(Duration::from_millis(5), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let evicted = state.sessions.evict_idle(idle);
-        for (product_id, session_id) in &evicted {
-            let _ = state.store.put_session(product_id, session_id, None);
-        }
-        for (product_id, user_id) in state.emails.evict_idle(idle) {
-            let _ = state.store.put_email(&product_id, &user_id, None);
-        }
-        if !evicted.is_empty() {
-            metrics::add(&state.metrics.sessions_evicted, evicted.len());
-        }
-    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

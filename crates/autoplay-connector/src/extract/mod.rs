@@ -1,4 +1,4 @@
-//! PostHog events → [`SlimAction`]s, grouped into one [`ActionsPayload`] per session.
+//! PostHog events → [`SlimAction`](autoplay_sdk::models::SlimAction)s, grouped into one [`ActionsPayload`] per session.
 //!
 //! The rules are documented in the crate docs ("Extraction"); this module is the
 //! single place that implements them. It is pure: no clock other than the

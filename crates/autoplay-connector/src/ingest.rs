@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use autoplay_sdk::models::{ACTIONS_TYPE, ActionsPayload, CompactString, SlimAction};
+use autoplay_sdk::models::{ActionsPayload, CompactString, SlimAction};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -24,8 +24,8 @@ use tracing::debug;
 
 use crate::auth;
 use crate::extract::{self, EmailLookup, format_rfc3339};
-use crate::frames;
 use crate::metrics;
+use crate::products::Registry;
 use crate::server::{AppState, Product, json_error};
 use crate::store::{Store, Ticket};
 use crate::summary;
@@ -60,24 +60,33 @@ impl EmailBook {
         ticket
     }
 
-    /// Takes back an email a durable store kept.
-    pub fn restore(&self, product_id: Arc<str>, user_id: String, email: String) {
+    /// Takes back the emails a durable store kept (`(product, user, email)`),
+    /// of the products that still exist.
+    pub fn restore(&self, products: &Registry, kept: Vec<(String, String, String)>) {
         let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
-        emails.insert((product_id, user_id), (email, Instant::now()));
+        for (product_id, user_id, email) in kept {
+            if let Some(product) = products.get(&product_id) {
+                emails.insert((product.id.clone(), user_id), (email, Instant::now()));
+            }
+        }
     }
 
-    /// Forgets emails not used for longer than `idle`; returns which.
-    pub fn evict_idle(&self, idle: Duration) -> Vec<UserKey> {
-        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+    /// Forgets emails not used for longer than `idle`, here and in `store`.
+    pub fn forget_idle(&self, store: &Store, idle: Duration) {
         let mut evicted = Vec::new();
-        emails.retain(|key, (_, seen)| {
-            let keep = seen.elapsed() < idle;
-            if !keep {
-                evicted.push(key.clone());
-            }
-            keep
-        });
-        evicted
+        self.emails
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, (_, seen)| {
+                let keep = seen.elapsed() < idle;
+                if !keep {
+                    evicted.push(key.clone());
+                }
+                keep
+            });
+        for (product_id, user_id) in evicted {
+            let _ = store.put_email(&product_id, &user_id, None);
+        }
     }
 }
 
@@ -344,9 +353,10 @@ fn stamp_both_generations(actions: &mut [SlimAction]) {
     }
 }
 
-/// Stamps, appends, and hands each payload to the session tracker; summaries
-/// that fall due are written in their own task. Returns when all of it is
-/// durable ([`Store::durable`]).
+/// Stamps each payload (ids, both generations' fields, times) and hands it to
+/// the summary orchestration, which appends it to the product's stream and
+/// counts it toward its session's next summary. The ticket covers all of it
+/// ([`Store::durable`]).
 fn publish_actions(
     state: &Arc<AppState>,
     product: &Arc<Product>,
@@ -368,36 +378,7 @@ fn publish_actions(
                     .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
-        if state.store.counts_sessions() {
-            ticket = ticket.max(summary::publish_counted(state, product, &payload));
-            continue;
-        }
-        for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
-            let (_, written) = product.log.append(ACTIONS_TYPE, &json);
-            ticket = written;
-        }
-
-        let due = state
-            .sessions
-            .record(&product.id, product.summary_threshold, &payload);
-        // After the actions, so a restart never has a session's state ahead of
-        // its stream.
-        if state.store.is_durable()
-            && product.summary_threshold > 0
-            && let Some(session_id) = payload.session_id.as_deref()
-            && let Some(written) = state
-                .sessions
-                .write_state(&product.id, session_id, |record| {
-                    state
-                        .store
-                        .put_session(&product.id, session_id, Some(record))
-                })
-        {
-            ticket = written;
-        }
-        if let Some(due) = due {
-            summary::spawn_summary(state.clone(), product.clone(), due);
-        }
+        ticket = ticket.max(summary::append_actions(state, product, &payload));
     }
     ticket
 }

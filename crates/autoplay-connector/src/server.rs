@@ -28,7 +28,7 @@ use crate::replay::ReplayWindow;
 use crate::store::products::StoredProduct;
 use crate::store::{ProductLog, Store, StoreError};
 use crate::stream;
-use crate::summary::{SessionTracker, Summariser};
+use crate::summary::{self, Summaries};
 use crate::tickets::{self, TicketKey};
 use crate::ui;
 use crate::write_timeout::WriteTimeout;
@@ -62,9 +62,8 @@ pub(crate) struct AppState {
     pub products: Registry,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub sessions: SessionTracker,
+    pub summaries: Summaries,
     pub emails: EmailBook,
-    pub summariser: Summariser,
     pub heartbeat: Duration,
     pub body_limit: usize,
     pub body_read_timeout: Duration,
@@ -225,13 +224,8 @@ impl Connector {
                 .map(|t| crate::config::sha256(t.expose().as_bytes())),
             admin_writes: tokio::sync::Mutex::new(HashMap::new()),
             summary_threshold: config.summary_threshold,
-            summariser: Summariser::new(config.llm.clone(), metrics.clone()),
+            summaries: Summaries::new(config.llm.clone(), metrics.clone(), store.is_durable()),
             metrics,
-            sessions: if store.is_durable() {
-                SessionTracker::durable()
-            } else {
-                SessionTracker::default()
-            },
             emails: EmailBook::default(),
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
@@ -297,9 +291,11 @@ impl Connector {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let state = self.state;
-        crate::summary::resume_pending(&state);
+        let restored = state.store.take_restored();
+        state.emails.restore(&state.products, restored.emails);
+        summary::resume_pending(&state, restored.sessions);
         let token = state.shutdown.clone();
-        let sweeper = tokio::spawn(crate::summary::sweep_idle(state.clone()));
+        let sweeper = tokio::spawn(sweep_idle(state.clone()));
         let app = router(state.clone());
         let trigger = token.clone();
         let stopped = async move {
@@ -467,6 +463,18 @@ async fn metrics_text(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Forgets idle sessions and emails, a few times per idle period.
+async fn sweep_idle(state: Arc<AppState>) {
+    let idle = state.session_idle_timeout;
+    let every = (idle / 4).clamp(Duration::from_millis(5), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        summary::forget_idle(&state, idle);
+        state.emails.forget_idle(&state.store, idle);
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -18,12 +18,39 @@ mod orchestrator;
 mod summariser;
 mod tracker;
 
+use std::sync::Arc;
+
+use crate::config::LlmConfig;
+use crate::metrics::Metrics;
+use summariser::Summariser;
+
 pub use summariser::{MAX_LLM_IN_FLIGHT, embedded_summary};
 pub use tracker::SessionActions;
 
-pub(crate) use orchestrator::{publish_counted, resume_pending, spawn_summary, sweep_idle};
-pub(crate) use summariser::Summariser;
+pub(crate) use orchestrator::{append_actions, forget_idle, resume_pending};
 pub(crate) use tracker::SessionTracker;
+
+/// What the summary orchestration keeps, one per connector.
+pub(crate) struct Summaries {
+    sessions: SessionTracker,
+    summariser: Summariser,
+}
+
+impl Summaries {
+    /// Summaries written by `llm` when set (the embedded summariser otherwise);
+    /// `durable`: the store keeps session state, so the batches due and not yet
+    /// out are kept too, for a restart.
+    pub fn new(llm: Option<LlmConfig>, metrics: Arc<Metrics>, durable: bool) -> Self {
+        Self {
+            sessions: if durable {
+                SessionTracker::durable()
+            } else {
+                SessionTracker::default()
+            },
+            summariser: Summariser::new(llm, metrics),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

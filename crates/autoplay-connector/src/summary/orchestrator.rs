@@ -1,6 +1,11 @@
-//! When a summary is written and where it goes: spawned off the ingest path,
-//! published on the product's stream in its session's order, resumed after a
-//! restart, and idle sessions forgotten.
+//! When a summary is written and where it goes. The ingest path hands each
+//! payload over ([`append_actions`]): its actions go on the product's stream and
+//! are counted toward the session's next summary, by this process's tracker or,
+//! on Redis, by the store atomically with the append. A summary that falls due is
+//! written in its own task, off the ingest path, and published on the stream in
+//! its session's order. After a restart the summaries a durable store kept due
+//! are written ([`resume_pending`]); idle sessions are forgotten
+//! ([`forget_idle`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,12 +21,51 @@ use crate::frames;
 use crate::ingest::unix_now;
 use crate::metrics;
 use crate::server::{AppState, Product};
-use crate::store::Ticket;
+use crate::store::{SessionRecord, Ticket};
 
-/// `ingest::publish_actions` on a store that counts sessions itself (Redis, shared
+/// Appends a payload the ingest path has stamped to its product's stream, and
+/// counts its actions toward its session's next summary; a summary that falls
+/// due is written in its own task. The ticket covers the actions and the
+/// session state written with them ([`Store::durable`](crate::store::Store::durable)).
+pub(crate) fn append_actions(
+    state: &Arc<AppState>,
+    product: &Arc<Product>,
+    payload: &ActionsPayload,
+) -> Ticket {
+    if state.store.counts_sessions() {
+        return append_counted(state, product, payload);
+    }
+    let mut ticket = Ticket::default();
+    for json in frames::actions_frames(payload, state.max_frame_bytes, &state.metrics) {
+        let (_, written) = product.log.append(ACTIONS_TYPE, &json);
+        ticket = written;
+    }
+
+    let sessions = &state.summaries.sessions;
+    let due = sessions.record(&product.id, product.summary_threshold, payload);
+    // After the actions, so a restart never has a session's state ahead of
+    // its stream.
+    if state.store.is_durable()
+        && product.summary_threshold > 0
+        && let Some(session_id) = payload.session_id.as_deref()
+        && let Some(written) = sessions.write_state(&product.id, session_id, |record| {
+            state
+                .store
+                .put_session(&product.id, session_id, Some(record))
+        })
+    {
+        ticket = written;
+    }
+    if let Some(due) = due {
+        spawn_summary(state.clone(), product.clone(), due);
+    }
+    ticket
+}
+
+/// [`append_actions`] on a store that counts sessions itself (Redis, shared
 /// by every replica): the payload's last frame carries its session's actions,
 /// and the store says, atomically with the append, whether a summary fell due.
-pub(crate) fn publish_counted(
+fn append_counted(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payload: &ActionsPayload,
@@ -56,7 +100,10 @@ pub(crate) fn publish_counted(
             let session_id: CompactString = payload.session_id.clone().unwrap_or_default();
             tokio::spawn(async move {
                 if let Ok(Some(due)) = due.await {
-                    let due = state.sessions.due_elsewhere(&product.id, session_id, due);
+                    let due = state
+                        .summaries
+                        .sessions
+                        .due_elsewhere(&product.id, session_id, due);
                     spawn_summary(state, product, due);
                 }
             });
@@ -66,9 +113,9 @@ pub(crate) fn publish_counted(
 }
 
 /// Writes a due summary in its own task and publishes it in its session's order.
-pub(crate) fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
+fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
     tokio::spawn(async move {
-        let summary = state.summariser.summarise(&due.session).await;
+        let summary = state.summaries.summariser.summarise(&due.session).await;
         if let Some(previous) = due.after {
             // An error only means the previous summary's task ended without
             // publishing; either way this one may go now.
@@ -86,13 +133,16 @@ pub(crate) fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: Du
         let json = frames::summary_frame(payload, state.max_frame_bytes);
         let session_id = due.session.session_id.as_str();
         let written = if state.store.is_durable() {
-            state.sessions.published(&product.id, session_id, |record| {
-                product.log.append_with_session(
-                    SUMMARY_TYPE,
-                    &json,
-                    record.map(|r| (session_id, r)),
-                )
-            })
+            state
+                .summaries
+                .sessions
+                .published(&product.id, session_id, |record| {
+                    product.log.append_with_session(
+                        SUMMARY_TYPE,
+                        &json,
+                        record.map(|r| (session_id, r)),
+                    )
+                })
         } else {
             product.log.append(SUMMARY_TYPE, &json).1
         };
@@ -104,21 +154,16 @@ pub(crate) fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: Du
     });
 }
 
-/// Takes back what a durable store kept: learnt emails, pending sessions, and
-/// writes the summaries that were due when the connector stopped.
-pub(crate) fn resume_pending(state: &Arc<AppState>) {
-    let restored = state.store.take_restored();
-    for (product_id, user_id, email) in restored.emails {
-        if let Some(product) = state.products.get(&product_id) {
-            state.emails.restore(product.id.clone(), user_id, email);
-        }
-    }
+/// Takes back the sessions a durable store kept (`(product, session, state)`),
+/// and writes the summaries that were due when the connector stopped.
+pub(crate) fn resume_pending(state: &Arc<AppState>, kept: Vec<(String, String, SessionRecord)>) {
     let mut resumed = 0;
-    for (product_id, session_id, record) in restored.sessions {
+    for (product_id, session_id, record) in kept {
         let Some(product) = state.products.get(&product_id) else {
             continue;
         };
         for due in state
+            .summaries
             .sessions
             .restore(product.id.clone(), session_id.into(), record)
         {
@@ -134,22 +179,14 @@ pub(crate) fn resume_pending(state: &Arc<AppState>) {
     }
 }
 
-/// Forgets idle sessions and emails, a few times per idle period.
-pub(crate) async fn sweep_idle(state: Arc<AppState>) {
-    let idle = state.session_idle_timeout;
-    let every = (idle / 4).clamp(Duration::from_millis(5), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let evicted = state.sessions.evict_idle(idle);
-        for (product_id, session_id) in &evicted {
-            let _ = state.store.put_session(product_id, session_id, None);
-        }
-        for (product_id, user_id) in state.emails.evict_idle(idle) {
-            let _ = state.store.put_email(&product_id, &user_id, None);
-        }
-        if !evicted.is_empty() {
-            metrics::add(&state.metrics.sessions_evicted, evicted.len());
-        }
+/// Forgets the sessions idle for longer than `idle`, with their pending
+/// actions, here and in the store.
+pub(crate) fn forget_idle(state: &AppState, idle: Duration) {
+    let evicted = state.summaries.sessions.evict_idle(idle);
+    for (product_id, session_id) in &evicted {
+        let _ = state.store.put_session(product_id, session_id, None);
+    }
+    if !evicted.is_empty() {
+        metrics::add(&state.metrics.sessions_evicted, evicted.len());
     }
 }

@@ -1,7 +1,18 @@
 //! RFC 3339 date-times to and from unix seconds.
+//!
+//! Written here rather than taken from `time` or `chrono` (both already in the
+//! dependency tree): their RFC 3339 parsers refuse a date-time without an
+//! offset, which this one reads as UTC and which a webhook or `/events` sender
+//! may well write (ISO 8601 local time: a naive Python `isoformat()`,
+//! ClickHouse's `2024-01-15 10:30:00`); `time`'s also refuses a space between
+//! date and time and `±hhmm` or `±hh` offsets. A timestamp refused would order
+//! its event by arrival instead and lose its `timestamp_start`: a behaviour
+//! change to save two short, well-known civil-date algorithms (Hinnant's). The
+//! tests pin each form.
 
 /// RFC 3339 / ISO-8601 date-time to unix seconds (`2024-01-15T10:30:00.000Z`,
-/// with `Z` or a `±hh:mm` offset). `None` for anything else.
+/// with `Z`, a `±hh:mm`, `±hhmm` or `±hh` offset, or none for UTC; `T`, `t` or
+/// a space between date and time). `None` for anything else.
 pub fn parse_rfc3339(s: &str) -> Option<f64> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -121,5 +132,51 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(format_rfc3339(1_705_314_600.25), "2024-01-15T10:30:00.250Z");
+    }
+
+    /// The ISO 8601 forms RFC 3339 parsers refuse (see the module docs).
+    #[test]
+    fn lenient_forms() {
+        let at = Some(1_705_314_600.0);
+        for s in [
+            "2024-01-15T10:30:00",
+            "2024-01-15 10:30:00",
+            "2024-01-15t10:30:00z",
+            "2024-01-15 11:30:00+01:00",
+            "2024-01-15T11:30:00+0100",
+            "2024-01-15T11:30:00+01",
+            "2024-01-15T08:00:00-02:30",
+            " 2024-01-15T10:30:00.000000Z ",
+        ] {
+            assert_eq!(parse_rfc3339(s), at, "{s}");
+        }
+        assert_eq!(
+            parse_rfc3339("2024-01-15 10:30:00.123456"),
+            Some(1_705_314_600.123456)
+        );
+        for bad in [
+            "2024-01-15T10:30",
+            "2024-01-15T10:30:00.",
+            "2024-13-15T10:30:00Z",
+            "2024-01-15T24:00:00Z",
+            "2024-01-15T10:30:00+1",
+            "2024-01-15T10:30:00 UTC",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_round_to_the_millisecond() {
+        assert_eq!(format_rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(1_705_314_600.9996),
+            "2024-01-15T10:30:01.000Z"
+        );
+        assert_eq!(format_rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_rfc3339(-0.5), "1969-12-31T23:59:59.500Z");
+        for unix in [0.0, 951_782_400.0, 1_705_314_600.25, 4_102_444_799.999] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(unix)), Some(unix));
+        }
     }
 }

@@ -104,9 +104,7 @@ impl EmailLookup for ProductEmails<'_> {
     }
 }
 
-/// Now in unix seconds, to the millisecond: more digits would not survive a JSON
-/// round trip through parsers without exact float parsing.
-/// Unix seconds with microsecond resolution, so `forwarded_at` can time delivery.
+/// Now in unix seconds, to the microsecond, so `forwarded_at` can time delivery.
 pub(crate) fn unix_now() -> f64 {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)

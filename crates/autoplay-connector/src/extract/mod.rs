@@ -1,10 +1,24 @@
-//! PostHog events → [`SlimAction`](autoplay_sdk::models::SlimAction)s, grouped into one [`ActionsPayload`] per session.
+//! PostHog events → [`SlimAction`](autoplay_sdk::models::SlimAction)s, grouped into
+//! one [`ActionsPayload`] per session.
 //!
 //! The rules are documented in the crate docs ("Extraction"); this module is the
-//! single place that implements them. It is pure: no clock other than the
-//! `received_at` fallback passed in, no I/O, no shared state. What the connector
-//! learns across requests (a user's email) goes in through [`EmailLookup`] and comes
-//! out in [`Extraction::learned_emails`].
+//! single place that implements them, one concern per file:
+//!
+//! - `mod.rs`: [`extract`], which reads the events, learns emails, and groups
+//!   the actions into payloads by session in timestamp order;
+//! - `envelope.rs`: the body shapes PostHog sends (capture form, the flat form
+//!   of the Hog destination, the CDP envelope, arrays, batches) and what every
+//!   event gives whatever its shape (ids, email);
+//! - `rules.rs`: which event becomes which action, its title and description;
+//! - `title.rs`: what a user would call the element acted on;
+//! - `elements_chain.rs`: PostHog's `elements_chain` string;
+//! - `url.rs`: [`canonical_url`] and which path segments are ids;
+//! - `time.rs`: RFC 3339 to and from unix seconds.
+//!
+//! It is pure: no clock other than the `received_at` fallback passed in, no
+//! I/O, no shared state. What the connector learns across requests (a user's
+//! email) goes in through [`EmailLookup`] and comes out in
+//! [`Extraction::learned_emails`].
 
 mod elements_chain;
 mod envelope;

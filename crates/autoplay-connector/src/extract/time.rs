@@ -152,7 +152,7 @@ mod tests {
         }
         assert_eq!(
             parse_rfc3339("2024-01-15 10:30:00.123456"),
-            Some(1_705_314_600.123456)
+            Some(1_705_314_600.123_456)
         );
         for bad in [
             "2024-01-15T10:30",
@@ -170,7 +170,7 @@ mod tests {
     fn formats_round_to_the_millisecond() {
         assert_eq!(format_rfc3339(0.0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            format_rfc3339(1_705_314_600.9996),
+            format_rfc3339(1_705_314_600.999_6),
             "2024-01-15T10:30:01.000Z"
         );
         assert_eq!(format_rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");

@@ -9,13 +9,10 @@
 //! buffering and no wait.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use autoplay_sdk::models::{
-    ACTIONS_TYPE, ActionsPayload, CompactString, SUMMARY_TYPE, SlimAction, SummaryPayload,
-};
+use autoplay_sdk::models::{ActionsPayload, CompactString, SlimAction};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -27,11 +24,11 @@ use tracing::debug;
 
 use crate::auth;
 use crate::extract::{self, EmailLookup, format_rfc3339};
-use crate::frames;
 use crate::metrics;
+use crate::products::Registry;
 use crate::server::{AppState, Product, json_error};
 use crate::store::{Store, Ticket};
-use crate::summary::DueSummary;
+use crate::summary;
 
 /// Emails learnt from `$identify`, `$set` and persons, by (product, user), so later
 /// events of the same user carry it. Forgotten after the session idle time.
@@ -63,24 +60,33 @@ impl EmailBook {
         ticket
     }
 
-    /// Takes back an email a durable store kept.
-    pub fn restore(&self, product_id: Arc<str>, user_id: String, email: String) {
+    /// Takes back the emails a durable store kept (`(product, user, email)`),
+    /// of the products that still exist.
+    pub fn restore(&self, products: &Registry, kept: Vec<(String, String, String)>) {
         let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
-        emails.insert((product_id, user_id), (email, Instant::now()));
+        for (product_id, user_id, email) in kept {
+            if let Some(product) = products.get(&product_id) {
+                emails.insert((product.id.clone(), user_id), (email, Instant::now()));
+            }
+        }
     }
 
-    /// Forgets emails not used for longer than `idle`; returns which.
-    pub fn evict_idle(&self, idle: Duration) -> Vec<UserKey> {
-        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+    /// Forgets emails not used for longer than `idle`, here and in `store`.
+    pub fn forget_idle(&self, store: &Store, idle: Duration) {
         let mut evicted = Vec::new();
-        emails.retain(|key, (_, seen)| {
-            let keep = seen.elapsed() < idle;
-            if !keep {
-                evicted.push(key.clone());
-            }
-            keep
-        });
-        evicted
+        self.emails
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, (_, seen)| {
+                let keep = seen.elapsed() < idle;
+                if !keep {
+                    evicted.push(key.clone());
+                }
+                keep
+            });
+        for (product_id, user_id) in evicted {
+            let _ = store.put_email(&product_id, &user_id, None);
+        }
     }
 }
 
@@ -98,10 +104,8 @@ impl EmailLookup for ProductEmails<'_> {
     }
 }
 
-/// Now in unix seconds, to the millisecond: more digits would not survive a JSON
-/// round trip through parsers without exact float parsing.
-/// Unix seconds with microsecond resolution, so `forwarded_at` can time delivery.
-fn unix_now() -> f64 {
+/// Now in unix seconds, to the microsecond, so `forwarded_at` can time delivery.
+pub(crate) fn unix_now() -> f64 {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
@@ -347,9 +351,10 @@ fn stamp_both_generations(actions: &mut [SlimAction]) {
     }
 }
 
-/// Stamps, appends, and hands each payload to the session tracker; summaries
-/// that fall due are written in their own task. Returns when all of it is
-/// durable ([`Store::durable`]).
+/// Stamps each payload (ids, both generations' fields, times) and hands it to
+/// the summary orchestration, which appends it to the product's stream and
+/// counts it toward its session's next summary. The ticket covers all of it
+/// ([`Store::durable`]).
 fn publish_actions(
     state: &Arc<AppState>,
     product: &Arc<Product>,
@@ -371,152 +376,7 @@ fn publish_actions(
                     .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
-        if state.store.counts_sessions() {
-            ticket = ticket.max(publish_counted(state, product, &payload));
-            continue;
-        }
-        for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
-            let (_, written) = product.log.append(ACTIONS_TYPE, &json);
-            ticket = written;
-        }
-
-        let due = state
-            .sessions
-            .record(&product.id, product.summary_threshold, &payload);
-        // After the actions, so a restart never has a session's state ahead of
-        // its stream.
-        if state.store.is_durable()
-            && product.summary_threshold > 0
-            && let Some(session_id) = payload.session_id.as_deref()
-            && let Some(written) = state
-                .sessions
-                .write_state(&product.id, session_id, |record| {
-                    state
-                        .store
-                        .put_session(&product.id, session_id, Some(record))
-                })
-        {
-            ticket = written;
-        }
-        if let Some(due) = due {
-            spawn_summary(state.clone(), product.clone(), due);
-        }
+        ticket = ticket.max(summary::append_actions(state, product, &payload));
     }
     ticket
-}
-
-/// [`publish_actions`] on a store that counts sessions itself (Redis, shared
-/// by every replica): the payload's last frame carries its session's actions,
-/// and the store says, atomically with the append, whether a summary fell due.
-fn publish_counted(
-    state: &Arc<AppState>,
-    product: &Arc<Product>,
-    payload: &ActionsPayload,
-) -> Ticket {
-    let frames = frames::actions_frames(payload, state.max_frame_bytes, &state.metrics);
-    let mut ticket = Ticket::default();
-    let last = frames.len().saturating_sub(1);
-    for (i, json) in frames.into_iter().enumerate() {
-        let delta = (i == last && product.summary_threshold > 0)
-            .then_some(payload.session_id.as_deref())
-            .flatten()
-            .map(|session_id| crate::store::redis::SessionDelta {
-                session_id: session_id.to_owned(),
-                user_id: payload.user_id.as_deref().map(str::to_owned),
-                email: payload.email.as_deref().map(str::to_owned),
-                actions: payload
-                    .actions
-                    .iter()
-                    .filter_map(|a| serde_json::to_string(a).ok())
-                    .collect(),
-                threshold: product.summary_threshold,
-                idle: state.session_idle_timeout,
-            });
-        let Some(delta) = delta else {
-            ticket = product.log.append(ACTIONS_TYPE, &json).1;
-            continue;
-        };
-        let (written, due) = product.log.append_counting(ACTIONS_TYPE, &json, delta);
-        ticket = written;
-        if let Some(due) = due {
-            let (state, product) = (state.clone(), product.clone());
-            let session_id: CompactString = payload.session_id.clone().unwrap_or_default();
-            tokio::spawn(async move {
-                if let Ok(Some(due)) = due.await {
-                    let due = state.sessions.due_elsewhere(&product.id, session_id, due);
-                    spawn_summary(state, product, due);
-                }
-            });
-        }
-    }
-    ticket
-}
-
-/// Writes a due summary in its own task and publishes it in its session's order.
-fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
-    tokio::spawn(async move {
-        let summary = state.summariser.summarise(&due.session).await;
-        if let Some(previous) = due.after {
-            // An error only means the previous summary's task ended without
-            // publishing; either way this one may go now.
-            let _ = previous.await;
-        }
-        let now = unix_now();
-        let payload = SummaryPayload {
-            product_id: Some(product.config.id.as_str().into()),
-            session_id: Some(due.session.session_id.clone()),
-            summary: summary.into(),
-            replaces: due.session.actions.len() as u64,
-            ts: Some(format_rfc3339(now).into()),
-            forwarded_at: Some(now),
-        };
-        let json = frames::summary_frame(payload, state.max_frame_bytes);
-        let session_id = due.session.session_id.as_str();
-        let written = if state.store.is_durable() {
-            state.sessions.published(&product.id, session_id, |record| {
-                product.log.append_with_session(
-                    SUMMARY_TYPE,
-                    &json,
-                    record.map(|r| (session_id, r)),
-                )
-            })
-        } else {
-            product.log.append(SUMMARY_TYPE, &json).1
-        };
-        // The next summary of the session goes once this one is in the log's
-        // order; it need not wait for the disk.
-        state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
-        let _ = due.published.send(());
-        let _ = state.store.durable(written).await;
-    });
-}
-
-/// Takes back what a durable store kept: learnt emails, pending sessions, and
-/// writes the summaries that were due when the connector stopped.
-pub(crate) fn resume_pending(state: &Arc<AppState>) {
-    let restored = state.store.take_restored();
-    for (product_id, user_id, email) in restored.emails {
-        if let Some(product) = state.products.get(&product_id) {
-            state.emails.restore(product.id.clone(), user_id, email);
-        }
-    }
-    let mut resumed = 0;
-    for (product_id, session_id, record) in restored.sessions {
-        let Some(product) = state.products.get(&product_id) else {
-            continue;
-        };
-        for due in state
-            .sessions
-            .restore(product.id.clone(), session_id.into(), record)
-        {
-            resumed += 1;
-            spawn_summary(state.clone(), product.clone(), due);
-        }
-    }
-    if resumed > 0 {
-        tracing::info!(
-            summaries = resumed,
-            "writing the summaries that were due when the connector stopped"
-        );
-    }
 }

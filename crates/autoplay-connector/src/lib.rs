@@ -4,7 +4,7 @@
 //! ```text
 //! browser (PostHog)  ──POST /webhook/{product}──▶  extract ─▶ group by session ─▶ summarise every N
 //!                                                     │
-//! client SDK  ◀──GET /stream/{product} (SSE)──  broadcast + replay buffer
+//! client SDK  ◀──GET /stream/{product} (SSE)──  fan-out + replay window
 //! ```
 //!
 //! This crate is the server as a library; the `autoplay connector` command is a

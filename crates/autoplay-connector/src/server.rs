@@ -28,7 +28,7 @@ use crate::replay::ReplayWindow;
 use crate::store::products::StoredProduct;
 use crate::store::{ProductLog, Store, StoreError};
 use crate::stream;
-use crate::summary::{SessionTracker, Summariser};
+use crate::summary::{self, Summaries};
 use crate::tickets::{self, TicketKey};
 use crate::ui;
 use crate::write_timeout::WriteTimeout;
@@ -62,9 +62,8 @@ pub(crate) struct AppState {
     pub products: Registry,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub sessions: SessionTracker,
+    pub summaries: Summaries,
     pub emails: EmailBook,
-    pub summariser: Summariser,
     pub heartbeat: Duration,
     pub body_limit: usize,
     pub body_read_timeout: Duration,
@@ -225,13 +224,8 @@ impl Connector {
                 .map(|t| crate::config::sha256(t.expose().as_bytes())),
             admin_writes: tokio::sync::Mutex::new(HashMap::new()),
             summary_threshold: config.summary_threshold,
-            summariser: Summariser::new(config.llm.clone(), metrics.clone()),
+            summaries: Summaries::new(config.llm.clone(), metrics.clone(), store.is_durable()),
             metrics,
-            sessions: if store.is_durable() {
-                SessionTracker::durable()
-            } else {
-                SessionTracker::default()
-            },
             emails: EmailBook::default(),
             heartbeat: config.heartbeat_interval,
             body_limit: config.body_limit,
@@ -297,7 +291,9 @@ impl Connector {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let state = self.state;
-        crate::ingest::resume_pending(&state);
+        let restored = state.store.take_restored();
+        state.emails.restore(&state.products, restored.emails);
+        summary::resume_pending(&state, restored.sessions);
         let token = state.shutdown.clone();
         let sweeper = tokio::spawn(sweep_idle(state.clone()));
         let app = router(state.clone());
@@ -476,16 +472,8 @@ async fn sweep_idle(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let evicted = state.sessions.evict_idle(idle);
-        for (product_id, session_id) in &evicted {
-            let _ = state.store.put_session(product_id, session_id, None);
-        }
-        for (product_id, user_id) in state.emails.evict_idle(idle) {
-            let _ = state.store.put_email(&product_id, &user_id, None);
-        }
-        if !evicted.is_empty() {
-            metrics::add(&state.metrics.sessions_evicted, evicted.len());
-        }
+        summary::forget_idle(&state, idle);
+        state.emails.forget_idle(&state.store, idle);
     }
 }
 

@@ -1,0 +1,192 @@
+//! When a summary is written and where it goes. The ingest path hands each
+//! payload over ([`append_actions`]): its actions go on the product's stream and
+//! are counted toward the session's next summary, by this process's tracker or,
+//! on Redis, by the store atomically with the append. A summary that falls due is
+//! written in its own task, off the ingest path, and published on the stream in
+//! its session's order. After a restart the summaries a durable store kept due
+//! are written ([`resume_pending`]); idle sessions are forgotten
+//! ([`forget_idle`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use autoplay_sdk::models::{
+    ACTIONS_TYPE, ActionsPayload, CompactString, SUMMARY_TYPE, SummaryPayload,
+};
+
+use super::tracker::DueSummary;
+use crate::extract::format_rfc3339;
+use crate::frames;
+use crate::ingest::unix_now;
+use crate::metrics;
+use crate::server::{AppState, Product};
+use crate::store::{SessionRecord, Ticket};
+
+/// Appends a payload the ingest path has stamped to its product's stream, and
+/// counts its actions toward its session's next summary; a summary that falls
+/// due is written in its own task. The ticket covers the actions and the
+/// session state written with them ([`Store::durable`](crate::store::Store::durable)).
+pub(crate) fn append_actions(
+    state: &Arc<AppState>,
+    product: &Arc<Product>,
+    payload: &ActionsPayload,
+) -> Ticket {
+    if state.store.counts_sessions() {
+        return append_counted(state, product, payload);
+    }
+    let mut ticket = Ticket::default();
+    for json in frames::actions_frames(payload, state.max_frame_bytes, &state.metrics) {
+        let (_, written) = product.log.append(ACTIONS_TYPE, &json);
+        ticket = written;
+    }
+
+    let sessions = &state.summaries.sessions;
+    let due = sessions.record(&product.id, product.summary_threshold, payload);
+    // After the actions, so a restart never has a session's state ahead of
+    // its stream.
+    if state.store.is_durable()
+        && product.summary_threshold > 0
+        && let Some(session_id) = payload.session_id.as_deref()
+        && let Some(written) = sessions.write_state(&product.id, session_id, |record| {
+            state
+                .store
+                .put_session(&product.id, session_id, Some(record))
+        })
+    {
+        ticket = written;
+    }
+    if let Some(due) = due {
+        spawn_summary(state.clone(), product.clone(), due);
+    }
+    ticket
+}
+
+/// [`append_actions`] on a store that counts sessions itself (Redis, shared
+/// by every replica): the payload's last frame carries its session's actions,
+/// and the store says, atomically with the append, whether a summary fell due.
+fn append_counted(
+    state: &Arc<AppState>,
+    product: &Arc<Product>,
+    payload: &ActionsPayload,
+) -> Ticket {
+    let frames = frames::actions_frames(payload, state.max_frame_bytes, &state.metrics);
+    let mut ticket = Ticket::default();
+    let last = frames.len().saturating_sub(1);
+    for (i, json) in frames.into_iter().enumerate() {
+        let delta = (i == last && product.summary_threshold > 0)
+            .then_some(payload.session_id.as_deref())
+            .flatten()
+            .map(|session_id| crate::store::redis::SessionDelta {
+                session_id: session_id.to_owned(),
+                user_id: payload.user_id.as_deref().map(str::to_owned),
+                email: payload.email.as_deref().map(str::to_owned),
+                actions: payload
+                    .actions
+                    .iter()
+                    .filter_map(|a| serde_json::to_string(a).ok())
+                    .collect(),
+                threshold: product.summary_threshold,
+                idle: state.session_idle_timeout,
+            });
+        let Some(delta) = delta else {
+            ticket = product.log.append(ACTIONS_TYPE, &json).1;
+            continue;
+        };
+        let (written, due) = product.log.append_counting(ACTIONS_TYPE, &json, delta);
+        ticket = written;
+        if let Some(due) = due {
+            let (state, product) = (state.clone(), product.clone());
+            let session_id: CompactString = payload.session_id.clone().unwrap_or_default();
+            tokio::spawn(async move {
+                if let Ok(Some(due)) = due.await {
+                    let due = state
+                        .summaries
+                        .sessions
+                        .due_elsewhere(&product.id, session_id, due);
+                    spawn_summary(state, product, due);
+                }
+            });
+        }
+    }
+    ticket
+}
+
+/// Writes a due summary in its own task and publishes it in its session's order.
+fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
+    tokio::spawn(async move {
+        let summary = state.summaries.summariser.summarise(&due.session).await;
+        if let Some(previous) = due.after {
+            // An error only means the previous summary's task ended without
+            // publishing; either way this one may go now.
+            let _ = previous.await;
+        }
+        let now = unix_now();
+        let payload = SummaryPayload {
+            product_id: Some(product.config.id.as_str().into()),
+            session_id: Some(due.session.session_id.clone()),
+            summary: summary.into(),
+            replaces: due.session.actions.len() as u64,
+            ts: Some(format_rfc3339(now).into()),
+            forwarded_at: Some(now),
+        };
+        let json = frames::summary_frame(payload, state.max_frame_bytes);
+        let session_id = due.session.session_id.as_str();
+        let written = if state.store.is_durable() {
+            state
+                .summaries
+                .sessions
+                .published(&product.id, session_id, |record| {
+                    product.log.append_with_session(
+                        SUMMARY_TYPE,
+                        &json,
+                        record.map(|r| (session_id, r)),
+                    )
+                })
+        } else {
+            product.log.append(SUMMARY_TYPE, &json).1
+        };
+        // The next summary of the session goes once this one is in the log's
+        // order; it need not wait for the disk.
+        state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        let _ = due.published.send(());
+        let _ = state.store.durable(written).await;
+    });
+}
+
+/// Takes back the sessions a durable store kept (`(product, session, state)`),
+/// and writes the summaries that were due when the connector stopped.
+pub(crate) fn resume_pending(state: &Arc<AppState>, kept: Vec<(String, String, SessionRecord)>) {
+    let mut resumed = 0;
+    for (product_id, session_id, record) in kept {
+        let Some(product) = state.products.get(&product_id) else {
+            continue;
+        };
+        for due in state
+            .summaries
+            .sessions
+            .restore(product.id.clone(), session_id.into(), record)
+        {
+            resumed += 1;
+            spawn_summary(state.clone(), product.clone(), due);
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(
+            summaries = resumed,
+            "writing the summaries that were due when the connector stopped"
+        );
+    }
+}
+
+/// Forgets the sessions idle for longer than `idle`, with their pending
+/// actions, here and in the store.
+pub(crate) fn forget_idle(state: &AppState, idle: Duration) {
+    let evicted = state.summaries.sessions.evict_idle(idle);
+    for (product_id, session_id) in &evicted {
+        let _ = state.store.put_session(product_id, session_id, None);
+    }
+    if !evicted.is_empty() {
+        metrics::add(&state.metrics.sessions_evicted, evicted.len());
+    }
+}

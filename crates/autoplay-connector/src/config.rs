@@ -529,6 +529,8 @@ impl StoreConfig {
                     "redis:// needs a host, e.g. redis://127.0.0.1:6379",
                 ));
             }
+            // The query (`?dedupe_ttl_s=…`) is the Redis store's to read.
+            let rest = rest.split('?').next().unwrap_or("");
             if let Some(db) = rest.split_once('/').map(|(_, db)| db)
                 && !db.is_empty()
                 && db.parse::<u32>().is_err()

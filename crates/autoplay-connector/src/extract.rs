@@ -65,6 +65,9 @@ pub struct Extraction {
     pub payloads: Vec<ActionsPayload>,
     /// `(user_id, email)` pairs the body taught, to remember for later requests.
     pub learned_emails: Vec<(String, String)>,
+    /// The PostHog `uuid` of each event that has one, in body order: what
+    /// makes a retried body recognisable (the Redis store's dedupe).
+    pub event_uuids: Vec<String>,
 }
 
 impl Extraction {
@@ -151,12 +154,17 @@ pub fn extract(
         events: raw.len(),
         payloads,
         learned_emails: learned,
+        event_uuids: raw
+            .iter()
+            .filter_map(|e| e.uuid.map(str::to_owned))
+            .collect(),
     })
 }
 
 /// One PostHog event, from whichever envelope it came in.
 struct RawEvent<'a> {
     name: &'a str,
+    uuid: Option<&'a str>,
     user_id: Option<String>,
     timestamp: Option<String>,
     /// The capture form's own; made up from the top-level fields of the flat form.
@@ -281,6 +289,7 @@ fn raw_event<'a>(
         .find_map(|field| nonempty_str(map.get(*field)));
     Ok(RawEvent {
         name,
+        uuid: nonempty_str(map.get("uuid")),
         user_id,
         timestamp: nonempty_str(map.get("timestamp")).map(str::to_owned),
         elements_chain,

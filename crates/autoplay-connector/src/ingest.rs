@@ -248,7 +248,8 @@ pub(crate) async fn webhook(
         .learn(&state.store, &product.id, &extraction.learned_emails);
     metrics::add(&state.metrics.events_ingested, extraction.events);
     let actions = extraction.action_count();
-    let written = publish_actions(&state, &product, extraction.payloads, now);
+    let once = state.store.once(&product.id, &extraction.event_uuids);
+    let written = publish_actions(&state, &product, extraction.payloads, now, once.as_ref());
     if let Err(error) = state.store.durable(learnt.max(written)).await {
         return unavailable(&error);
     }
@@ -304,7 +305,7 @@ pub(crate) async fn events(
         })
         .collect();
     let actions: usize = payloads.iter().map(|p| p.actions.len()).sum();
-    let written = publish_actions(&state, &product, payloads, unix_now());
+    let written = publish_actions(&state, &product, payloads, unix_now(), None);
     if let Err(error) = state.store.durable(written).await {
         return unavailable(&error);
     }
@@ -349,12 +350,14 @@ fn stamp_both_generations(actions: &mut [SlimAction]) {
 
 /// Stamps, appends, and hands each payload to the session tracker; summaries
 /// that fall due are written in their own task. Returns when all of it is
-/// durable ([`Store::durable`]).
+/// durable ([`Store::durable`]). `once` makes a retried webhook's frames
+/// appended once ([`Store::once`]).
 fn publish_actions(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payloads: Vec<ActionsPayload>,
     now: f64,
+    once: Option<&crate::store::redis::Once>,
 ) -> Ticket {
     let mut ticket = Ticket::default();
     for mut payload in payloads {
@@ -372,7 +375,7 @@ fn publish_actions(
             );
         }
         if state.store.counts_sessions() {
-            ticket = ticket.max(publish_counted(state, product, &payload));
+            ticket = ticket.max(publish_counted(state, product, &payload, once));
             continue;
         }
         for json in frames::actions_frames(&payload, state.max_frame_bytes, &state.metrics) {
@@ -412,6 +415,7 @@ fn publish_counted(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payload: &ActionsPayload,
+    once: Option<&crate::store::redis::Once>,
 ) -> Ticket {
     let frames = frames::actions_frames(payload, state.max_frame_bytes, &state.metrics);
     let mut ticket = Ticket::default();
@@ -433,10 +437,12 @@ fn publish_counted(
                 idle: state.session_idle_timeout,
             });
         let Some(delta) = delta else {
-            ticket = product.log.append(ACTIONS_TYPE, &json).1;
+            ticket = product.log.append_once(ACTIONS_TYPE, &json, once);
             continue;
         };
-        let (written, due) = product.log.append_counting(ACTIONS_TYPE, &json, delta);
+        let (written, due) = product
+            .log
+            .append_counting(ACTIONS_TYPE, &json, delta, once);
         ticket = written;
         if let Some(due) = due {
             let (state, product) = (state.clone(), product.clone());

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use common::{ACME_KEY, Server, config};
 use futures_util::StreamExt;
 use serde_json::json;
-use store_redis_server::RedisServer;
+use store_redis_server::{RedisServer, ReplyDropper};
 
 fn actions_body(session: &str, n: usize) -> serde_json::Value {
     json!({
@@ -454,4 +454,128 @@ async fn admin_products_are_kept_in_redis() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 404);
+}
+
+/// A PostHog batch of `n` autocapture clicks in sessions `d0` and `d1` in
+/// turn, with the `uuid`s PostHog gives its events (`tag` keeps bodies apart).
+fn posthog_batch(tag: &str, n: usize, with_uuids: bool) -> String {
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let mut event = json!({
+                "event": "$autocapture",
+                "distinct_id": "user_1",
+                "timestamp": format!("2024-01-15T10:30:{i:02}.000Z"),
+                "properties": {
+                    "$event_type": "click",
+                    "$current_url": "https://app.example.com/x",
+                    "$session_id": format!("d{}", i % 2),
+                    "$el_text": format!("{tag} button {i}"),
+                },
+            });
+            if with_uuids {
+                event["uuid"] = json!(format!("018d0b6a-0000-7000-8000-{tag}{i:08}"));
+            }
+            event
+        })
+        .collect();
+    json!({ "batch": events }).to_string()
+}
+
+/// The titles of the actions in the `actions` frames read until `timeout`
+/// passes without one.
+async fn titles(sse: &mut Sse, timeout: Duration) -> Vec<String> {
+    let mut titles = Vec::new();
+    while let Some((_, event, data)) = sse.next(timeout).await {
+        assert_eq!(event, "actions");
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        for action in value["actions"].as_array().unwrap() {
+            titles.push(action["title"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    titles.sort();
+    titles
+}
+
+/// PostHog delivering a body again (as it does after a 503) appends nothing
+/// twice when its events carry `uuid`s, also through another replica; a body
+/// without `uuid`s has nothing to recognise it by and is appended again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivered_again_is_appended_once() {
+    let redis = RedisServer::start(false);
+    let a = replica(&redis).await;
+    let b = replica(&redis).await;
+    let mut live = Sse::open(&a, None).await;
+    let body = posthog_batch("aa", 6, true);
+    for server in [&a, &a, &b] {
+        let response = server.post_webhook("acme", body.clone()).await;
+        assert_eq!(response.status(), 200);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["accepted"], 6, "{answer}");
+    }
+    let once: Vec<String> = (0..6).map(|i| format!("aa button {i}")).collect();
+    assert_eq!(titles(&mut live, Duration::from_millis(700)).await, once);
+
+    let plain = posthog_batch("bb", 2, false);
+    for _ in 0..2 {
+        assert_eq!(a.post_webhook("acme", plain.clone()).await.status(), 200);
+    }
+    let twice = ["bb button 0", "bb button 0", "bb button 1", "bb button 1"];
+    assert_eq!(titles(&mut live, Duration::from_millis(700)).await, twice);
+}
+
+fn xlen(redis: &RedisServer) -> usize {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    redis::cmd("XLEN")
+        .arg("autoplay:{acme}:log")
+        .query(&mut conn)
+        .unwrap()
+}
+
+/// The reply of an `EXEC` that Redis applied is really lost (a proxy between
+/// the connector and Redis drops it): the webhook gets 503 although its events
+/// are in the stream, PostHog sends the body again, and the stream holds each
+/// event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_exec_reply_does_not_duplicate_the_retried_events() {
+    let redis = RedisServer::start(false);
+    let proxy = ReplyDropper::start(&redis).await;
+    let mut config = config();
+    config.store = StoreConfig::Redis(proxy.url());
+    let server = Server::start(config).await;
+    let mut live = Sse::open(&server, None).await;
+    let first = posthog_batch("cc", 4, true);
+    assert_eq!(server.post_webhook("acme", first).await.status(), 200);
+    assert_eq!(titles(&mut live, Duration::from_millis(500)).await.len(), 4);
+    let frames = xlen(&redis);
+
+    proxy.arm();
+    let body = posthog_batch("dd", 4, true);
+    let lost = server.post_webhook("acme", body.clone()).await;
+    assert_eq!(lost.status(), 503, "the reply was lost: not acknowledged");
+    assert_eq!(proxy.dropped(), 1);
+    // Redis did apply it: two frames (one per session) more in the stream.
+    assert_eq!(xlen(&redis), frames + 2);
+
+    // PostHog's retry (after the writer reconnected).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .post_webhook("acme", body.clone())
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => break,
+            503 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(xlen(&redis), frames + 2, "the retry appended nothing");
+    let once: Vec<String> = (0..4).map(|i| format!("dd button {i}")).collect();
+    assert_eq!(titles(&mut live, Duration::from_millis(700)).await, once);
 }

@@ -125,7 +125,7 @@ impl ProductLog {
     pub fn append(self: &Arc<Self>, kind: &str, json: &str) -> (u64, Ticket) {
         if let Some(side) = &self.stream {
             let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
-            return (0, side.redis.append(self.clone(), body, None).0);
+            return (0, side.redis.append(self.clone(), body, None, None).0);
         }
         let mut inner = self.lock();
         let id = inner.next_id;
@@ -142,14 +142,34 @@ impl ProductLog {
         }
     }
 
+    /// [`append`](Self::append) of a webhook's frame that the Redis store
+    /// appends at most once per [`Store::once`] key (a retried body). Other
+    /// stores append it as [`append`](Self::append) does.
+    pub fn append_once(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        once: Option<&self::redis::Once>,
+    ) -> Ticket {
+        match &self.stream {
+            Some(side) if once.is_some() => {
+                let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
+                side.redis.append(self.clone(), body, None, once).0
+            }
+            _ => self.append(kind, json).1,
+        }
+    }
+
     /// Appends an event that carries a session's new actions (the Redis store
     /// only, see [`Store::counts_sessions`]): Redis counts them with the
-    /// append, atomically; the receiver gets the batch whose summary fell due.
+    /// append, atomically (and, with `once`, only if the frame was not
+    /// appended before); the receiver gets the batch whose summary fell due.
     pub fn append_counting(
         self: &Arc<Self>,
         kind: &str,
         json: &str,
         session: self::redis::SessionDelta,
+        once: Option<&self::redis::Once>,
     ) -> (
         Ticket,
         Option<tokio::sync::oneshot::Receiver<Option<self::redis::SharedDue>>>,
@@ -159,7 +179,7 @@ impl ProductLog {
             .as_ref()
             .expect("only the Redis store counts sessions");
         let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
-        side.redis.append(self.clone(), body, Some(session))
+        side.redis.append(self.clone(), body, Some(session), once)
     }
 
     /// Appends a summary together with its session's new state, so the two are
@@ -471,6 +491,15 @@ impl Store {
     /// and read back at start.
     pub fn keeps_emails(&self) -> bool {
         self.writer.is_some() || self.redis.is_some()
+    }
+
+    /// What makes the frames of a webhook whose events carry these `uuid`s
+    /// appended once, should PostHog deliver it again: with the Redis store,
+    /// where a reply lost after Redis applied the events answers 503 (see
+    /// [`redis::Once`]). `None` with the other stores (their 503s are for
+    /// events that were not written) and for a body without `uuid`s.
+    pub fn once(&self, product_id: &str, uuids: &[String]) -> Option<self::redis::Once> {
+        self.redis.as_ref()?.once(product_id, uuids)
     }
 
     /// Whether sessions are counted in the store, shared by every replica

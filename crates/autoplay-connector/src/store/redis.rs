@@ -23,11 +23,17 @@
 //!   `MAXLEN ~` lets Redis keep somewhat more than the window (it trims whole
 //!   nodes); the window itself is exact.
 //! - **Sessions** (summaries): an append that carries a session's actions
-//!   also runs [`SESSION_SCRIPT`] in the same transaction, which appends them
-//!   to the session's list and, once `threshold` are pending, takes them all
-//!   and returns them. Redis runs a script atomically, so whichever replica's
+//!   runs as [`APPEND_SCRIPT`] (in the same transaction), which appends the
+//!   frame, then the actions to the session's list and, once `threshold` are
+//!   pending, takes them all and returns them. Redis runs a script atomically, so whichever replica's
 //!   webhooks cross a threshold, exactly one of them gets that batch, and
 //!   only after its actions are on the stream.
+//! - **Once per webhook**: an `EXEC` that Redis applied but whose reply was
+//!   lost answers 503, and PostHog sends the body again. A webhook whose
+//!   events carry `uuid`s appends each frame through [`APPEND_SCRIPT`] with a
+//!   key naming the body and the frame ([`Once`]), set `NX` with a TTL
+//!   (`?dedupe_ttl_s=`, default [`DEDUPE_TTL`]) in the same step: the retry
+//!   appends, and counts for summaries, only the frames not appended yet.
 //! - When Redis goes away, open streams stay open, the tail retries with
 //!   backoff from the last id it delivered, and appends fail (503).
 
@@ -84,6 +90,38 @@ struct Append {
     log: Arc<ProductLog>,
     body: Bytes,
     session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
+    /// The key that marks this frame appended ([`Once`]).
+    once: Option<String>,
+}
+
+/// How long a webhook's frames are remembered as appended, by default: a body
+/// PostHog sends again within this time appends nothing twice.
+pub(crate) const DEDUPE_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The store URL's query parameter that sets [`DEDUPE_TTL`] (`0`: off).
+pub(crate) const DEDUPE_TTL_PARAM: &str = "dedupe_ttl_s";
+
+/// What makes the frames of one webhook recognisable when PostHog delivers
+/// the same body again (it retries after a 503, also one answered after Redis
+/// applied the events but its reply was lost).
+///
+/// The key of a frame is the product, a digest of the body's event `uuid`s in
+/// body order, and the frame's position among the body's frames: the same
+/// body extracts to the same frames, so a retry appends exactly the frames the
+/// lost attempt did not, and answers 200. A body whose events carry no `uuid`
+/// has no `Once`: it is appended again on a retry.
+pub(crate) struct Once {
+    base: String,
+    next: std::cell::Cell<usize>,
+}
+
+impl Once {
+    /// The key of the next frame of the body.
+    fn next_key(&self) -> String {
+        let i = self.next.get();
+        self.next.set(i + 1);
+        format!("{}:{i}", self.base)
+    }
 }
 
 /// A session's new actions, counted in Redis with an append.
@@ -106,23 +144,40 @@ pub(crate) struct SharedDue {
     pub actions: Vec<SlimAction>,
 }
 
-/// Appends a session's actions (`ARGV[5..]`) to its list (`KEYS[1]`), keeps
-/// its user and email (`ARGV[3]`, `ARGV[4]`, in hash `KEYS[2]`), and once
-/// `ARGV[1]` are pending takes them: returns `{user, email, actions...}`, or
-/// `{}` while fewer are pending. Both keys expire after `ARGV[2]` idle seconds.
-pub(crate) const SESSION_SCRIPT: &str = r#"
-local list, who = KEYS[1], KEYS[2]
-local threshold, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', who, 'user', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', who, 'email', ARGV[4]) end
+/// Appends one frame (`ARGV[2]`) to the stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`)
+/// and returns `{id}`, with two options:
+///
+/// - **once** (`ARGV[3]` a TTL in seconds, not `''`): first `SET KEYS[2] NX
+///   EX ARGV[3]`; if the key was there already the frame was appended by an
+///   earlier delivery of the same webhook, and nothing happens: `nil`.
+/// - **session** (`ARGV[4]` the threshold, not `''`): appends the session's
+///   actions (`ARGV[8..]`) to its list (the next key) and keeps its user and
+///   email (`ARGV[6]`, `ARGV[7]`, in the hash after it); once `ARGV[4]` are
+///   pending, takes them: `{id, user, email, actions...}`. Both keys expire
+///   after `ARGV[5]` idle seconds.
+///
+/// One script, so the check, the append and the count are one atomic step: a
+/// retried body neither appends nor counts a frame twice.
+pub(crate) const APPEND_SCRIPT: &str = r#"
+local k = 2
+if ARGV[3] ~= '' then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return false end
+  k = 3
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+if ARGV[4] == '' then return {id} end
+local list, who = KEYS[k], KEYS[k + 1]
+local threshold, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', who, 'user', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', who, 'email', ARGV[7]) end
 local n = 0
-for i = 5, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
+for i = 8, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
 redis.call('EXPIRE', list, idle)
 redis.call('EXPIRE', who, idle)
-if n < threshold then return {} end
+if n < threshold then return {id} end
 local actions = redis.call('LRANGE', list, 0, -1)
 redis.call('DEL', list)
-local out = {redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
+local out = {id, redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
 for _, action in ipairs(actions) do out[#out + 1] = action end
 return out
 "#;
@@ -132,6 +187,24 @@ fn session_keys(product_id: &str, session_id: &str) -> (String, String) {
     let list = format!("autoplay:{{{product_id}}}:session:{session_id}");
     let who = format!("{list}:who");
     (list, who)
+}
+
+/// The id of a frame [`APPEND_SCRIPT`] appended (`None`: appended before),
+/// and the batch of its session that fell due with it.
+fn appended(reply: Option<redis::Value>) -> (Option<String>, Option<SharedDue>) {
+    let Some(parts) = reply.and_then(|v| redis::from_redis_value::<Option<Vec<Vec<u8>>>>(v).ok())
+    else {
+        return (None, None);
+    };
+    let Some(mut parts) = parts else {
+        return (None, None);
+    };
+    if parts.is_empty() {
+        return (None, None);
+    }
+    let id = String::from_utf8(parts.remove(0)).ok();
+    let due = (!parts.is_empty()).then(|| shared_due(parts)).flatten();
+    (id, due)
 }
 
 fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
@@ -183,6 +256,25 @@ fn emails_key(product_id: &str) -> String {
     format!("autoplay:{{{product_id}}}:emails")
 }
 
+/// The dedupe TTL a store URL asks for (`?dedupe_ttl_s=N`), or the default.
+fn dedupe_ttl(url: &str) -> Result<Duration, String> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(DEDUPE_TTL);
+    };
+    let mut ttl = DEDUPE_TTL;
+    for (name, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+        if name == DEDUPE_TTL_PARAM {
+            ttl = value.parse().map(Duration::from_secs).map_err(|_| {
+                format!(
+                    "{DEDUPE_TTL_PARAM}={value:?} is not a number of seconds; expected e.g. \
+                     redis://127.0.0.1:6379/0?{DEDUPE_TTL_PARAM}=3600 (0 turns dedupe off)"
+                )
+            })?;
+        }
+    }
+    Ok(ttl)
+}
+
 /// What the Redis store shares between its writer, its tails and its logs.
 pub(crate) struct Redis {
     client: redis::Client,
@@ -192,6 +284,8 @@ pub(crate) struct Redis {
     metrics: Arc<Metrics>,
     /// Set while the last command to Redis failed, so it is logged once.
     down: AtomicBool,
+    /// How long a webhook's frames are remembered as appended (zero: off).
+    dedupe_ttl: Duration,
 }
 
 /// A product's stream as this replica sees it, behind the log's lock.
@@ -224,10 +318,12 @@ impl Redis {
         window: ReplayWindow,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Open {
+        let open_error = |reason: String| StoreError::Open {
             path: super::redacted(url),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let dedupe_ttl = dedupe_ttl(url).map_err(open_error)?;
+        let client = redis::Client::open(url).map_err(|e| open_error(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (progress, _) = watch::channel(Progress::default());
         let redis = Arc::new(Self {
@@ -237,6 +333,7 @@ impl Redis {
             progress,
             metrics,
             down: AtomicBool::new(false),
+            dedupe_ttl,
         });
         tokio::spawn(write_loop(redis.clone(), rx));
         Ok(redis)
@@ -262,12 +359,14 @@ impl Redis {
 
     /// Queues an event of `log`, and the session's actions it carries: the
     /// receiver gets the batch whose summary fell due with it, if any (nothing
-    /// when Redis failed: the webhook gets 503 and is sent again).
+    /// when Redis failed: the webhook gets 503 and is sent again; nothing
+    /// either when `once` says the frame was appended already).
     pub fn append(
         &self,
         log: Arc<ProductLog>,
         body: Bytes,
         session: Option<SessionDelta>,
+        once: Option<&Once>,
     ) -> (Ticket, Option<oneshot::Receiver<Option<SharedDue>>>) {
         let (session, rx) = match session {
             None => (None, None),
@@ -276,7 +375,30 @@ impl Redis {
                 (Some((delta, tx)), Some(rx))
             }
         };
-        (self.send(Op::Append(Append { log, body, session })), rx)
+        let once = once.map(Once::next_key);
+        let append = Append {
+            log,
+            body,
+            session,
+            once,
+        };
+        (self.send(Op::Append(append)), rx)
+    }
+
+    /// The [`Once`] of a webhook of `product_id` whose events carry these
+    /// `uuid`s: `None` when none does, or when dedupe is off.
+    pub fn once(&self, product_id: &str, uuids: &[String]) -> Option<Once> {
+        if uuids.is_empty() || self.dedupe_ttl.is_zero() {
+            return None;
+        }
+        let digest = crate::config::sha256(uuids.join("\n").as_bytes());
+        Some(Once {
+            base: format!(
+                "autoplay:{{{product_id}}}:seen:{}",
+                hex::encode(&digest[..16])
+            ),
+            next: std::cell::Cell::new(0),
+        })
     }
 
     /// Queues a learnt email (`None`: forget it).
@@ -489,28 +611,47 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                     }
                 };
                 let key = &append.log.stream_side().key;
-                pipe.cmd("XADD")
-                    .arg(key)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(maxlen)
-                    .arg("*")
-                    .arg("e")
-                    .arg(&append.body[..]);
-                if let Some((delta, _)) = &append.session {
-                    let (list, who) = session_keys(&append.log.product_id, &delta.session_id);
-                    let cmd = pipe
-                        .cmd("EVAL")
-                        .arg(SESSION_SCRIPT)
-                        .arg(2)
-                        .arg(list)
-                        .arg(who)
-                        .arg(delta.threshold)
-                        .arg(delta.idle.as_secs().max(1))
-                        .arg(delta.user_id.as_deref().unwrap_or(""))
-                        .arg(delta.email.as_deref().unwrap_or(""));
-                    for action in &delta.actions {
-                        cmd.arg(action);
+                if append.session.is_none() && append.once.is_none() {
+                    pipe.cmd("XADD")
+                        .arg(key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(maxlen)
+                        .arg("*")
+                        .arg("e")
+                        .arg(&append.body[..]);
+                    continue;
+                }
+                let session = append.session.as_ref().map(|(delta, _)| {
+                    let keys = session_keys(&append.log.product_id, &delta.session_id);
+                    (delta, keys)
+                });
+                let keys =
+                    1 + usize::from(append.once.is_some()) + 2 * usize::from(session.is_some());
+                let cmd = pipe.cmd("EVAL").arg(APPEND_SCRIPT).arg(keys).arg(key);
+                if let Some(once) = &append.once {
+                    cmd.arg(once);
+                }
+                if let Some((_, (list, who))) = &session {
+                    cmd.arg(list).arg(who);
+                }
+                cmd.arg(maxlen).arg(&append.body[..]);
+                match &append.once {
+                    Some(_) => cmd.arg(redis.dedupe_ttl.as_secs().max(1)),
+                    None => cmd.arg(""),
+                };
+                match &session {
+                    None => {
+                        cmd.arg("");
+                    }
+                    Some((delta, _)) => {
+                        cmd.arg(delta.threshold)
+                            .arg(delta.idle.as_secs().max(1))
+                            .arg(delta.user_id.as_deref().unwrap_or(""))
+                            .arg(delta.email.as_deref().unwrap_or(""));
+                        for action in &delta.actions {
+                            cmd.arg(action);
+                        }
                     }
                 }
             }
@@ -537,18 +678,26 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                             continue;
                         }
                     };
-                    let id: String = replies
-                        .next()
-                        .and_then(|v| redis::from_redis_value(v).ok())
-                        .unwrap_or_default();
-                    ids.push(id);
+                    let reply = replies.next();
+                    let scripted = append.session.is_some() || append.once.is_some();
+                    let (id, due) = if scripted {
+                        appended(reply)
+                    } else {
+                        let id = reply.and_then(|v| redis::from_redis_value(v).ok());
+                        (id, None)
+                    };
                     if let Some((_, tx)) = append.session.take() {
-                        let due = replies
-                            .next()
-                            .and_then(|v| redis::from_redis_value::<Vec<Vec<u8>>>(v).ok())
-                            .and_then(shared_due);
                         let _ = tx.send(due);
                     }
+                    let Some(id) = id else {
+                        // An earlier delivery of the same webhook appended it.
+                        info!(
+                            product_id = &*append.log.product_id,
+                            "a frame of a webhook delivered again was appended already; not appended twice"
+                        );
+                        continue;
+                    };
+                    ids.push(id);
                     appends.push(&*append);
                 }
                 // The newest id per log, then wait for this replica's tail.
@@ -726,4 +875,26 @@ async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
 /// The id a subscriber's `Last-Event-ID` would carry for `key`, for logs.
 pub(crate) fn display(key: u128) -> String {
     stream_id(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedupe_ttl_is_read_from_the_url() {
+        assert_eq!(dedupe_ttl("redis://h:1").unwrap(), DEDUPE_TTL);
+        // The redis crate takes the URL with our parameter in it.
+        assert!(redis::Client::open("redis://h:1/2?dedupe_ttl_s=60").is_ok());
+        assert_eq!(
+            dedupe_ttl("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            dedupe_ttl("redis://h:1?dedupe_ttl_s=0").unwrap(),
+            Duration::ZERO
+        );
+        let error = dedupe_ttl("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
+        assert!(error.contains("dedupe_ttl_s=3600"), "{error}");
+    }
 }

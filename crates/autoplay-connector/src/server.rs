@@ -298,6 +298,7 @@ impl Connector {
     ) -> Result<(), Error> {
         let state = self.state;
         crate::ingest::resume_pending(&state);
+        let follower = crate::admin::follow_store(state.clone());
         let token = state.shutdown.clone();
         let sweeper = tokio::spawn(sweep_idle(state.clone()));
         let app = router(state.clone());
@@ -316,6 +317,9 @@ impl Connector {
         serve_connections(self.listener, app, limits, stopped).await;
         token.cancel();
         sweeper.abort();
+        if let Some(follower) = follower {
+            follower.abort();
+        }
         state.store.close();
         info!("connector stopped");
         Ok(())

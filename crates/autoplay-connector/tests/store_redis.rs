@@ -579,3 +579,137 @@ async fn a_lost_exec_reply_does_not_duplicate_the_retried_events() {
     let once: Vec<String> = (0..4).map(|i| format!("dd button {i}")).collect();
     assert_eq!(titles(&mut live, Duration::from_millis(700)).await, once);
 }
+
+/// Polls `probe` every 20 ms until it holds, for at most 5 s; how long it took.
+async fn within_bound<F, Fut>(what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !probe().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what}: not within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Products registered, rotated and deleted through the admin API of replica
+/// A, and emails learnt by A, reach replica B while it runs (Redis pub/sub,
+/// re-read on each message), within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_and_emails_reach_a_running_replica() {
+    const ADMIN: &str = "adm_redis_test_token_0123";
+    let redis = RedisServer::start(false);
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.admin_token = Some(ADMIN.into());
+        Server::start(config)
+    };
+    let a = start().await;
+    let b = start().await;
+    let http = reqwest::Client::new();
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(ADMIN).send();
+    let stream_status = |server: &Server, key: &str| {
+        let request = http.get(server.url("/stream/delta")).bearer_auth(key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    // Registered on A: B serves it.
+    let response = admin(
+        http.post(a.url("/admin/products"))
+            .json(&json!({"id": "delta"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let old_key = body["api_key"].as_str().unwrap().to_owned();
+    let secret = body["webhook_secret"].as_str().unwrap().to_owned();
+    let took = within_bound("registered on A, served by B", || async {
+        stream_status(&b, &old_key).await == 200
+    })
+    .await;
+    eprintln!("registration seen by B after {took:?}");
+    let posted = http
+        .post(b.url("/events/delta"))
+        .header("x-posthog-secret", &secret)
+        .json(&actions_body("d0", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+
+    // Rotated on A: B refuses the old key and takes the new one.
+    let response = admin(http.post(a.url("/admin/products/delta/rotate")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let new_key = body["api_key"].as_str().unwrap().to_owned();
+    within_bound("rotated on A, old key refused by B", || async {
+        stream_status(&b, &old_key).await == 401
+    })
+    .await;
+    assert_eq!(stream_status(&b, &new_key).await, 200);
+    let listed: serde_json::Value = admin(http.get(b.url("/admin/products/delta")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["rotated_at"].is_u64(), "{listed}");
+
+    // An email learnt by A is on B's actions of that user.
+    let identify = json!({
+        "event": "$identify",
+        "distinct_id": "user_9",
+        "uuid": "018d0b6a-0000-7000-8000-0000000000e1",
+        "properties": {"$set": {"email": "nine@example.com"}},
+    });
+    assert_eq!(
+        a.post_webhook("acme", identify.to_string()).await.status(),
+        200
+    );
+    let mut live = Sse::open(&b, None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for attempt in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "email learnt on A, used by B: not within 5 s"
+        );
+        let click = json!({
+            "event": "$autocapture",
+            "distinct_id": "user_9",
+            "properties": {
+                "$event_type": "click",
+                "$session_id": format!("e{attempt}"),
+                "$current_url": "https://app.example.com/x",
+                "$el_text": "Save",
+            },
+        });
+        assert_eq!(
+            b.post_webhook("acme", click.to_string()).await.status(),
+            200
+        );
+        let (_, _, data) = live.next(Duration::from_secs(5)).await.expect("a frame");
+        if data.contains("\"email\":\"nine@example.com\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleted on A: gone on B.
+    let deleted = admin(http.delete(a.url("/admin/products/delta")))
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    within_bound("deleted on A, gone on B", || async {
+        stream_status(&b, &new_key).await == 404
+    })
+    .await;
+}

@@ -502,6 +502,13 @@ impl Store {
         self.redis.as_ref()?.once(product_id, uuids)
     }
 
+    /// What other replicas change in the store from now on (products and
+    /// emails), for the Redis store; `None` for the others, which only this
+    /// process writes.
+    pub fn follow(&self) -> Option<tokio::sync::mpsc::Receiver<self::redis::Change>> {
+        self.redis.as_ref().map(|redis| redis.follow())
+    }
+
     /// Whether sessions are counted in the store, shared by every replica
     /// (Redis): then [`ProductLog::append_counting`] says when a summary is
     /// due, not the in-process tracker.

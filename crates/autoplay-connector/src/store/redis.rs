@@ -234,7 +234,7 @@ enum Op {
     /// A learnt email (`None`: forget it), in the product's hash
     /// `autoplay:{<product>}:emails`.
     Email {
-        key: String,
+        product_id: String,
         user_id: String,
         email: Option<String>,
     },
@@ -248,6 +248,40 @@ enum Op {
 
 /// The hash of the products registered through the admin API (id → JSON).
 const PRODUCTS_KEY: &str = "autoplay:products";
+
+/// The pub/sub channel on which a change of a product or an email is told:
+/// `["p", product]` or `["e", product, user]` (JSON); the receivers read the
+/// key again, so the message carries no secret and order does not matter.
+const CHANGES: &str = "autoplay:changes";
+
+/// How long the change subscription may be silent before it is checked with a
+/// `PING` (a dead connection is found within this and [`PING_TIMEOUT`]).
+const SILENCE: Duration = Duration::from_secs(10);
+
+/// How long a `PING` of the change subscription may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What another replica (or this one) changed in the store, read from Redis.
+pub(crate) enum Change {
+    /// Everything the store has: after each (re)subscription, since what was
+    /// told while this replica was not subscribed is not told again.
+    All {
+        products: Vec<StoredProduct>,
+        /// (product, user, email).
+        emails: Vec<(String, String, String)>,
+    },
+    /// A product registered or rotated (`Some`), or deleted (`None`).
+    Product {
+        id: String,
+        record: Option<StoredProduct>,
+    },
+    /// An email learnt (`Some`) or forgotten (`None`).
+    Email {
+        product_id: String,
+        user_id: String,
+        email: Option<String>,
+    },
+}
 
 type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Op)>>);
 
@@ -404,7 +438,7 @@ impl Redis {
     /// Queues a learnt email (`None`: forget it).
     pub fn put_email(&self, product_id: &str, user_id: &str, email: Option<&str>) -> Ticket {
         self.send(Op::Email {
-            key: emails_key(product_id),
+            product_id: product_id.to_owned(),
             user_id: user_id.to_owned(),
             email: email.map(str::to_owned),
         })
@@ -491,6 +525,15 @@ impl Redis {
             self.failed("HGETALL emails", &e);
             Vec::new()
         })
+    }
+
+    /// Starts following what is changed in the store (by any replica): the
+    /// receiver gets a [`Change::All`] each time the subscription starts, then
+    /// each change as it is told. Reconnects with backoff while Redis is away.
+    pub fn follow(self: &Arc<Self>) -> mpsc::Receiver<Change> {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(follow_loop(self.clone(), tx));
+        rx
     }
 
     /// Waits until Redis took everything up to `ticket`.
@@ -583,6 +626,7 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                             .arg(PRODUCTS_KEY)
                             .arg(product_id)
                             .arg(&json[..]);
+                        publish(&mut pipe, ("p", product_id));
                         continue;
                     }
                     Op::Product {
@@ -591,22 +635,28 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                     } => {
                         pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
                         pipe.cmd("DEL").arg(stream_name(product_id));
+                        publish(&mut pipe, ("p", product_id));
                         continue;
                     }
                     Op::Email {
-                        key,
+                        product_id,
                         user_id,
                         email: Some(email),
                     } => {
-                        pipe.cmd("HSET").arg(key).arg(user_id).arg(email);
+                        pipe.cmd("HSET")
+                            .arg(emails_key(product_id))
+                            .arg(user_id)
+                            .arg(email);
+                        publish(&mut pipe, ("e", product_id, user_id));
                         continue;
                     }
                     Op::Email {
-                        key,
+                        product_id,
                         user_id,
                         email: None,
                     } => {
-                        pipe.cmd("HDEL").arg(key).arg(user_id);
+                        pipe.cmd("HDEL").arg(emails_key(product_id)).arg(user_id);
+                        publish(&mut pipe, ("e", product_id, user_id));
                         continue;
                     }
                 };
@@ -737,6 +787,13 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
         batch.clear();
     }
     redis.progress.send_modify(|p| p.closed = true);
+}
+
+/// Tells the other replicas what changed (their [`follow_loop`]), in the
+/// transaction that changes it; its reply is not among the batch's.
+fn publish(pipe: &mut redis::Pipeline, change: impl serde::Serialize) {
+    let message = serde_json::to_string(&change).unwrap_or_default();
+    pipe.cmd("PUBLISH").arg(CHANGES).arg(message).ignore();
 }
 
 /// The frame of a stream entry, or `None` (logged) when it is not ours.
@@ -897,4 +954,170 @@ mod tests {
         let error = dedupe_ttl("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
         assert!(error.contains("dedupe_ttl_s=3600"), "{error}");
     }
+}
+
+fn product_from(id: &str, json: &[u8]) -> Option<StoredProduct> {
+    match serde_json::from_slice(json) {
+        Ok(product) => Some(product),
+        Err(e) => {
+            error!(product_id = id, error = %e, "unreadable product in Redis; skipped");
+            None
+        }
+    }
+}
+
+/// Every product and email the store has, read on `conn`.
+async fn read_all(conn: &mut MultiplexedConnection) -> redis::RedisResult<Change> {
+    let entries: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        .arg(PRODUCTS_KEY)
+        .query_async(conn)
+        .await?;
+    let products = entries
+        .iter()
+        .filter_map(|(id, json)| product_from(id, json))
+        .collect();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        // SCAN, not KEYS: it does not stall a Redis with a large keyspace.
+        let (next, mut page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("autoplay:{*}:emails")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.append(&mut page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut emails = Vec::new();
+    for key in keys {
+        let Some(product) = key
+            .strip_prefix("autoplay:{")
+            .and_then(|rest| rest.strip_suffix("}:emails"))
+        else {
+            continue;
+        };
+        let pairs: Vec<(String, String)> =
+            redis::cmd("HGETALL").arg(&key).query_async(conn).await?;
+        for (user, email) in pairs {
+            emails.push((product.to_owned(), user, email));
+        }
+    }
+    Ok(Change::All { products, emails })
+}
+
+/// What a message of [`CHANGES`] is about, read again from Redis.
+async fn read_change(
+    conn: &mut MultiplexedConnection,
+    message: &str,
+) -> redis::RedisResult<Option<Change>> {
+    let parts: Vec<String> = match serde_json::from_str(message) {
+        Ok(parts) => parts,
+        Err(_) => {
+            warn!(message, "unreadable message on {CHANGES}; skipped");
+            return Ok(None);
+        }
+    };
+    Ok(match parts.as_slice() {
+        [kind, id] if kind == "p" => {
+            let json: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(PRODUCTS_KEY)
+                .arg(id)
+                .query_async(conn)
+                .await?;
+            Some(Change::Product {
+                id: id.clone(),
+                record: json.and_then(|json| product_from(id, &json)),
+            })
+        }
+        [kind, product_id, user_id] if kind == "e" => {
+            let email: Option<String> = redis::cmd("HGET")
+                .arg(emails_key(product_id))
+                .arg(user_id)
+                .query_async(conn)
+                .await?;
+            Some(Change::Email {
+                product_id: product_id.clone(),
+                user_id: user_id.clone(),
+                email,
+            })
+        }
+        _ => {
+            warn!(message, "unknown message on {CHANGES}; skipped");
+            None
+        }
+    })
+}
+
+/// Subscribes to [`CHANGES`], hands over everything once subscribed, then
+/// each change; on any failure starts again (with backoff), so what was told
+/// meanwhile is in the next [`Change::All`].
+async fn follow_loop(redis: Arc<Redis>, tx: mpsc::Sender<Change>) {
+    use futures_util::StreamExt;
+    let mut backoff = BACKOFF.0;
+    while !tx.is_closed() {
+        let result: redis::RedisResult<()> = async {
+            let mut pubsub = timed(PING_TIMEOUT, redis.client.get_async_pubsub()).await?;
+            timed(PING_TIMEOUT, pubsub.subscribe(CHANGES)).await?;
+            let mut conn = redis.connect(Duration::from_secs(5)).await?;
+            // Subscribed first, read after: a change made in between is in
+            // both, and reading it twice does no harm.
+            let all = read_all(&mut conn).await?;
+            redis.up();
+            if tx.send(all).await.is_err() {
+                return Ok(());
+            }
+            backoff = BACKOFF.0;
+            let (mut sink, mut messages) = pubsub.split();
+            loop {
+                let next = tokio::select! {
+                    // Nobody follows any more (the connector stopped).
+                    _ = tx.closed() => return Ok(()),
+                    next = tokio::time::timeout(SILENCE, messages.next()) => next,
+                };
+                let message = match next {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return Err(io_error(std::io::ErrorKind::ConnectionReset)),
+                    Err(_) => {
+                        // In subscribed mode PING answers `["pong", ""]`.
+                        timed(PING_TIMEOUT, sink.ping::<redis::Value>()).await?;
+                        continue;
+                    }
+                };
+                let Ok(text) = message.get_payload::<String>() else {
+                    continue;
+                };
+                if let Some(change) = read_change(&mut conn, &text).await?
+                    && tx.send(change).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            redis.failed("SUBSCRIBE changes", &e);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+}
+
+fn io_error(kind: std::io::ErrorKind) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::from(kind))
+}
+
+/// `future`, failed as timed out after `limit`.
+async fn timed<T>(
+    limit: Duration,
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| Err(io_error(std::io::ErrorKind::TimedOut)))
 }

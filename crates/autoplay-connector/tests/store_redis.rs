@@ -38,6 +38,8 @@ struct Sse {
     buffer: BytesMut,
     /// The connector ended the stream.
     ended: bool,
+    /// Heartbeats read so far.
+    heartbeats: usize,
 }
 
 /// (id, event, data) of one frame.
@@ -57,6 +59,7 @@ impl Sse {
             body: Box::pin(response.bytes_stream()),
             buffer: BytesMut::new(),
             ended: false,
+            heartbeats: 0,
         }
     }
 
@@ -78,6 +81,7 @@ impl Sse {
                     }
                 }
                 if frame.1 == "heartbeat" || frame.1.is_empty() {
+                    self.heartbeats += 1;
                     continue;
                 }
                 return Some(frame);
@@ -429,6 +433,7 @@ async fn admin_products_are_kept_in_redis() {
         body: Box::pin(stream.bytes_stream()),
         buffer: BytesMut::new(),
         ended: false,
+        heartbeats: 0,
     };
     assert_eq!(post(&b, "g1").await.unwrap().status(), 200);
     for want in ["g0", "g1"] {
@@ -712,4 +717,77 @@ async fn products_and_emails_reach_a_running_replica() {
         stream_status(&b, &new_key).await == 404
     })
     .await;
+}
+
+/// A replica started while Redis is down: a subscriber resuming from an id
+/// stays connected with heartbeats, and once Redis is back gets what it missed
+/// (the window after its id) and then the live events, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_arriving_while_redis_is_down_gets_the_window_when_it_is_back() {
+    let mut redis = RedisServer::start(true);
+    let before = replica(&redis).await;
+    let mut live = Sse::open(&before, None).await;
+    for i in 0..3 {
+        let response = before
+            .post_events("acme", &actions_body(&format!("w{i}"), 1))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(live.next(Duration::from_secs(5)).await.expect("an event").0);
+    }
+    before.shutdown.shutdown();
+    redis.kill();
+
+    let mut config = config();
+    config.store = StoreConfig::Redis(redis.url());
+    config.heartbeat_interval = Duration::from_millis(100);
+    let server = Server::start(config).await;
+    let mut waiting = Sse::open(&server, Some(&ids[0])).await;
+    // Longer than the 5 s the subscription used to wait before replaying
+    // nothing: only heartbeats meanwhile.
+    assert!(waiting.next(Duration::from_secs(6)).await.is_none());
+    assert!(!waiting.ended, "the stream stayed open");
+    assert!(
+        waiting.heartbeats >= 10,
+        "{} heartbeats",
+        waiting.heartbeats
+    );
+
+    redis.restart();
+    // What it missed, from the window...
+    for want in &ids[1..] {
+        let (id, _, _) = waiting
+            .next(Duration::from_secs(10))
+            .await
+            .expect("replayed");
+        assert_eq!(&id, want);
+    }
+    // ...then what is posted now.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .post_events("acme", &actions_body("w3", 1))
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => break,
+            503 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    let (id, _, data) = waiting.next(Duration::from_secs(5)).await.expect("live");
+    assert!(
+        key(&id) > key(&ids[2]) && data.contains("\"w3\""),
+        "{id} {data}"
+    );
+    assert!(
+        waiting.next(Duration::from_millis(300)).await.is_none(),
+        "a duplicate"
+    );
+    assert_eq!(server.metric("autoplay_replay_gaps_total").await, 0.0);
 }

@@ -99,17 +99,29 @@ impl ProductLog {
             .expect("only logs of the Redis store are tailed")
     }
 
-    /// Waits (up to a few seconds) until the log has its window: with the
-    /// Redis store, until the tail loaded it, so that a subscriber resuming
-    /// right after start-up is not told its id is unknown.
+    /// Waits (up to a few seconds) until the log has its window
+    /// ([`wait_ready`](Self::wait_ready)).
+    #[cfg(test)]
     pub async fn ready(&self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.wait_ready()).await;
+    }
+
+    /// Whether the log has its window: always, but with the Redis store only
+    /// once its tail loaded it. A subscriber resuming before that would be
+    /// told its id is unknown, and get an empty replay: it waits instead.
+    pub fn is_ready(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_none_or(|side| side.delivered.borrow().0)
+    }
+
+    /// Waits until [`is_ready`](Self::is_ready): with the Redis store, until
+    /// Redis answers and the tail loaded the window, however long that takes
+    /// (a subscriber waiting for it gets heartbeats meanwhile).
+    pub async fn wait_ready(&self) {
         if let Some(side) = &self.stream {
             let mut delivered = side.delivered.subscribe();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                delivered.wait_for(|(loaded, _)| *loaded),
-            )
-            .await;
+            let _ = delivered.wait_for(|(loaded, _)| *loaded).await;
         }
     }
 

@@ -486,6 +486,18 @@ fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
                     record.map(|r| (session_id, r)),
                 )
             })
+        } else if let Some(seq) = due.seq {
+            // Counted in Redis: after the session's previous summary,
+            // whichever replica writes it.
+            let idle = state.session_idle_timeout;
+            if let Err(error) = product
+                .log
+                .append_summary(SUMMARY_TYPE, &json, session_id, seq, idle)
+                .await
+            {
+                tracing::warn!(session_id, %error, "a summary could not be published");
+            }
+            Ticket::default()
         } else {
             product.log.append(SUMMARY_TYPE, &json).1
         };

@@ -791,3 +791,88 @@ async fn a_subscriber_arriving_while_redis_is_down_gets_the_window_when_it_is_ba
     );
     assert_eq!(server.metric("autoplay_replay_gaps_total").await, 0.0);
 }
+
+/// A fake OpenAI-compatible LLM on 127.0.0.1: answers "summary <n>" (n = the
+/// request's number from 1); the first request waits `first_delay`.
+async fn slow_first_llm(first_delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let answer = move || {
+        let counter = counter.clone();
+        async move {
+            let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if number == 1 {
+                tokio::time::sleep(first_delay).await;
+            }
+            axum::Json(json!({
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": format!("summary {number}")}}],
+            }))
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), requests)
+}
+
+/// Two summaries of one session due on two replicas, the first one's LLM
+/// answer slow: the second waits for it (the order is kept in Redis), so the
+/// stream has them in the order they fell due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_due_on_two_replicas_keep_their_order() {
+    const THRESHOLD: usize = 2;
+    let redis = RedisServer::start(false);
+    let (llm, requests) = slow_first_llm(Duration::from_millis(1500)).await;
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.summary_threshold = THRESHOLD;
+        let mut backend = autoplay_connector::LlmConfig::new(llm.clone(), "test-model");
+        backend.timeout = Duration::from_secs(8);
+        config.llm = Some(backend);
+        Server::start(config)
+    };
+    let a = start().await;
+    let b = start().await;
+    let mut watcher = Sse::open(&b, None).await;
+    // The first batch falls due on A (its LLM answer is the slow one)...
+    assert_eq!(
+        a.post_events("acme", &actions_body("s", THRESHOLD))
+            .await
+            .status(),
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never asked the LLM"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...the second on B, answered at once.
+    assert_eq!(
+        b.post_events("acme", &actions_body("s", THRESHOLD))
+            .await
+            .status(),
+        200
+    );
+    let mut summaries = Vec::new();
+    while summaries.len() < 2 {
+        let (_, event, data) = watcher
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a frame");
+        if event == "summary" {
+            let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+            summaries.push(value["summary"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(summaries, ["summary 1", "summary 2"]);
+    assert!(watcher.next(Duration::from_millis(300)).await.is_none());
+}

@@ -194,6 +194,28 @@ impl ProductLog {
         side.redis.append(self.clone(), body, Some(session), once)
     }
 
+    /// Appends a summary of a session counted in the Redis store
+    /// ([`Store::counts_sessions`]), the `seq`th of the session, after the
+    /// session's previous summary, whichever replica writes that one (waiting
+    /// for it at most [`redis::ORDER_WAIT`]). Returns once it is in Redis.
+    pub async fn append_summary(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        session_id: &str,
+        seq: u64,
+        idle: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let side = self
+            .stream
+            .as_ref()
+            .expect("only the Redis store counts sessions");
+        let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
+        side.redis
+            .append_summary(self.clone(), body, session_id, seq, idle)
+            .await
+    }
+
     /// Appends a summary together with its session's new state, so the two are
     /// durable in the same commit: a restart never writes a summary twice.
     pub fn append_with_session(

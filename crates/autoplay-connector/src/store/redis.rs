@@ -92,7 +92,47 @@ struct Append {
     session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
     /// The key that marks this frame appended ([`Once`]).
     once: Option<String>,
+    /// A summary published in its session's order ([`SUMMARY_SCRIPT`]).
+    order: Option<Order>,
 }
+
+/// Where a summary stands in its session's order.
+struct Order {
+    /// The session's hash (its counters).
+    who: String,
+    /// Its place among the session's summaries (1, 2, ...).
+    seq: u64,
+    /// Publish even if the previous one is not out (waited long enough).
+    force: bool,
+    idle: Duration,
+    /// Whether it was appended.
+    appended: Option<oneshot::Sender<bool>>,
+}
+
+/// How long a summary waits, at most, for the previous summary of its session
+/// (written on any replica) to be published before it goes out anyway: longer
+/// than the LLM's default `timeout_s` (10 s) plus the embedded summariser
+/// after it, so it is only reached when the replica writing the previous one
+/// stopped.
+pub(crate) const ORDER_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a waiting summary asks whether its turn came.
+const ORDER_POLL: Duration = Duration::from_millis(25);
+
+/// Publishes a summary (`ARGV[2]`) of a session in order: appends it to the
+/// stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`) only once the session's summary
+/// `ARGV[3] - 1` is out, as the session's hash `KEYS[2]` records
+/// (`published`), or when `ARGV[4]` is `'1'` (waited long enough); records
+/// it there and returns the id, else `nil` (not its turn yet).
+pub(crate) const SUMMARY_SCRIPT: &str = r#"
+local published = tonumber(redis.call('HGET', KEYS[2], 'published') or '0')
+local seq = tonumber(ARGV[3])
+if published < seq - 1 and ARGV[4] ~= '1' then return false end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+if seq > published then redis.call('HSET', KEYS[2], 'published', seq) end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return id
+"#;
 
 /// How long a webhook's frames are remembered as appended, by default: a body
 /// PostHog sends again within this time appends nothing twice.
@@ -139,6 +179,9 @@ pub(crate) struct SessionDelta {
 /// A batch of a session whose summary fell due on this replica.
 #[derive(Debug)]
 pub(crate) struct SharedDue {
+    /// Its place among the session's batches (1, 2, ...), whichever replicas
+    /// took them: what [`ProductLog::append_summary`] publishes it in order by.
+    pub seq: u64,
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub actions: Vec<SlimAction>,
@@ -153,8 +196,9 @@ pub(crate) struct SharedDue {
 /// - **session** (`ARGV[4]` the threshold, not `''`): appends the session's
 ///   actions (`ARGV[8..]`) to its list (the next key) and keeps its user and
 ///   email (`ARGV[6]`, `ARGV[7]`, in the hash after it); once `ARGV[4]` are
-///   pending, takes them: `{id, user, email, actions...}`. Both keys expire
-///   after `ARGV[5]` idle seconds.
+///   pending, takes them and numbers the batch (`due` in the hash):
+///   `{id, seq, user, email, actions...}`. Both keys expire after `ARGV[5]`
+///   idle seconds.
 ///
 /// One script, so the check, the append and the count are one atomic step: a
 /// retried body neither appends nor counts a frame twice.
@@ -177,7 +221,8 @@ redis.call('EXPIRE', who, idle)
 if n < threshold then return {id} end
 local actions = redis.call('LRANGE', list, 0, -1)
 redis.call('DEL', list)
-local out = {id, redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
+local seq = redis.call('HINCRBY', who, 'due', 1)
+local out = {id, tostring(seq), redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
 for _, action in ipairs(actions) do out[#out + 1] = action end
 return out
 "#;
@@ -210,6 +255,7 @@ fn appended(reply: Option<redis::Value>) -> (Option<String>, Option<SharedDue>) 
 fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
     let mut parts = reply.into_iter();
     let text = |b: Vec<u8>| String::from_utf8(b).ok().filter(|s| !s.is_empty());
+    let seq = text(parts.next()?)?.parse().ok()?;
     let user_id = text(parts.next()?);
     let email = parts.next().and_then(text);
     let actions = parts
@@ -222,6 +268,7 @@ fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
         })
         .collect();
     Some(SharedDue {
+        seq,
         user_id,
         email,
         actions,
@@ -415,8 +462,59 @@ impl Redis {
             body,
             session,
             once,
+            order: None,
         };
         (self.send(Op::Append(append)), rx)
+    }
+
+    /// Appends the summary `body` of `session_id`, the `seq`th of the
+    /// session, once the one before it is out (on any replica), waiting at
+    /// most [`ORDER_WAIT`] for it; `idle` as the session's. An error: Redis
+    /// failed (the summary is not published).
+    pub async fn append_summary(
+        &self,
+        log: Arc<ProductLog>,
+        body: Bytes,
+        session_id: &str,
+        seq: u64,
+        idle: Duration,
+    ) -> Result<(), StoreError> {
+        let (_, who) = session_keys(&log.product_id, session_id);
+        let deadline = tokio::time::Instant::now() + ORDER_WAIT;
+        loop {
+            let force = tokio::time::Instant::now() >= deadline;
+            let (tx, rx) = oneshot::channel();
+            let append = Append {
+                log: log.clone(),
+                body: body.clone(),
+                session: None,
+                once: None,
+                order: Some(Order {
+                    who: who.clone(),
+                    seq,
+                    force,
+                    idle,
+                    appended: Some(tx),
+                }),
+            };
+            let ticket = self.send(Op::Append(append));
+            self.durable(ticket).await?;
+            if rx.await.unwrap_or(false) {
+                return Ok(());
+            }
+            if force {
+                return Err(StoreError::Write("the summary was not appended".into()));
+            }
+            tokio::time::sleep(ORDER_POLL).await;
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    product_id = &*log.product_id,
+                    session_id,
+                    seq,
+                    "the previous summary of this session is not out after {ORDER_WAIT:?}; publishing this one anyway"
+                );
+            }
+        }
     }
 
     /// The [`Once`] of a webhook of `product_id` whose events carry these
@@ -661,6 +759,19 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                     }
                 };
                 let key = &append.log.stream_side().key;
+                if let Some(order) = &append.order {
+                    pipe.cmd("EVAL")
+                        .arg(SUMMARY_SCRIPT)
+                        .arg(2)
+                        .arg(key)
+                        .arg(&order.who)
+                        .arg(maxlen)
+                        .arg(&append.body[..])
+                        .arg(order.seq)
+                        .arg(if order.force { "1" } else { "0" })
+                        .arg(order.idle.as_secs().max(1));
+                    continue;
+                }
                 if append.session.is_none() && append.once.is_none() {
                     pipe.cmd("XADD")
                         .arg(key)
@@ -729,6 +840,19 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                         }
                     };
                     let reply = replies.next();
+                    if let Some(order) = &mut append.order {
+                        let id: Option<String> = reply
+                            .and_then(|v| redis::from_redis_value(v).ok())
+                            .flatten();
+                        if let Some(tx) = order.appended.take() {
+                            let _ = tx.send(id.is_some());
+                        }
+                        if let Some(id) = id {
+                            ids.push(id);
+                            appends.push(&*append);
+                        }
+                        continue;
+                    }
                     let scripted = append.session.is_some() || append.once.is_some();
                     let (id, due) = if scripted {
                         appended(reply)

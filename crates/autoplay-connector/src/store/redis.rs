@@ -34,6 +34,14 @@
 //!   key naming the body and the frame ([`Once`]), set `NX` with a TTL
 //!   (`?dedupe_ttl_s=`, default [`DEDUPE_TTL`]) in the same step: the retry
 //!   appends, and counts for summaries, only the frames not appended yet.
+//! - **Order of summaries**: each batch taken is numbered in the session's
+//!   hash; its summary is appended by [`SUMMARY_SCRIPT`] only after the one
+//!   before it is recorded published, whichever replica wrote it (waiting at
+//!   most [`ORDER_WAIT`]).
+//! - **Products and emails** changed on one replica are published on
+//!   [`CHANGES`] in the same transaction; each replica follows it
+//!   ([`Redis::follow`]), reading the key again, and everything after each
+//!   (re)subscription.
 //! - When Redis goes away, open streams stay open, the tail retries with
 //!   backoff from the last id it delivered, and appends fail (503).
 
@@ -1058,28 +1066,6 @@ pub(crate) fn display(key: u128) -> String {
     stream_id(key)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_dedupe_ttl_is_read_from_the_url() {
-        assert_eq!(dedupe_ttl("redis://h:1").unwrap(), DEDUPE_TTL);
-        // The redis crate takes the URL with our parameter in it.
-        assert!(redis::Client::open("redis://h:1/2?dedupe_ttl_s=60").is_ok());
-        assert_eq!(
-            dedupe_ttl("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            dedupe_ttl("redis://h:1?dedupe_ttl_s=0").unwrap(),
-            Duration::ZERO
-        );
-        let error = dedupe_ttl("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
-        assert!(error.contains("dedupe_ttl_s=3600"), "{error}");
-    }
-}
-
 fn product_from(id: &str, json: &[u8]) -> Option<StoredProduct> {
     match serde_json::from_slice(json) {
         Ok(product) => Some(product),
@@ -1244,4 +1230,26 @@ async fn timed<T>(
     tokio::time::timeout(limit, future)
         .await
         .unwrap_or_else(|_| Err(io_error(std::io::ErrorKind::TimedOut)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedupe_ttl_is_read_from_the_url() {
+        assert_eq!(dedupe_ttl("redis://h:1").unwrap(), DEDUPE_TTL);
+        // The redis crate takes the URL with our parameter in it.
+        assert!(redis::Client::open("redis://h:1/2?dedupe_ttl_s=60").is_ok());
+        assert_eq!(
+            dedupe_ttl("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            dedupe_ttl("redis://h:1?dedupe_ttl_s=0").unwrap(),
+            Duration::ZERO
+        );
+        let error = dedupe_ttl("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
+        assert!(error.contains("dedupe_ttl_s=3600"), "{error}");
+    }
 }

@@ -876,3 +876,60 @@ async fn summaries_due_on_two_replicas_keep_their_order() {
     assert_eq!(summaries, ["summary 1", "summary 2"]);
     assert!(watcher.next(Duration::from_millis(300)).await.is_none());
 }
+
+/// The lost `EXEC` made summaries due (the batches were taken in Redis, the
+/// reply with them lost): the retry, recognised, appends nothing but writes
+/// those summaries, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_made_due_by_a_lost_exec_are_written_by_the_retry() {
+    let redis = RedisServer::start(false);
+    let proxy = ReplyDropper::start(&redis).await;
+    let mut config = config();
+    config.store = StoreConfig::Redis(proxy.url());
+    config.summary_threshold = 2;
+    let server = Server::start(config).await;
+    let mut live = Sse::open(&server, None).await;
+
+    proxy.arm();
+    // Two sessions of two clicks: each crosses the threshold.
+    let body = posthog_batch("ee", 4, true);
+    let lost = server.post_webhook("acme", body.clone()).await;
+    assert_eq!(lost.status(), 503);
+    assert_eq!(proxy.dropped(), 1);
+    assert_eq!(xlen(&redis), 2, "the actions are in, no summary yet");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .post_webhook("acme", body.clone())
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => break,
+            503 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    // A third delivery (PostHog retrying once more) changes nothing.
+    assert_eq!(server.post_webhook("acme", body).await.status(), 200);
+    let mut kinds = Vec::new();
+    while let Some((_, event, data)) = live.next(Duration::from_millis(700)).await {
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        kinds.push((event, value["session_id"].as_str().unwrap().to_owned()));
+    }
+    kinds.sort();
+    let want = [
+        ("actions", "d0"),
+        ("actions", "d1"),
+        ("summary", "d0"),
+        ("summary", "d1"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(kinds, want);
+    assert_eq!(xlen(&redis), 4);
+}

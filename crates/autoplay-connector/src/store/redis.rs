@@ -100,21 +100,34 @@ struct Append {
     session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
     /// The key that marks this frame appended ([`Once`]).
     once: Option<String>,
-    /// A summary published in its session's order ([`SUMMARY_SCRIPT`]).
-    order: Option<Order>,
+    /// A summary published in its session's order ([`SUMMARY_SCRIPT`]);
+    /// boxed, as only summaries have one.
+    order: Option<Box<Order>>,
 }
 
 /// Where a summary stands in its session's order.
 struct Order {
     /// The session's hash (its counters).
     who: String,
+    /// The batch it summarises, dropped when it is out.
+    due: String,
     /// Its place among the session's summaries (1, 2, ...).
     seq: u64,
     /// Publish even if the previous one is not out (waited long enough).
     force: bool,
     idle: Duration,
-    /// Whether it was appended.
-    appended: Option<oneshot::Sender<bool>>,
+    /// What [`SUMMARY_SCRIPT`] said.
+    turn: Option<oneshot::Sender<Turn>>,
+}
+
+/// What [`SUMMARY_SCRIPT`] did with a summary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Appended,
+    /// Not its turn yet: the previous summary is not out.
+    Wait,
+    /// Out already (another delivery of its webhook wrote it).
+    Done,
 }
 
 /// How long a summary waits, at most, for the previous summary of its session
@@ -131,15 +144,19 @@ const ORDER_POLL: Duration = Duration::from_millis(25);
 /// stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`) only once the session's summary
 /// `ARGV[3] - 1` is out, as the session's hash `KEYS[2]` records
 /// (`published`), or when `ARGV[4]` is `'1'` (waited long enough); records
-/// it there and returns the id, else `nil` (not its turn yet).
+/// it there, drops its batch (`KEYS[3]`) and returns `{'ok', id}`; `{'wait'}`
+/// while it is not its turn, `{'done'}` if this summary is out already
+/// (written by another delivery of the webhook that made it due).
 pub(crate) const SUMMARY_SCRIPT: &str = r#"
 local published = tonumber(redis.call('HGET', KEYS[2], 'published') or '0')
 local seq = tonumber(ARGV[3])
-if published < seq - 1 and ARGV[4] ~= '1' then return false end
+if seq <= published then return {'done'} end
+if published < seq - 1 and ARGV[4] ~= '1' then return {'wait'} end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-if seq > published then redis.call('HSET', KEYS[2], 'published', seq) end
+redis.call('HSET', KEYS[2], 'published', seq)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-return id
+redis.call('DEL', KEYS[3])
+return {'ok', id}
 "#;
 
 /// How long a webhook's frames are remembered as appended, by default: a body
@@ -200,25 +217,44 @@ pub(crate) struct SharedDue {
 ///
 /// - **once** (`ARGV[3]` a TTL in seconds, not `''`): first `SET KEYS[2] NX
 ///   EX ARGV[3]`; if the key was there already the frame was appended by an
-///   earlier delivery of the same webhook, and nothing happens: `nil`.
+///   earlier delivery of the same webhook, and nothing is appended: `nil`, or
+///   `{'', seq, user, email, actions...}` when that delivery made a batch due
+///   whose summary is not out yet (its reply was lost with the batch: this
+///   delivery writes the summary).
 /// - **session** (`ARGV[4]` the threshold, not `''`): appends the session's
 ///   actions (`ARGV[8..]`) to its list (the next key) and keeps its user and
 ///   email (`ARGV[6]`, `ARGV[7]`, in the hash after it); once `ARGV[4]` are
-///   pending, takes them and numbers the batch (`due` in the hash):
-///   `{id, seq, user, email, actions...}`. Both keys expire after `ARGV[5]`
-///   idle seconds.
+///   pending, numbers the batch (`due` in the hash), keeps it as
+///   `<list>:due:<seq>` until its summary is out ([`SUMMARY_SCRIPT`]), notes
+///   `seq` in the once key, and returns `{id, seq, user, email, actions...}`.
+///   The keys expire after `ARGV[5]` idle seconds.
 ///
 /// One script, so the check, the append and the count are one atomic step: a
 /// retried body neither appends nor counts a frame twice.
 pub(crate) const APPEND_SCRIPT: &str = r#"
 local k = 2
+local once = nil
 if ARGV[3] ~= '' then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return false end
+  once = KEYS[2]
   k = 3
+end
+local list, who = KEYS[k], KEYS[k + 1]
+local function batch(id, seq, actions)
+  local out = {id, tostring(seq), redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
+  for _, action in ipairs(actions) do out[#out + 1] = action end
+  return out
+end
+if once and not redis.call('SET', once, '1', 'NX', 'EX', ARGV[3]) then
+  local seq = tonumber(redis.call('GET', once))
+  if ARGV[4] == '' or seq == nil or seq < 2 then return false end
+  seq = seq - 1
+  if tonumber(redis.call('HGET', who, 'published') or '0') >= seq then return false end
+  local actions = redis.call('LRANGE', list .. ':due:' .. seq, 0, -1)
+  if #actions == 0 then return false end
+  return batch('', seq, actions)
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
 if ARGV[4] == '' then return {id} end
-local list, who = KEYS[k], KEYS[k + 1]
 local threshold, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
 if ARGV[6] ~= '' then redis.call('HSET', who, 'user', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', who, 'email', ARGV[7]) end
@@ -228,11 +264,13 @@ redis.call('EXPIRE', list, idle)
 redis.call('EXPIRE', who, idle)
 if n < threshold then return {id} end
 local actions = redis.call('LRANGE', list, 0, -1)
-redis.call('DEL', list)
 local seq = redis.call('HINCRBY', who, 'due', 1)
-local out = {id, tostring(seq), redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
-for _, action in ipairs(actions) do out[#out + 1] = action end
-return out
+local due = list .. ':due:' .. seq
+redis.call('RENAME', list, due)
+redis.call('EXPIRE', due, idle)
+-- 1 means "appended"; seq + 1 "appended, and made batch seq due".
+if once then redis.call('SET', once, tostring(seq + 1), 'KEEPTTL') end
+return batch(id, seq, actions)
 "#;
 
 /// The keys of a session: its pending actions, and who it is.
@@ -255,7 +293,10 @@ fn appended(reply: Option<redis::Value>) -> (Option<String>, Option<SharedDue>) 
     if parts.is_empty() {
         return (None, None);
     }
-    let id = String::from_utf8(parts.remove(0)).ok();
+    // An empty id: not appended (appended before), but its batch is due here.
+    let id = String::from_utf8(parts.remove(0))
+        .ok()
+        .filter(|id| !id.is_empty());
     let due = (!parts.is_empty()).then(|| shared_due(parts)).flatten();
     (id, due)
 }
@@ -487,7 +528,8 @@ impl Redis {
         seq: u64,
         idle: Duration,
     ) -> Result<(), StoreError> {
-        let (_, who) = session_keys(&log.product_id, session_id);
+        let (list, who) = session_keys(&log.product_id, session_id);
+        let due = format!("{list}:due:{seq}");
         let deadline = tokio::time::Instant::now() + ORDER_WAIT;
         loop {
             let force = tokio::time::Instant::now() >= deadline;
@@ -497,18 +539,27 @@ impl Redis {
                 body: body.clone(),
                 session: None,
                 once: None,
-                order: Some(Order {
+                order: Some(Box::new(Order {
                     who: who.clone(),
+                    due: due.clone(),
                     seq,
                     force,
                     idle,
-                    appended: Some(tx),
-                }),
+                    turn: Some(tx),
+                })),
             };
             let ticket = self.send(Op::Append(append));
             self.durable(ticket).await?;
-            if rx.await.unwrap_or(false) {
-                return Ok(());
+            match rx.await.unwrap_or(Turn::Wait) {
+                Turn::Appended => return Ok(()),
+                Turn::Done => {
+                    info!(
+                        product_id = &*log.product_id,
+                        session_id, seq, "this summary is out already; not published twice"
+                    );
+                    return Ok(());
+                }
+                Turn::Wait => {}
             }
             if force {
                 return Err(StoreError::Write("the summary was not appended".into()));
@@ -770,9 +821,10 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                 if let Some(order) = &append.order {
                     pipe.cmd("EVAL")
                         .arg(SUMMARY_SCRIPT)
-                        .arg(2)
+                        .arg(3)
                         .arg(key)
                         .arg(&order.who)
+                        .arg(&order.due)
                         .arg(maxlen)
                         .arg(&append.body[..])
                         .arg(order.seq)
@@ -849,11 +901,16 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                     };
                     let reply = replies.next();
                     if let Some(order) = &mut append.order {
-                        let id: Option<String> = reply
+                        let reply: Vec<String> = reply
                             .and_then(|v| redis::from_redis_value(v).ok())
-                            .flatten();
-                        if let Some(tx) = order.appended.take() {
-                            let _ = tx.send(id.is_some());
+                            .unwrap_or_default();
+                        let (turn, id) = match reply.as_slice() {
+                            [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
+                            [done] if done == "done" => (Turn::Done, None),
+                            _ => (Turn::Wait, None),
+                        };
+                        if let Some(tx) = order.turn.take() {
+                            let _ = tx.send(turn);
                         }
                         if let Some(id) = id {
                             ids.push(id);

@@ -561,8 +561,11 @@ async fn a_lost_exec_reply_does_not_duplicate_the_retried_events() {
     let lost = server.post_webhook("acme", body.clone()).await;
     assert_eq!(lost.status(), 503, "the reply was lost: not acknowledged");
     assert_eq!(proxy.dropped(), 1);
-    // Redis did apply it: two frames (one per session) more in the stream.
-    assert_eq!(xlen(&redis), frames + 2);
+    // Redis did apply it: its two frames (one per session), or the first
+    // one, when the writer had taken it alone (the second one then failed
+    // with it, not sent).
+    let applied = xlen(&redis) - frames;
+    assert!((1..=2).contains(&applied), "{applied} frames applied");
 
     // PostHog's retry (after the writer reconnected).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -896,7 +899,9 @@ async fn summaries_made_due_by_a_lost_exec_are_written_by_the_retry() {
     let lost = server.post_webhook("acme", body.clone()).await;
     assert_eq!(lost.status(), 503);
     assert_eq!(proxy.dropped(), 1);
-    assert_eq!(xlen(&redis), 2, "the actions are in, no summary yet");
+    // Its actions are in (both frames, or the first alone: see above), no
+    // summary yet.
+    assert!((1..=2).contains(&xlen(&redis)), "{}", xlen(&redis));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match server
@@ -932,4 +937,71 @@ async fn summaries_made_due_by_a_lost_exec_are_written_by_the_retry() {
         .collect();
     assert_eq!(kinds, want);
     assert_eq!(xlen(&redis), 4);
+}
+
+fn redis_command(redis: &RedisServer, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut conn).unwrap()
+}
+
+/// What changed while a replica's subscription was down (so it was told
+/// nothing) is read when it subscribes again: here a product written to Redis
+/// without a message, then deleted the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_subscribing_again_reads_what_it_missed() {
+    use sha2::Digest;
+    let redis = RedisServer::start(false);
+    let server = replica(&redis).await;
+    let key = "ak_zeta_test_key_0123456789";
+    let product = json!({
+        "id": "zeta",
+        "api_key_sha256": hex::encode(sha2::Sha256::digest(key.as_bytes())),
+        "webhook_secret": "whsec_zeta",
+        "created_at": 1,
+    });
+    let status = |server: &Server, id: &str| {
+        let request = reqwest::Client::new()
+            .get(server.url(&format!("/stream/{id}")))
+            .bearer_auth(key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // A product told the way replicas tell it: once the replica serves it,
+    // its subscription is up and past its first read.
+    let mut probe = product.clone();
+    probe["id"] = json!("probe");
+    redis_command(
+        &redis,
+        &["HSET", "autoplay:products", "probe", &probe.to_string()],
+    );
+    redis_command(&redis, &["PUBLISH", "autoplay:changes", r#"["p","probe"]"#]);
+    within_bound("a product told", || async {
+        status(&server, "probe").await == 200
+    })
+    .await;
+    // Written without a message: not seen.
+    redis_command(
+        &redis,
+        &["HSET", "autoplay:products", "zeta", &product.to_string()],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&server, "zeta").await, 404, "nothing told it yet");
+    redis_command(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    within_bound("read again after subscribing again", || async {
+        status(&server, "zeta").await == 200
+    })
+    .await;
+    redis_command(&redis, &["HDEL", "autoplay:products", "zeta"]);
+    redis_command(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    within_bound(
+        "deleted while not told, gone after subscribing again",
+        || async { status(&server, "zeta").await == 404 },
+    )
+    .await;
 }

@@ -964,6 +964,16 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
             Err(e) => {
                 redis.failed("XADD", &e);
                 conn = None;
+                // What was queued while this batch was out fails with it: a
+                // webhook's frames may span two batches, and it is answered
+                // by its last one's fate, so the first one failing must fail
+                // the rest (else it would be answered 200 with a frame lost).
+                // Its sender retries; the `Once` keys keep that from
+                // appending twice what did go in.
+                let mut hi = hi;
+                while let Ok((seq, _)) = rx.try_recv() {
+                    hi = seq;
+                }
                 redis.progress.send_modify(|p| {
                     p.failed.push_back((lo, hi));
                     if p.failed.len() > FAILED_KEPT {
@@ -1235,7 +1245,6 @@ async fn follow_loop(redis: Arc<Redis>, tx: mpsc::Sender<Change>) {
             // Subscribed first, read after: a change made in between is in
             // both, and reading it twice does no harm.
             let all = read_all(&mut conn).await?;
-            redis.up();
             if tx.send(all).await.is_err() {
                 return Ok(());
             }
@@ -1268,7 +1277,12 @@ async fn follow_loop(redis: Arc<Redis>, tx: mpsc::Sender<Change>) {
         }
         .await;
         if let Err(e) = result {
-            redis.failed("SUBSCRIBE changes", &e);
+            // Not an outage by itself (the writer and the tails say when
+            // Redis is away): the subscription is made again, and what was
+            // told meanwhile read then.
+            if backoff == BACKOFF.0 {
+                warn!(error = %e, "the subscription to {CHANGES} dropped; subscribing again");
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF.1);
         }

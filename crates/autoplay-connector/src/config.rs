@@ -490,7 +490,9 @@ pub enum StoreConfig {
     /// store: any number of replicas serve the same products, each tailing
     /// the product's stream for its own subscribers. A webhook is answered 200
     /// once Redis took its events (XADD returned); how durable that is, is
-    /// Redis's persistence setting (`appendonly`).
+    /// Redis's persistence setting (`appendonly`). `?dedupe_ttl_s=N` (default
+    /// 3600, `0`: off) is how long a webhook's events are recognised when
+    /// PostHog delivers the body again.
     Redis(String),
 }
 
@@ -970,6 +972,10 @@ mod tests {
         assert_eq!(
             StoreConfig::parse("redis://127.0.0.1:6379/2").unwrap(),
             StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
+            StoreConfig::Redis("redis://h:1/2?dedupe_ttl_s=60".into())
         );
         assert_eq!(
             StoreConfig::parse("redis://:pw@h:1").unwrap().to_string(),

@@ -243,6 +243,7 @@ pub(crate) async fn webhook(
         Ok(extraction) => extraction,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.0),
     };
+    let since = state.store.mark();
     let learnt = state
         .emails
         .learn(&state.store, &product.id, &extraction.learned_emails);
@@ -250,7 +251,7 @@ pub(crate) async fn webhook(
     let actions = extraction.action_count();
     let once = state.store.once(&product.id, &extraction.event_uuids);
     let written = publish_actions(&state, &product, extraction.payloads, now, once.as_ref());
-    if let Err(error) = state.store.durable(learnt.max(written)).await {
+    if let Err(error) = state.store.durable_since(since, learnt.max(written)).await {
         return unavailable(&error);
     }
     Json(json!({"accepted": extraction.events, "actions": actions})).into_response()
@@ -305,8 +306,9 @@ pub(crate) async fn events(
         })
         .collect();
     let actions: usize = payloads.iter().map(|p| p.actions.len()).sum();
+    let since = state.store.mark();
     let written = publish_actions(&state, &product, payloads, unix_now(), None);
-    if let Err(error) = state.store.durable(written).await {
+    if let Err(error) = state.store.durable_since(since, written).await {
         return unavailable(&error);
     }
     Json(json!({"accepted": accepted, "actions": actions})).into_response()

@@ -510,6 +510,25 @@ impl Store {
         }
     }
 
+    /// Where the store's queue stands now, taken before a request writes:
+    /// [`durable_since`](Self::durable_since) then fails the request if any of
+    /// its writes failed, not only its last (the Redis store may send a
+    /// request's writes in two transactions).
+    pub fn mark(&self) -> Ticket {
+        self.redis
+            .as_ref()
+            .map_or_else(Ticket::default, |redis| redis.mark())
+    }
+
+    /// [`durable`](Self::durable), and an error if anything written after
+    /// `since` ([`mark`](Self::mark)) failed.
+    pub async fn durable_since(&self, since: Ticket, ticket: Ticket) -> Result<(), StoreError> {
+        match &self.redis {
+            Some(redis) => redis.durable_since(since, ticket).await,
+            None => self.durable(ticket).await,
+        }
+    }
+
     /// Waits until everything written up to `ticket` is durable.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
         if let Some(redis) = &self.redis {

@@ -695,7 +695,22 @@ impl Redis {
 
     /// Waits until Redis took everything up to `ticket`.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
-        if ticket.0 == 0 {
+        self.durable_since(Ticket(ticket.0.saturating_sub(1)), ticket)
+            .await
+    }
+
+    /// Where the queue stands now: what [`durable_since`](Self::durable_since)
+    /// checks from.
+    pub fn mark(&self) -> Ticket {
+        Ticket(self.queue.lock().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
+    /// Waits until Redis took everything up to `ticket`, and fails if any of
+    /// what was queued after `since` failed: a request's frames may span two
+    /// batches, and the first one failing must fail the request, not only the
+    /// last one.
+    pub async fn durable_since(&self, since: Ticket, ticket: Ticket) -> Result<(), StoreError> {
+        if ticket.0 == 0 || ticket <= since {
             return Ok(());
         }
         let mut progress = self.progress.subscribe();
@@ -709,7 +724,7 @@ impl Redis {
         if progress
             .failed
             .iter()
-            .any(|(lo, hi)| (*lo..=*hi).contains(&ticket.0))
+            .any(|(lo, hi)| *lo <= ticket.0 && *hi > since.0)
         {
             return Err(StoreError::Write("Redis did not take the events".into()));
         }
@@ -964,16 +979,6 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
             Err(e) => {
                 redis.failed("XADD", &e);
                 conn = None;
-                // What was queued while this batch was out fails with it: a
-                // webhook's frames may span two batches, and it is answered
-                // by its last one's fate, so the first one failing must fail
-                // the rest (else it would be answered 200 with a frame lost).
-                // Its sender retries; the `Once` keys keep that from
-                // appending twice what did go in.
-                let mut hi = hi;
-                while let Ok((seq, _)) = rx.try_recv() {
-                    hi = seq;
-                }
                 redis.progress.send_modify(|p| {
                     p.failed.push_back((lo, hi));
                     if p.failed.len() > FAILED_KEPT {

@@ -25,9 +25,11 @@
 //! - **Sessions** (summaries): an append that carries a session's actions
 //!   runs as [`APPEND_SCRIPT`] (in the same transaction), which appends the
 //!   frame, then the actions to the session's list and, once `threshold` are
-//!   pending, takes them all and returns them. Redis runs a script atomically, so whichever replica's
-//!   webhooks cross a threshold, exactly one of them gets that batch, and
-//!   only after its actions are on the stream.
+//!   pending, takes them all and returns them. Redis runs a script
+//!   atomically, so whichever replica's webhooks cross a threshold, exactly
+//!   one of them gets that batch, and only after its actions are on the
+//!   stream. The batch is kept until its summary is out: should the reply
+//!   that carried it be lost, the retried webhook gets it.
 //! - **Once per webhook**: an `EXEC` that Redis applied but whose reply was
 //!   lost answers 503, and PostHog sends the body again. A webhook whose
 //!   events carry `uuid`s appends each frame through [`APPEND_SCRIPT`] with a

@@ -36,7 +36,7 @@
 //! with the memory store it lasts as long as the process. The registry in
 //! memory changes at the same time, so streams, webhooks, pull reads and MCP
 //! see it from the next request on. With the Redis store the other replicas
-//! are told through Redis ([`follow_store`]) and apply it within milliseconds
+//! are told through Redis (`follow_store`) and apply it within milliseconds
 //! (after a Redis outage, when they subscribe again). Streams already open stay open after a
 //! rotation (they were authorised when they started).
 

@@ -35,7 +35,9 @@
 //! there, before it is answered: with the embedded store it survives a restart;
 //! with the memory store it lasts as long as the process. The registry in
 //! memory changes at the same time, so streams, webhooks, pull reads and MCP
-//! see it from the next request on. Streams already open stay open after a
+//! see it from the next request on. With the Redis store the other replicas
+//! are told through Redis (`follow_store`) and apply it within milliseconds
+//! (after a Redis outage, when they subscribe again). Streams already open stay open after a
 //! rotation (they were authorised when they started).
 
 use std::sync::Arc;
@@ -51,7 +53,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{ApiKey, ConfigError, ProductConfig, Secret, random_key, sha256};
 use crate::metrics;
@@ -125,6 +127,106 @@ fn product_with_log(
         log,
         registered: Some(stored),
     })
+}
+
+/// Applies what the store says other replicas changed (the Redis store):
+/// products registered, rotated or deleted there, and emails learnt there, are
+/// served here from the next request on. Ends with the store's subscription.
+pub(crate) fn follow_store(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
+    use crate::store::redis::Change;
+    let mut changes = state.store.follow()?;
+    Some(tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            match change {
+                Change::All { products, emails } => {
+                    let known: std::collections::HashSet<String> =
+                        products.iter().map(|p| p.id.clone()).collect();
+                    for stored in products {
+                        apply_product(&state, &stored.id.clone(), Some(stored)).await;
+                    }
+                    // Registered products the store no longer has were
+                    // deleted while this replica was not listening.
+                    for product in state.products.all() {
+                        if product.registered.is_some() && !known.contains(&*product.id) {
+                            apply_product(&state, &product.id, None).await;
+                        }
+                    }
+                    for (product_id, user_id, email) in emails {
+                        learn_email(&state, &product_id, user_id, email);
+                    }
+                }
+                Change::Product { id, record } => apply_product(&state, &id, record).await,
+                // A forgotten email is forgotten here when it is idle here.
+                Change::Email {
+                    product_id,
+                    user_id,
+                    email: Some(email),
+                } => learn_email(&state, &product_id, user_id, email),
+                Change::Email { email: None, .. } => {}
+            }
+        }
+    }))
+}
+
+fn learn_email(state: &AppState, product_id: &str, user_id: String, email: String) {
+    state.emails.restore(
+        &state.products,
+        vec![(product_id.to_owned(), user_id, email)],
+    );
+}
+
+/// Makes the registry hold `record` for `id` (`None`: not hold it), as the
+/// store has it. Under the admin lock, so that a change this replica is making
+/// is finished before its own message is applied (and then changes nothing).
+async fn apply_product(state: &AppState, id: &str, record: Option<StoredProduct>) {
+    let mut deleted = state.admin_writes.lock().await;
+    let current = state.products.get(id);
+    if current.as_ref().is_some_and(|c| c.registered.is_none()) {
+        // A product of the configuration file: the file wins (see bind).
+        return;
+    }
+    match (current, record) {
+        (Some(current), Some(stored)) if current.registered.as_ref() == Some(&stored) => {}
+        (Some(current), Some(stored)) => {
+            // The same registration rotated keeps its log; a new one (deleted
+            // and registered again) gets a new one.
+            let same = current
+                .registered
+                .as_ref()
+                .is_some_and(|r| r.created_at == stored.created_at);
+            let log = if same {
+                current.log.clone()
+            } else {
+                state.store.fresh_log(id)
+            };
+            match product_with_log(stored, current.summary_threshold, log) {
+                Ok(product) => {
+                    state.products.replace(&current, Arc::new(product));
+                    info!(product_id = id, "product changed on another replica");
+                }
+                Err(error) => {
+                    warn!(%error, "a registered product in the store is unusable; skipped")
+                }
+            }
+        }
+        (None, Some(stored)) => {
+            match runtime_product(&state.store, stored, state.summary_threshold) {
+                Ok(product) => {
+                    let _ = state.products.insert_new(Arc::new(product));
+                    info!(product_id = id, "product registered on another replica");
+                }
+                Err(error) => {
+                    warn!(%error, "a registered product in the store is unusable; skipped")
+                }
+            }
+        }
+        (Some(current), None) => {
+            state.products.remove(&current);
+            deleted.insert(id.to_owned(), tokio::time::Instant::now());
+            info!(product_id = id, "product deleted on another replica");
+        }
+        (None, None) => {}
+    }
 }
 
 fn unix_now() -> u64 {

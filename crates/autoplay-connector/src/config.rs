@@ -490,7 +490,9 @@ pub enum StoreConfig {
     /// store: any number of replicas serve the same products, each tailing
     /// the product's stream for its own subscribers. A webhook is answered 200
     /// once Redis took its events (XADD returned); how durable that is, is
-    /// Redis's persistence setting (`appendonly`).
+    /// Redis's persistence setting (`appendonly`). `?dedupe_ttl_s=N` (default
+    /// 3600, `0`: off) is how long a webhook's events are recognised when
+    /// PostHog delivers the body again.
     Redis(String),
 }
 
@@ -529,6 +531,8 @@ impl StoreConfig {
                     "redis:// needs a host, e.g. redis://127.0.0.1:6379",
                 ));
             }
+            // The query (`?dedupe_ttl_s=…`) is the Redis store's to read.
+            let rest = rest.split('?').next().unwrap_or("");
             if let Some(db) = rest.split_once('/').map(|(_, db)| db)
                 && !db.is_empty()
                 && db.parse::<u32>().is_err()
@@ -968,6 +972,10 @@ mod tests {
         assert_eq!(
             StoreConfig::parse("redis://127.0.0.1:6379/2").unwrap(),
             StoreConfig::Redis("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(
+            StoreConfig::parse("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
+            StoreConfig::Redis("redis://h:1/2?dedupe_ttl_s=60".into())
         );
         assert_eq!(
             StoreConfig::parse("redis://:pw@h:1").unwrap().to_string(),

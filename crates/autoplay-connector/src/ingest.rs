@@ -247,13 +247,15 @@ pub(crate) async fn webhook(
         Ok(extraction) => extraction,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.0),
     };
+    let since = state.store.mark();
     let learnt = state
         .emails
         .learn(&state.store, &product.id, &extraction.learned_emails);
     metrics::add(&state.metrics.events_ingested, extraction.events);
     let actions = extraction.action_count();
-    let written = publish_actions(&state, &product, extraction.payloads, now);
-    if let Err(error) = state.store.durable(learnt.max(written)).await {
+    let once = state.store.once(&product.id, &extraction.event_uuids);
+    let written = publish_actions(&state, &product, extraction.payloads, now, once.as_ref());
+    if let Err(error) = state.store.durable_since(since, learnt.max(written)).await {
         return unavailable(&error);
     }
     Json(json!({"accepted": extraction.events, "actions": actions})).into_response()
@@ -308,8 +310,9 @@ pub(crate) async fn events(
         })
         .collect();
     let actions: usize = payloads.iter().map(|p| p.actions.len()).sum();
-    let written = publish_actions(&state, &product, payloads, unix_now());
-    if let Err(error) = state.store.durable(written).await {
+    let since = state.store.mark();
+    let written = publish_actions(&state, &product, payloads, unix_now(), None);
+    if let Err(error) = state.store.durable_since(since, written).await {
         return unavailable(&error);
     }
     Json(json!({"accepted": accepted, "actions": actions})).into_response()
@@ -354,12 +357,14 @@ fn stamp_both_generations(actions: &mut [SlimAction]) {
 /// Stamps each payload (ids, both generations' fields, times) and hands it to
 /// the summary orchestration, which appends it to the product's stream and
 /// counts it toward its session's next summary. The ticket covers all of it
-/// ([`Store::durable`]).
+/// ([`Store::durable`]). `once` makes a retried webhook's frames appended once
+/// ([`Store::once`]).
 fn publish_actions(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payloads: Vec<ActionsPayload>,
     now: f64,
+    once: Option<&crate::store::redis::Once>,
 ) -> Ticket {
     let mut ticket = Ticket::default();
     for mut payload in payloads {
@@ -376,7 +381,7 @@ fn publish_actions(
                     .unwrap_or_else(|| format_rfc3339(now).into()),
             );
         }
-        ticket = ticket.max(summary::append_actions(state, product, &payload));
+        ticket = ticket.max(summary::append_actions(state, product, &payload, once));
     }
     ticket
 }

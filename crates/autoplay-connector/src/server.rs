@@ -294,6 +294,7 @@ impl Connector {
         let restored = state.store.take_restored();
         state.emails.restore(&state.products, restored.emails);
         summary::resume_pending(&state, restored.sessions);
+        let follower = crate::admin::follow_store(state.clone());
         let token = state.shutdown.clone();
         let sweeper = tokio::spawn(sweep_idle(state.clone()));
         let app = router(state.clone());
@@ -312,6 +313,9 @@ impl Connector {
         serve_connections(self.listener, app, limits, stopped).await;
         token.cancel();
         sweeper.abort();
+        if let Some(follower) = follower {
+            follower.abort();
+        }
         state.store.close();
         info!("connector stopped");
         Ok(())

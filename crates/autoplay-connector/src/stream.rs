@@ -103,7 +103,23 @@ pub(crate) async fn stream(
         .map(|v| v.as_bytes())
         .or_else(|| query.last_event_id.as_deref().map(str::as_bytes));
     let resume = Resume::from_header(last_event_id);
-    product.log.ready().await;
+    if !product.log.is_ready() {
+        // The Redis store before its tail read the window (Redis down at
+        // start): the client gets its headers and heartbeats now, and what it
+        // missed and the live events once the window is there.
+        info!(
+            product_id,
+            "subscriber connected; waiting for the store to replay what it missed"
+        );
+        let body = waiting_body(
+            product.log.clone(),
+            resume,
+            state.heartbeat,
+            state.shutdown.clone(),
+            LiveGuard::new(state.metrics.clone(), product.id.clone()),
+        );
+        return sse_response(body);
+    }
     let subscription = product.log.subscribe(resume);
     info!(
         product_id,
@@ -122,7 +138,10 @@ pub(crate) async fn stream(
         state.shutdown.clone(),
         LiveGuard::new(state.metrics.clone(), product.id.clone()),
     );
+    sse_response(body)
+}
 
+fn sse_response(body: Body) -> Response {
     (
         [
             (
@@ -189,23 +208,83 @@ struct BodyState {
     guard: LiveGuard,
 }
 
+fn heartbeat_interval(heartbeat: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    // After a stall, one heartbeat is enough; a burst of them says nothing more.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+/// The body of a subscriber that came before its log was ready: heartbeats
+/// until it is, then [`sse_body`]'s frames from a subscription made then.
+fn waiting_body(
+    log: Arc<crate::store::ProductLog>,
+    resume: Resume,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
+    guard: LiveGuard,
+) -> Body {
+    use futures_util::StreamExt;
+    let beats = futures_util::stream::unfold(
+        (heartbeat_interval(heartbeat), shutdown.clone()),
+        |(mut interval, shutdown)| async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => None,
+                _ = interval.tick() => Some((Bytes::from_static(HEARTBEAT), (interval, shutdown))),
+            }
+        },
+    );
+    let ready = {
+        let log = log.clone();
+        async move { log.wait_ready().await }
+    };
+    // Heartbeats until the log is ready (or shutdown), then the subscription.
+    let frames = beats
+        .take_until(ready)
+        .map(Ok::<_, std::convert::Infallible>)
+        .chain(
+            futures_util::stream::once(async move {
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                let subscription = log.subscribe(resume);
+                info!(
+                    product_id = &*guard.product_id,
+                    replayed = subscription.replay.len(),
+                    "the store is ready; replaying to the waiting subscriber"
+                );
+                Some(frames(subscription, heartbeat, shutdown, guard))
+            })
+            .filter_map(std::future::ready)
+            .flatten(),
+        );
+    Body::from_stream(frames)
+}
+
 fn sse_body(
     subscription: Subscription,
     heartbeat: Duration,
     shutdown: CancellationToken,
     guard: LiveGuard,
 ) -> Body {
-    let mut interval = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    // After a stall, one heartbeat is enough; a burst of them says nothing more.
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    Body::from_stream(frames(subscription, heartbeat, shutdown, guard))
+}
+
+/// A subscription's frames: its replay, then its live queue, with heartbeats.
+fn frames(
+    subscription: Subscription,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
+    guard: LiveGuard,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = BodyState {
         replay: subscription.replay.into_iter(),
         subscription: subscription.live,
-        heartbeat: interval,
+        heartbeat: heartbeat_interval(heartbeat),
         shutdown,
         guard,
     };
-    let frames = futures_util::stream::unfold(state, |mut state| async move {
+    futures_util::stream::unfold(state, |mut state| async move {
         if let Some(frame) = state.replay.next() {
             state.guard.sent_one();
             return Some((Ok::<_, std::convert::Infallible>(frame), state));
@@ -222,6 +301,5 @@ fn sse_body(
             }
             _ = state.heartbeat.tick() => Some((Ok(Bytes::from_static(HEARTBEAT)), state)),
         }
-    });
-    Body::from_stream(frames)
+    })
 }

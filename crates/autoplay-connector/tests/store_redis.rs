@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use common::{ACME_KEY, Server, config};
 use futures_util::StreamExt;
 use serde_json::json;
-use store_redis_server::RedisServer;
+use store_redis_server::{RedisServer, ReplyDropper};
 
 fn actions_body(session: &str, n: usize) -> serde_json::Value {
     json!({
@@ -38,6 +38,8 @@ struct Sse {
     buffer: BytesMut,
     /// The connector ended the stream.
     ended: bool,
+    /// Heartbeats read so far.
+    heartbeats: usize,
 }
 
 /// (id, event, data) of one frame.
@@ -57,6 +59,7 @@ impl Sse {
             body: Box::pin(response.bytes_stream()),
             buffer: BytesMut::new(),
             ended: false,
+            heartbeats: 0,
         }
     }
 
@@ -78,6 +81,7 @@ impl Sse {
                     }
                 }
                 if frame.1 == "heartbeat" || frame.1.is_empty() {
+                    self.heartbeats += 1;
                     continue;
                 }
                 return Some(frame);
@@ -429,6 +433,7 @@ async fn admin_products_are_kept_in_redis() {
         body: Box::pin(stream.bytes_stream()),
         buffer: BytesMut::new(),
         ended: false,
+        heartbeats: 0,
     };
     assert_eq!(post(&b, "g1").await.unwrap().status(), 200);
     for want in ["g0", "g1"] {
@@ -454,4 +459,549 @@ async fn admin_products_are_kept_in_redis() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 404);
+}
+
+/// A PostHog batch of `n` autocapture clicks in sessions `d0` and `d1` in
+/// turn, with the `uuid`s PostHog gives its events (`tag` keeps bodies apart).
+fn posthog_batch(tag: &str, n: usize, with_uuids: bool) -> String {
+    let events: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let mut event = json!({
+                "event": "$autocapture",
+                "distinct_id": "user_1",
+                "timestamp": format!("2024-01-15T10:30:{i:02}.000Z"),
+                "properties": {
+                    "$event_type": "click",
+                    "$current_url": "https://app.example.com/x",
+                    "$session_id": format!("d{}", i % 2),
+                    "$el_text": format!("{tag} button {i}"),
+                },
+            });
+            if with_uuids {
+                event["uuid"] = json!(format!("018d0b6a-0000-7000-8000-{tag}{i:08}"));
+            }
+            event
+        })
+        .collect();
+    json!({ "batch": events }).to_string()
+}
+
+/// The titles of the actions in the `actions` frames read until `timeout`
+/// passes without one.
+async fn titles(sse: &mut Sse, timeout: Duration) -> Vec<String> {
+    let mut titles = Vec::new();
+    while let Some((_, event, data)) = sse.next(timeout).await {
+        assert_eq!(event, "actions");
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        for action in value["actions"].as_array().unwrap() {
+            titles.push(action["title"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    titles.sort();
+    titles
+}
+
+/// PostHog delivering a body again (as it does after a 503) appends nothing
+/// twice when its events carry `uuid`s, also through another replica; a body
+/// without `uuid`s has nothing to recognise it by and is appended again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivered_again_is_appended_once() {
+    let redis = RedisServer::start(false);
+    let a = replica(&redis).await;
+    let b = replica(&redis).await;
+    let mut live = Sse::open(&a, None).await;
+    let body = posthog_batch("aa", 6, true);
+    for server in [&a, &a, &b] {
+        let response = server.post_webhook("acme", body.clone()).await;
+        assert_eq!(response.status(), 200);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["accepted"], 6, "{answer}");
+    }
+    let once: Vec<String> = (0..6).map(|i| format!("aa button {i}")).collect();
+    assert_eq!(titles(&mut live, Duration::from_millis(700)).await, once);
+
+    let plain = posthog_batch("bb", 2, false);
+    for _ in 0..2 {
+        assert_eq!(a.post_webhook("acme", plain.clone()).await.status(), 200);
+    }
+    let twice = ["bb button 0", "bb button 0", "bb button 1", "bb button 1"];
+    assert_eq!(titles(&mut live, Duration::from_millis(700)).await, twice);
+}
+
+fn xlen(redis: &RedisServer) -> usize {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    redis::cmd("XLEN")
+        .arg("autoplay:{acme}:log")
+        .query(&mut conn)
+        .unwrap()
+}
+
+/// The reply of an `EXEC` that Redis applied is really lost (a proxy between
+/// the connector and Redis drops it): the webhook gets 503 although its events
+/// are in the stream, PostHog sends the body again, and the stream holds each
+/// event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_exec_reply_does_not_duplicate_the_retried_events() {
+    let redis = RedisServer::start(false);
+    let proxy = ReplyDropper::start(&redis).await;
+    let mut config = config();
+    config.store = StoreConfig::Redis(proxy.url());
+    let server = Server::start(config).await;
+    let mut live = Sse::open(&server, None).await;
+    let first = posthog_batch("cc", 4, true);
+    assert_eq!(server.post_webhook("acme", first).await.status(), 200);
+    assert_eq!(titles(&mut live, Duration::from_millis(500)).await.len(), 4);
+    let frames = xlen(&redis);
+
+    proxy.arm();
+    let body = posthog_batch("dd", 4, true);
+    let lost = server.post_webhook("acme", body.clone()).await;
+    assert_eq!(lost.status(), 503, "the reply was lost: not acknowledged");
+    assert_eq!(proxy.dropped(), 1);
+    // Redis did apply it: its two frames (one per session), or the first
+    // one, when the writer had taken it alone (and not yet the second).
+    let applied = xlen(&redis) - frames;
+    assert!((1..=2).contains(&applied), "{applied} frames applied");
+
+    // PostHog's retry (after the writer reconnected).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .post_webhook("acme", body.clone())
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => break,
+            503 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(xlen(&redis), frames + 2, "the retry appended nothing");
+    let once: Vec<String> = (0..4).map(|i| format!("dd button {i}")).collect();
+    assert_eq!(titles(&mut live, Duration::from_millis(700)).await, once);
+}
+
+/// Polls `probe` every 20 ms until it holds, for at most 5 s; how long it took.
+async fn within_bound<F, Fut>(what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !probe().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what}: not within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Products registered, rotated and deleted through the admin API of replica
+/// A, and emails learnt by A, reach replica B while it runs (Redis pub/sub,
+/// re-read on each message), within a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_and_emails_reach_a_running_replica() {
+    const ADMIN: &str = "adm_redis_test_token_0123";
+    let redis = RedisServer::start(false);
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.admin_token = Some(ADMIN.into());
+        Server::start(config)
+    };
+    let a = start().await;
+    let b = start().await;
+    let http = reqwest::Client::new();
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(ADMIN).send();
+    let stream_status = |server: &Server, key: &str| {
+        let request = http.get(server.url("/stream/delta")).bearer_auth(key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    // Registered on A: B serves it.
+    let response = admin(
+        http.post(a.url("/admin/products"))
+            .json(&json!({"id": "delta"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let old_key = body["api_key"].as_str().unwrap().to_owned();
+    let secret = body["webhook_secret"].as_str().unwrap().to_owned();
+    let took = within_bound("registered on A, served by B", || async {
+        stream_status(&b, &old_key).await == 200
+    })
+    .await;
+    eprintln!("registration seen by B after {took:?}");
+    let posted = http
+        .post(b.url("/events/delta"))
+        .header("x-posthog-secret", &secret)
+        .json(&actions_body("d0", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+
+    // Rotated on A: B refuses the old key and takes the new one.
+    let response = admin(http.post(a.url("/admin/products/delta/rotate")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let new_key = body["api_key"].as_str().unwrap().to_owned();
+    within_bound("rotated on A, old key refused by B", || async {
+        stream_status(&b, &old_key).await == 401
+    })
+    .await;
+    assert_eq!(stream_status(&b, &new_key).await, 200);
+    let listed: serde_json::Value = admin(http.get(b.url("/admin/products/delta")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["rotated_at"].is_u64(), "{listed}");
+
+    // An email learnt by A is on B's actions of that user.
+    let identify = json!({
+        "event": "$identify",
+        "distinct_id": "user_9",
+        "uuid": "018d0b6a-0000-7000-8000-0000000000e1",
+        "properties": {"$set": {"email": "nine@example.com"}},
+    });
+    assert_eq!(
+        a.post_webhook("acme", identify.to_string()).await.status(),
+        200
+    );
+    let mut live = Sse::open(&b, None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for attempt in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "email learnt on A, used by B: not within 5 s"
+        );
+        let click = json!({
+            "event": "$autocapture",
+            "distinct_id": "user_9",
+            "properties": {
+                "$event_type": "click",
+                "$session_id": format!("e{attempt}"),
+                "$current_url": "https://app.example.com/x",
+                "$el_text": "Save",
+            },
+        });
+        assert_eq!(
+            b.post_webhook("acme", click.to_string()).await.status(),
+            200
+        );
+        let (_, _, data) = live.next(Duration::from_secs(5)).await.expect("a frame");
+        if data.contains("\"email\":\"nine@example.com\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Deleted on A: gone on B.
+    let deleted = admin(http.delete(a.url("/admin/products/delta")))
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    within_bound("deleted on A, gone on B", || async {
+        stream_status(&b, &new_key).await == 404
+    })
+    .await;
+}
+
+/// A replica started while Redis is down: a subscriber resuming from an id
+/// stays connected with heartbeats, and once Redis is back gets what it missed
+/// (the window after its id) and then the live events, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_arriving_while_redis_is_down_gets_the_window_when_it_is_back() {
+    let mut redis = RedisServer::start(true);
+    let before = replica(&redis).await;
+    let mut live = Sse::open(&before, None).await;
+    for i in 0..3 {
+        let response = before
+            .post_events("acme", &actions_body(&format!("w{i}"), 1))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(live.next(Duration::from_secs(5)).await.expect("an event").0);
+    }
+    before.shutdown.shutdown();
+    redis.kill();
+
+    let mut config = config();
+    config.store = StoreConfig::Redis(redis.url());
+    config.heartbeat_interval = Duration::from_millis(100);
+    let server = Server::start(config).await;
+    let mut waiting = Sse::open(&server, Some(&ids[0])).await;
+    // Longer than the 5 s the subscription used to wait before replaying
+    // nothing: only heartbeats meanwhile.
+    assert!(waiting.next(Duration::from_secs(6)).await.is_none());
+    assert!(!waiting.ended, "the stream stayed open");
+    assert!(
+        waiting.heartbeats >= 10,
+        "{} heartbeats",
+        waiting.heartbeats
+    );
+
+    redis.restart();
+    // What it missed, from the window...
+    for want in &ids[1..] {
+        let (id, _, _) = waiting
+            .next(Duration::from_secs(10))
+            .await
+            .expect("replayed");
+        assert_eq!(&id, want);
+    }
+    // ...then what is posted now.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .post_events("acme", &actions_body("w3", 1))
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => break,
+            503 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    let (id, _, data) = waiting.next(Duration::from_secs(5)).await.expect("live");
+    assert!(
+        key(&id) > key(&ids[2]) && data.contains("\"w3\""),
+        "{id} {data}"
+    );
+    assert!(
+        waiting.next(Duration::from_millis(300)).await.is_none(),
+        "a duplicate"
+    );
+    assert_eq!(server.metric("autoplay_replay_gaps_total").await, 0.0);
+}
+
+/// A fake OpenAI-compatible LLM on 127.0.0.1: answers "summary <n>" (n = the
+/// request's number from 1); the first request waits `first_delay`.
+async fn slow_first_llm(first_delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let answer = move || {
+        let counter = counter.clone();
+        async move {
+            let number = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            if number == 1 {
+                tokio::time::sleep(first_delay).await;
+            }
+            axum::Json(json!({
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": format!("summary {number}")}}],
+            }))
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), requests)
+}
+
+/// Two summaries of one session due on two replicas, the first one's LLM
+/// answer slow: the second waits for it (the order is kept in Redis), so the
+/// stream has them in the order they fell due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_due_on_two_replicas_keep_their_order() {
+    const THRESHOLD: usize = 2;
+    let redis = RedisServer::start(false);
+    let (llm, requests) = slow_first_llm(Duration::from_millis(1500)).await;
+    let start = || {
+        let mut config = config();
+        config.store = StoreConfig::Redis(redis.url());
+        config.summary_threshold = THRESHOLD;
+        let mut backend = autoplay_connector::LlmConfig::new(llm.clone(), "test-model");
+        backend.timeout = Duration::from_secs(8);
+        config.llm = Some(backend);
+        Server::start(config)
+    };
+    let a = start().await;
+    let b = start().await;
+    let mut watcher = Sse::open(&b, None).await;
+    // The first batch falls due on A (its LLM answer is the slow one)...
+    assert_eq!(
+        a.post_events("acme", &actions_body("s", THRESHOLD))
+            .await
+            .status(),
+        200
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never asked the LLM"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ...the second on B, answered at once.
+    assert_eq!(
+        b.post_events("acme", &actions_body("s", THRESHOLD))
+            .await
+            .status(),
+        200
+    );
+    let mut summaries = Vec::new();
+    while summaries.len() < 2 {
+        let (_, event, data) = watcher
+            .next(Duration::from_secs(10))
+            .await
+            .expect("a frame");
+        if event == "summary" {
+            let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+            summaries.push(value["summary"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(summaries, ["summary 1", "summary 2"]);
+    assert!(watcher.next(Duration::from_millis(300)).await.is_none());
+}
+
+/// The lost `EXEC` made summaries due (the batches were taken in Redis, the
+/// reply with them lost): the retry, recognised, appends nothing but writes
+/// those summaries, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_made_due_by_a_lost_exec_are_written_by_the_retry() {
+    let redis = RedisServer::start(false);
+    let proxy = ReplyDropper::start(&redis).await;
+    let mut config = config();
+    config.store = StoreConfig::Redis(proxy.url());
+    config.summary_threshold = 2;
+    let server = Server::start(config).await;
+    let mut live = Sse::open(&server, None).await;
+
+    proxy.arm();
+    // Two sessions of two clicks: each crosses the threshold.
+    let body = posthog_batch("ee", 4, true);
+    let lost = server.post_webhook("acme", body.clone()).await;
+    assert_eq!(lost.status(), 503);
+    assert_eq!(proxy.dropped(), 1);
+    // Its first frame at least is in, with no summary: both frames in one
+    // lost reply (2), or the first alone in it and the second, in the next
+    // transaction, with its session's summary written at once (3).
+    assert!((1..=3).contains(&xlen(&redis)), "{}", xlen(&redis));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .post_webhook("acme", body.clone())
+            .await
+            .status()
+            .as_u16()
+        {
+            200 => break,
+            503 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    // A third delivery (PostHog retrying once more) changes nothing.
+    assert_eq!(server.post_webhook("acme", body).await.status(), 200);
+    let mut kinds = Vec::new();
+    while let Some((_, event, data)) = live.next(Duration::from_millis(700)).await {
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        kinds.push((event, value["session_id"].as_str().unwrap().to_owned()));
+    }
+    kinds.sort();
+    let want = [
+        ("actions", "d0"),
+        ("actions", "d1"),
+        ("summary", "d0"),
+        ("summary", "d1"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(kinds, want);
+    assert_eq!(xlen(&redis), 4);
+}
+
+fn redis_command(redis: &RedisServer, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut conn).unwrap()
+}
+
+/// What changed while a replica's subscription was down (so it was told
+/// nothing) is read when it subscribes again: here a product written to Redis
+/// without a message, then deleted the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_subscribing_again_reads_what_it_missed() {
+    use sha2::Digest;
+    let redis = RedisServer::start(false);
+    let server = replica(&redis).await;
+    let key = "ak_zeta_test_key_0123456789";
+    let product = json!({
+        "id": "zeta",
+        "api_key_sha256": hex::encode(sha2::Sha256::digest(key.as_bytes())),
+        "webhook_secret": "whsec_zeta",
+        "created_at": 1,
+    });
+    let status = |server: &Server, id: &str| {
+        let request = reqwest::Client::new()
+            .get(server.url(&format!("/stream/{id}")))
+            .bearer_auth(key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // A product told the way replicas tell it: once the replica serves it,
+    // its subscription is up and past its first read.
+    let mut probe = product.clone();
+    probe["id"] = json!("probe");
+    redis_command(
+        &redis,
+        &["HSET", "autoplay:products", "probe", &probe.to_string()],
+    );
+    redis_command(&redis, &["PUBLISH", "autoplay:changes", r#"["p","probe"]"#]);
+    within_bound("a product told", || async {
+        status(&server, "probe").await == 200
+    })
+    .await;
+    // Written without a message: not seen.
+    redis_command(
+        &redis,
+        &["HSET", "autoplay:products", "zeta", &product.to_string()],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&server, "zeta").await, 404, "nothing told it yet");
+    redis_command(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    within_bound("read again after subscribing again", || async {
+        status(&server, "zeta").await == 200
+    })
+    .await;
+    redis_command(&redis, &["HDEL", "autoplay:products", "zeta"]);
+    redis_command(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    within_bound(
+        "deleted while not told, gone after subscribing again",
+        || async { status(&server, "zeta").await == 404 },
+    )
+    .await;
 }

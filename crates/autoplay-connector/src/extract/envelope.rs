@@ -14,6 +14,7 @@ pub struct ShapeError(pub String);
 /// One PostHog event, from whichever envelope it came in.
 pub(super) struct RawEvent<'a> {
     pub name: &'a str,
+    pub uuid: Option<&'a str>,
     pub user_id: Option<String>,
     pub timestamp: Option<String>,
     /// The capture form's own; made up from the top-level fields of the flat form.
@@ -138,6 +139,7 @@ fn raw_event<'a>(
         .find_map(|field| nonempty_str(map.get(*field)));
     Ok(RawEvent {
         name,
+        uuid: nonempty_str(map.get("uuid")),
         user_id,
         timestamp: nonempty_str(map.get("timestamp")).map(str::to_owned),
         elements_chain,

@@ -73,6 +73,9 @@ pub struct Extraction {
     pub payloads: Vec<ActionsPayload>,
     /// `(user_id, email)` pairs the body taught, to remember for later requests.
     pub learned_emails: Vec<(String, String)>,
+    /// The PostHog `uuid` of each event that has one, in body order: what
+    /// makes a retried body recognisable (the Redis store's dedupe).
+    pub event_uuids: Vec<String>,
 }
 
 impl Extraction {
@@ -159,6 +162,10 @@ pub fn extract(
         events: raw.len(),
         payloads,
         learned_emails: learned,
+        event_uuids: raw
+            .iter()
+            .filter_map(|e| e.uuid.map(str::to_owned))
+            .collect(),
     })
 }
 

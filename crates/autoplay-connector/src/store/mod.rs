@@ -99,17 +99,29 @@ impl ProductLog {
             .expect("only logs of the Redis store are tailed")
     }
 
-    /// Waits (up to a few seconds) until the log has its window: with the
-    /// Redis store, until the tail loaded it, so that a subscriber resuming
-    /// right after start-up is not told its id is unknown.
+    /// Waits (up to a few seconds) until the log has its window
+    /// ([`wait_ready`](Self::wait_ready)).
+    #[cfg(test)]
     pub async fn ready(&self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.wait_ready()).await;
+    }
+
+    /// Whether the log has its window: always, but with the Redis store only
+    /// once its tail loaded it. A subscriber resuming before that would be
+    /// told its id is unknown, and get an empty replay: it waits instead.
+    pub fn is_ready(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_none_or(|side| side.delivered.borrow().0)
+    }
+
+    /// Waits until [`is_ready`](Self::is_ready): with the Redis store, until
+    /// Redis answers and the tail loaded the window, however long that takes
+    /// (a subscriber waiting for it gets heartbeats meanwhile).
+    pub async fn wait_ready(&self) {
         if let Some(side) = &self.stream {
             let mut delivered = side.delivered.subscribe();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                delivered.wait_for(|(loaded, _)| *loaded),
-            )
-            .await;
+            let _ = delivered.wait_for(|(loaded, _)| *loaded).await;
         }
     }
 
@@ -125,7 +137,7 @@ impl ProductLog {
     pub fn append(self: &Arc<Self>, kind: &str, json: &str) -> (u64, Ticket) {
         if let Some(side) = &self.stream {
             let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
-            return (0, side.redis.append(self.clone(), body, None).0);
+            return (0, side.redis.append(self.clone(), body, None, None).0);
         }
         let mut inner = self.lock();
         let id = inner.next_id;
@@ -142,14 +154,34 @@ impl ProductLog {
         }
     }
 
+    /// [`append`](Self::append) of a webhook's frame that the Redis store
+    /// appends at most once per [`Store::once`] key (a retried body). Other
+    /// stores append it as [`append`](Self::append) does.
+    pub fn append_once(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        once: Option<&self::redis::Once>,
+    ) -> Ticket {
+        match &self.stream {
+            Some(side) if once.is_some() => {
+                let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
+                side.redis.append(self.clone(), body, None, once).0
+            }
+            _ => self.append(kind, json).1,
+        }
+    }
+
     /// Appends an event that carries a session's new actions (the Redis store
     /// only, see [`Store::counts_sessions`]): Redis counts them with the
-    /// append, atomically; the receiver gets the batch whose summary fell due.
+    /// append, atomically (and, with `once`, only if the frame was not
+    /// appended before); the receiver gets the batch whose summary fell due.
     pub fn append_counting(
         self: &Arc<Self>,
         kind: &str,
         json: &str,
         session: self::redis::SessionDelta,
+        once: Option<&self::redis::Once>,
     ) -> (
         Ticket,
         Option<tokio::sync::oneshot::Receiver<Option<self::redis::SharedDue>>>,
@@ -159,7 +191,29 @@ impl ProductLog {
             .as_ref()
             .expect("only the Redis store counts sessions");
         let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
-        side.redis.append(self.clone(), body, Some(session))
+        side.redis.append(self.clone(), body, Some(session), once)
+    }
+
+    /// Appends a summary of a session counted in the Redis store
+    /// ([`Store::counts_sessions`]), the `seq`th of the session, after the
+    /// session's previous summary, whichever replica writes that one (waiting
+    /// for it at most [`redis::ORDER_WAIT`]). Returns once it is in Redis.
+    pub async fn append_summary(
+        self: &Arc<Self>,
+        kind: &str,
+        json: &str,
+        session_id: &str,
+        seq: u64,
+        idle: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let side = self
+            .stream
+            .as_ref()
+            .expect("only the Redis store counts sessions");
+        let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
+        side.redis
+            .append_summary(self.clone(), body, session_id, seq, idle)
+            .await
     }
 
     /// Appends a summary together with its session's new state, so the two are
@@ -456,6 +510,25 @@ impl Store {
         }
     }
 
+    /// Where the store's queue stands now, taken before a request writes:
+    /// [`durable_since`](Self::durable_since) then fails the request if any of
+    /// its writes failed, not only its last (the Redis store may send a
+    /// request's writes in two transactions).
+    pub fn mark(&self) -> Ticket {
+        self.redis
+            .as_ref()
+            .map_or_else(Ticket::default, |redis| redis.mark())
+    }
+
+    /// [`durable`](Self::durable), and an error if anything written after
+    /// `since` ([`mark`](Self::mark)) failed.
+    pub async fn durable_since(&self, since: Ticket, ticket: Ticket) -> Result<(), StoreError> {
+        match &self.redis {
+            Some(redis) => redis.durable_since(since, ticket).await,
+            None => self.durable(ticket).await,
+        }
+    }
+
     /// Waits until everything written up to `ticket` is durable.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
         if let Some(redis) = &self.redis {
@@ -471,6 +544,22 @@ impl Store {
     /// and read back at start.
     pub fn keeps_emails(&self) -> bool {
         self.writer.is_some() || self.redis.is_some()
+    }
+
+    /// What makes the frames of a webhook whose events carry these `uuid`s
+    /// appended once, should PostHog deliver it again: with the Redis store,
+    /// where a reply lost after Redis applied the events answers 503 (see
+    /// [`redis::Once`]). `None` with the other stores (their 503s are for
+    /// events that were not written) and for a body without `uuid`s.
+    pub fn once(&self, product_id: &str, uuids: &[String]) -> Option<self::redis::Once> {
+        self.redis.as_ref()?.once(product_id, uuids)
+    }
+
+    /// What other replicas change in the store from now on (products and
+    /// emails), for the Redis store; `None` for the others, which only this
+    /// process writes.
+    pub fn follow(&self) -> Option<tokio::sync::mpsc::Receiver<self::redis::Change>> {
+        self.redis.as_ref().map(|redis| redis.follow())
     }
 
     /// Whether sessions are counted in the store, shared by every replica

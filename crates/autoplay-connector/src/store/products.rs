@@ -4,7 +4,8 @@
 //! embedded store writes each one to its `products` table before the admin
 //! request that made it is answered, and reads them back on open; the Redis
 //! store keeps them in the hash `autoplay:products` (id → this, as JSON), read
-//! by every replica when it starts.
+//! by every replica when it starts and again when another one tells it changed
+//! one (`autoplay:changes`).
 
 use serde::{Deserialize, Serialize};
 

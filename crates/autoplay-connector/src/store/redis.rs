@@ -23,11 +23,27 @@
 //!   `MAXLEN ~` lets Redis keep somewhat more than the window (it trims whole
 //!   nodes); the window itself is exact.
 //! - **Sessions** (summaries): an append that carries a session's actions
-//!   also runs [`SESSION_SCRIPT`] in the same transaction, which appends them
-//!   to the session's list and, once `threshold` are pending, takes them all
-//!   and returns them. Redis runs a script atomically, so whichever replica's
-//!   webhooks cross a threshold, exactly one of them gets that batch, and
-//!   only after its actions are on the stream.
+//!   runs as [`APPEND_SCRIPT`] (in the same transaction), which appends the
+//!   frame, then the actions to the session's list and, once `threshold` are
+//!   pending, takes them all and returns them. Redis runs a script
+//!   atomically, so whichever replica's webhooks cross a threshold, exactly
+//!   one of them gets that batch, and only after its actions are on the
+//!   stream. The batch is kept until its summary is out: should the reply
+//!   that carried it be lost, the retried webhook gets it.
+//! - **Once per webhook**: an `EXEC` that Redis applied but whose reply was
+//!   lost answers 503, and PostHog sends the body again. A webhook whose
+//!   events carry `uuid`s appends each frame through [`APPEND_SCRIPT`] with a
+//!   key naming the body and the frame ([`Once`]), set `NX` with a TTL
+//!   (`?dedupe_ttl_s=`, default [`DEDUPE_TTL`]) in the same step: the retry
+//!   appends, and counts for summaries, only the frames not appended yet.
+//! - **Order of summaries**: each batch taken is numbered in the session's
+//!   hash; its summary is appended by [`SUMMARY_SCRIPT`] only after the one
+//!   before it is recorded published, whichever replica wrote it (waiting at
+//!   most [`ORDER_WAIT`]).
+//! - **Products and emails** changed on one replica are published on
+//!   [`CHANGES`] in the same transaction; each replica follows it
+//!   ([`Redis::follow`]), reading the key again, and everything after each
+//!   (re)subscription.
 //! - When Redis goes away, open streams stay open, the tail retries with
 //!   backoff from the last id it delivered, and appends fail (503).
 
@@ -84,6 +100,95 @@ struct Append {
     log: Arc<ProductLog>,
     body: Bytes,
     session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
+    /// The key that marks this frame appended ([`Once`]).
+    once: Option<String>,
+    /// A summary published in its session's order ([`SUMMARY_SCRIPT`]);
+    /// boxed, as only summaries have one.
+    order: Option<Box<Order>>,
+}
+
+/// Where a summary stands in its session's order.
+struct Order {
+    /// The session's hash (its counters).
+    who: String,
+    /// The batch it summarises, dropped when it is out.
+    due: String,
+    /// Its place among the session's summaries (1, 2, ...).
+    seq: u64,
+    /// Publish even if the previous one is not out (waited long enough).
+    force: bool,
+    idle: Duration,
+    /// What [`SUMMARY_SCRIPT`] said.
+    turn: Option<oneshot::Sender<Turn>>,
+}
+
+/// What [`SUMMARY_SCRIPT`] did with a summary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Appended,
+    /// Not its turn yet: the previous summary is not out.
+    Wait,
+    /// Out already (another delivery of its webhook wrote it).
+    Done,
+}
+
+/// How long a summary waits, at most, for the previous summary of its session
+/// (written on any replica) to be published before it goes out anyway: longer
+/// than the LLM's default `timeout_s` (10 s) plus the embedded summariser
+/// after it, so it is only reached when the replica writing the previous one
+/// stopped.
+pub(crate) const ORDER_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a waiting summary asks whether its turn came.
+const ORDER_POLL: Duration = Duration::from_millis(25);
+
+/// Publishes a summary (`ARGV[2]`) of a session in order: appends it to the
+/// stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`) only once the session's summary
+/// `ARGV[3] - 1` is out, as the session's hash `KEYS[2]` records
+/// (`published`), or when `ARGV[4]` is `'1'` (waited long enough); records
+/// it there, drops its batch (`KEYS[3]`) and returns `{'ok', id}`; `{'wait'}`
+/// while it is not its turn, `{'done'}` if this summary is out already
+/// (written by another delivery of the webhook that made it due).
+pub(crate) const SUMMARY_SCRIPT: &str = r#"
+local published = tonumber(redis.call('HGET', KEYS[2], 'published') or '0')
+local seq = tonumber(ARGV[3])
+if seq <= published then return {'done'} end
+if published < seq - 1 and ARGV[4] ~= '1' then return {'wait'} end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+redis.call('HSET', KEYS[2], 'published', seq)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('DEL', KEYS[3])
+return {'ok', id}
+"#;
+
+/// How long a webhook's frames are remembered as appended, by default: a body
+/// PostHog sends again within this time appends nothing twice.
+pub(crate) const DEDUPE_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// The store URL's query parameter that sets [`DEDUPE_TTL`] (`0`: off).
+pub(crate) const DEDUPE_TTL_PARAM: &str = "dedupe_ttl_s";
+
+/// What makes the frames of one webhook recognisable when PostHog delivers
+/// the same body again (it retries after a 503, also one answered after Redis
+/// applied the events but its reply was lost).
+///
+/// The key of a frame is the product, a digest of the body's event `uuid`s in
+/// body order, and the frame's position among the body's frames: the same
+/// body extracts to the same frames, so a retry appends exactly the frames the
+/// lost attempt did not, and answers 200. A body whose events carry no `uuid`
+/// has no `Once`: it is appended again on a retry.
+pub(crate) struct Once {
+    base: String,
+    next: std::cell::Cell<usize>,
+}
+
+impl Once {
+    /// The key of the next frame of the body.
+    fn next_key(&self) -> String {
+        let i = self.next.get();
+        self.next.set(i + 1);
+        format!("{}:{i}", self.base)
+    }
 }
 
 /// A session's new actions, counted in Redis with an append.
@@ -101,30 +206,73 @@ pub(crate) struct SessionDelta {
 /// A batch of a session whose summary fell due on this replica.
 #[derive(Debug)]
 pub(crate) struct SharedDue {
+    /// Its place among the session's batches (1, 2, ...), whichever replicas
+    /// took them: what [`ProductLog::append_summary`] publishes it in order by.
+    pub seq: u64,
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub actions: Vec<SlimAction>,
 }
 
-/// Appends a session's actions (`ARGV[5..]`) to its list (`KEYS[1]`), keeps
-/// its user and email (`ARGV[3]`, `ARGV[4]`, in hash `KEYS[2]`), and once
-/// `ARGV[1]` are pending takes them: returns `{user, email, actions...}`, or
-/// `{}` while fewer are pending. Both keys expire after `ARGV[2]` idle seconds.
-pub(crate) const SESSION_SCRIPT: &str = r#"
-local list, who = KEYS[1], KEYS[2]
-local threshold, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', who, 'user', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', who, 'email', ARGV[4]) end
+/// Appends one frame (`ARGV[2]`) to the stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`)
+/// and returns `{id}`, with two options:
+///
+/// - **once** (`ARGV[3]` a TTL in seconds, not `''`): first `SET KEYS[2] NX
+///   EX ARGV[3]`; if the key was there already the frame was appended by an
+///   earlier delivery of the same webhook, and nothing is appended: `nil`, or
+///   `{'', seq, user, email, actions...}` when that delivery made a batch due
+///   whose summary is not out yet (its reply was lost with the batch: this
+///   delivery writes the summary).
+/// - **session** (`ARGV[4]` the threshold, not `''`): appends the session's
+///   actions (`ARGV[8..]`) to its list (the next key) and keeps its user and
+///   email (`ARGV[6]`, `ARGV[7]`, in the hash after it); once `ARGV[4]` are
+///   pending, numbers the batch (`due` in the hash), keeps it as
+///   `<list>:due:<seq>` until its summary is out ([`SUMMARY_SCRIPT`]), notes
+///   `seq` in the once key, and returns `{id, seq, user, email, actions...}`.
+///   The keys expire after `ARGV[5]` idle seconds.
+///
+/// One script, so the check, the append and the count are one atomic step: a
+/// retried body neither appends nor counts a frame twice.
+pub(crate) const APPEND_SCRIPT: &str = r#"
+local k = 2
+local once = nil
+if ARGV[3] ~= '' then
+  once = KEYS[2]
+  k = 3
+end
+local list, who = KEYS[k], KEYS[k + 1]
+local function batch(id, seq, actions)
+  local out = {id, tostring(seq), redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
+  for _, action in ipairs(actions) do out[#out + 1] = action end
+  return out
+end
+if once and not redis.call('SET', once, '1', 'NX', 'EX', ARGV[3]) then
+  local seq = tonumber(redis.call('GET', once))
+  if ARGV[4] == '' or seq == nil or seq < 2 then return false end
+  seq = seq - 1
+  if tonumber(redis.call('HGET', who, 'published') or '0') >= seq then return false end
+  local actions = redis.call('LRANGE', list .. ':due:' .. seq, 0, -1)
+  if #actions == 0 then return false end
+  return batch('', seq, actions)
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+if ARGV[4] == '' then return {id} end
+local threshold, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', who, 'user', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', who, 'email', ARGV[7]) end
 local n = 0
-for i = 5, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
+for i = 8, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
 redis.call('EXPIRE', list, idle)
 redis.call('EXPIRE', who, idle)
-if n < threshold then return {} end
+if n < threshold then return {id} end
 local actions = redis.call('LRANGE', list, 0, -1)
-redis.call('DEL', list)
-local out = {redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
-for _, action in ipairs(actions) do out[#out + 1] = action end
-return out
+local seq = redis.call('HINCRBY', who, 'due', 1)
+local due = list .. ':due:' .. seq
+redis.call('RENAME', list, due)
+redis.call('EXPIRE', due, idle)
+-- 1 means "appended"; seq + 1 "appended, and made batch seq due".
+if once then redis.call('SET', once, tostring(seq + 1), 'KEEPTTL') end
+return batch(id, seq, actions)
 "#;
 
 /// The keys of a session: its pending actions, and who it is.
@@ -134,9 +282,31 @@ fn session_keys(product_id: &str, session_id: &str) -> (String, String) {
     (list, who)
 }
 
+/// The id of a frame [`APPEND_SCRIPT`] appended (`None`: appended before),
+/// and the batch of its session that fell due with it.
+fn appended(reply: Option<redis::Value>) -> (Option<String>, Option<SharedDue>) {
+    let Some(parts) = reply.and_then(|v| redis::from_redis_value::<Option<Vec<Vec<u8>>>>(v).ok())
+    else {
+        return (None, None);
+    };
+    let Some(mut parts) = parts else {
+        return (None, None);
+    };
+    if parts.is_empty() {
+        return (None, None);
+    }
+    // An empty id: not appended (appended before), but its batch is due here.
+    let id = String::from_utf8(parts.remove(0))
+        .ok()
+        .filter(|id| !id.is_empty());
+    let due = (!parts.is_empty()).then(|| shared_due(parts)).flatten();
+    (id, due)
+}
+
 fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
     let mut parts = reply.into_iter();
     let text = |b: Vec<u8>| String::from_utf8(b).ok().filter(|s| !s.is_empty());
+    let seq = text(parts.next()?)?.parse().ok()?;
     let user_id = text(parts.next()?);
     let email = parts.next().and_then(text);
     let actions = parts
@@ -149,6 +319,7 @@ fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
         })
         .collect();
     Some(SharedDue {
+        seq,
         user_id,
         email,
         actions,
@@ -161,7 +332,7 @@ enum Op {
     /// A learnt email (`None`: forget it), in the product's hash
     /// `autoplay:{<product>}:emails`.
     Email {
-        key: String,
+        product_id: String,
         user_id: String,
         email: Option<String>,
     },
@@ -176,11 +347,64 @@ enum Op {
 /// The hash of the products registered through the admin API (id → JSON).
 const PRODUCTS_KEY: &str = "autoplay:products";
 
+/// The pub/sub channel on which a change of a product or an email is told:
+/// `["p", product]` or `["e", product, user]` (JSON); the receivers read the
+/// key again, so the message carries no secret and order does not matter.
+const CHANGES: &str = "autoplay:changes";
+
+/// How long the change subscription may be silent before it is checked with a
+/// `PING` (a dead connection is found within this and [`PING_TIMEOUT`]).
+const SILENCE: Duration = Duration::from_secs(10);
+
+/// How long a `PING` of the change subscription may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What another replica (or this one) changed in the store, read from Redis.
+pub(crate) enum Change {
+    /// Everything the store has: after each (re)subscription, since what was
+    /// told while this replica was not subscribed is not told again.
+    All {
+        products: Vec<StoredProduct>,
+        /// (product, user, email).
+        emails: Vec<(String, String, String)>,
+    },
+    /// A product registered or rotated (`Some`), or deleted (`None`).
+    Product {
+        id: String,
+        record: Option<StoredProduct>,
+    },
+    /// An email learnt (`Some`) or forgotten (`None`).
+    Email {
+        product_id: String,
+        user_id: String,
+        email: Option<String>,
+    },
+}
+
 type Queue = (u64, Option<mpsc::UnboundedSender<(u64, Op)>>);
 
 /// The hash of a product's learnt emails (user id → email).
 fn emails_key(product_id: &str) -> String {
     format!("autoplay:{{{product_id}}}:emails")
+}
+
+/// The dedupe TTL a store URL asks for (`?dedupe_ttl_s=N`), or the default.
+fn dedupe_ttl(url: &str) -> Result<Duration, String> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(DEDUPE_TTL);
+    };
+    let mut ttl = DEDUPE_TTL;
+    for (name, value) in query.split('&').filter_map(|p| p.split_once('=')) {
+        if name == DEDUPE_TTL_PARAM {
+            ttl = value.parse().map(Duration::from_secs).map_err(|_| {
+                format!(
+                    "{DEDUPE_TTL_PARAM}={value:?} is not a number of seconds; expected e.g. \
+                     redis://127.0.0.1:6379/0?{DEDUPE_TTL_PARAM}=3600 (0 turns dedupe off)"
+                )
+            })?;
+        }
+    }
+    Ok(ttl)
 }
 
 /// What the Redis store shares between its writer, its tails and its logs.
@@ -192,6 +416,8 @@ pub(crate) struct Redis {
     metrics: Arc<Metrics>,
     /// Set while the last command to Redis failed, so it is logged once.
     down: AtomicBool,
+    /// How long a webhook's frames are remembered as appended (zero: off).
+    dedupe_ttl: Duration,
 }
 
 /// A product's stream as this replica sees it, behind the log's lock.
@@ -224,10 +450,12 @@ impl Redis {
         window: ReplayWindow,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Open {
+        let open_error = |reason: String| StoreError::Open {
             path: super::redacted(url),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let dedupe_ttl = dedupe_ttl(url).map_err(open_error)?;
+        let client = redis::Client::open(url).map_err(|e| open_error(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (progress, _) = watch::channel(Progress::default());
         let redis = Arc::new(Self {
@@ -237,6 +465,7 @@ impl Redis {
             progress,
             metrics,
             down: AtomicBool::new(false),
+            dedupe_ttl,
         });
         tokio::spawn(write_loop(redis.clone(), rx));
         Ok(redis)
@@ -262,12 +491,14 @@ impl Redis {
 
     /// Queues an event of `log`, and the session's actions it carries: the
     /// receiver gets the batch whose summary fell due with it, if any (nothing
-    /// when Redis failed: the webhook gets 503 and is sent again).
+    /// when Redis failed: the webhook gets 503 and is sent again; nothing
+    /// either when `once` says the frame was appended already).
     pub fn append(
         &self,
         log: Arc<ProductLog>,
         body: Bytes,
         session: Option<SessionDelta>,
+        once: Option<&Once>,
     ) -> (Ticket, Option<oneshot::Receiver<Option<SharedDue>>>) {
         let (session, rx) = match session {
             None => (None, None),
@@ -276,13 +507,97 @@ impl Redis {
                 (Some((delta, tx)), Some(rx))
             }
         };
-        (self.send(Op::Append(Append { log, body, session })), rx)
+        let once = once.map(Once::next_key);
+        let append = Append {
+            log,
+            body,
+            session,
+            once,
+            order: None,
+        };
+        (self.send(Op::Append(append)), rx)
+    }
+
+    /// Appends the summary `body` of `session_id`, the `seq`th of the
+    /// session, once the one before it is out (on any replica), waiting at
+    /// most [`ORDER_WAIT`] for it; `idle` as the session's. An error: Redis
+    /// failed (the summary is not published).
+    pub async fn append_summary(
+        &self,
+        log: Arc<ProductLog>,
+        body: Bytes,
+        session_id: &str,
+        seq: u64,
+        idle: Duration,
+    ) -> Result<(), StoreError> {
+        let (list, who) = session_keys(&log.product_id, session_id);
+        let due = format!("{list}:due:{seq}");
+        let deadline = tokio::time::Instant::now() + ORDER_WAIT;
+        loop {
+            let force = tokio::time::Instant::now() >= deadline;
+            let (tx, rx) = oneshot::channel();
+            let append = Append {
+                log: log.clone(),
+                body: body.clone(),
+                session: None,
+                once: None,
+                order: Some(Box::new(Order {
+                    who: who.clone(),
+                    due: due.clone(),
+                    seq,
+                    force,
+                    idle,
+                    turn: Some(tx),
+                })),
+            };
+            let ticket = self.send(Op::Append(append));
+            self.durable(ticket).await?;
+            match rx.await.unwrap_or(Turn::Wait) {
+                Turn::Appended => return Ok(()),
+                Turn::Done => {
+                    info!(
+                        product_id = &*log.product_id,
+                        session_id, seq, "this summary is out already; not published twice"
+                    );
+                    return Ok(());
+                }
+                Turn::Wait => {}
+            }
+            if force {
+                return Err(StoreError::Write("the summary was not appended".into()));
+            }
+            tokio::time::sleep(ORDER_POLL).await;
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    product_id = &*log.product_id,
+                    session_id,
+                    seq,
+                    "the previous summary of this session is not out after {ORDER_WAIT:?}; publishing this one anyway"
+                );
+            }
+        }
+    }
+
+    /// The [`Once`] of a webhook of `product_id` whose events carry these
+    /// `uuid`s: `None` when none does, or when dedupe is off.
+    pub fn once(&self, product_id: &str, uuids: &[String]) -> Option<Once> {
+        if uuids.is_empty() || self.dedupe_ttl.is_zero() {
+            return None;
+        }
+        let digest = crate::config::sha256(uuids.join("\n").as_bytes());
+        Some(Once {
+            base: format!(
+                "autoplay:{{{product_id}}}:seen:{}",
+                hex::encode(&digest[..16])
+            ),
+            next: std::cell::Cell::new(0),
+        })
     }
 
     /// Queues a learnt email (`None`: forget it).
     pub fn put_email(&self, product_id: &str, user_id: &str, email: Option<&str>) -> Ticket {
         self.send(Op::Email {
-            key: emails_key(product_id),
+            product_id: product_id.to_owned(),
             user_id: user_id.to_owned(),
             email: email.map(str::to_owned),
         })
@@ -371,9 +686,33 @@ impl Redis {
         })
     }
 
+    /// Starts following what is changed in the store (by any replica): the
+    /// receiver gets a [`Change::All`] each time the subscription starts, then
+    /// each change as it is told. Reconnects with backoff while Redis is away.
+    pub fn follow(self: &Arc<Self>) -> mpsc::Receiver<Change> {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(follow_loop(self.clone(), tx));
+        rx
+    }
+
     /// Waits until Redis took everything up to `ticket`.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), StoreError> {
-        if ticket.0 == 0 {
+        self.durable_since(Ticket(ticket.0.saturating_sub(1)), ticket)
+            .await
+    }
+
+    /// Where the queue stands now: what [`durable_since`](Self::durable_since)
+    /// checks from.
+    pub fn mark(&self) -> Ticket {
+        Ticket(self.queue.lock().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
+    /// Waits until Redis took everything up to `ticket`, and fails if any of
+    /// what was queued after `since` failed: a request's frames may span two
+    /// batches, and the first one failing must fail the request, not only the
+    /// last one.
+    pub async fn durable_since(&self, since: Ticket, ticket: Ticket) -> Result<(), StoreError> {
+        if ticket.0 == 0 || ticket <= since {
             return Ok(());
         }
         let mut progress = self.progress.subscribe();
@@ -387,7 +726,7 @@ impl Redis {
         if progress
             .failed
             .iter()
-            .any(|(lo, hi)| (*lo..=*hi).contains(&ticket.0))
+            .any(|(lo, hi)| *lo <= ticket.0 && *hi > since.0)
         {
             return Err(StoreError::Write("Redis did not take the events".into()));
         }
@@ -461,6 +800,7 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                             .arg(PRODUCTS_KEY)
                             .arg(product_id)
                             .arg(&json[..]);
+                        publish(&mut pipe, ("p", product_id));
                         continue;
                     }
                     Op::Product {
@@ -469,48 +809,87 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                     } => {
                         pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
                         pipe.cmd("DEL").arg(stream_name(product_id));
+                        publish(&mut pipe, ("p", product_id));
                         continue;
                     }
                     Op::Email {
-                        key,
+                        product_id,
                         user_id,
                         email: Some(email),
                     } => {
-                        pipe.cmd("HSET").arg(key).arg(user_id).arg(email);
+                        pipe.cmd("HSET")
+                            .arg(emails_key(product_id))
+                            .arg(user_id)
+                            .arg(email);
+                        publish(&mut pipe, ("e", product_id, user_id));
                         continue;
                     }
                     Op::Email {
-                        key,
+                        product_id,
                         user_id,
                         email: None,
                     } => {
-                        pipe.cmd("HDEL").arg(key).arg(user_id);
+                        pipe.cmd("HDEL").arg(emails_key(product_id)).arg(user_id);
+                        publish(&mut pipe, ("e", product_id, user_id));
                         continue;
                     }
                 };
                 let key = &append.log.stream_side().key;
-                pipe.cmd("XADD")
-                    .arg(key)
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(maxlen)
-                    .arg("*")
-                    .arg("e")
-                    .arg(&append.body[..]);
-                if let Some((delta, _)) = &append.session {
-                    let (list, who) = session_keys(&append.log.product_id, &delta.session_id);
-                    let cmd = pipe
-                        .cmd("EVAL")
-                        .arg(SESSION_SCRIPT)
-                        .arg(2)
-                        .arg(list)
-                        .arg(who)
-                        .arg(delta.threshold)
-                        .arg(delta.idle.as_secs().max(1))
-                        .arg(delta.user_id.as_deref().unwrap_or(""))
-                        .arg(delta.email.as_deref().unwrap_or(""));
-                    for action in &delta.actions {
-                        cmd.arg(action);
+                if let Some(order) = &append.order {
+                    pipe.cmd("EVAL")
+                        .arg(SUMMARY_SCRIPT)
+                        .arg(3)
+                        .arg(key)
+                        .arg(&order.who)
+                        .arg(&order.due)
+                        .arg(maxlen)
+                        .arg(&append.body[..])
+                        .arg(order.seq)
+                        .arg(if order.force { "1" } else { "0" })
+                        .arg(order.idle.as_secs().max(1));
+                    continue;
+                }
+                if append.session.is_none() && append.once.is_none() {
+                    pipe.cmd("XADD")
+                        .arg(key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(maxlen)
+                        .arg("*")
+                        .arg("e")
+                        .arg(&append.body[..]);
+                    continue;
+                }
+                let session = append.session.as_ref().map(|(delta, _)| {
+                    let keys = session_keys(&append.log.product_id, &delta.session_id);
+                    (delta, keys)
+                });
+                let keys =
+                    1 + usize::from(append.once.is_some()) + 2 * usize::from(session.is_some());
+                let cmd = pipe.cmd("EVAL").arg(APPEND_SCRIPT).arg(keys).arg(key);
+                if let Some(once) = &append.once {
+                    cmd.arg(once);
+                }
+                if let Some((_, (list, who))) = &session {
+                    cmd.arg(list).arg(who);
+                }
+                cmd.arg(maxlen).arg(&append.body[..]);
+                match &append.once {
+                    Some(_) => cmd.arg(redis.dedupe_ttl.as_secs().max(1)),
+                    None => cmd.arg(""),
+                };
+                match &session {
+                    None => {
+                        cmd.arg("");
+                    }
+                    Some((delta, _)) => {
+                        cmd.arg(delta.threshold)
+                            .arg(delta.idle.as_secs().max(1))
+                            .arg(delta.user_id.as_deref().unwrap_or(""))
+                            .arg(delta.email.as_deref().unwrap_or(""));
+                        for action in &delta.actions {
+                            cmd.arg(action);
+                        }
                     }
                 }
             }
@@ -537,18 +916,44 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                             continue;
                         }
                     };
-                    let id: String = replies
-                        .next()
-                        .and_then(|v| redis::from_redis_value(v).ok())
-                        .unwrap_or_default();
-                    ids.push(id);
+                    let reply = replies.next();
+                    if let Some(order) = &mut append.order {
+                        let reply: Vec<String> = reply
+                            .and_then(|v| redis::from_redis_value(v).ok())
+                            .unwrap_or_default();
+                        let (turn, id) = match reply.as_slice() {
+                            [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
+                            [done] if done == "done" => (Turn::Done, None),
+                            _ => (Turn::Wait, None),
+                        };
+                        if let Some(tx) = order.turn.take() {
+                            let _ = tx.send(turn);
+                        }
+                        if let Some(id) = id {
+                            ids.push(id);
+                            appends.push(&*append);
+                        }
+                        continue;
+                    }
+                    let scripted = append.session.is_some() || append.once.is_some();
+                    let (id, due) = if scripted {
+                        appended(reply)
+                    } else {
+                        let id = reply.and_then(|v| redis::from_redis_value(v).ok());
+                        (id, None)
+                    };
                     if let Some((_, tx)) = append.session.take() {
-                        let due = replies
-                            .next()
-                            .and_then(|v| redis::from_redis_value::<Vec<Vec<u8>>>(v).ok())
-                            .and_then(shared_due);
                         let _ = tx.send(due);
                     }
+                    let Some(id) = id else {
+                        // An earlier delivery of the same webhook appended it.
+                        info!(
+                            product_id = &*append.log.product_id,
+                            "a frame of a webhook delivered again was appended already; not appended twice"
+                        );
+                        continue;
+                    };
+                    ids.push(id);
                     appends.push(&*append);
                 }
                 // The newest id per log, then wait for this replica's tail.
@@ -588,6 +993,13 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
         batch.clear();
     }
     redis.progress.send_modify(|p| p.closed = true);
+}
+
+/// Tells the other replicas what changed (their [`follow_loop`]), in the
+/// transaction that changes it; its reply is not among the batch's.
+fn publish(pipe: &mut redis::Pipeline, change: impl serde::Serialize) {
+    let message = serde_json::to_string(&change).unwrap_or_default();
+    pipe.cmd("PUBLISH").arg(CHANGES).arg(message).ignore();
 }
 
 /// The frame of a stream entry, or `None` (logged) when it is not ours.
@@ -726,4 +1138,196 @@ async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
 /// The id a subscriber's `Last-Event-ID` would carry for `key`, for logs.
 pub(crate) fn display(key: u128) -> String {
     stream_id(key)
+}
+
+fn product_from(id: &str, json: &[u8]) -> Option<StoredProduct> {
+    match serde_json::from_slice(json) {
+        Ok(product) => Some(product),
+        Err(e) => {
+            error!(product_id = id, error = %e, "unreadable product in Redis; skipped");
+            None
+        }
+    }
+}
+
+/// Every product and email the store has, read on `conn`.
+async fn read_all(conn: &mut MultiplexedConnection) -> redis::RedisResult<Change> {
+    let entries: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        .arg(PRODUCTS_KEY)
+        .query_async(conn)
+        .await?;
+    let products = entries
+        .iter()
+        .filter_map(|(id, json)| product_from(id, json))
+        .collect();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        // SCAN, not KEYS: it does not stall a Redis with a large keyspace.
+        let (next, mut page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("autoplay:{*}:emails")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.append(&mut page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let mut emails = Vec::new();
+    for key in keys {
+        let Some(product) = key
+            .strip_prefix("autoplay:{")
+            .and_then(|rest| rest.strip_suffix("}:emails"))
+        else {
+            continue;
+        };
+        let pairs: Vec<(String, String)> =
+            redis::cmd("HGETALL").arg(&key).query_async(conn).await?;
+        for (user, email) in pairs {
+            emails.push((product.to_owned(), user, email));
+        }
+    }
+    Ok(Change::All { products, emails })
+}
+
+/// What a message of [`CHANGES`] is about, read again from Redis.
+async fn read_change(
+    conn: &mut MultiplexedConnection,
+    message: &str,
+) -> redis::RedisResult<Option<Change>> {
+    let parts: Vec<String> = match serde_json::from_str(message) {
+        Ok(parts) => parts,
+        Err(_) => {
+            warn!(message, "unreadable message on {CHANGES}; skipped");
+            return Ok(None);
+        }
+    };
+    Ok(match parts.as_slice() {
+        [kind, id] if kind == "p" => {
+            let json: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(PRODUCTS_KEY)
+                .arg(id)
+                .query_async(conn)
+                .await?;
+            Some(Change::Product {
+                id: id.clone(),
+                record: json.and_then(|json| product_from(id, &json)),
+            })
+        }
+        [kind, product_id, user_id] if kind == "e" => {
+            let email: Option<String> = redis::cmd("HGET")
+                .arg(emails_key(product_id))
+                .arg(user_id)
+                .query_async(conn)
+                .await?;
+            Some(Change::Email {
+                product_id: product_id.clone(),
+                user_id: user_id.clone(),
+                email,
+            })
+        }
+        _ => {
+            warn!(message, "unknown message on {CHANGES}; skipped");
+            None
+        }
+    })
+}
+
+/// Subscribes to [`CHANGES`], hands over everything once subscribed, then
+/// each change; on any failure starts again (with backoff), so what was told
+/// meanwhile is in the next [`Change::All`].
+async fn follow_loop(redis: Arc<Redis>, tx: mpsc::Sender<Change>) {
+    use futures_util::StreamExt;
+    let mut backoff = BACKOFF.0;
+    while !tx.is_closed() {
+        let result: redis::RedisResult<()> = async {
+            let mut pubsub = timed(PING_TIMEOUT, redis.client.get_async_pubsub()).await?;
+            timed(PING_TIMEOUT, pubsub.subscribe(CHANGES)).await?;
+            let mut conn = redis.connect(Duration::from_secs(5)).await?;
+            // Subscribed first, read after: a change made in between is in
+            // both, and reading it twice does no harm.
+            let all = read_all(&mut conn).await?;
+            if tx.send(all).await.is_err() {
+                return Ok(());
+            }
+            backoff = BACKOFF.0;
+            let (mut sink, mut messages) = pubsub.split();
+            loop {
+                let next = tokio::select! {
+                    // Nobody follows any more (the connector stopped).
+                    _ = tx.closed() => return Ok(()),
+                    next = tokio::time::timeout(SILENCE, messages.next()) => next,
+                };
+                let message = match next {
+                    Ok(Some(message)) => message,
+                    Ok(None) => return Err(io_error(std::io::ErrorKind::ConnectionReset)),
+                    Err(_) => {
+                        // In subscribed mode PING answers `["pong", ""]`.
+                        timed(PING_TIMEOUT, sink.ping::<redis::Value>()).await?;
+                        continue;
+                    }
+                };
+                let Ok(text) = message.get_payload::<String>() else {
+                    continue;
+                };
+                if let Some(change) = read_change(&mut conn, &text).await?
+                    && tx.send(change).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            // Not an outage by itself (the writer and the tails say when
+            // Redis is away): the subscription is made again, and what was
+            // told meanwhile read then.
+            if backoff == BACKOFF.0 {
+                warn!(error = %e, "the subscription to {CHANGES} dropped; subscribing again");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+}
+
+fn io_error(kind: std::io::ErrorKind) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::from(kind))
+}
+
+/// `future`, failed as timed out after `limit`.
+async fn timed<T>(
+    limit: Duration,
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| Err(io_error(std::io::ErrorKind::TimedOut)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedupe_ttl_is_read_from_the_url() {
+        assert_eq!(dedupe_ttl("redis://h:1").unwrap(), DEDUPE_TTL);
+        // The redis crate takes the URL with our parameter in it.
+        assert!(redis::Client::open("redis://h:1/2?dedupe_ttl_s=60").is_ok());
+        assert_eq!(
+            dedupe_ttl("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            dedupe_ttl("redis://h:1?dedupe_ttl_s=0").unwrap(),
+            Duration::ZERO
+        );
+        let error = dedupe_ttl("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
+        assert!(error.contains("dedupe_ttl_s=3600"), "{error}");
+    }
 }

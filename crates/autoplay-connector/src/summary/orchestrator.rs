@@ -31,9 +31,10 @@ pub(crate) fn append_actions(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payload: &ActionsPayload,
+    once: Option<&crate::store::redis::Once>,
 ) -> Ticket {
     if state.store.counts_sessions() {
-        return append_counted(state, product, payload);
+        return append_counted(state, product, payload, once);
     }
     let mut ticket = Ticket::default();
     for json in frames::actions_frames(payload, state.max_frame_bytes, &state.metrics) {
@@ -69,6 +70,7 @@ fn append_counted(
     state: &Arc<AppState>,
     product: &Arc<Product>,
     payload: &ActionsPayload,
+    once: Option<&crate::store::redis::Once>,
 ) -> Ticket {
     let frames = frames::actions_frames(payload, state.max_frame_bytes, &state.metrics);
     let mut ticket = Ticket::default();
@@ -90,10 +92,12 @@ fn append_counted(
                 idle: state.session_idle_timeout,
             });
         let Some(delta) = delta else {
-            ticket = product.log.append(ACTIONS_TYPE, &json).1;
+            ticket = product.log.append_once(ACTIONS_TYPE, &json, once);
             continue;
         };
-        let (written, due) = product.log.append_counting(ACTIONS_TYPE, &json, delta);
+        let (written, due) = product
+            .log
+            .append_counting(ACTIONS_TYPE, &json, delta, once);
         ticket = written;
         if let Some(due) = due {
             let (state, product) = (state.clone(), product.clone());
@@ -143,6 +147,18 @@ fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
                         record.map(|r| (session_id, r)),
                     )
                 })
+        } else if let Some(seq) = due.seq {
+            // Counted in Redis: after the session's previous summary,
+            // whichever replica writes it.
+            let idle = state.session_idle_timeout;
+            if let Err(error) = product
+                .log
+                .append_summary(SUMMARY_TYPE, &json, session_id, seq, idle)
+                .await
+            {
+                tracing::warn!(session_id, %error, "a summary could not be published");
+            }
+            Ticket::default()
         } else {
             product.log.append(SUMMARY_TYPE, &json).1
         };

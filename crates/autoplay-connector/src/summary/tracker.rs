@@ -67,6 +67,7 @@ impl SessionState {
             },
             after: self.last_summary.replace(next),
             published,
+            seq: None,
         }
     }
 }
@@ -84,6 +85,9 @@ pub(crate) struct DueSummary {
     pub after: Option<oneshot::Receiver<()>>,
     /// Sent, or dropped, once this summary is out, to let the next one go.
     pub published: oneshot::Sender<()>,
+    /// Its place among the session's summaries when Redis counts the session
+    /// (several replicas): published in that order across replicas.
+    pub seq: Option<u64>,
 }
 
 /// (product, session).
@@ -219,7 +223,9 @@ impl SessionTracker {
         state.last_seen = Instant::now();
         state.user_id = due.user_id.map(Into::into);
         state.email = due.email.map(Into::into);
-        state.fall_due(session_id, due.actions)
+        let mut summary = state.fall_due(session_id, due.actions);
+        summary.seq = Some(due.seq);
+        summary
     }
 
     /// Forgets sessions idle for longer than `idle`; returns which.

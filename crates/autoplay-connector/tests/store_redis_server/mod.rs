@@ -100,3 +100,100 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A TCP proxy in front of a [`RedisServer`] that, once armed, lets the next
+/// `EXEC` through to Redis and drops its reply, closing that connection: Redis
+/// applied the transaction, the client never learns it (a reply lost to a
+/// network fault). Everything else passes unchanged. Its task ends when the
+/// proxy is dropped.
+pub struct ReplyDropper {
+    port: u16,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyDropper {
+    /// Listens on a free port of 127.0.0.1 and forwards to `redis`.
+    pub async fn start(redis: &RedisServer) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = redis.port;
+        let armed = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (a, d) = (armed.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (armed, dropped) = (a.clone(), d.clone());
+                connections.spawn(async move {
+                    let (mut up, mut down) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+                    let mut lose = false;
+                    loop {
+                        tokio::select! {
+                            n = client.read(&mut up) => {
+                                let Ok(n @ 1..) = n else { return };
+                                if up[..n].windows(6).any(|w| w == b"EXEC\r\n")
+                                    && armed.swap(false, Ordering::SeqCst)
+                                {
+                                    lose = true;
+                                }
+                                if server.write_all(&up[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                            n = server.read(&mut down) => {
+                                let Ok(n @ 1..) = n else { return };
+                                if lose {
+                                    // Both sockets close as this task ends.
+                                    dropped.fetch_add(1, Ordering::SeqCst);
+                                    return;
+                                }
+                                if client.write_all(&down[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            armed,
+            dropped,
+            task,
+        }
+    }
+
+    /// `redis://127.0.0.1:<proxy port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops the reply of the next `EXEC`.
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Replies dropped so far.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ReplyDropper {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every
+        // connection's task and closes their sockets.
+        self.task.abort();
+    }
+}

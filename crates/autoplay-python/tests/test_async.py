@@ -187,14 +187,16 @@ def test_async_for_over_events(summarising_connector: Connector) -> None:
 
 def test_events_end_after_stop_and_raise_fatal_statuses(connector: Connector) -> None:
     async def main() -> None:
-        client = AsyncConnectorClient(url=connector.url, token=connector.key)
+        connected = asyncio.Event()
+        client = AsyncConnectorClient(url=connector.url, token=connector.key, on_connect=connected.set)
         seen: List[str] = []
 
         async def post_then_stop() -> None:
-            await asyncio.sleep(0.3)
+            # Post once subscribed (events posted before are not the stream's), then
+            # stop once every event was received (handed out, or queued in the
+            # client): the connector's 200 does not mean the stream has carried them.
+            await asyncio.wait_for(connected.wait(), 10)
             await asyncio.to_thread(connector.post_batches, 50)
-            # Every event received (handed out, or queued in the client) before stop():
-            # the connector's 200 does not mean the stream has carried them yet.
             assert await wait_until(lambda: len(seen) + client.queue_size >= 50)
             client.stop()
 

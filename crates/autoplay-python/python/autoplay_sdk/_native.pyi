@@ -23,7 +23,10 @@ from typing import (
 from typing_extensions import Self, disjoint_base
 
 __version__: str
+#: 0.13.0's default summarizer prompt (a `str.format` template with `{actions}`).
+DEFAULT_PROMPT: str
 __all__ = [
+    "DEFAULT_PROMPT",
     "ActionsPayload",
     "ConnectorClient",
     "EventBuffer",

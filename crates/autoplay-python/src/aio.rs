@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use autoplay_sdk::{
-    AsyncConnectorClient, DisconnectReason, Error, Event, OverflowPolicy, StopHandle,
-};
+use autoplay_sdk::{AsyncConnectorClient, DisconnectReason, Error, Event, StopHandle};
 use futures_util::{FutureExt, StreamExt};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -31,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors;
 use crate::models::{drop_dict, event_to_py};
-use crate::options::{Limits, apply_engine_options, overflow_policy, seconds};
+use crate::options::{EngineOptions, apply_engine_options};
 
 /// Payloads the buffer between the pump and the event loop holds at most; also the
 /// most one `take` hands over. Large enough that a wake-up is shared by many
@@ -76,9 +74,6 @@ const _: () = assert!(BUFFER == 256);
 /// Drop notices waiting for the loop beyond which further ones are not told (the
 /// total in the next notice and `dropped_count` stay exact).
 const MAX_DROP_NOTES: usize = 4096;
-
-/// A read timeout standing for "none" (`read_timeout_s=None`): a year.
-const NO_READ_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The runtime every async client's engine and pump run on (two workers, so the
 /// reader and the decoding pump can use both cores while the event loop runs
@@ -369,23 +364,6 @@ async fn pump(
     }
 }
 
-/// Options other than the URL and token, as given.
-struct Options {
-    max_queue_size: usize,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    max_retries: Option<u32>,
-    overflow: OverflowPolicy,
-    overflow_grace: Duration,
-    drain_timeout: Duration,
-    max_event_size: Option<usize>,
-    headers: Vec<(String, String)>,
-    last_event_id: Option<String>,
-    limits: Limits,
-}
-
 /// Which hooks the Python side wants told.
 #[derive(Clone, Copy)]
 struct Hooks {
@@ -404,19 +382,14 @@ struct ClientState {
 #[pyclass(module = "autoplay_sdk._native", name = "_AsyncEngine", frozen)]
 pub(crate) struct PyAsyncEngine {
     url: String,
-    token: String,
-    options: Options,
+    /// Configured once with every option; cloned (with a stop handle of its own)
+    /// for each run, the hooks then added.
+    builder: autoplay_sdk::AsyncConnectorClientBuilder,
     hooks: Hooks,
     state: Mutex<ClientState>,
 }
 
 impl PyAsyncEngine {
-    fn builder(&self) -> autoplay_sdk::AsyncConnectorClientBuilder {
-        let o = &self.options;
-        let b = AsyncConnectorClient::builder(self.url.clone()).token(self.token.clone());
-        apply_engine_options!(b, o)
-    }
-
     /// The core's hooks, each a marker in the run's buffer. `shared` is weak: the
     /// core client outlives the run in `ClientState`, and must not keep it alive.
     fn wire_hooks(
@@ -485,12 +458,12 @@ impl PyAsyncEngine {
         py: Python<'_>,
         url: String,
         token: String,
-        max_queue_size: usize,
+        max_queue_size: i64,
         connect_timeout: f64,
         read_timeout_s: Option<f64>,
         initial_backoff_s: f64,
         max_backoff_s: f64,
-        max_retries: Option<u32>,
+        max_retries: Option<i64>,
         overflow_policy: &str,
         drain_timeout_s: f64,
         max_event_size: Option<usize>,
@@ -505,50 +478,41 @@ impl PyAsyncEngine {
         backoff_reset_after_s: f64,
         max_id_len: i64,
     ) -> PyResult<Self> {
-        let mut header_list = Vec::new();
-        if let Some(headers) = headers {
-            for (k, v) in headers.iter() {
-                header_list.push((k.extract::<String>()?, v.extract::<String>()?));
-            }
-        }
-        let read_timeout = match read_timeout_s {
-            None => NO_READ_TIMEOUT,
-            Some(s) => seconds(py, "read_timeout_s", s)?,
-        };
-        let engine = Self {
+        let options = EngineOptions::new(
+            py,
+            max_queue_size,
+            connect_timeout,
+            read_timeout_s,
+            initial_backoff_s,
+            max_backoff_s,
+            max_retries,
+            overflow_policy,
+            overflow_grace_s,
+            drain_timeout_s,
+            max_event_size,
+            headers,
+            last_event_id,
+            max_queue_bytes,
+            max_server_delay_s,
+            backoff_reset_after_s,
+            max_id_len,
+        )?;
+        let builder = apply_engine_options!(
+            AsyncConnectorClient::builder(url.clone()).token(token),
+            options
+        );
+        // Check every option now, so a mistake raises here rather than in run().
+        builder.clone().build().map_err(|e| errors::to_py(py, e))?;
+        Ok(Self {
             url,
-            token,
-            options: Options {
-                max_queue_size,
-                connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
-                read_timeout,
-                initial_backoff: seconds(py, "initial_backoff_s", initial_backoff_s)?,
-                max_backoff: seconds(py, "max_backoff_s", max_backoff_s)?,
-                max_retries,
-                overflow: self::overflow_policy(py, overflow_policy)?,
-                overflow_grace: seconds(py, "overflow_grace_s", overflow_grace_s)?,
-                drain_timeout: seconds(py, "drain_timeout_s", drain_timeout_s)?,
-                max_event_size,
-                headers: header_list,
-                last_event_id,
-                limits: Limits::new(
-                    py,
-                    max_queue_bytes,
-                    max_server_delay_s,
-                    backoff_reset_after_s,
-                    max_id_len,
-                )?,
-            },
+            builder,
             hooks: Hooks {
                 connect: on_connect,
                 disconnect: on_disconnect,
                 retry: on_retry,
             },
             state: Mutex::default(),
-        };
-        // Check every option now, so a mistake raises here rather than in run().
-        engine.builder().build().map_err(|e| errors::to_py(py, e))?;
-        Ok(engine)
+        })
     }
 
     /// Starts a run: connects on the binding's runtime and returns its handle.
@@ -570,7 +534,7 @@ impl PyAsyncEngine {
         {
             return Err(errors::to_py(py, Error::AlreadyRunning));
         }
-        let builder = self.builder();
+        let builder = self.builder.clone();
         let stop = builder.stop_handle();
         let drops = match on_drops {
             None => None,
@@ -601,7 +565,7 @@ impl PyAsyncEngine {
             let _entered = rt.enter();
             client.events()
         };
-        let max_bytes = (self.options.limits.max_queue_bytes / BUFFER_BYTES_SHARE).max(1);
+        let max_bytes = (self.builder.configured_max_queue_bytes() / BUFFER_BYTES_SHARE).max(1);
         *lock(&shared.pump) = Some(rt.spawn(pump(stream, shared.clone(), max_bytes)));
         {
             let mut runs = lock(live_runs());

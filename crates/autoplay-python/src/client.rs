@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use autoplay_sdk::{ConnectorClient, DisconnectReason, Event, FailureReason, OverflowPolicy};
+use autoplay_sdk::{ConnectorClient, DisconnectReason, Event, FailureReason};
 use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
@@ -27,11 +27,7 @@ use tracing::{info, warn};
 use crate::errors;
 use crate::logging::log_callback_error;
 use crate::models::{PyActionsPayload, PySummaryPayload, drop_dict};
-use crate::options::{Limits, apply_engine_options, overflow_policy, seconds};
-
-/// A read timeout standing for "none" (`read_timeout_s=None`, 0.13.0's default
-/// meaning): a year.
-const NO_READ_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+use crate::options::{EngineOptions, apply_engine_options};
 
 /// How often `run()` wakes up to check for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -68,25 +64,6 @@ impl Drop for CallbackScope {
     fn drop(&mut self) {
         IN_CALLBACK_OF.with(|c| c.set(self.0));
     }
-}
-
-/// Options other than the URL and token, as given.
-#[derive(Clone)]
-struct Options {
-    max_queue_size: usize,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    max_retries: Option<u32>,
-    overflow: OverflowPolicy,
-    overflow_grace: Duration,
-    workers: usize,
-    drain_timeout: Duration,
-    max_event_size: Option<usize>,
-    headers: Vec<(String, String)>,
-    last_event_id: Option<String>,
-    limits: Limits,
 }
 
 /// A Python callable; `with_arg` says whether hooks get an argument.
@@ -272,8 +249,9 @@ impl Drop for RunEnd<'_> {
 #[pyclass(module = "autoplay_sdk", name = "ConnectorClient", subclass, frozen)]
 pub(crate) struct PyConnectorClient {
     url: String,
-    token: String,
-    options: Options,
+    /// Configured once with every option; cloned (with a stop handle of its own)
+    /// for each run, the callbacks then added.
+    builder: autoplay_sdk::ConnectorClientBuilder,
     callbacks: Mutex<Callbacks>,
     shared: Arc<Shared>,
 }
@@ -461,20 +439,10 @@ fn on_a_running_event_loop(py: Python<'_>) -> bool {
 }
 
 impl PyConnectorClient {
-    fn builder(&self) -> autoplay_sdk::ConnectorClientBuilder {
-        let o = &self.options;
-        let b = ConnectorClient::builder(self.url.clone())
-            // Empty: the core falls back to `AUTOPLAY_TOKEN`, then 0.13.0's
-            // `AUTOPLAY_APP_UNKEY_TOKEN`, read at each build.
-            .token(self.token.clone())
-            .workers(o.workers);
-        apply_engine_options!(b, o)
-    }
-
     /// Builds the core client with the Python callbacks wired in.
     fn build(&self, py: Python<'_>) -> PyResult<Built> {
         let id = self.shared.id();
-        let mut b = self.builder();
+        let mut b = self.builder.clone();
         let callbacks = lock(&self.callbacks);
         let context = Arc::new(RunContext {
             loops: py
@@ -646,44 +614,31 @@ impl PyConnectorClient {
         backoff_reset_after_s: f64,
         max_id_len: i64,
     ) -> PyResult<Self> {
-        let mut header_list = Vec::new();
-        if let Some(headers) = headers {
-            for (k, v) in headers.iter() {
-                header_list.push((k.extract::<String>()?, v.extract::<String>()?));
-            }
-        }
-        let max_retries = match max_retries {
-            None => None,
-            Some(n) => Some(u32::try_from(n).map_err(|_| {
-                errors::invalid(py, format!("max_retries must be >= 0 or None, got {n}"))
-            })?),
-        };
-        let options = Options {
-            // A negative size is passed on as 0, which the core rejects with its message.
-            max_queue_size: usize::try_from(max_queue_size).unwrap_or(0),
-            connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
-            read_timeout: match read_timeout_s {
-                None => NO_READ_TIMEOUT,
-                Some(s) => seconds(py, "read_timeout_s", s)?,
-            },
-            initial_backoff: seconds(py, "initial_backoff_s", initial_backoff_s)?,
-            max_backoff: seconds(py, "max_backoff_s", max_backoff_s)?,
+        let options = EngineOptions::new(
+            py,
+            max_queue_size,
+            connect_timeout,
+            read_timeout_s,
+            initial_backoff_s,
+            max_backoff_s,
             max_retries,
-            overflow: self::overflow_policy(py, overflow_policy)?,
-            overflow_grace: seconds(py, "overflow_grace_s", overflow_grace_s)?,
-            workers,
-            drain_timeout: seconds(py, "drain_timeout_s", drain_timeout_s)?,
+            overflow_policy,
+            overflow_grace_s,
+            drain_timeout_s,
             max_event_size,
-            headers: header_list,
+            headers,
             last_event_id,
-            limits: Limits::new(
-                py,
-                max_queue_bytes,
-                max_server_delay_s,
-                backoff_reset_after_s,
-                max_id_len,
-            )?,
-        };
+            max_queue_bytes,
+            max_server_delay_s,
+            backoff_reset_after_s,
+            max_id_len,
+        )?;
+        let builder = ConnectorClient::builder(url.clone())
+            // Empty: the core falls back to `AUTOPLAY_TOKEN`, then 0.13.0's
+            // `AUTOPLAY_APP_UNKEY_TOKEN`, read at each build.
+            .token(token)
+            .workers(workers);
+        let builder = apply_engine_options!(builder, options);
         let mut callbacks = Callbacks::default();
         if let Some(f) = on_connect.filter(|f| !f.is_none()) {
             callbacks.on_connect = Some(hook(py, f)?);
@@ -703,19 +658,18 @@ impl PyConnectorClient {
         if let Some(m) = metrics.filter(|m| !m.is_none()) {
             callbacks.metrics = Some(Arc::new(Metrics::new(m)));
         }
+        // Check every option now, so a mistake raises here rather than in run().
+        builder.clone().build().map_err(|e| errors::to_py(py, e))?;
         let client = Self {
             url,
-            token: token.to_owned(),
             shared: Arc::new(Shared {
                 state: Mutex::default(),
                 ended: Condvar::new(),
-                drain_timeout: options.drain_timeout,
+                drain_timeout: builder.configured_drain_timeout(),
             }),
-            options,
+            builder,
             callbacks: Mutex::new(callbacks),
         };
-        // Check every option now, so a mistake raises here rather than in run().
-        client.builder().build().map_err(|e| errors::to_py(py, e))?;
         Ok(client)
     }
 

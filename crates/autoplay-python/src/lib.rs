@@ -62,6 +62,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::PyConnectorClient>()?;
     aio::register(m)?;
     m.add_class::<buffer::PyEventBuffer>()?;
+    m.add("DEFAULT_PROMPT", summarizer::DEFAULT_PROMPT)?;
     m.add_class::<summarizer::PySessionSummarizer>()?;
     m.add_class::<summarizer::PySummaryAccumulator>()?;
     m.add_class::<summarizer::PySummaryBatch>()?;

@@ -458,18 +458,12 @@ impl PySlimAction {
 #[derive(Clone)]
 pub(crate) struct PyActionsPayload {
     pub(crate) inner: ActionsPayload,
-    /// The chat conversation of the batch (0.13.0's field). The core's payload does
-    /// not carry it, so it is `None` on decoded payloads until set.
-    pub(crate) conversation_id: Option<String>,
 }
 
 impl PyActionsPayload {
     /// A payload object for a payload the core decoded.
     pub(crate) fn from_core(inner: ActionsPayload) -> Self {
-        Self {
-            inner,
-            conversation_id: None,
-        }
+        Self { inner }
     }
 }
 
@@ -485,8 +479,7 @@ const ACTIONS_FIELDS: &[&str] = &[
     "ts",
 ];
 
-fn actions_eq(a: &PyActionsPayload, b: &PyActionsPayload) -> bool {
-    let (x, y) = (&a.inner, &b.inner);
+fn actions_eq(x: &ActionsPayload, y: &ActionsPayload) -> bool {
     x.product_id.as_deref().unwrap_or("") == y.product_id.as_deref().unwrap_or("")
         && x.session_id == y.session_id
         && x.user_id == y.user_id
@@ -495,7 +488,7 @@ fn actions_eq(a: &PyActionsPayload, b: &PyActionsPayload) -> bool {
         && x.forwarded_at.unwrap_or(0.0) == y.forwarded_at.unwrap_or(0.0)
         && x.actions.len() == y.actions.len()
         && x.actions.iter().zip(&y.actions).all(|(p, q)| slim_eq(p, q))
-        && a.conversation_id == b.conversation_id
+        && x.conversation_id == y.conversation_id
 }
 
 fn extract_actions(py: Python<'_>, actions: &Bound<'_, PyAny>) -> PyResult<Vec<SlimAction>> {
@@ -556,8 +549,8 @@ impl PyActionsPayload {
                 ts: ts.map(Into::into),
                 forwarded_at,
                 actions,
+                conversation_id: conversation_id.map(Into::into),
             },
-            conversation_id,
         })
     }
 
@@ -642,11 +635,11 @@ impl PyActionsPayload {
     }
     #[getter]
     fn get_conversation_id(&self) -> Option<&str> {
-        self.conversation_id.as_deref()
+        self.inner.conversation_id.as_deref()
     }
     #[setter]
     fn set_conversation_id(&mut self, value: Option<String>) {
-        self.conversation_id = value;
+        self.inner.conversation_id = value.map(Into::into);
     }
     /// `len(actions)`, always (read-only: assign `actions` instead).
     #[getter]
@@ -685,19 +678,12 @@ impl PyActionsPayload {
 
     /// The canonical JSON object as a dict.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let dict = json_loads(py, &self.inner.to_json())?;
-        if let Some(id) = &self.conversation_id {
-            dict.set_item("conversation_id", id)?;
-        }
-        Ok(dict)
+        json_loads(py, &self.inner.to_json())
     }
 
     /// The canonical JSON text.
-    fn to_json(&self, py: Python<'_>) -> PyResult<String> {
-        if self.conversation_id.is_none() {
-            return Ok(self.inner.to_json());
-        }
-        json_dumps(py, &self.to_dict(py)?)
+    fn to_json(&self) -> String {
+        self.inner.to_json()
     }
 
     /// Builds a payload from a dict of any wire shape.
@@ -710,14 +696,7 @@ impl PyActionsPayload {
         let json = json_dumps(py, data)?;
         let inner: ActionsPayload = serde_json::from_str(&json)
             .map_err(|e| errors::invalid(py, format!("not an actions payload: {e}")))?;
-        let conversation_id = match data.get_item("conversation_id") {
-            Ok(v) if !v.is_none() => Some(v.str()?.to_string()),
-            _ => None,
-        };
-        Ok(Self {
-            inner,
-            conversation_id,
-        })
+        Ok(Self { inner })
     }
 
     /// Several batches of one session as one (0.13.0's): the actions in order,
@@ -731,22 +710,13 @@ impl PyActionsPayload {
         payloads: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         let mut batches = Vec::new();
-        let mut conversation_id = None;
         for item in payloads.try_iter()? {
-            let item = item?;
-            let payload = item.cast::<Self>()?.borrow();
-            if conversation_id.is_none() {
-                conversation_id = payload.conversation_id.clone().filter(|c| !c.is_empty());
-            }
-            batches.push(payload.inner.clone());
+            batches.push(item?.cast::<Self>()?.borrow().inner.clone());
         }
         let inner = ActionsPayload::merge(&batches).ok_or_else(|| {
             errors::invalid(py, "ActionsPayload.merge() requires at least one payload")
         })?;
-        Ok(Self {
-            inner,
-            conversation_id,
-        })
+        Ok(Self { inner })
     }
 
     /// `copy.replace` (3.13): `dataclasses.replace`.
@@ -774,7 +744,7 @@ impl PyActionsPayload {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let py = other.py();
         Ok(match other.cast::<Self>() {
-            Ok(o) => actions_eq(self, &o.borrow())
+            Ok(o) => actions_eq(&self.inner, &o.borrow().inner)
                 .into_pyobject(py)?
                 .to_owned()
                 .into_any()

@@ -4,11 +4,11 @@
 //! `_SummaryAccumulator` and makes its LLM call on the event loop.
 
 use autoplay_sdk::summarizer::{
-    DEFAULT_PROMPT, DEFAULT_THRESHOLD, SessionAccumulator, SummaryBatch,
+    DEFAULT_THRESHOLD, SessionAccumulator, SummaryBatch, format_actions as numbered_actions,
 };
 use autoplay_sdk::{ActionsPayload, SummaryPayload};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::errors;
 use crate::logging::log_callback_error;
@@ -16,6 +16,33 @@ use crate::models::{PyActionsPayload, PySummaryPayload};
 
 // The Python signatures spell the default threshold out (a literal shows in them).
 const _: () = assert!(DEFAULT_THRESHOLD == 10);
+
+/// 0.13.0's `DEFAULT_PROMPT`, word for word: a program written for 0.13.0 that
+/// relies on the default sends its LLM the same prompt here.
+pub(crate) const DEFAULT_PROMPT: &str = "\
+You are summarising a user's in-app session for a RAG pipeline.
+Your summary will be embedded and stored in a vector database to provide
+context for a chatbot or AI assistant.
+
+Write a concise 2-3 sentence summary of what the user did, focusing on:
+- Which features or pages they visited
+- What actions they performed
+- Any clear intent or goal you can infer
+
+Actions:
+{actions}
+
+Summary:";
+
+/// `template.format(actions=actions)`: the prompt is a `str.format` template, as in
+/// 0.13.0, so `{{` and `}}` are literal braces (a prompt asking for `{{json}}`).
+fn format_prompt(py: Python<'_>, template: &str, actions: &str) -> PyResult<String> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("actions", actions)?;
+    PyString::new(py, template)
+        .call_method("format", (), Some(&kwargs))?
+        .extract()
+}
 
 fn text_of(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     match obj.extract::<String>() {
@@ -59,29 +86,51 @@ fn accumulator(
         }
         n => n.map(|n| n as usize),
     };
-    let prompt = prompt.unwrap_or_else(|| DEFAULT_PROMPT.to_owned());
+    // As 0.13.0: an empty prompt is the default one.
+    let prompt = prompt
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_PROMPT.to_owned());
+    // Checked here, so that a template `str.format` cannot fill fails at
+    // construction rather than at every summary (0.13.0 logs it then).
+    if let Err(e) = format_prompt(py, &prompt, "") {
+        return Err(errors::invalid(
+            py,
+            format!(
+                "prompt is a str.format template with one field, {{actions}}; write other \
+                 braces doubled ({{{{ and }}}}): {}",
+                e.value(py)
+            ),
+        ));
+    }
     SessionAccumulator::new(threshold as usize, prompt, max_sessions)
         .map_err(|e| errors::to_py(py, e))
 }
 
-/// The prompt of a batch: `format_actions(payloads)` in place of `{actions}` when
-/// given, else the core's numbered list. `Err` (logged) when `format_actions` raised.
+/// The prompt of a batch: the template formatted with `actions=` the text of
+/// `format_actions(payloads)` when given, else the core's numbered list. `Err`
+/// (logged) when `format_actions` raised.
 fn render(
     py: Python<'_>,
     acc: &SessionAccumulator,
     format_actions: Option<&Py<PyAny>>,
     batch: &SummaryBatch,
 ) -> Result<String, ()> {
-    let Some(format) = format_actions else {
-        return Ok(acc.prompt(batch));
+    let (text, what) = match format_actions {
+        None => (
+            Ok(numbered_actions(batch.payloads())),
+            "the summarizer's prompt",
+        ),
+        Some(format) => (
+            payload_list(py, batch.payloads())
+                .and_then(|list| format.call1(py, (list,)))
+                .and_then(|r| text_of(r.bind(py))),
+            "the summarizer's format_actions",
+        ),
     };
-    let text = payload_list(py, batch.payloads())
-        .and_then(|list| format.call1(py, (list,)))
-        .and_then(|r| text_of(r.bind(py)));
-    match text {
-        Ok(text) => Ok(acc.prompt_with(&text)),
+    match text.and_then(|text| format_prompt(py, acc.prompt_template(), &text)) {
+        Ok(prompt) => Ok(prompt),
         Err(e) => {
-            log_callback_error(py, "the summarizer's format_actions", e);
+            log_callback_error(py, what, e);
             Err(())
         }
     }

@@ -14,8 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -169,3 +171,65 @@ def free_port() -> int:
 
 
 PYTHON = sys.executable
+
+
+class SseServer:
+    """A raw SSE server: connection i gets `scripts[i]` (the last one repeats), then
+    is closed, or held open when the script ends with `HOLD`. Records each request's
+    headers."""
+
+    HOLD = b"<hold>"
+
+    def __init__(self, scripts: List[bytes]) -> None:
+        self.scripts = scripts
+        self.requests: List[Dict[str, str]] = []
+        self.closing = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                i = len(server.requests)
+                server.requests.append({k.lower(): v for k, v in self.headers.items()})
+                script = server.scripts[min(i, len(server.scripts) - 1)]
+                hold = script.endswith(SseServer.HOLD)
+                body = script[: -len(SseServer.HOLD)] if hold else script
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                    self.wfile.flush()
+                    while hold and not server.closing.wait(0.05):
+                        pass
+                except OSError:
+                    pass  # the client went away
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream/test"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def sse() -> Iterator[Any]:
+    servers: List[SseServer] = []
+
+    def make(*scripts: bytes) -> SseServer:
+        servers.append(SseServer(list(scripts)))
+        return servers[-1]
+
+    try:
+        yield make
+    finally:
+        for s in servers:
+            s.close()

@@ -187,14 +187,16 @@ def test_async_for_over_events(summarising_connector: Connector) -> None:
 
 def test_events_end_after_stop_and_raise_fatal_statuses(connector: Connector) -> None:
     async def main() -> None:
-        client = AsyncConnectorClient(url=connector.url, token=connector.key)
+        connected = asyncio.Event()
+        client = AsyncConnectorClient(url=connector.url, token=connector.key, on_connect=connected.set)
         seen: List[str] = []
 
         async def post_then_stop() -> None:
-            await asyncio.sleep(0.3)
+            # Post once subscribed (events posted before are not the stream's), then
+            # stop once every event was received (handed out, or queued in the
+            # client): the connector's 200 does not mean the stream has carried them.
+            await asyncio.wait_for(connected.wait(), 10)
             await asyncio.to_thread(connector.post_batches, 50)
-            # Every event received (handed out, or queued in the client) before stop():
-            # the connector's 200 does not mean the stream has carried them yet.
             assert await wait_until(lambda: len(seen) + client.queue_size >= 50)
             client.stop()
 
@@ -334,6 +336,56 @@ def test_session_concurrency_bounds_parallel_sessions_and_keeps_their_order(conn
         assert all(v == list(range(per_session)) for v in by_session.values()), by_session
         assert set(by_session) == {f"s{s}" for s in range(sessions)}
         assert elapsed < total * 0.02 * 0.8  # faster than one at a time
+
+    asyncio.run(main())
+
+
+def test_by_default_four_sessions_run_at_once_each_in_order(connector: Connector) -> None:
+    # 0.13.0's default session_concurrency is 4. Each first callback of a session
+    # waits until four sessions are inside a callback together: with fewer slots the
+    # run could never get there and the wait times out.
+    sessions, per_session = 6, 3
+
+    async def main() -> None:
+        active: Dict[str, int] = {}
+        peak = [0]
+        four_at_once = asyncio.Event()
+        by_session: Dict[str, List[int]] = {}
+        connected = asyncio.Event()
+
+        async def on_connect() -> None:
+            connected.set()
+
+        async def on_actions(p: ActionsPayload) -> None:
+            sid = p.session_id or ""
+            assert not active.get(sid), "a session ran twice at once"
+            active[sid] = 1
+            running = sum(active.values())
+            peak[0] = max(peak[0], running)
+            if running == 4:
+                four_at_once.set()
+            if sid not in by_session:
+                await asyncio.wait_for(four_at_once.wait(), 10)
+            await asyncio.sleep(0)  # let the other sessions' tasks interleave
+            by_session.setdefault(sid, []).append(int(p.actions[0].title.split()[-1]))
+            active[sid] = 0
+
+        client = AsyncConnectorClient(connector.url, connector.key, on_connect=on_connect)
+        client.on_actions(on_actions)
+        task = client.run_in_background()
+        await asyncio.wait_for(connected.wait(), 10)
+        body = [
+            {"session_id": f"s{s}", "actions": [action(k, "step")]}
+            for k in range(per_session)
+            for s in range(sessions)
+        ]
+        await asyncio.to_thread(connector.post, body)
+        total = sessions * per_session
+        assert await wait_until(lambda: sum(len(v) for v in by_session.values()) == total, timeout=20)
+        client.stop()
+        await asyncio.wait_for(task, 10)
+        assert four_at_once.is_set() and peak[0] == 4, peak
+        assert by_session == {f"s{s}": list(range(per_session)) for s in range(sessions)}, by_session
 
     asyncio.run(main())
 

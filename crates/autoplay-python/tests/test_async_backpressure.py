@@ -48,7 +48,9 @@ def test_a_slow_async_consumer_loses_nothing(connector: Connector, limits: dict)
             await asyncio.sleep(0.0005)
             order.append(p.session_id or "")
 
-        client = AsyncConnectorClient(connector.url, connector.key, **limits)
+        # One at a time, so that the stream's order is the callbacks' order (with
+        # several sessions at once only each session's own order holds).
+        client = AsyncConnectorClient(connector.url, connector.key, session_concurrency=1, **limits)
         client.on_actions(slow)
         task = client.run_in_background()
         await asyncio.sleep(0.3)

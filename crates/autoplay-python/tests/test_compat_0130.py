@@ -10,6 +10,7 @@ import asyncio
 import copy
 import dataclasses
 import importlib
+import json
 import logging
 import pickle
 import threading
@@ -21,6 +22,7 @@ import pytest
 import autoplay_sdk
 from autoplay_sdk import (
     ActionsPayload,
+    AsyncConnectorClient,
     ConnectorClient,
     RetriesExhaustedError,
     SdkUpstreamError,
@@ -29,7 +31,7 @@ from autoplay_sdk import (
     set_text_style,
 )
 
-from conftest import Connector, free_port, wait_for
+from conftest import WIRE_FIXTURES, Connector, SseServer, free_port, wait_for
 
 # ---------------------------------------------------------------------------
 # models
@@ -134,6 +136,42 @@ def test_merge_as_0_13() -> None:
     assert m.forwarded_at == 12.0 and m.count == 3
     with pytest.raises(ValueError):
         ActionsPayload.merge([])
+
+
+def test_a_payload_level_conversation_id_on_the_wire_arrives_in_python(sse: Any) -> None:
+    # 0.13.0 reads `conversation_id` at the top of the actions payload; the core
+    # decodes it, so it reaches both clients' payloads, to_dict and pickles.
+    canonical = json.loads((WIRE_FIXTURES / "actions-canonical.json").read_text())
+    linked = json.dumps(dict(canonical, session_id="ps_linked", conversation_id="conv_42"))
+    unlinked = json.dumps(dict(canonical, session_id="ps_unlinked"))
+    script = (f"id: 1\nevent: actions\ndata: {linked}\n\n"
+              f"id: 2\nevent: actions\ndata: {unlinked}\n\n").encode() + SseServer.HOLD
+    server = sse(script)
+
+    got: List[ActionsPayload] = []
+    client = ConnectorClient(server.url, token="k")
+    client.on_actions(got.append)
+    thread = client.run_in_background()
+    assert wait_for(lambda: len(got) == 2), got
+    client.stop()
+    thread.join(5)
+    assert [(p.session_id, p.conversation_id) for p in got] == [("ps_linked", "conv_42"), ("ps_unlinked", None)]
+    assert got[0].to_dict()["conversation_id"] == "conv_42"
+    assert "conversation_id" not in got[1].to_dict()
+    assert pickle.loads(pickle.dumps(got[0])) == got[0]
+    assert got[0] != got[1] and dataclasses.replace(got[1], conversation_id="conv_42").conversation_id == "conv_42"
+
+    async def main() -> List[Optional[str]]:
+        ids: List[Optional[str]] = []
+        aclient = AsyncConnectorClient(server.url, token="k")
+        async for payload in aclient.events():
+            if isinstance(payload, ActionsPayload):
+                ids.append(payload.conversation_id)
+            if len(ids) == 2:
+                break
+        return ids
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == ["conv_42", None]
 
 
 def test_to_text_keeps_the_page_lines_with_0_13s_one_switch_away() -> None:

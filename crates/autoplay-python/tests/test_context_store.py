@@ -161,3 +161,17 @@ def test_the_store_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert len(store.get("s0", max_actions=None).splitlines()) == 1 + 1000
+
+
+def test_the_readme_context_section_runs_and_prints_what_it_shows() -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Context store and summarizers", 1)[1].split("\n### ", 1)[0]
+    code, shown = re.findall(r"```(?:python|text)\n(.*?)```", section, re.S)[:2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == shown, out.stdout

@@ -71,6 +71,68 @@ def test_format_actions_and_max_sessions() -> None:
     assert prompts == ["<t0 | t1>"]
 
 
+def test_the_prompt_is_a_str_format_template_as_in_0130() -> None:
+    prompts: List[str] = []
+
+    def llm(prompt: str) -> str:
+        prompts.append(prompt)
+        return "ok"
+
+    template = 'Answer as {{"summary": "..."}} for {{json}} readers.\n{actions}\nEnd.'
+    s = SessionSummarizer(llm, threshold=2, prompt=template)
+    s.add(payload("a", 2))
+    numbered = "1. Did 0 \u2014 /p0\n2. Did 1 \u2014 /p1"
+    assert prompts == ['Answer as {"summary": "..."} for {json} readers.\n' + numbered + "\nEnd."]
+    assert prompts[0] == template.format(actions=numbered)
+
+    async def main() -> List[str]:
+        got: List[str] = []
+
+        async def allm(prompt: str) -> str:
+            got.append(prompt)
+            return "ok"
+
+        a = AsyncSessionSummarizer(allm, threshold=2, prompt=template)
+        await a.add(payload("a", 2))
+        await a.flush()
+        return got
+
+    assert asyncio.run(main()) == prompts
+
+    # A template str.format cannot fill fails at construction, saying how to write it.
+    for bad in ("{actions} and {json}", "{actions} {", "{actions} {0}"):
+        with pytest.raises(ValueError, match=r"doubled"):
+            SessionSummarizer(llm, prompt=bad)
+        with pytest.raises(ValueError, match=r"doubled"):
+            AsyncSessionSummarizer(llm, prompt=bad)  # type: ignore[arg-type]
+
+
+def test_the_default_prompt_is_0130s() -> None:
+    import autoplay_sdk
+    import autoplay_sdk.context
+
+    expected = (
+        "You are summarising a user's in-app session for a RAG pipeline.\n"
+        "Your summary will be embedded and stored in a vector database to provide\n"
+        "context for a chatbot or AI assistant.\n\n"
+        "Write a concise 2-3 sentence summary of what the user did, focusing on:\n"
+        "- Which features or pages they visited\n"
+        "- What actions they performed\n"
+        "- Any clear intent or goal you can infer\n\n"
+        "Actions:\n{actions}\n\nSummary:"
+    )
+    from autoplay_sdk.context.summarizer import DEFAULT_PROMPT
+    from autoplay_sdk.summarizer import DEFAULT_PROMPT as D2
+
+    assert DEFAULT_PROMPT == D2 == autoplay_sdk.DEFAULT_PROMPT == autoplay_sdk.context.DEFAULT_PROMPT == expected
+    prompts: List[str] = []
+    for given in (None, ""):  # 0.13.0: `prompt or DEFAULT_PROMPT`
+        s = SessionSummarizer(lambda p: prompts.append(p) or "ok", threshold=1, prompt=given)
+        assert s.prompt == DEFAULT_PROMPT
+        s.add(payload("a", 1))
+    assert prompts == [DEFAULT_PROMPT.format(actions="1. Did 0 \u2014 /p0")] * 2
+
+
 def test_sync_llm_failure_keeps_the_batch_for_the_next_try(caplog: pytest.LogCaptureFixture) -> None:
     calls: List[str] = []
 

@@ -386,7 +386,8 @@ pub(crate) fn is_sendable_id(id: &str) -> bool {
 }
 
 /// Generates the option setters shared by both client builders, so each option is
-/// documented and defaulted in one place.
+/// documented and defaulted in one place, and their `Clone` (both builders have the
+/// fields `config`, `stop`, `on_actions` and `on_summary`).
 macro_rules! config_setters {
     ($builder:ty) => {
         impl $builder {
@@ -583,6 +584,31 @@ macro_rules! config_setters {
                 self.config.hooks.on_drop = Some(std::sync::Arc::new(f));
                 self
             }
+
+            /// The drain timeout set so far (see [`drain_timeout`](Self::drain_timeout)).
+            pub fn configured_drain_timeout(&self) -> std::time::Duration {
+                self.config.drain_timeout
+            }
+
+            /// The byte bound of the queue set so far (see
+            /// [`max_queue_bytes`](Self::max_queue_bytes)).
+            pub fn configured_max_queue_bytes(&self) -> usize {
+                self.config.max_queue_bytes
+            }
+        }
+
+        /// The same options and callbacks, with a [`StopHandle`](crate::StopHandle) of
+        /// its own: configure a builder once and clone it for each run, and stopping
+        /// one run does not stop the next.
+        impl Clone for $builder {
+            fn clone(&self) -> Self {
+                Self {
+                    config: self.config.clone(),
+                    stop: crate::StopHandle::default(),
+                    on_actions: self.on_actions.clone(),
+                    on_summary: self.on_summary.clone(),
+                }
+            }
         }
     };
 }
@@ -663,6 +689,34 @@ mod tests {
         assert!(
             !debug.contains("hunter2") && !debug.contains("tok_secret"),
             "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_cloned_builder_keeps_the_options_and_has_its_own_stop_handle() {
+        let url = "http://127.0.0.1:1/stream/a";
+        let sync = crate::ConnectorClient::builder(url)
+            .drain_timeout(Duration::from_millis(1500))
+            .max_queue_bytes(4096);
+        let asynchronous = crate::AsyncConnectorClient::builder(url)
+            .drain_timeout(Duration::from_millis(1500))
+            .max_queue_bytes(4096);
+        sync.stop_handle().stop();
+        asynchronous.stop_handle().stop();
+        let (a, b) = (sync.clone(), asynchronous.clone());
+        assert!(!a.stop_handle().is_stopped() && !b.stop_handle().is_stopped());
+        assert!(sync.stop_handle().is_stopped() && asynchronous.stop_handle().is_stopped());
+        for (drain, bytes) in [
+            (a.configured_drain_timeout(), a.configured_max_queue_bytes()),
+            (b.configured_drain_timeout(), b.configured_max_queue_bytes()),
+        ] {
+            assert_eq!((drain, bytes), (Duration::from_millis(1500), 4096));
+        }
+        let defaults = crate::ConnectorClient::builder(url);
+        assert_eq!(defaults.configured_drain_timeout(), Duration::from_secs(5));
+        assert_eq!(
+            defaults.configured_max_queue_bytes(),
+            crate::DEFAULT_MAX_QUEUE_BYTES
         );
     }
 

@@ -526,6 +526,9 @@ pub struct ActionsPayload {
     pub forwarded_at: Option<f64>,
     /// The actions, in order.
     pub actions: Vec<SlimAction>,
+    /// The chat conversation the session is linked to (0.13.0's payload-level
+    /// `conversation_id`); `None` before a link. Left out of the JSON when `None`.
+    pub conversation_id: Option<CompactString>,
 }
 
 impl ActionsPayload {
@@ -553,7 +556,8 @@ impl ActionsPayload {
 
     /// Several batches of one session as one (0.13.0's `ActionsPayload.merge`): the
     /// actions in order, re-indexed from 0; product and session from the first; user,
-    /// email and `ts` from the first batch that has them (not empty); `forwarded_at` the latest.
+    /// email, `ts` and `conversation_id` from the first batch that has them (not empty);
+    /// `forwarded_at` the latest.
     /// `None` for no batches.
     pub fn merge(payloads: &[ActionsPayload]) -> Option<ActionsPayload> {
         let first = payloads.first()?;
@@ -582,6 +586,7 @@ impl ActionsPayload {
                 .filter_map(|p| p.forwarded_at)
                 .reduce(f64::max),
             actions,
+            conversation_id: first_some(|p| &p.conversation_id),
         })
     }
 
@@ -627,7 +632,7 @@ impl ActionsPayload {
         serializer: S,
         with_type: bool,
     ) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("ActionsPayload", 9)?;
+        let mut s = serializer.serialize_struct("ActionsPayload", 10)?;
         s.serialize_field("type", ACTIONS_TYPE)?;
         s.serialize_field("product_id", &self.product_id)?;
         s.serialize_field("session_id", &self.session_id)?;
@@ -643,6 +648,11 @@ impl ActionsPayload {
                 with_type,
             },
         )?;
+        // Last and only when set, as on an action: the canonical shape is unchanged.
+        match &self.conversation_id {
+            Some(id) => s.serialize_field("conversation_id", id)?,
+            None => s.skip_field("conversation_id")?,
+        }
         s.end()
     }
 }
@@ -839,6 +849,8 @@ struct WirePayload<'a> {
     forwarded_at: Option<f64>,
     #[serde(default)]
     count: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    conversation_id: Option<CompactString>,
     #[serde(default, deserialize_with = "action_list")]
     actions: Option<Vec<SlimAction>>,
     #[serde(default)]
@@ -877,6 +889,7 @@ impl WirePayload<'_> {
                     ts: self.ts,
                     forwarded_at: self.forwarded_at,
                     actions,
+                    conversation_id: self.conversation_id,
                 }))
             }
             SUMMARY_TYPE => Ok(Event::Summary(SummaryPayload {

@@ -143,6 +143,38 @@ fn conversation_id_is_read_when_present_and_written_only_then() {
     payload.actions[1].conversation_id = Some("conv_7".into());
     assert_eq!(actions(&payload.to_json()), payload);
     assert_eq!(actions(&payload.to_stream_json()), payload);
+
+    // At the top of the payload too (0.13.0 reads it there).
+    let linked = actions(
+        r#"{"type":"actions","session_id":"s","conversation_id":"conv_9","actions":[{"title":"a"}]}"#,
+    );
+    assert_eq!(linked.conversation_id.as_deref(), Some("conv_9"));
+    let json = linked.to_json();
+    assert_eq!(
+        key_order(&json).last().map(String::as_str),
+        Some("conversation_id")
+    );
+    assert_eq!(actions(&json), linked);
+    assert_eq!(actions(&linked.to_stream_json()), linked);
+    assert_eq!(
+        actions(r#"{"type":"actions","conversation_id":7}"#)
+            .conversation_id
+            .as_deref(),
+        Some("7")
+    );
+    assert_eq!(actions(canonical).conversation_id, None);
+    let unlinked = ActionsPayload {
+        conversation_id: None,
+        ..linked.clone()
+    };
+    assert_eq!(
+        ActionsPayload::merge(&[unlinked.clone(), linked.clone(), unlinked])
+            .unwrap()
+            .conversation_id
+            .as_deref(),
+        Some("conv_9"),
+        "merge takes the first batch that has one"
+    );
 }
 
 #[test]

@@ -77,11 +77,15 @@ fn action() -> impl Strategy<Value = SlimAction> {
 fn payload() -> impl Strategy<Value = Event> {
     let actions = (
         (opt_text(), opt_text(), opt_text(), opt_text(), opt_text()),
-        time(),
+        (time(), opt_text()),
         prop::collection::vec(action(), 0..4),
     )
         .prop_map(
-            |((product_id, session_id, user_id, email, ts), forwarded_at, actions)| {
+            |(
+                (product_id, session_id, user_id, email, ts),
+                (forwarded_at, conversation_id),
+                actions,
+            )| {
                 Event::Actions(ActionsPayload {
                     product_id: product_id.map(Into::into),
                     session_id: session_id.map(Into::into),
@@ -90,6 +94,7 @@ fn payload() -> impl Strategy<Value = Event> {
                     ts: ts.map(Into::into),
                     forwarded_at,
                     actions,
+                    conversation_id: conversation_id.map(Into::into),
                 })
             },
         );

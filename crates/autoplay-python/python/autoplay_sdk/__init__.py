@@ -24,6 +24,7 @@ from ._errors import (
     SdkUpstreamError,
 )
 from ._native import (
+    DEFAULT_PROMPT,
     ActionsPayload,
     ConnectorClient,
     EventBuffer,
@@ -46,6 +47,7 @@ from .context.context_store import AsyncContextStore, ContextStore
 # are seen. Configure `logging` (or the "autoplay_sdk" logger) to route them elsewhere.
 
 __all__ = [
+    "DEFAULT_PROMPT",
     "ActionsPayload",
     "AlreadyRunningError",
     "AnyPayload",

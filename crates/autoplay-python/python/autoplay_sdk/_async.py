@@ -105,9 +105,9 @@ class AsyncConnectorClient:
     on_disconnect, metrics``); the options of :class:`ConnectorClient`
     (``max_queue_size``, ``read_timeout_s``, ``overflow_policy``, ...) are keywords.
 
-    ``session_concurrency`` is how many sessions' callbacks may run at once; each
-    session's payloads are always handled one at a time, in order. The default, 1,
-    handles every payload in stream order, as 0.13.0 does.
+    ``session_concurrency`` is how many sessions' callbacks may run at once (4, as in
+    0.13.0); each session's payloads are always handled one at a time, in order.
+    ``session_concurrency=1`` handles every payload in stream order.
 
     ``overflow_policy`` defaults to ``"block"`` here (the sync client's default is
     ``"drop_newest"``): a slow coroutine holds the reader back instead of losing
@@ -119,7 +119,7 @@ class AsyncConnectorClient:
         url: str,
         token: str = "",
         connect_timeout: float = 10.0,
-        session_concurrency: int = 1,
+        session_concurrency: int = 4,
         initial_backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         max_retries: Optional[int] = None,

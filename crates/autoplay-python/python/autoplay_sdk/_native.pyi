@@ -23,7 +23,10 @@ from typing import (
 from typing_extensions import Self, disjoint_base
 
 __version__: str
+#: 0.13.0's default summarizer prompt (a `str.format` template with `{actions}`).
+DEFAULT_PROMPT: str
 __all__ = [
+    "DEFAULT_PROMPT",
     "ActionsPayload",
     "ConnectorClient",
     "EventBuffer",
@@ -52,14 +55,32 @@ class SlimAction:
 
     __dataclass_fields__: ClassVar[Dict[str, Field[Any]]]
     __match_args__: ClassVar[Tuple[str, ...]]
+    # Fields whose setter takes more than the getter gives (None: the default;
+    # any mapping) are properties with a wider setter.
     title: str
     description: str
     canonical_url: str
-    index: int
+    @property
+    def index(self) -> int:
+        """0 when unset (0.13.0's default); assign None to unset."""
+    @index.setter
+    def index(self, value: Optional[int]) -> None: ...
     type: str
-    timestamp_start: float
-    timestamp_end: float
-    raw_url: str
+    @property
+    def timestamp_start(self) -> float:
+        """0.0 when unset; assign None to unset."""
+    @timestamp_start.setter
+    def timestamp_start(self, value: Optional[float]) -> None: ...
+    @property
+    def timestamp_end(self) -> float:
+        """0.0 when unset; assign None to unset."""
+    @timestamp_end.setter
+    def timestamp_end(self, value: Optional[float]) -> None: ...
+    @property
+    def raw_url(self) -> str:
+        """"" when unset; assign None to unset."""
+    @raw_url.setter
+    def raw_url(self, value: Optional[str]) -> None: ...
     session_id: Optional[str]
     user_id: Optional[str]
     email: Optional[str]
@@ -67,7 +88,11 @@ class SlimAction:
     ts: Optional[str]
     event_type: str
     """The page's name of ``type`` (the same value)."""
-    properties: Dict[str, Any]
+    @property
+    def properties(self) -> Dict[str, Any]:
+        """A new dict on each read; assign a mapping (None: empty)."""
+    @properties.setter
+    def properties(self, value: Optional[Mapping[str, Any]]) -> None: ...
     def __new__(
         cls,
         title: str = "",
@@ -105,13 +130,24 @@ class ActionsPayload:
 
     __dataclass_fields__: ClassVar[Dict[str, Field[Any]]]
     __match_args__: ClassVar[Tuple[str, ...]]
-    product_id: str
+    @property
+    def product_id(self) -> str:
+        """"" when unset (0.13.0's default); assign None to unset."""
+    @product_id.setter
+    def product_id(self, value: Optional[str]) -> None: ...
     session_id: Optional[str]
     user_id: Optional[str]
     email: Optional[str]
-    actions: List[SlimAction]
-    """A new list of copies on each read: assign the attribute to change the actions."""
-    forwarded_at: float
+    @property
+    def actions(self) -> List[SlimAction]:
+        """A new list of copies on each read: assign the attribute (actions or dicts) to change them."""
+    @actions.setter
+    def actions(self, value: Iterable[Union[SlimAction, Mapping[str, Any]]]) -> None: ...
+    @property
+    def forwarded_at(self) -> float:
+        """0.0 when unset (0.13.0's default); assign None to unset."""
+    @forwarded_at.setter
+    def forwarded_at(self, value: Optional[float]) -> None: ...
     conversation_id: Optional[str]
     ts: Optional[str]
     def __new__(
@@ -154,11 +190,19 @@ class SummaryPayload:
 
     __dataclass_fields__: ClassVar[Dict[str, Field[Any]]]
     __match_args__: ClassVar[Tuple[str, ...]]
-    product_id: str
+    @property
+    def product_id(self) -> str:
+        """"" when unset (0.13.0's default); assign None to unset."""
+    @product_id.setter
+    def product_id(self, value: Optional[str]) -> None: ...
     session_id: Optional[str]
     summary: str
     replaces: int
-    forwarded_at: float
+    @property
+    def forwarded_at(self) -> float:
+        """0.0 when unset (0.13.0's default); assign None to unset."""
+    @forwarded_at.setter
+    def forwarded_at(self, value: Optional[float]) -> None: ...
     ts: Optional[str]
     content: str
     """The README's name of ``summary`` (the same value)."""

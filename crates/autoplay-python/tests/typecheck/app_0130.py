@@ -46,6 +46,10 @@ def on_actions(payload: ActionsPayload) -> None:
     renamed: ActionsPayload = dataclasses.replace(payload, session_id="other")
     as_dict: Dict[str, Any] = dataclasses.asdict(payload)
     payload.email = "user@example.com"
+    payload.actions = [dataclasses.replace(a, raw_url="https://app.example.com/x", index=0) for a in payload.actions]
+    payload.product_id, payload.forwarded_at = "prod", 1.0
+    for action in payload.actions:
+        action.raw_url, action.index, action.timestamp_start = "https://app.example.com/y", 1, 0.5
     print(product, forwarded, conversation, lines, merged.count, renamed, as_dict)
     print(payload.to_text(style="indexed"))
 

@@ -112,6 +112,19 @@ def helpers() -> None:
     buffer.add(ActionsPayload(session_id="s", actions=[SlimAction(title="x")]))
     conversation: Optional[str] = SlimAction(title="x", conversation_id="c").conversation_id
     print(conversation)
+    # The setters take more than the getters give: None (unset), dicts, mappings.
+    edited = ActionsPayload(session_id="s")
+    edited.actions = [SlimAction(title="x"), {"title": "y"}]
+    edited.product_id, edited.forwarded_at = None, None
+    first = edited.actions[0]
+    first.raw_url, first.index, first.timestamp_start, first.timestamp_end = None, None, None, None
+    first.properties = {"plan": "pro"}
+    first.properties = None
+    raw: str = first.raw_url
+    product: str = edited.product_id
+    print(raw, product, first.index + 1, first.properties.get("plan"), edited.forwarded_at + 1.0)
+    summary = SummaryPayload(summary="s")
+    summary.product_id, summary.forwarded_at = None, None
     drained: List[Any] = buffer.drain()
     print(drained, buffer.size, buffer.is_empty)
     summarizer = SessionSummarizer(lambda prompt: "summary", threshold=5)

@@ -9,6 +9,11 @@ o: str = client.oversized_count  # E: an int
 p = ActionsPayload()
 t: int = p.to_text()  # E: a str
 p.nonexistent  # E: no such attribute
+p.actions = [1]  # E: actions or dicts
+p.forwarded_at = "now"  # E: a float or None
+a = p.actions[0]
+a.raw_url = 5  # E: a str or None
+unset: None = a.raw_url  # E: reads as a str
 
 from autoplay_sdk import AsyncConnectorClient
 

@@ -2,6 +2,6 @@
 the context store."""
 
 from .context_store import AsyncContextStore, ContextStore
-from .summarizer import AsyncSessionSummarizer, SessionSummarizer
+from .summarizer import DEFAULT_PROMPT, AsyncSessionSummarizer, SessionSummarizer
 
-__all__ = ["AsyncContextStore", "AsyncSessionSummarizer", "ContextStore", "SessionSummarizer"]
+__all__ = ["DEFAULT_PROMPT", "AsyncContextStore", "AsyncSessionSummarizer", "ContextStore", "SessionSummarizer"]

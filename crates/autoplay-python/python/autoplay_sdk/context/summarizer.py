@@ -2,6 +2,6 @@
 (``autoplay_sdk.context.summarizer``)."""
 
 from .._async import AsyncSessionSummarizer
-from .._native import SessionSummarizer
+from .._native import DEFAULT_PROMPT, SessionSummarizer
 
-__all__ = ["AsyncSessionSummarizer", "SessionSummarizer"]
+__all__ = ["DEFAULT_PROMPT", "AsyncSessionSummarizer", "SessionSummarizer"]

@@ -31,8 +31,17 @@ use crate::parts::{ms, poster_runtime, runtime, self_command, subscriber};
 use crate::redis_server::{self, RedisServer};
 use crate::report::{mib, quantile, thousands};
 
-/// Concurrent subscribers over the whole cluster.
+/// Concurrent subscribers over the whole cluster (the issue's figure;
+/// `AUTOPLAY_BENCH_CLUSTER_SUBSCRIBERS` changes it, for a quick look).
 const TOTAL: usize = 50_000;
+
+fn total_subscribers() -> usize {
+    std::env::var("AUTOPLAY_BENCH_CLUSTER_SUBSCRIBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(TOTAL)
+}
 /// Replicas, at least (more when one process cannot hold its share).
 const REPLICAS: usize = 3;
 /// Subscriber processes, at least.
@@ -194,7 +203,12 @@ struct Subscribers {
 }
 
 impl Subscribers {
-    fn start(addrs: &[SocketAddr], processes: usize, sources: usize) -> Result<Self, String> {
+    fn start(
+        addrs: &[SocketAddr],
+        total: usize,
+        processes: usize,
+        sources: usize,
+    ) -> Result<Self, String> {
         let list = addrs
             .iter()
             .map(SocketAddr::to_string)
@@ -207,7 +221,7 @@ impl Subscribers {
         };
         let mut offset = 0;
         for p in 0..processes {
-            let count = TOTAL / processes + usize::from(p < TOTAL % processes);
+            let count = total / processes + usize::from(p < total % processes);
             let mut command = self_command(&[
                 "fan-sub",
                 &list,
@@ -449,18 +463,19 @@ fn full_run(
     rt: &tokio::runtime::Runtime,
     replicas: &[ConnectorProcess],
     redis: &RedisServer,
+    total: usize,
     processes: usize,
     sources: usize,
 ) -> Result<FullRun, String> {
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
-    let mut subs = Subscribers::start(&addrs, processes, sources)?;
+    let mut subs = Subscribers::start(&addrs, total, processes, sources)?;
     let began = Instant::now();
     let deadline = began + Duration::from_secs(180);
     let mut last_change = (0, Instant::now());
     loop {
         let now = subs.now();
         let done: u64 = now.iter().map(|p| p.connected + p.closed).sum();
-        if done >= TOTAL as u64 || Instant::now() > deadline {
+        if done >= total as u64 || Instant::now() > deadline {
             break;
         }
         if done != last_change.0 {
@@ -528,15 +543,15 @@ fn full_run(
         }
         posted
     });
-    let total = |subs: &Subscribers| subs.now().iter().map(|p| p.total).sum::<u64>();
+    let delivered = |subs: &Subscribers| subs.now().iter().map(|p| p.total).sum::<u64>();
     let expected = posted * connected.saturating_sub(closed);
     // The time of the last delivery seen (to within one report period).
-    let mut last = (total(&subs), Instant::now());
+    let mut last = (delivered(&subs), Instant::now());
     let mut tcp_mem_peak = tcp_mem_pages();
     while last.0 < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
         tcp_mem_peak = tcp_mem_peak.max(tcp_mem_pages());
-        let t = total(&subs);
+        let t = delivered(&subs);
         if t != last.0 {
             last = (t, Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(15) {
@@ -588,20 +603,21 @@ fn full_run(
 
 /// Part 7.
 pub fn section() -> String {
+    let total = total_subscribers();
     let limits = read_limits();
     let per_process = limits.nofile.saturating_sub(SPARE_FDS).max(1) as usize;
-    let replicas_n = REPLICAS.max(TOTAL.div_ceil(per_process));
-    let processes = SUBSCRIBER_PROCESSES.max(TOTAL.div_ceil(per_process));
+    let replicas_n = REPLICAS.max(total.div_ceil(per_process));
+    let processes = SUBSCRIBER_PROCESSES.max(total.div_ceil(per_process));
     let ports = limits.port_range.1.saturating_sub(limits.port_range.0) + 1;
     // Every source address gets at most three quarters of the ephemeral ports.
     let sources = 8
-        .max(TOTAL.div_ceil((ports as usize * 3 / 4).max(1)))
+        .max(total.div_ceil((ports as usize * 3 / 4).max(1)))
         .min(250);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{replicas_n} replicas, each `autoplay connector --store redis://127.0.0.1:<port>` (the \
-         CLI as shipped, release, mimalloc, 2 tokio workers, summaries off, heartbeats every \
+         CLI as shipped, {} build, mimalloc, 2 tokio workers, summaries off, heartbeats every \
          3,600 s so that none is counted as a delivery), on one `redis-server` {} started by the \
          benchmark on a free port with a temp dir and {}. {} subscribers in total, subscriber \
          *i* on replica *i* mod {replicas_n} (~{} each), opened from {processes} child processes \
@@ -615,10 +631,15 @@ pub fn section() -> String {
          every subscriber connected, before the first POST; peak = `VmHWM` at the end. CPU = \
          user+system time / the same span (200% = both cores; every process of this part shares \
          the machine's 2 cores).\n",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         RedisServer::version(),
         redis_server::SETTINGS,
-        thousands(TOTAL as f64),
-        thousands((TOTAL / replicas_n) as f64),
+        thousands(total as f64),
+        thousands((total / replicas_n) as f64),
         1 + sources,
     );
     let _ = writeln!(
@@ -635,12 +656,12 @@ pub fn section() -> String {
         thousands(ports as f64),
         thousands(limits.file_max as f64),
     );
-    if limits.file_max != 0 && limits.file_max < 3 * TOTAL as u64 {
+    if limits.file_max != 0 && limits.file_max < 3 * total as u64 {
         let _ = writeln!(
             out,
             "Not run: `fs.file-max` ({}) is below the ~{} descriptors this part needs.",
             limits.file_max,
-            3 * TOTAL
+            3 * total
         );
         return out;
     }
@@ -668,8 +689,8 @@ pub fn section() -> String {
     let rt = runtime();
     eprintln!("cluster: light-load latency");
     let latency = light_latency(&addrs);
-    eprintln!("cluster: {TOTAL} subscribers from {processes} processes");
-    let run = match full_run(&rt, &replicas, &redis, processes, sources) {
+    eprintln!("cluster: {total} subscribers from {processes} processes");
+    let run = match full_run(&rt, &replicas, &redis, total, processes, sources) {
         Ok(run) => run,
         Err(e) => {
             let _ = writeln!(out, "Not run: {e}.");
@@ -684,7 +705,7 @@ pub fn section() -> String {
     let _ = writeln!(
         out,
         "| {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
-        thousands(TOTAL as f64),
+        thousands(total as f64),
         thousands(run.connected as f64),
         thousands(run.closed as f64),
         run.connect_secs,
@@ -757,9 +778,9 @@ pub fn section() -> String {
     let _ = writeln!(
         out,
         "- {} concurrent subscribers, measured: {} connected → **{}**",
-        thousands(TOTAL as f64),
+        thousands(total as f64),
         thousands(run.connected as f64),
-        met(run.connected >= TOTAL as u64 && sum(&run.live) >= TOTAL as u64)
+        met(run.connected >= total as u64 && sum(&run.live) >= total as u64)
     );
     let _ = writeln!(
         out,

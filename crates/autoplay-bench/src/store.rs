@@ -225,7 +225,7 @@ pub fn section() -> String {
             let ingesting = start(&url);
             match &ingesting {
                 Some(conn) => {
-                    let row = measure(&rt, "Redis (`redis://…`), the replica that ingested", conn);
+                    let row = measure(&rt, "Redis, the replica that ingested", conn);
                     let cpu = proc_cpu_secs(redis.pid()) - cpu0;
                     notes.push(format!(
                         "`redis-server` during the Redis ingest and replay: {:.0}% CPU over the \

@@ -116,7 +116,8 @@ pub fn loadavg() -> String {
 }
 
 /// The short hash of the workspace's `HEAD`, with `+changes` when the work
-/// tree differs from it (`?` without git).
+/// tree differs from it outside `docs/benchmarks.md` (which an earlier part
+/// of the same invocation may have just written; `?` without git).
 pub fn git_commit(workspace: &std::path::Path) -> String {
     let dir = workspace.to_string_lossy();
     let Some(hash) = command_output("git", &["-C", &dir, "rev-parse", "--short", "HEAD"]) else {
@@ -124,7 +125,16 @@ pub fn git_commit(workspace: &std::path::Path) -> String {
     };
     let dirty = command_output(
         "git",
-        &["-C", &dir, "status", "--porcelain", "--untracked-files=no"],
+        &[
+            "-C",
+            &dir,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":!docs/benchmarks.md",
+        ],
     )
     .is_some_and(|s| !s.is_empty());
     if dirty {

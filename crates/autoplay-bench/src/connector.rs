@@ -63,6 +63,12 @@ impl ConnectorProcess {
     /// Starts `autoplay connector` (the CLI as shipped, with its allocator) with
     /// product `acme` and the given summary threshold (0: off).
     pub fn start(summary_threshold: usize) -> Option<Self> {
+        Self::start_with(summary_threshold, &[])
+    }
+
+    /// [`start`](Self::start) with more `autoplay connector` arguments
+    /// (`--store ...`, `--replay-events ...`).
+    pub fn start_with(summary_threshold: usize, extra: &[String]) -> Option<Self> {
         let exe = crate::binaries::built("autoplay-cli", "autoplay")?;
         let mut child = Command::new(exe)
             .args([
@@ -74,6 +80,7 @@ impl ConnectorProcess {
             ])
             .args(["--product", &format!("acme:{KEY}")])
             .args(["--summary-threshold", &summary_threshold.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -94,6 +101,21 @@ impl ConnectorProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// The value of the counter or gauge `name` in the connector's `/metrics`
+/// (0 when it cannot be read).
+pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()
+        .and_then(|r| r.error_for_status().ok());
+    let Some(response) = response else { return 0 };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for ConnectorProcess {

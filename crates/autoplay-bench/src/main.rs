@@ -3,12 +3,13 @@
 //!
 //! ```sh
 //! cargo run --release -p autoplay-bench -- all
-//! cargo run --release -p autoplay-bench -- throughput|parser|latency|slow|fanout
+//! cargo run --release -p autoplay-bench -- throughput|parser|latency|slow|fanout|store|cluster
 //! cargo run --release -p autoplay-bench -- store memory file:///tmp/autoplay-store
 //! cargo run --release -p autoplay-bench --features embedded-dbs -- embedded-dbs
 //! ```
 //!
-//! Every invocation rewrites `docs/benchmarks.md` with the parts it ran.
+//! Every invocation rewrites the sections of `docs/benchmarks.md` of the parts
+//! it ran and keeps the others; `store STORE...` only prints its table.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod binaries;
 mod blaster;
+mod cluster;
 mod connector;
 // Only `Outcome` is used here: the consumers run in the `autoplay-consume` binaries.
 #[allow(dead_code)]
@@ -29,6 +31,7 @@ mod model;
 mod parsers;
 mod parts;
 mod python;
+mod redis_server;
 mod report;
 mod store;
 #[path = "../../autoplay-sdk/benches/support/stream.rs"]
@@ -41,6 +44,8 @@ const PARTS: &[(&str, &str)] = &[
     ("slow", "3. Slow callbacks"),
     ("fanout", "4. Connector fan-out and ingest"),
     ("parser", "5. Parser"),
+    ("store", "6. Stores"),
+    ("cluster", "7. Cluster"),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -50,8 +55,9 @@ fn workspace_root() -> PathBuf {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout | store [STORE...] | embedded-dbs\n\
-         (writes docs/benchmarks.md with the parts run)"
+        "usage: autoplay-bench all | throughput | parser | latency | slow | fanout | store | cluster\n\
+         \x20      autoplay-bench store STORE... | embedded-dbs\n\
+         (a part rewrites its section of docs/benchmarks.md; `store STORE...` prints a table)"
     );
     std::process::exit(2);
 }
@@ -76,8 +82,11 @@ fn main() {
             let n: u64 = n.parse().unwrap_or_else(|_| usage());
             connector::sub(kind, mode, url, n);
         }
-        // Ingest and replay per store, printed (not written to docs/benchmarks.md).
-        "store" => println!("{}", store::run(&args[1..])),
+        // Hidden: one process's share of part 7's subscribers.
+        "fan-sub" => cluster::subscribers_child(&args[1..]),
+        // Ingest and replay of the stores named, printed (not written to
+        // docs/benchmarks.md); without names, part 6 below.
+        "store" if args.len() > 1 => println!("{}", store::table(&args[1..])),
         // The embedded store's candidates on our frames, printed.
         #[cfg(feature = "embedded-dbs")]
         "embedded-dbs" => {
@@ -99,81 +108,144 @@ fn main() {
     }
 }
 
+/// The command that writes a section, as the report quotes it.
+fn command_line(arg: &str) -> String {
+    if cfg!(debug_assertions) {
+        format!("cargo run -p autoplay-bench -- {arg}")
+    } else {
+        format!("cargo run --release -p autoplay-bench -- {arg}")
+    }
+}
+
+/// Runs `parts` and rewrites their sections of `docs/benchmarks.md`, keeping
+/// every other section as the file has it (each says which run produced it).
+/// The file is written after every part, so a later part's failure keeps the
+/// earlier ones' figures.
 fn write_report(parts: &[&str], arg: &str) {
     let root = workspace_root();
     let work = root.join("target/autoplay-bench");
     std::fs::create_dir_all(&work).expect("create target/autoplay-bench");
-    let started_at = report::now_utc();
-    let load_before = report::loadavg();
-    let clock = Instant::now();
-    let mut notes = Vec::new();
-    let mut sections = String::new();
+    let path = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let old_sections = report::sections(&old);
+    let invocation_started = report::now_utc();
+    let commit = report::git_commit(&root);
+    let mut fresh: Vec<(&str, report::Section)> = Vec::new();
     for (name, title) in PARTS {
-        let _ = writeln!(sections, "## {title}\n");
         if !parts.contains(name) {
-            let _ = writeln!(
-                sections,
-                "Not run in this invocation (`autoplay-bench {name}` runs it).\n"
-            );
             continue;
         }
         eprintln!("== {title}");
+        let started_at = report::now_utc();
+        let load_before = report::loadavg();
+        let clock = Instant::now();
+        let mut notes = Vec::new();
         let body = match *name {
             "throughput" => throughput::run(&root, &work, &mut notes),
             "parser" => parser_section(),
             "latency" => parts::latency(&root, &work),
             "slow" => parts::slow(&root, &work),
             "fanout" => parts::fanout(),
+            "store" => store::section(),
+            "cluster" => cluster::section(),
             _ => "Not implemented yet.\n".to_string(),
         };
-        sections.push_str(&body);
-        sections.push('\n');
+        let mut text = format!(
+            "_Generated by `{}`{} at commit `{commit}`, started {started_at}, took {:.0} s, on {} × {}; \
+             load average (1, 5, 15 min) {load_before} at the start, {} at the end._\n\n",
+            command_line(arg),
+            if cfg!(debug_assertions) {
+                " (a debug build: not figures to keep)"
+            } else {
+                ""
+            },
+            clock.elapsed().as_secs_f64(),
+            report::nproc(),
+            report::cpu_model(),
+            report::loadavg(),
+        );
+        for note in &notes {
+            let _ = writeln!(text, "- {note}");
+        }
+        if !notes.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&body);
+        fresh.push((
+            *name,
+            report::Section {
+                title: (*title).to_owned(),
+                body: text,
+            },
+        ));
+        write_document(
+            &root,
+            &path,
+            arg,
+            &invocation_started,
+            &old_sections,
+            &fresh,
+        );
     }
+}
 
-    let mut doc = String::new();
+/// The document: a header with this invocation's machine and versions, every
+/// part's section (fresh, or kept from `old`), then `old`'s other sections.
+fn write_document(
+    root: &std::path::Path,
+    path: &std::path::Path,
+    arg: &str,
+    started_at: &str,
+    old: &[report::Section],
+    fresh: &[(&str, report::Section)],
+) {
+    let mut header = String::new();
     let _ = writeln!(
-        doc,
-        "# Benchmarks\n\n<!-- Generated by `cargo run --release -p autoplay-bench -- {arg}`; do not edit by hand. -->\n"
+        header,
+        "# Benchmarks\n\n<!-- Generated by `autoplay-bench`: each section by the command its first line names; do not edit by hand. -->\n"
     );
     let _ = writeln!(
-        doc,
-        "Generated by `cargo run --release -p autoplay-bench -- {arg}` (crate \
-         `crates/autoplay-bench`), started {started_at}, took {:.0} s. All figures below come from \
-         that one run on 127.0.0.1; the VM is shared and noisy (±15% between runs is common, see \
-         `docs/performance.md`), so compare within a run, not across runs.\n",
-        clock.elapsed().as_secs_f64()
+        header,
+        "Each section below starts with the command that produced it, the commit, when it \
+         started, how long it took, the CPU and the load average: a run of one part rewrites \
+         only that part's section and keeps the others as they were. All figures come from \
+         127.0.0.1; the VM is shared and noisy (±15% between runs is common, see \
+         `docs/performance.md`), so compare within a section, not across sections.\n"
     );
-    doc.push_str(
-        "How to run: `cargo run --release -p autoplay-bench -- all` (4–8 minutes here), or one \
-         part: `throughput`, `latency`, `slow`, `fanout`, `parser` (each rewrites this file with \
-         the parts it ran). Needs `python3` with `venv`/`pip` and access to PyPI for the \
+    header.push_str(
+        "How to run: `cargo run --release -p autoplay-bench -- all` (every section; 6–12 \
+         minutes here), or one part: `throughput`, `latency`, `slow`, `fanout`, `parser`, \
+         `store`, `cluster`. Needs `python3` with `venv`/`pip` and access to PyPI for the \
          published SDK (installed once into `target/autoplay-bench/venv-published`); our Python \
-         package is measured when `crates/autoplay-python` has left a wheel in `target/wheels`. \
-         `AUTOPLAY_BENCH_RUNS=n` changes the runs per throughput consumer (default 5). The \
-         criterion version of part 5 is `cargo bench -p autoplay-bench --bench parsers`. Nothing \
-         here runs under `cargo test`.\n\n",
+         package is measured when `crates/autoplay-python` has left a wheel in `target/wheels`; \
+         parts 6 and 7 start their own `redis-server` (Debian package `redis-server`, or \
+         `$REDIS_SERVER`). `AUTOPLAY_BENCH_RUNS=n` changes the runs per throughput consumer \
+         (default 5). The criterion version of part 5 is `cargo bench -p autoplay-bench --bench \
+         parsers`. Nothing here runs under `cargo test`.\n\n",
     );
-    let _ = writeln!(doc, "## Machine and versions\n");
+    let mut machine = String::new();
     let _ = writeln!(
-        doc,
+        machine,
+        "Of the latest invocation (`{}`, started {started_at}); each section names its own CPU \
+         and load.\n",
+        command_line(arg)
+    );
+    let _ = writeln!(
+        machine,
         "- CPU: {} × {} (`nproc` = {})",
         report::nproc(),
         report::cpu_model(),
         report::nproc()
     );
-    let _ = writeln!(doc, "- Kernel: {}", report::kernel());
+    let _ = writeln!(machine, "- Kernel: {}", report::kernel());
+    let _ = writeln!(machine, "- {}", report::rustc_version());
     let _ = writeln!(
-        doc,
-        "- Load average (1, 5, 15 min) at the start: {load_before}; at the end: {} (the machine is shared)",
-        report::loadavg()
-    );
-    let _ = writeln!(doc, "- {}", report::rustc_version());
-    let _ = writeln!(
-        doc,
-        "- Release profile; global allocator: mimalloc in the bench binary (parts 2–5); part 1 names each consumer's in its row"
+        machine,
+        "- Release profile; global allocator: mimalloc in the bench binary and in the connector \
+         (the CLI's); part 1 names each consumer's in its row"
     );
     let versions = report::crate_versions(
-        &root,
+        root,
         &[
             "autoplay-sdk",
             "autoplay-connector",
@@ -185,10 +257,12 @@ fn write_report(parts: &[&str], arg: &str) {
             "tokio",
             "serde_json",
             "mimalloc",
+            "redb",
+            "redis",
         ],
     );
     let _ = writeln!(
-        doc,
+        machine,
         "- Crates (Cargo.lock): {}",
         versions
             .iter()
@@ -196,15 +270,26 @@ fn write_report(parts: &[&str], arg: &str) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    for note in &notes {
-        let _ = writeln!(doc, "- {note}");
-    }
-    doc.push('\n');
-    doc.push_str(&sections);
-    let path = root.join("docs/benchmarks.md");
-    std::fs::write(&path, doc).expect("write docs/benchmarks.md");
+    let machine = report::Section {
+        title: MACHINE.to_owned(),
+        body: machine,
+    };
+    let titles: Vec<&str> = PARTS.iter().map(|p| p.1).collect();
+    let fresh: Vec<report::Section> = fresh.iter().map(|(_, s)| s.clone()).collect();
+    let (sections, others) = report::merge(machine, &titles, &fresh, old, |title| {
+        let name = PARTS.iter().find(|p| p.1 == title).map_or("all", |p| p.0);
+        format!(
+            "Not run yet: `{}` writes this section.\n",
+            command_line(name)
+        )
+    });
+    let doc = report::assemble(&header, &sections, &others);
+    std::fs::write(path, doc).expect("write docs/benchmarks.md");
     eprintln!("wrote {}", path.display());
 }
+
+/// The header's section of machine facts and versions.
+const MACHINE: &str = "Machine and versions";
 
 /// Part 5 in the main command: a repeated timing loop over the same bytes.
 fn parser_section() -> String {

@@ -1,84 +1,47 @@
-//! `autoplay-bench store [STORE...]`: webhook ingest and `Last-Event-ID` replay
-//! of one connector per store (`memory`, `file://<dir>`, ...), side by side.
+//! Part 6, `autoplay-bench store`: webhook ingest and `Last-Event-ID` replay
+//! of one connector per store, side by side in one run: `memory`, the embedded
+//! store (`file://<temp dir>`) and Redis (a `redis-server` this benchmark starts,
+//! [`crate::redis_server`]), plus a second Redis replica that ingested nothing
+//! serving the same window.
 //!
-//! Prints a Markdown table on stdout (it does not rewrite `docs/benchmarks.md`;
-//! the figures and the command go into `docs/deploy.md` by hand). Each store gets
-//! a fresh `autoplay connector` child (the CLI as shipped, mimalloc), 5 s of the
-//! part-4 ingest load (PostHog batches of 100 events from 8 connections, summaries
-//! every 10 actions), then one subscriber with `Last-Event-ID: 0` reading the
-//! whole replay window (up to 200,000 frames): replay events/s = frames / time
-//! from the request to the last frame.
+//! Each store gets a fresh `autoplay connector` child (the CLI as shipped,
+//! system allocator), 5 s of the part-4 ingest load (PostHog batches of 100 events from
+//! 8 connections, summaries every 10 actions), then one subscriber with
+//! `Last-Event-ID: 0` reading the whole replay window (up to 200,000 frames):
+//! replay events/s = frames / time from the request to the last frame.
+//! `autoplay-bench store STORE...` measures the stores named and prints the
+//! table instead.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::connector::KEY;
+use crate::connector::{ConnectorProcess, KEY, metric, proc_cpu_secs, proc_memory_kib};
+use crate::redis_server::{self, RedisServer};
 use crate::report::{mib, thousands};
 
 /// Frames kept for replay in the benchmark connectors.
 const WINDOW: u64 = 200_000;
 
-struct StoreConnector {
-    child: Child,
-    addr: SocketAddr,
-}
+/// Seconds of ingest per store.
+const INGEST_SECS: u64 = 5;
 
-impl Drop for StoreConnector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(store: &str) -> Option<StoreConnector> {
-    let exe = crate::binaries::built("autoplay-cli", "autoplay")?;
-    let mut command = Command::new(exe);
-    command
-        .args([
-            "connector",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "error",
-        ])
-        .args(["--product", &format!("acme:{KEY}")])
-        .args(["--summary-threshold", "10"])
-        .args(["--replay-events", &WINDOW.to_string()])
-        .args(["--replay-bytes", &(1u64 << 30).to_string()]);
+/// A connector on `store` with the benchmark's window and summaries every 10 actions.
+fn start(store: &str) -> Option<ConnectorProcess> {
+    let mut args = vec![
+        "--replay-events".to_owned(),
+        WINDOW.to_string(),
+        "--replay-bytes".to_owned(),
+        (1u64 << 30).to_string(),
+    ];
     // `memory` is the default: passing no flag also measures a connector that
     // predates `--store`.
     if store != "memory" {
-        command.args(["--store", store]);
+        args.extend(["--store".to_owned(), store.to_owned()]);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take()?)
-        .read_line(&mut line)
-        .ok()?;
-    let addr = line.trim().rsplit("http://").next()?.parse().ok()?;
-    Some(StoreConnector { child, addr })
-}
-
-async fn published(addr: SocketAddr) -> u64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .ok()
-        .and_then(|r| r.error_for_status().ok());
-    let Some(response) = text else { return 0 };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("autoplay_events_published_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    ConnectorProcess::start_with(10, &args)
 }
 
 /// Reads `expected` frames after `Last-Event-ID: 0`; returns (frames, seconds).
@@ -117,55 +80,236 @@ async fn replay(addr: SocketAddr, expected: u64) -> (u64, f64) {
     (frames, started.elapsed().as_secs_f64())
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// One store's figures.
+struct Row {
+    label: String,
+    accepted: u64,
+    ingest_secs: f64,
+    failures: u64,
+    cpu_pct: f64,
+    frames: u64,
+    expected: u64,
+    replay_secs: f64,
+    rss_kib: u64,
 }
 
-/// Runs the stores given (default: `memory`) and returns the Markdown section.
-pub fn run(stores: &[String]) -> String {
-    let stores: Vec<String> = if stores.is_empty() {
-        vec!["memory".to_owned()]
-    } else {
-        stores.to_vec()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+impl Row {
+    fn ingest_rate(&self) -> f64 {
+        self.accepted as f64 / self.ingest_secs.max(1e-9)
+    }
+
+    fn replay_rate(&self) -> f64 {
+        self.frames as f64 / self.replay_secs.max(1e-9)
+    }
+}
+
+/// Ingest, then replay, on a fresh connector for `store`.
+fn measure(rt: &tokio::runtime::Runtime, label: &str, conn: &ConnectorProcess) -> Row {
+    let cpu0 = proc_cpu_secs(conn.pid());
+    let (accepted, ingest_secs, failures) =
+        rt.block_on(crate::parts::ingest(conn.addr, INGEST_SECS));
+    let cpu = proc_cpu_secs(conn.pid()) - cpu0;
+    let expected = rt
+        .block_on(metric(conn.addr, "autoplay_events_published_total"))
+        .min(WINDOW);
+    let (frames, replay_secs) = rt.block_on(replay(conn.addr, expected));
+    Row {
+        label: label.to_owned(),
+        accepted,
+        ingest_secs,
+        failures,
+        cpu_pct: cpu / ingest_secs.max(1e-9) * 100.0,
+        frames,
+        expected,
+        replay_secs,
+        rss_kib: proc_memory_kib(conn.pid()).0,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .expect("tokio runtime")
+}
+
+const HEAD: &str = "| store | events accepted | ingest events/s | failed requests | connector CPU % (ingest) | frames replayed | replay events/s | connector RSS MiB |\n\
+                    |---|---:|---:|---:|---:|---:|---:|---:|\n";
+
+fn row_line(out: &mut String, row: &Row) {
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {:.0} | {} of {} | {} | {} |",
+        row.label,
+        thousands(row.accepted as f64),
+        thousands(row.ingest_rate()),
+        row.failures,
+        row.cpu_pct,
+        thousands(row.frames as f64),
+        thousands(row.expected as f64),
+        thousands(row.replay_rate()),
+        mib(row.rss_kib),
+    );
+}
+
+/// `autoplay-bench store STORE...`: the stores named, as a printed table.
+pub fn table(stores: &[String]) -> String {
+    let rt = runtime();
+    let mut out = String::from(HEAD);
+    for store in stores {
+        eprintln!("store: {store}");
+        match start(store) {
+            Some(conn) => row_line(&mut out, &measure(&rt, store, &conn)),
+            None => {
+                let _ = writeln!(out, "| {store} | could not start | | | | | | |");
+            }
+        }
+    }
+    out
+}
+
+/// Part 6: memory, embedded and Redis side by side, and a Redis replica that
+/// did not ingest replaying the same window.
+pub fn section() -> String {
+    let rt = runtime();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| store | events accepted | ingest events/s | failed requests | frames replayed | replay events/s | connector RSS MiB |\n\
-         |---|---:|---:|---:|---:|---:|---:|"
+        "One `autoplay connector` child per store (the CLI as shipped, on the system allocator), started fresh \
+         with a {}-event, 1 GiB replay window: `memory`; the embedded store, `file://<temp dir>` \
+         (redb; a webhook is answered once its group commit is on disk, `docs/deploy.md`); Redis, \
+         `redis://127.0.0.1:<port>` on a `redis-server` {} that the benchmark starts on a free \
+         port with a temp dir and {} (so Redis may lose the last second on a crash). Each gets \
+         {INGEST_SECS} s of the part-4 ingest load (`POST /webhook/acme`, PostHog `{{\"batch\": \
+         [...]}}` bodies of 100 capture events from 8 keep-alive connections, summaries every 10 \
+         actions), then one subscriber with `Last-Event-ID: 0` reads the whole window: replay \
+         events/s = frames / time from the request to the last frame. CPU % = the connector's \
+         user+system time over the ingest (200% = both cores). The temp dirs are on the machine's \
+         one disk (`{}`).\n\n\
+         The replica that did not ingest is a second connector on the same Redis, started after \
+         the ingest; its replay request goes out as soon as it listens, so its time includes \
+         loading the window from Redis (`XREVRANGE`) before it answers.\n",
+        thousands(WINDOW as f64),
+        redis_server::RedisServer::version(),
+        redis_server::SETTINGS,
+        std::env::temp_dir().display(),
     );
-    for store in &stores {
-        eprintln!("store: {store}");
-        let Some(conn) = start(store) else {
-            let _ = writeln!(out, "| {store} | could not start | | | | | |");
-            continue;
-        };
-        let (accepted, secs, failures) = rt.block_on(crate::parts::ingest(conn.addr, 5));
-        let expected = rt.block_on(published(conn.addr)).min(WINDOW);
-        let (frames, replay_secs) = rt.block_on(replay(conn.addr, expected));
-        let rss = rss_kib(conn.child.id());
+    out.push_str(HEAD);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes = Vec::new();
+    eprintln!("store: memory");
+    match start("memory") {
+        Some(conn) => rows.push(measure(&rt, "memory", &conn)),
+        None => notes.push("memory: the connector did not start".to_owned()),
+    }
+    eprintln!("store: embedded");
+    match tempfile::Builder::new()
+        .prefix("autoplay-bench-store-")
+        .tempdir()
+    {
+        Ok(dir) => {
+            let url = format!("file://{}", dir.path().display());
+            match start(&url) {
+                Some(conn) => rows.push(measure(&rt, "embedded (`file://<temp dir>`)", &conn)),
+                None => notes.push("embedded: the connector did not start".to_owned()),
+            }
+        }
+        Err(e) => notes.push(format!("embedded: no temp dir: {e}")),
+    }
+    eprintln!("store: redis");
+    match RedisServer::start() {
+        Ok(redis) => {
+            let url = redis.url();
+            let cpu0 = proc_cpu_secs(redis.pid());
+            let ingesting = start(&url);
+            match &ingesting {
+                Some(conn) => {
+                    let row = measure(&rt, "Redis, the replica that ingested", conn);
+                    let cpu = proc_cpu_secs(redis.pid()) - cpu0;
+                    notes.push(format!(
+                        "`redis-server` during the Redis ingest and replay: {:.0}% CPU over the \
+                         ingest's {INGEST_SECS} s (its own work, beside the connector's), RSS {} MiB \
+                         after.",
+                        cpu / row.ingest_secs.max(1e-9) * 100.0,
+                        mib(proc_memory_kib(redis.pid()).0)
+                    ));
+                    let expected = row.expected;
+                    rows.push(row);
+                    eprintln!("store: redis, second replica");
+                    match start(&url) {
+                        Some(second) => {
+                            let (frames, replay_secs) = rt.block_on(replay(second.addr, expected));
+                            rows.push(Row {
+                                label: "Redis, a second replica that did not ingest (replay only)"
+                                    .to_owned(),
+                                accepted: 0,
+                                ingest_secs: 0.0,
+                                failures: 0,
+                                cpu_pct: 0.0,
+                                frames,
+                                expected,
+                                replay_secs,
+                                rss_kib: proc_memory_kib(second.pid()).0,
+                            });
+                        }
+                        None => notes.push("Redis: the second replica did not start".to_owned()),
+                    }
+                }
+                None => notes.push("Redis: the connector did not start".to_owned()),
+            }
+        }
+        Err(e) => notes.push(format!("Redis: not run: {e}")),
+    }
+    for row in &rows {
+        if row.ingest_secs > 0.0 {
+            row_line(&mut out, row);
+        } else {
+            let _ = writeln!(
+                out,
+                "| {} | — | — | — | — | {} of {} | {} | {} |",
+                row.label,
+                thousands(row.frames as f64),
+                thousands(row.expected as f64),
+                thousands(row.replay_rate()),
+                mib(row.rss_kib),
+            );
+        }
+    }
+    out.push('\n');
+    for note in &notes {
+        let _ = writeln!(out, "- {note}");
+    }
+    let met = |ok: bool| if ok { "met" } else { "missed" };
+    for row in rows.iter().filter(|r| r.ingest_secs > 0.0) {
+        let rate = row.ingest_rate();
         let _ = writeln!(
             out,
-            "| {store} | {} | {} | {failures} | {} of {} | {} | {} |",
-            thousands(accepted as f64),
-            thousands(accepted as f64 / secs),
-            thousands(frames as f64),
-            thousands(expected as f64),
-            thousands(frames as f64 / replay_secs.max(1e-9)),
-            mib(rss),
+            "- Target ≥ 20,000 PostHog events/s ingest, {}: {} /s → **{}**",
+            row.label,
+            thousands(rate),
+            met(rate >= 20_000.0)
         );
+    }
+    if let Some(memory) = rows.first().filter(|r| r.label == "memory") {
+        for row in &rows[1..] {
+            if row.ingest_secs > 0.0 {
+                let ratio = memory.ingest_rate() / row.ingest_rate().max(1e-9);
+                let _ = writeln!(
+                    out,
+                    "- Target ingest within 3× of memory, {}: memory is {ratio:.2}× it → **{}**",
+                    row.label,
+                    met(ratio <= 3.0)
+                );
+            }
+            let ratio = memory.replay_rate() / row.replay_rate().max(1e-9);
+            let _ = writeln!(
+                out,
+                "- Target replay within 3× of memory, {}: memory is {ratio:.2}× it → **{}**",
+                row.label,
+                met(ratio <= 3.0 && row.frames == row.expected)
+            );
+        }
     }
     out
 }

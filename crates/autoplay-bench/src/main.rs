@@ -241,8 +241,8 @@ fn write_document(
     let _ = writeln!(machine, "- {}", report::rustc_version());
     let _ = writeln!(
         machine,
-        "- Release profile; global allocator: mimalloc in the bench binary and in the connector \
-         (the CLI's); part 1 names each consumer's in its row"
+        "- Release profile; global allocator: mimalloc in the bench binary; the connector (the \
+         `autoplay` CLI) on the system allocator; part 1 names each consumer's in its row"
     );
     let versions = report::crate_versions(
         root,

@@ -151,7 +151,11 @@ macro_rules! apply_engine_options {
             .max_queue_bytes(o.max_queue_bytes)
             .max_server_delay(o.max_server_delay)
             .backoff_reset_after(o.backoff_reset_after)
-            .max_id_len(o.max_id_len);
+            .max_id_len(o.max_id_len)
+            // The extension runs on mimalloc, which frees what the reader decoded
+            // cheaply on the callback's thread, and the callbacks hold the GIL:
+            // decoding on the reader too keeps that work off the Python thread.
+            .decode_ahead(true);
         if let Some(n) = o.max_retries {
             b = b.max_retries(n);
         }

@@ -168,6 +168,8 @@ pub(crate) struct ClientConfig {
     pub overflow: OverflowPolicy,
     pub overflow_grace: Duration,
     pub workers: usize,
+    /// The reader decodes events itself when the consumer is behind.
+    pub decode_ahead: bool,
     pub drain_timeout: Duration,
     /// Extra trusted roots (PEM), checked to parse at build time.
     pub root_certificates: Vec<Vec<u8>>,
@@ -190,6 +192,7 @@ impl fmt::Debug for ClientConfig {
             .field("overflow", &self.overflow)
             .field("overflow_grace", &self.overflow_grace)
             .field("workers", &self.workers)
+            .field("decode_ahead", &self.decode_ahead)
             .field("drain_timeout", &self.drain_timeout)
             .field("root_certificates", &self.root_certificates.len())
             .finish()
@@ -217,6 +220,7 @@ pub(crate) struct ConfigBuilder {
     pub overflow: OverflowPolicy,
     pub overflow_grace: Duration,
     pub workers: usize,
+    pub decode_ahead: bool,
     pub drain_timeout: Duration,
     pub root_certificates: Vec<Vec<u8>>,
     pub hooks: Hooks,
@@ -243,6 +247,7 @@ impl ConfigBuilder {
             overflow: OverflowPolicy::DropNewest,
             overflow_grace: DEFAULT_OVERFLOW_GRACE,
             workers: 1,
+            decode_ahead: false,
             drain_timeout: Duration::from_secs(5),
             root_certificates: Vec::new(),
             hooks: Hooks::default(),
@@ -372,6 +377,7 @@ impl ConfigBuilder {
             overflow: self.overflow,
             overflow_grace: self.overflow_grace,
             workers: self.workers,
+            decode_ahead: self.decode_ahead,
             drain_timeout: self.drain_timeout,
             root_certificates: self.root_certificates.clone(),
         };
@@ -530,6 +536,17 @@ macro_rules! config_setters {
             /// lane holds events back in the main queue, where the overflow policy applies.
             pub fn workers(mut self, n: usize) -> Self {
                 self.config.workers = n;
+                self
+            }
+
+            /// Let the reader thread decode events too while the callbacks are behind (default
+            /// off), so decoding runs on two cores instead of one. Turn it on when the program
+            /// sets an allocator that handles memory freed on another thread well (mimalloc,
+            /// jemalloc), as the Python package does: a payload the reader decodes is freed
+            /// by the callback's thread, which the system allocator (glibc's) does slowly, so
+            /// there it costs more CPU per event than it gains (`docs/performance.md`).
+            pub fn decode_ahead(mut self, on: bool) -> Self {
+                self.config.decode_ahead = on;
                 self
             }
 

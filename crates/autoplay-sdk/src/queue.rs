@@ -133,6 +133,9 @@ pub(crate) struct EventQueue<T> {
     /// [`give_back`](Self::give_back)); behind a lock of their own, so handing
     /// them over never waits on the queue's.
     spent: Mutex<Vec<Vec<u8>>>,
+    /// Items were queued without waking the consumers (see
+    /// [`push_deferring_wake`](Self::push_deferring_wake)).
+    wake_owed: AtomicBool,
 }
 
 /// The most spent buffers waiting for the producer; more are freed where they are.
@@ -179,6 +182,7 @@ impl<T: Weigh> EventQueue<T> {
             room_cv: Condvar::new(),
             room_notify: Notify::new(),
             spent: Mutex::new(Vec::new()),
+            wake_owed: AtomicBool::new(false),
         }
     }
 
@@ -385,10 +389,34 @@ impl<T: Weigh> EventQueue<T> {
     /// Pushes from a task; waiting for room (see [`OverflowPolicy`]) does not block
     /// the thread.
     pub(crate) async fn push(&self, item: T) -> Pushed<T> {
-        let mut item = match self.try_push_and_wake(item) {
+        self.push_waking(item, true).await
+    }
+
+    /// [`push`](Self::push), but the consumers are not woken for this item: the
+    /// producer calls [`wake_consumers_owed`](Self::wake_consumers_owed) once it has
+    /// pushed what it has at hand (the events of one socket read). Waking a parked
+    /// consumer per event cost a futex call per event and, with both threads on
+    /// one core, a switch to the consumer and back per event. A push that has to
+    /// wait for room wakes them first, so a full queue never waits on a sleeper.
+    pub(crate) async fn push_deferring_wake(&self, item: T) -> Pushed<T> {
+        self.push_waking(item, false).await
+    }
+
+    /// Wakes the consumers if items were pushed by
+    /// [`push_deferring_wake`](Self::push_deferring_wake) since the last wake.
+    pub(crate) fn wake_consumers_owed(&self) {
+        if self.wake_owed.swap(false, Ordering::Relaxed) {
+            let parked = self.lock().consumers_parked > 0;
+            self.wake_consumers(parked);
+        }
+    }
+
+    async fn push_waking(&self, item: T, wake: bool) -> Pushed<T> {
+        let mut item = match self.try_push_and_wake(item, wake) {
             Ok(pushed) => return pushed,
             Err(back) => back,
         };
+        self.wake_consumers_owed();
         // Full. Registering as a waiter takes the notifier's lock, so it is done only
         // on this slow path, before looking again: a pop or a close in between is
         // then never missed.
@@ -397,7 +425,7 @@ impl<T: Weigh> EventQueue<T> {
             let room = self.room_notify.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            item = match self.try_push_and_wake(item) {
+            item = match self.try_push_and_wake(item, true) {
                 Ok(pushed) => return pushed,
                 Err(back) => back,
             };
@@ -412,13 +440,17 @@ impl<T: Weigh> EventQueue<T> {
         }
     }
 
-    fn try_push_and_wake(&self, item: T) -> Result<Pushed<T>, T> {
+    fn try_push_and_wake(&self, item: T, wake: bool) -> Result<Pushed<T>, T> {
         let mut state = self.lock();
         let pushed = self.try_push(&mut state, item)?;
         let parked = state.consumers_parked > 0;
         drop(state);
         if matches!(pushed, Pushed::Queued) {
-            self.wake_consumers(parked);
+            if wake {
+                self.wake_consumers(parked);
+            } else {
+                self.wake_owed.store(true, Ordering::Relaxed);
+            }
         }
         Ok(pushed)
     }
@@ -750,6 +782,53 @@ mod tests {
         ));
         assert_eq!(q.take_all(std::mem::take(&mut b)), vec![2]);
         assert!(matches!(q.pop_blocking(&mut b, DRAIN), Popped::Closed));
+    }
+
+    /// A consumer thread parked on an empty queue, and one item pushed without a
+    /// wake: the owed wake delivers it.
+    #[tokio::test]
+    async fn a_deferred_wake_reaches_a_parked_consumer() {
+        let q = Arc::new(EventQueue::new(8, OverflowPolicy::Block));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut b = Batch::default();
+                matches!(q.pop_blocking(&mut b, DRAIN), Popped::Item(7))
+            })
+        };
+        while q.lock().consumers_parked == 0 {
+            std::thread::yield_now();
+        }
+        assert!(matches!(q.push_deferring_wake(7).await, Pushed::Queued));
+        q.wake_consumers_owed();
+        assert!(consumer.join().unwrap());
+    }
+
+    /// Deferred pushes into a full `Block` queue wake the consumers before waiting
+    /// for room, though the producer never called `wake_consumers_owed`: a parked
+    /// consumer would otherwise never make room.
+    #[tokio::test]
+    async fn a_deferring_push_that_waits_for_room_wakes_the_consumers_first() {
+        let q = Arc::new(EventQueue::new(2, OverflowPolicy::Block));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut b = Batch::default();
+                let mut got = Vec::new();
+                while let Popped::Item(i) = q.pop_blocking(&mut b, DRAIN) {
+                    got.push(i);
+                }
+                got
+            })
+        };
+        while q.lock().consumers_parked == 0 {
+            std::thread::yield_now();
+        }
+        for i in 0..10 {
+            assert!(matches!(q.push_deferring_wake(i).await, Pushed::Queued));
+        }
+        q.close();
+        assert_eq!(consumer.join().unwrap(), (0..10).collect::<Vec<_>>());
     }
 
     #[tokio::test]

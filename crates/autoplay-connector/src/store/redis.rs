@@ -191,6 +191,9 @@ pub(crate) fn due_name(product_id: &str) -> String {
     format!("autoplay:{{{product_id}}}:due")
 }
 
+/// An entry of a due stream as Redis gives it: (id, [name, value, ...]).
+type DueEntry = (String, Vec<Vec<u8>>);
+
 /// A due batch as a replica holds it: its place among its session's
 /// summaries and its entry in the due stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,16 +303,6 @@ pub(crate) struct SessionDelta {
     pub idle: Duration,
 }
 
-impl SharedDue {
-    /// What this replica holds of the batch.
-    pub fn claim(&self) -> Claim {
-        Claim {
-            seq: self.seq,
-            entry: self.entry.clone(),
-        }
-    }
-}
-
 /// A batch of a session whose summary this replica is to write: it fell due
 /// here, or this replica took it over from one whose lease expired.
 #[derive(Debug)]
@@ -323,6 +316,16 @@ pub(crate) struct SharedDue {
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub actions: Vec<SlimAction>,
+}
+
+impl SharedDue {
+    /// What this replica holds of the batch.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            seq: self.seq,
+            entry: self.entry.clone(),
+        }
+    }
 }
 
 /// Appends one frame (`ARGV[2]`) to the stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`)
@@ -821,7 +824,7 @@ impl Redis {
                 conn
             }
         };
-        let reply: redis::RedisResult<(String, Vec<(String, Vec<Vec<u8>>)>)> = redis::cmd("EVAL")
+        let reply: redis::RedisResult<(String, Vec<DueEntry>)> = redis::cmd("EVAL")
             .arg(CLAIM_SCRIPT)
             .arg(1)
             .arg(&due)

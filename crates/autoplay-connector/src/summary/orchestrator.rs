@@ -228,7 +228,8 @@ async fn claim_expired(state: Arc<AppState>, every: Duration, lease: Duration) {
                 .or_insert_with(|| "0-0".to_owned());
             let claimed = product.log.claim_expired(cursor).await;
             if !claimed.is_empty() {
-                tracing::info!(
+                // A replica stopped (or is too slow) with these in hand.
+                tracing::warn!(
                     product_id = &*product.id,
                     summaries = claimed.len(),
                     ?lease,

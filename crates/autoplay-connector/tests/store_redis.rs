@@ -1233,6 +1233,7 @@ async fn a_summary_whose_replica_died_is_written_by_another() {
     assert_eq!(got, [("actions", "b3"), ("summary", "b3")], "{frames:?}");
     assert_eq!(due_left(&redis), (0, 0));
     assert_eq!(asked(), 4, "A's request, then B's three");
+    assert_eq!(b.metric("autoplay_summaries_total").await, 3.0);
 }
 
 /// Replica A is alive but its LLM answers after A's batch's lease expired:
@@ -1275,5 +1276,7 @@ async fn a_slow_owner_does_not_publish_a_summary_taken_over() {
     assert_eq!(frames[1].0, "summary");
     assert!(frames[1].1.starts_with("#2 "), "B's, not A's: {frames:?}");
     assert_eq!(due_left(&redis), (0, 0));
-    let _ = b;
+    // Each replica counts what it published.
+    assert_eq!(a.metric("autoplay_summaries_total").await, 0.0);
+    assert_eq!(b.metric("autoplay_summaries_total").await, 1.0);
 }

@@ -198,14 +198,15 @@ impl ProductLog {
     /// ([`Store::counts_sessions`]) on the batch `claim`, after the session's
     /// previous summary, whichever replica writes that one, and only while
     /// the batch is this replica's (its lease did not expire, or no other
-    /// replica took it over). Returns once Redis answered.
+    /// replica took it over). Returns once Redis answered: whether this
+    /// call appended it.
     pub async fn append_summary(
         self: &Arc<Self>,
         kind: &str,
         json: &str,
         session_id: &str,
         claim: &self::redis::Claim,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let side = self
             .stream
             .as_ref()

@@ -719,7 +719,8 @@ impl Redis {
     /// the session's previous batch is out (on any replica), waiting at most
     /// [`order_wait`](Self::order_wait) for it; not at all if the batch is
     /// not this replica's any more (its lease expired and another replica
-    /// took it over, or its summary is out). An error: Redis failed (the
+    /// took it over, or its summary is out). Whether it was appended (here).
+    /// An error: Redis failed (the
     /// summary is not published; the batch stays pending, and is taken over
     /// once its lease expires).
     pub async fn append_summary(
@@ -728,7 +729,7 @@ impl Redis {
         body: Bytes,
         session_id: &str,
         claim: &Claim,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (_, who) = session_keys(&log.product_id, session_id);
         let due = due_name(&log.product_id);
         let wait = self.order_wait();
@@ -754,13 +755,13 @@ impl Redis {
             self.durable(ticket).await?;
             let (product_id, seq) = (&*log.product_id, claim.seq);
             match rx.await.unwrap_or(Turn::Wait) {
-                Turn::Appended => return Ok(()),
+                Turn::Appended => return Ok(true),
                 Turn::Done => {
                     info!(
                         product_id,
                         session_id, seq, "this summary is out already; not published twice"
                     );
-                    return Ok(());
+                    return Ok(false);
                 }
                 Turn::Lost => {
                     info!(
@@ -769,7 +770,7 @@ impl Redis {
                         seq,
                         "this summary's lease expired and another replica took it over; not published here"
                     );
-                    return Ok(());
+                    return Ok(false);
                 }
                 Turn::Wait => {}
             }
@@ -837,9 +838,14 @@ impl Redis {
             .await;
         let (next, entries) = match reply {
             Ok(reply) => reply,
-            Err(e) => {
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                 *self.claim_conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 self.failed("XAUTOCLAIM", &e);
+                return Err(e);
+            }
+            Err(e) => {
+                // Redis answered, but not what the script returns: not an outage.
+                warn!(product_id = &*log.product_id, error = %e, "unreadable answer to a claim of due summaries; skipped");
                 return Err(e);
             }
         };

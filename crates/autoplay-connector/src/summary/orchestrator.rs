@@ -145,6 +145,8 @@ fn spawn_summary(
         };
         let json = frames::summary_frame(payload, state.max_frame_bytes);
         let session_id = due.session.session_id.as_str();
+        // Not when another replica publishes it (or did).
+        let mut published = true;
         let written = if state.store.is_durable() {
             state
                 .summaries
@@ -159,12 +161,17 @@ fn spawn_summary(
         } else if let Some(claim) = &claim {
             // Counted in Redis: after the session's previous summary,
             // whichever replica writes it, and only if the batch is still ours.
-            if let Err(error) = product
+            match product
                 .log
                 .append_summary(SUMMARY_TYPE, &json, session_id, claim)
                 .await
             {
-                tracing::warn!(session_id, %error, "a summary could not be published");
+                Ok(appended) => published = appended,
+                Err(error) => {
+                    // Still pending in Redis: taken over once its lease expires.
+                    tracing::warn!(session_id, %error, "a summary could not be published");
+                    published = false;
+                }
             }
             Ticket::default()
         } else {
@@ -172,7 +179,9 @@ fn spawn_summary(
         };
         // The next summary of the session goes once this one is in the log's
         // order; it need not wait for the disk.
-        state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        if published {
+            state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = due.published.send(());
         let _ = state.store.durable(written).await;
     });

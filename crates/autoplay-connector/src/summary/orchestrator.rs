@@ -229,31 +229,38 @@ async fn claim_expired(state: Arc<AppState>, every: Duration, lease: Duration) {
             _ = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let products = state.products.all();
-        cursors.retain(|id, _| products.iter().any(|p| p.id == *id));
-        for product in products {
-            let cursor = cursors
-                .entry(product.id.clone())
-                .or_insert_with(|| "0-0".to_owned());
-            let claimed = product.log.claim_expired(cursor).await;
-            if !claimed.is_empty() {
-                // A replica stopped (or is too slow) with these in hand.
-                tracing::warn!(
-                    product_id = &*product.id,
-                    summaries = claimed.len(),
-                    ?lease,
-                    "writing summaries whose replica did not write them within the lease"
-                );
+        // Also while Redis is slow to answer, the connector stopping ends it.
+        let claim = async {
+            let products = state.products.all();
+            cursors.retain(|id, _| products.iter().any(|p| p.id == *id));
+            for product in products {
+                let cursor = cursors
+                    .entry(product.id.clone())
+                    .or_insert_with(|| "0-0".to_owned());
+                let claimed = product.log.claim_expired(cursor).await;
+                if !claimed.is_empty() {
+                    // A replica stopped (or is too slow) with these in hand.
+                    tracing::warn!(
+                        product_id = &*product.id,
+                        summaries = claimed.len(),
+                        ?lease,
+                        "writing summaries whose replica did not write them within the lease"
+                    );
+                }
+                for batch in claimed {
+                    let claim = batch.claim();
+                    spawn_summary(
+                        state.clone(),
+                        product.clone(),
+                        taken_over(batch),
+                        Some(claim),
+                    );
+                }
             }
-            for batch in claimed {
-                let claim = batch.claim();
-                spawn_summary(
-                    state.clone(),
-                    product.clone(),
-                    taken_over(batch),
-                    Some(claim),
-                );
-            }
+        };
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = claim => {}
         }
     }
 }

@@ -10,10 +10,13 @@
 //! installs it.
 //!
 //! Before each `kill -9`, new webhooks are routed to the other replicas and the
-//! ones in flight to the doomed replica are let finish, and the summaries they
-//! made due are let be written. A webhook in flight at a crash gets no 200, and
-//! its sender retries it: at least once, by design (docs/deploy.md). What this
-//! test holds to exactly once is the stream through nginx, across the crash.
+//! ones in flight to the doomed replica are let finish: a webhook in flight at
+//! a crash gets no 200, and its sender retries it: at least once, by design
+//! (docs/deploy.md). What this test holds to exactly once is the stream
+//! through nginx, across the crash. The summaries the doomed replica had made
+//! due are not waited for: those it had not written when killed are taken over
+//! by another replica once their lease (2 s here) is over, and must still come
+//! once each, in their session's order.
 #![cfg(target_os = "linux")]
 
 #[path = "../../autoplay-connector/tests/store_redis_server/mod.rs"]
@@ -357,21 +360,6 @@ fn webhook_body(p: usize, batch: usize) -> String {
     serde_json::json!({ "batch": events }).to_string()
 }
 
-/// The summaries the webhooks answered so far made due: floor(actions / threshold)
-/// per session, from how many batches each poster had answered 200.
-fn due_summaries(done: &[AtomicUsize]) -> HashMap<String, usize> {
-    let mut actions: HashMap<String, usize> = HashMap::new();
-    for (p, batches) in done.iter().enumerate() {
-        for j in 0..batches.load(SeqCst) * BATCH {
-            *actions.entry(event(p, j).1).or_default() += 1;
-        }
-    }
-    actions
-        .into_iter()
-        .map(|(s, n)| (s, n / THRESHOLD))
-        .collect()
-}
-
 /// Which replicas webhooks may go to, and how many are in flight to each, so a
 /// replica can be taken out of the rotation before it is killed.
 struct Rotation {
@@ -586,6 +574,18 @@ async fn check_the_edges(nginx: &Nginx, cert_pem: &str) {
     );
 }
 
+/// The replicas' store: a short lease, so the summaries a killed replica had
+/// not written are taken over within the test's wait for them.
+fn store_url(redis: &RedisServer) -> String {
+    format!(
+        "{}/0?summary_lease_s={LEASE_S}&claim_interval_s=1",
+        redis.url()
+    )
+}
+
+/// The lease of a due batch in this test, in seconds.
+const LEASE_S: u64 = 2;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
     let redis = RedisServer::start(false);
@@ -593,7 +593,7 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
     let ports: Vec<u16> = (0..REPLICAS).map(|_| free_port()).collect();
     let mut replicas: Vec<Replica> = ports
         .iter()
-        .map(|&port| Replica::start(port, &redis.url(), work.path()))
+        .map(|&port| Replica::start(port, &store_url(&redis), work.path()))
         .collect();
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let cert_pem = tls.cert.pem();
@@ -699,17 +699,6 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
         .await;
         let r = serving.unwrap();
         tokio::task::block_in_place(|| rotation.drain(r));
-        let due = due_summaries(&rotation.done);
-        until(
-            "the summaries due so far",
-            Duration::from_secs(10),
-            async || {
-                let received = received.lock().unwrap();
-                due.iter()
-                    .all(|(s, n)| received.summaries.get(s).copied().unwrap_or(0) >= *n)
-            },
-        )
-        .await;
         let acked = rotation.acked();
         assert!(
             acked < TOTAL,
@@ -858,6 +847,19 @@ async fn three_replicas_behind_nginx_lose_and_repeat_nothing_across_kill_9() {
     for replica in &replicas {
         assert_eq!(metric(replica, "autoplay_replay_gaps_total").await, 0.0);
     }
+    // How many of those summaries a killed replica left and another took
+    // over (often none: the kill may find nothing due and unwritten).
+    let taken_over = replicas
+        .iter()
+        .map(|r| std::fs::read_to_string(&r.log).unwrap_or_default())
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| l.contains("did not write them within the lease"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .count();
+    eprintln!("takeovers of summaries left by a killed replica: {taken_over}");
     // The access log has the stream's requests, with the replica that served them.
     let log = nginx.file("access.log");
     assert!(

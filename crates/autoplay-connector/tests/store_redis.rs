@@ -1005,3 +1005,286 @@ async fn a_replica_subscribing_again_reads_what_it_missed() {
     )
     .await;
 }
+
+/// `n` clicks of `session` titled `<tag> button <i>`: the tag names the batch
+/// in its summary (the LLM below echoes the titles).
+fn tagged_body(session: &str, tag: &str, n: usize) -> serde_json::Value {
+    json!({
+        "session_id": session,
+        "actions": (0..n).map(|i| json!({
+            "event_type": "click",
+            "title": format!("{tag} button {i}"),
+            "canonical_url": "https://app.example.com/x",
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A fake OpenAI-compatible LLM on 127.0.0.1 that answers `#<n> <prompt>`
+/// (n = the request's number from 1, the prompt listing the actions), the
+/// first request after `first_delay`; counts the requests received and
+/// answered.
+async fn echo_llm(first_delay: Duration) -> (String, Arc<[std::sync::atomic::AtomicUsize; 2]>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let counter = counts.clone();
+    let answer = move |axum::Json(request): axum::Json<serde_json::Value>| {
+        let counter = counter.clone();
+        async move {
+            let number = counter[0].fetch_add(1, Ordering::SeqCst) + 1;
+            if number == 1 {
+                tokio::time::sleep(first_delay).await;
+            }
+            counter[1].fetch_add(1, Ordering::SeqCst);
+            let prompt = request["messages"][1]["content"].as_str().unwrap_or("");
+            axum::Json(json!({
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": format!("#{number} {prompt}")}}],
+            }))
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), counts)
+}
+
+/// A replica whose summaries go to `llm`, on `redis` with `query` in the
+/// store URL, summaries every `threshold` actions.
+fn claiming_config(
+    redis: &RedisServer,
+    query: &str,
+    llm: &str,
+    threshold: usize,
+) -> autoplay_connector::ConnectorConfig {
+    let mut config = config();
+    config.store = StoreConfig::Redis(format!("{}/0?{query}", redis.url()));
+    config.summary_threshold = threshold;
+    let mut backend = autoplay_connector::LlmConfig::new(llm.to_owned(), "test-model");
+    backend.timeout = Duration::from_secs(60);
+    config.llm = Some(backend);
+    config
+}
+
+/// A replica in a runtime of its own, so that it can die: its runtime shut
+/// down, every task of it (its summaries in flight too) is gone and its
+/// sockets closed, as if the process were killed. Also on panic.
+struct Mortal {
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<Server>,
+}
+
+impl Mortal {
+    fn start(config: autoplay_connector::ConnectorConfig) -> Mortal {
+        // Started from a thread of its own: a runtime cannot block inside another.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let server = runtime.block_on(Server::start(config));
+            Mortal {
+                runtime: Some(runtime),
+                server: Some(server),
+            }
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    fn kill(&mut self) {
+        let (runtime, server) = (self.runtime.take(), self.server.take());
+        // Not dropped in the test's runtime, which may not block.
+        std::thread::spawn(move || {
+            drop(server);
+            if let Some(runtime) = runtime {
+                runtime.shutdown_background();
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+impl Drop for Mortal {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until `probe` holds, for at most `limit`.
+async fn until(what: &str, limit: Duration, probe: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !probe() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The batch (`b<n>`) a frame of [`session_frames`] is about; it must name
+/// only that one.
+fn tag(text: &str) -> &str {
+    let tags: Vec<&str> = ["b1", "b2", "b3"]
+        .into_iter()
+        .filter(|tag| text.contains(&format!("{tag} button")))
+        .collect();
+    assert_eq!(tags.len(), 1, "{text}");
+    tags[0]
+}
+
+/// (event, summary text or first action title) of the frames of `session` read
+/// until `quiet` passes without one.
+async fn session_frames(sse: &mut Sse, session: &str, quiet: Duration) -> Vec<(String, String)> {
+    let mut frames = Vec::new();
+    while let Some((_, event, data)) = sse.next(quiet).await {
+        let value: serde_json::Value = serde_json::from_str(&data).unwrap();
+        if value["session_id"] != session {
+            continue;
+        }
+        let text = match event.as_str() {
+            "summary" => value["summary"].as_str().unwrap().to_owned(),
+            _ => value["actions"][0]["title"].as_str().unwrap().to_owned(),
+        };
+        frames.push((event, text));
+    }
+    frames
+}
+
+fn due_left(redis: &RedisServer) -> (usize, usize) {
+    let pending = match redis_command(redis, &["XPENDING", "autoplay:{acme}:due", "summaries"]) {
+        redis::Value::Array(parts) => redis::from_redis_value(parts[0].clone()).unwrap(),
+        other => panic!("XPENDING answered {other:?}"),
+    };
+    let entries =
+        redis::from_redis_value(redis_command(redis, &["XLEN", "autoplay:{acme}:due"])).unwrap();
+    (entries, pending)
+}
+
+/// Replica A takes a due batch (its webhook crossed the threshold, answered
+/// 200), asks its LLM, which never answers, and dies. Replica B, with a short
+/// lease, takes that batch over and writes its summary: exactly one for that
+/// threshold, after its actions, and before the session's next summary,
+/// which B made due meanwhile and which waited for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_whose_replica_died_is_written_by_another() {
+    const THRESHOLD: usize = 2;
+    let redis = RedisServer::start(false);
+    let (llm, counts) = echo_llm(Duration::from_secs(3600)).await;
+    let mut a = Mortal::start(claiming_config(
+        &redis,
+        "summary_lease_s=600",
+        &llm,
+        THRESHOLD,
+    ));
+    let b = Server::start(claiming_config(
+        &redis,
+        "summary_lease_s=2&claim_interval_s=1",
+        &llm,
+        THRESHOLD,
+    ))
+    .await;
+    let mut watcher = Sse::open(&b, None).await;
+    async fn post(server: &Server, tag: &str) {
+        let body = tagged_body("s", tag, THRESHOLD);
+        assert_eq!(server.post_events("acme", &body).await.status(), 200);
+    }
+
+    post(a.server(), "b1").await;
+    let asked = || counts[0].load(std::sync::atomic::Ordering::SeqCst);
+    until("A asked its LLM", Duration::from_secs(5), || asked() == 1).await;
+    a.kill();
+    assert_eq!(due_left(&redis), (1, 1), "the batch is pending for A");
+    // The next batch falls due on B: its summary waits for the first.
+    post(&b, "b2").await;
+    let frames = session_frames(&mut watcher, "s", Duration::from_secs(10)).await;
+    let got: Vec<(&str, &str)> = frames
+        .iter()
+        .map(|(e, text)| (e.as_str(), tag(text)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("actions", "b1"),
+            ("actions", "b2"),
+            ("summary", "b1"),
+            ("summary", "b2"),
+        ],
+        "{frames:?}"
+    );
+    assert_eq!(due_left(&redis), (0, 0), "nothing left pending");
+
+    // The session goes on, on B: its next summary, once, after those.
+    post(&b, "b3").await;
+    let frames = session_frames(&mut watcher, "s", Duration::from_secs(2)).await;
+    let got: Vec<(&str, &str)> = frames
+        .iter()
+        .map(|(e, text)| (e.as_str(), tag(text)))
+        .collect();
+    assert_eq!(got, [("actions", "b3"), ("summary", "b3")], "{frames:?}");
+    assert_eq!(due_left(&redis), (0, 0));
+    assert_eq!(asked(), 4, "A's request, then B's three");
+    assert_eq!(b.metric("autoplay_summaries_total").await, 3.0);
+    // A's consumer, holding nothing and idle for the lease, was dropped: the
+    // consumers of dead replicas do not pile up.
+    let consumers = redis_command(
+        &redis,
+        &["XINFO", "CONSUMERS", "autoplay:{acme}:due", "summaries"],
+    );
+    let consumers: Vec<redis::Value> = redis::from_redis_value(consumers).unwrap();
+    assert_eq!(consumers.len(), 1, "B's alone: {consumers:?}");
+}
+
+/// Replica A is alive but its LLM answers after A's batch's lease expired:
+/// replica B took the batch over and published its summary; A's summary,
+/// when it comes, is not published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_owner_does_not_publish_a_summary_taken_over() {
+    const THRESHOLD: usize = 2;
+    let redis = RedisServer::start(false);
+    let (llm, counts) = echo_llm(Duration::from_secs(5)).await;
+    let a = Server::start(claiming_config(
+        &redis,
+        "summary_lease_s=600",
+        &llm,
+        THRESHOLD,
+    ))
+    .await;
+    let b = Server::start(claiming_config(
+        &redis,
+        "summary_lease_s=2&claim_interval_s=1",
+        &llm,
+        THRESHOLD,
+    ))
+    .await;
+    let mut watcher = Sse::open(&a, None).await;
+    let body = tagged_body("s", "b1", THRESHOLD);
+    assert_eq!(a.post_events("acme", &body).await.status(), 200);
+    let count = |i: usize| counts[i].load(std::sync::atomic::Ordering::SeqCst);
+    // B's request is the second, answered at once; A's the first, slow.
+    until("B took the batch over", Duration::from_secs(8), || {
+        count(0) == 2
+    })
+    .await;
+    until("A's LLM answered", Duration::from_secs(8), || count(1) == 2).await;
+    // A's summary goes to Redis at once: give it the time, and more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let frames = session_frames(&mut watcher, "s", Duration::from_secs(1)).await;
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(frames[0], ("actions".into(), "b1 button 0".into()));
+    assert_eq!(frames[1].0, "summary");
+    assert!(frames[1].1.starts_with("#2 "), "B's, not A's: {frames:?}");
+    assert_eq!(due_left(&redis), (0, 0));
+    // Each replica counts what it published.
+    assert_eq!(a.metric("autoplay_summaries_total").await, 0.0);
+    assert_eq!(b.metric("autoplay_summaries_total").await, 1.0);
+}

@@ -195,25 +195,41 @@ impl ProductLog {
     }
 
     /// Appends a summary of a session counted in the Redis store
-    /// ([`Store::counts_sessions`]), the `seq`th of the session, after the
-    /// session's previous summary, whichever replica writes that one (waiting
-    /// for it at most [`redis::ORDER_WAIT`]). Returns once it is in Redis.
+    /// ([`Store::counts_sessions`]) on the batch `claim`, after the session's
+    /// previous summary, whichever replica writes that one, and only while
+    /// the batch is this replica's (its lease did not expire, or no other
+    /// replica took it over). Returns once Redis answered: whether this
+    /// call appended it.
     pub async fn append_summary(
         self: &Arc<Self>,
         kind: &str,
         json: &str,
         session_id: &str,
-        seq: u64,
-        idle: std::time::Duration,
-    ) -> Result<(), StoreError> {
+        claim: &self::redis::Claim,
+    ) -> Result<bool, StoreError> {
         let side = self
             .stream
             .as_ref()
             .expect("only the Redis store counts sessions");
         let body = Bytes::from(autoplay_sdk::wire::encode_frame(None, kind, json));
         side.redis
-            .append_summary(self.clone(), body, session_id, seq, idle)
+            .append_summary(self.clone(), body, session_id, claim)
             .await
+    }
+
+    /// Takes over some of the Redis store's due batches of this product
+    /// whose replica did not write their summary within the lease (it
+    /// stopped, or is too slow), scanning on from `cursor`: this replica
+    /// writes them. Nothing with the other stores.
+    pub async fn claim_expired(&self, cursor: &mut String) -> Vec<self::redis::SharedDue> {
+        let Some(side) = &self.stream else {
+            return Vec::new();
+        };
+        // A failure is logged once per outage; the next tick tries again.
+        side.redis
+            .claim_expired(self, cursor)
+            .await
+            .unwrap_or_default()
     }
 
     /// Appends a summary together with its session's new state, so the two are
@@ -567,6 +583,12 @@ impl Store {
     /// due, not the in-process tracker.
     pub fn counts_sessions(&self) -> bool {
         self.redis.is_some()
+    }
+
+    /// How often to take over the due batches whose lease expired, and the
+    /// lease ([`ProductLog::claim_expired`]): the Redis store only.
+    pub fn claim_schedule(&self) -> Option<(std::time::Duration, std::time::Duration)> {
+        self.redis.as_ref().map(|redis| redis.claim_schedule())
     }
 
     /// Whether the store is unreachable now (the Redis store only): ingest

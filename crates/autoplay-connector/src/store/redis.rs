@@ -25,11 +25,22 @@
 //! - **Sessions** (summaries): an append that carries a session's actions
 //!   runs as [`APPEND_SCRIPT`] (in the same transaction), which appends the
 //!   frame, then the actions to the session's list and, once `threshold` are
-//!   pending, takes them all and returns them. Redis runs a script
-//!   atomically, so whichever replica's webhooks cross a threshold, exactly
-//!   one of them gets that batch, and only after its actions are on the
-//!   stream. The batch is kept until its summary is out: should the reply
-//!   that carried it be lost, the retried webhook gets it.
+//!   pending, takes them all: it adds them as one entry to the product's due
+//!   stream ([`due_name`]) and reads that entry as this replica's consumer of
+//!   [`GROUP`], so the batch is pending for this replica, and returns it.
+//!   Redis runs a script atomically, so whichever replica's webhooks cross a
+//!   threshold, exactly one of them gets that batch, and only after its
+//!   actions are on the stream. Should the reply that carried it be lost,
+//!   the retried webhook takes the batch over.
+//! - **At least once written, exactly once published**: the batch stays
+//!   pending until its summary is appended by [`SUMMARY_SCRIPT`], which
+//!   acknowledges and deletes the entry in the same step, and only if it is
+//!   still pending for the replica appending. A replica that stops (or whose
+//!   LLM hangs) after taking a batch leaves it pending: every replica, at
+//!   start and every `claim_interval_s` ([`CLAIM_INTERVAL`]), takes over
+//!   (`XAUTOCLAIM`, [`CLAIM_SCRIPT`]) the batches pending longer than
+//!   `summary_lease_s` ([`SUMMARY_LEASE`]) and writes them; the slow owner,
+//!   should it finish after that, is refused.
 //! - **Once per webhook**: an `EXEC` that Redis applied but whose reply was
 //!   lost answers 503, and PostHog sends the body again. A webhook whose
 //!   events carry `uuid`s appends each frame through [`APPEND_SCRIPT`] with a
@@ -37,9 +48,9 @@
 //!   (`?dedupe_ttl_s=`, default [`DEDUPE_TTL`]) in the same step: the retry
 //!   appends, and counts for summaries, only the frames not appended yet.
 //! - **Order of summaries**: each batch taken is numbered in the session's
-//!   hash; its summary is appended by [`SUMMARY_SCRIPT`] only after the one
-//!   before it is recorded published, whichever replica wrote it (waiting at
-//!   most [`ORDER_WAIT`]).
+//!   hash; its summary is appended by [`SUMMARY_SCRIPT`] only once the one
+//!   before it is not pending any more, whichever replica writes it (waiting
+//!   at most the lease, a claim interval and [`ORDER_WAIT`]).
 //! - **Products and emails** changed on one replica are published on
 //!   [`CHANGES`] in the same transaction; each replica follows it
 //!   ([`Redis::follow`]), reading the key again, and everything after each
@@ -109,15 +120,17 @@ struct Append {
 
 /// Where a summary stands in its session's order.
 struct Order {
-    /// The session's hash (its counters).
+    /// The session's hash (its counters, and the claims of its due batches).
     who: String,
-    /// The batch it summarises, dropped when it is out.
+    /// The product's due stream ([`due_name`]).
     due: String,
-    /// Its place among the session's summaries (1, 2, ...).
-    seq: u64,
+    /// The batch it summarises: its place among the session's summaries
+    /// (1, 2, ...) and its entry in the due stream.
+    claim: Claim,
+    /// This replica's consumer in [`GROUP`].
+    consumer: Arc<str>,
     /// Publish even if the previous one is not out (waited long enough).
     force: bool,
-    idle: Duration,
     /// What [`SUMMARY_SCRIPT`] said.
     turn: Option<oneshot::Sender<Turn>>,
 }
@@ -128,37 +141,124 @@ enum Turn {
     Appended,
     /// Not its turn yet: the previous summary is not out.
     Wait,
-    /// Out already (another delivery of its webhook wrote it).
+    /// Out already (another delivery of its webhook, or a replica that took
+    /// its batch over, wrote it).
     Done,
+    /// Its lease expired and another replica took the batch over: that one
+    /// writes it.
+    Lost,
 }
 
 /// How long a summary waits, at most, for the previous summary of its session
-/// (written on any replica) to be published before it goes out anyway: longer
-/// than the LLM's default `timeout_s` (10 s) plus the embedded summariser
-/// after it, so it is only reached when the replica writing the previous one
-/// stopped.
+/// (written on any replica) to be published, on top of the lease and a claim
+/// interval (what it takes the others to take over a batch whose replica
+/// stopped): longer than the LLM's default `timeout_s` (10 s) plus the
+/// embedded summariser after it. After that it goes out anyway, and the
+/// previous one after it when it comes.
 pub(crate) const ORDER_WAIT: Duration = Duration::from_secs(30);
 
 /// How often a waiting summary asks whether its turn came.
 const ORDER_POLL: Duration = Duration::from_millis(25);
 
-/// Publishes a summary (`ARGV[2]`) of a session in order: appends it to the
-/// stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`) only once the session's summary
-/// `ARGV[3] - 1` is out, as the session's hash `KEYS[2]` records
-/// (`published`), or when `ARGV[4]` is `'1'` (waited long enough); records
-/// it there, drops its batch (`KEYS[3]`) and returns `{'ok', id}`; `{'wait'}`
-/// while it is not its turn, `{'done'}` if this summary is out already
-/// (written by another delivery of the webhook that made it due).
+/// How long a replica holds a due batch, by default, before the others may
+/// take it over and write its summary: more than twice the LLM's default
+/// `timeout_s` (10 s), so a replica that is alive is done before.
+pub(crate) const SUMMARY_LEASE: Duration = Duration::from_secs(60);
+
+/// The store URL's query parameter that sets [`SUMMARY_LEASE`].
+pub(crate) const LEASE_PARAM: &str = "summary_lease_s";
+
+/// How often, by default, each replica takes over the due batches whose lease
+/// expired ([`CLAIM_SCRIPT`]); also done once when it starts.
+pub(crate) const CLAIM_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The store URL's query parameter that sets [`CLAIM_INTERVAL`].
+pub(crate) const CLAIM_INTERVAL_PARAM: &str = "claim_interval_s";
+
+/// Due batches taken over per product per claim, at most.
+const CLAIM_COUNT: usize = 32;
+
+/// The consumer group of every product's due stream: each replica is one
+/// consumer of it, and a batch pending for a consumer is that replica's to
+/// write until its lease expires.
+const GROUP: &str = "summaries";
+
+/// The due stream of a product: one entry per batch whose summary fell due
+/// and is not out yet (fields `s` session, `n` its place, `u` user, `m` email,
+/// `a` the actions as a JSON array), pending in [`GROUP`] for the replica
+/// writing it.
+pub(crate) fn due_name(product_id: &str) -> String {
+    format!("autoplay:{{{product_id}}}:due")
+}
+
+/// An entry of a due stream as Redis gives it: (id, [name, value, ...]).
+type DueEntry = (String, Vec<Vec<u8>>);
+
+/// A due batch as a replica holds it: its place among its session's
+/// summaries and its entry in the due stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claim {
+    pub seq: u64,
+    pub entry: String,
+}
+
+/// Publishes a summary (`ARGV[2]`) of a session: appends it to the stream
+/// `KEYS[1]` (`MAXLEN ~ ARGV[1]`), acknowledges and deletes its batch's entry
+/// `ARGV[4]` of the due stream `KEYS[3]`, and forgets its claim in the
+/// session's hash `KEYS[2]`, all in one step, and returns `{'ok', id}`; only
+/// if that entry is still pending for this replica's consumer `ARGV[6]` of
+/// the group `ARGV[5]`: `{'done'}` when it is not pending any more (its
+/// summary is out), `{'lost'}` when another replica took it over. It waits,
+/// `{'wait'}` (renewing its lease), while the session's previous batch
+/// (`ARGV[3] - 1`, its entry in the hash) is pending, unless `ARGV[7]` is
+/// `'1'` (waited long enough).
 pub(crate) const SUMMARY_SCRIPT: &str = r#"
-local published = tonumber(redis.call('HGET', KEYS[2], 'published') or '0')
+local due, group, entry, me = KEYS[3], ARGV[5], ARGV[4], ARGV[6]
+local function pending(id)
+  local p = redis.pcall('XPENDING', due, group, id, id, 1)
+  if type(p) ~= 'table' or p.err or #p == 0 then return nil end
+  return p[1][2]
+end
+local owner = pending(entry)
+if not owner then return {'done'} end
+if owner ~= me then return {'lost'} end
 local seq = tonumber(ARGV[3])
-if seq <= published then return {'done'} end
-if published < seq - 1 and ARGV[4] ~= '1' then return {'wait'} end
+if ARGV[7] ~= '1' then
+  local previous = redis.call('HGET', KEYS[2], 'd' .. (seq - 1))
+  if previous and pending(previous) then
+    redis.call('XCLAIM', due, group, me, 0, entry, 'JUSTID')
+    return {'wait'}
+  end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-redis.call('HSET', KEYS[2], 'published', seq)
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('DEL', KEYS[3])
+redis.call('XACK', due, group, entry)
+redis.call('XDEL', due, entry)
+redis.call('HDEL', KEYS[2], 'd' .. seq)
 return {'ok', id}
+"#;
+
+/// Takes over, for this replica's consumer `ARGV[2]` of the group `ARGV[1]`,
+/// the entries of the due stream `KEYS[1]` pending for longer than `ARGV[3]`
+/// ms (a replica that stopped, or is too slow), `ARGV[5]` at most, scanning
+/// from the cursor `ARGV[4]`; returns `{cursor, {{entry, fields}, ...}}`. It
+/// then drops the consumers that hold nothing and were idle for the lease
+/// (replicas that stopped; one that is running is made again when it next
+/// takes a batch), in the same step, so none holding a batch is dropped.
+pub(crate) const CLAIM_SCRIPT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', {}} end
+local claimed = redis.pcall('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+if type(claimed) ~= 'table' or claimed.err then return {'0-0', {}} end
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(consumers) == 'table' and not consumers.err then
+  for _, c in ipairs(consumers) do
+    local info = {}
+    for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+    if info['name'] ~= ARGV[2] and info['pending'] == 0 and info['idle'] >= tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    end
+  end
+end
+return {claimed[1], claimed[2]}
 "#;
 
 /// How long a webhook's frames are remembered as appended, by default: a body
@@ -203,15 +303,29 @@ pub(crate) struct SessionDelta {
     pub idle: Duration,
 }
 
-/// A batch of a session whose summary fell due on this replica.
+/// A batch of a session whose summary this replica is to write: it fell due
+/// here, or this replica took it over from one whose lease expired.
 #[derive(Debug)]
 pub(crate) struct SharedDue {
     /// Its place among the session's batches (1, 2, ...), whichever replicas
     /// took them: what [`ProductLog::append_summary`] publishes it in order by.
     pub seq: u64,
+    /// Its entry in the due stream, which this replica holds.
+    pub entry: String,
+    pub session_id: String,
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub actions: Vec<SlimAction>,
+}
+
+impl SharedDue {
+    /// What this replica holds of the batch.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            seq: self.seq,
+            entry: self.entry.clone(),
+        }
+    }
 }
 
 /// Appends one frame (`ARGV[2]`) to the stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`)
@@ -219,17 +333,22 @@ pub(crate) struct SharedDue {
 ///
 /// - **once** (`ARGV[3]` a TTL in seconds, not `''`): first `SET KEYS[2] NX
 ///   EX ARGV[3]`; if the key was there already the frame was appended by an
-///   earlier delivery of the same webhook, and nothing is appended: `nil`, or
-///   `{'', seq, user, email, actions...}` when that delivery made a batch due
-///   whose summary is not out yet (its reply was lost with the batch: this
-///   delivery writes the summary).
+///   earlier delivery of the same webhook, and nothing is appended: `nil`, or,
+///   when that delivery made a batch due whose summary is not out yet (its
+///   reply was lost with the batch), `{'', entry, fields...}`: this delivery
+///   takes the batch over (`XCLAIM`) and writes the summary.
 /// - **session** (`ARGV[4]` the threshold, not `''`): appends the session's
-///   actions (`ARGV[8..]`) to its list (the next key) and keeps its user and
+///   actions (`ARGV[11..]`) to its list (the next key) and keeps its user and
 ///   email (`ARGV[6]`, `ARGV[7]`, in the hash after it); once `ARGV[4]` are
-///   pending, numbers the batch (`due` in the hash), keeps it as
-///   `<list>:due:<seq>` until its summary is out ([`SUMMARY_SCRIPT`]), notes
-///   `seq` in the once key, and returns `{id, seq, user, email, actions...}`.
-///   The keys expire after `ARGV[5]` idle seconds.
+///   pending, numbers the batch (`due` in the hash), adds it to the product's
+///   due stream (the key after the hash) and reads it there as the consumer
+///   `ARGV[9]` of the group `ARGV[8]` (so it is pending for this replica until
+///   its summary is out, [`SUMMARY_SCRIPT`], or its lease expires,
+///   [`CLAIM_SCRIPT`]), notes its entry in the hash (`d<seq>`) and in the once
+///   key, and returns `{id, entry, fields...}` (the entry's fields, `s` being
+///   the session `ARGV[10]`). The session's keys expire after `ARGV[5]` idle
+///   seconds; the due stream does not (its entries go when their summary is
+///   out).
 ///
 /// One script, so the check, the append and the count are one atomic step: a
 /// retried body neither appends nor counts a frame twice.
@@ -240,20 +359,21 @@ if ARGV[3] ~= '' then
   once = KEYS[2]
   k = 3
 end
-local list, who = KEYS[k], KEYS[k + 1]
-local function batch(id, seq, actions)
-  local out = {id, tostring(seq), redis.call('HGET', who, 'user') or '', redis.call('HGET', who, 'email') or ''}
-  for _, action in ipairs(actions) do out[#out + 1] = action end
+local list, who, due = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+local group, me = ARGV[8], ARGV[9]
+local function fields(entry)
+  local out = {}
+  for _, v in ipairs(entry) do out[#out + 1] = v end
   return out
 end
 if once and not redis.call('SET', once, '1', 'NX', 'EX', ARGV[3]) then
-  local seq = tonumber(redis.call('GET', once))
-  if ARGV[4] == '' or seq == nil or seq < 2 then return false end
-  seq = seq - 1
-  if tonumber(redis.call('HGET', who, 'published') or '0') >= seq then return false end
-  local actions = redis.call('LRANGE', list .. ':due:' .. seq, 0, -1)
-  if #actions == 0 then return false end
-  return batch('', seq, actions)
+  local entry = redis.call('GET', once)
+  if ARGV[4] == '' or not entry or entry == '1' then return false end
+  local claimed = redis.pcall('XCLAIM', due, group, me, 0, entry)
+  if type(claimed) ~= 'table' or claimed.err or not claimed[1] then return false end
+  local out = {'', entry}
+  for _, v in ipairs(claimed[1][2]) do out[#out + 1] = v end
+  return out
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
 if ARGV[4] == '' then return {id} end
@@ -261,18 +381,26 @@ local threshold, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
 if ARGV[6] ~= '' then redis.call('HSET', who, 'user', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', who, 'email', ARGV[7]) end
 local n = 0
-for i = 8, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
+for i = 11, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
 redis.call('EXPIRE', list, idle)
 redis.call('EXPIRE', who, idle)
 if n < threshold then return {id} end
 local actions = redis.call('LRANGE', list, 0, -1)
+redis.call('DEL', list)
 local seq = redis.call('HINCRBY', who, 'due', 1)
-local due = list .. ':due:' .. seq
-redis.call('RENAME', list, due)
-redis.call('EXPIRE', due, idle)
--- 1 means "appended"; seq + 1 "appended, and made batch seq due".
-if once then redis.call('SET', once, tostring(seq + 1), 'KEEPTTL') end
-return batch(id, seq, actions)
+local batch = {'s', ARGV[10], 'n', tostring(seq),
+  'u', redis.call('HGET', who, 'user') or '', 'm', redis.call('HGET', who, 'email') or '',
+  'a', '[' .. table.concat(actions, ',') .. ']'}
+-- Made with the stream, at its end: the batch read next is the one added now.
+redis.pcall('XGROUP', 'CREATE', due, group, '$', 'MKSTREAM')
+local entry = redis.call('XADD', due, '*', unpack(batch))
+redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', 1, 'STREAMS', due, '>')
+redis.call('HSET', who, 'd' .. seq, entry)
+-- '1' means "appended"; an entry "appended, and made that batch due".
+if once then redis.call('SET', once, entry, 'KEEPTTL') end
+local out = {id, entry}
+for _, v in ipairs(batch) do out[#out + 1] = v end
+return out
 "#;
 
 /// The keys of a session: its pending actions, and who it is.
@@ -299,18 +427,50 @@ fn appended(reply: Option<redis::Value>) -> (Option<String>, Option<SharedDue>) 
     let id = String::from_utf8(parts.remove(0))
         .ok()
         .filter(|id| !id.is_empty());
-    let due = (!parts.is_empty()).then(|| shared_due(parts)).flatten();
+    let due = (!parts.is_empty())
+        .then(|| {
+            let entry = String::from_utf8(parts.remove(0)).ok()?;
+            shared_due(entry, parts)
+        })
+        .flatten();
     (id, due)
 }
 
-fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
-    let mut parts = reply.into_iter();
-    let text = |b: Vec<u8>| String::from_utf8(b).ok().filter(|s| !s.is_empty());
-    let seq = text(parts.next()?)?.parse().ok()?;
-    let user_id = text(parts.next()?);
-    let email = parts.next().and_then(text);
-    let actions = parts
-        .filter_map(|json| match serde_json::from_slice(&json) {
+/// A batch from its entry in the due stream (`fields`: name, value, ...);
+/// `None` (logged) when the entry is not one.
+fn shared_due(entry: String, fields: Vec<Vec<u8>>) -> Option<SharedDue> {
+    let mut map = std::collections::HashMap::new();
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        map.insert(name, value);
+    }
+    let mut text = |name: &[u8]| {
+        map.remove(name)
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+    };
+    let (Some(session_id), Some(seq), Some(actions)) = (
+        text(b"s"),
+        text(b"n").and_then(|n| n.parse().ok()),
+        text(b"a"),
+    ) else {
+        warn!(
+            entry,
+            "a due batch in Redis without its session, place or actions; skipped"
+        );
+        return None;
+    };
+    let (user_id, email) = (text(b"u"), text(b"m"));
+    let actions: Vec<serde_json::Value> = match serde_json::from_str(&actions) {
+        Ok(actions) => actions,
+        Err(e) => {
+            warn!(entry, error = %e, "unreadable actions in a due batch in Redis; skipped");
+            return None;
+        }
+    };
+    let actions = actions
+        .into_iter()
+        .filter_map(|action| match serde_json::from_value(action) {
             Ok(action) => Some(action),
             Err(e) => {
                 warn!(error = %e, "unreadable action in a Redis session; skipped");
@@ -320,6 +480,8 @@ fn shared_due(reply: Vec<Vec<u8>>) -> Option<SharedDue> {
         .collect();
     Some(SharedDue {
         seq,
+        entry,
+        session_id,
         user_id,
         email,
         actions,
@@ -388,23 +550,51 @@ fn emails_key(product_id: &str) -> String {
     format!("autoplay:{{{product_id}}}:emails")
 }
 
-/// The dedupe TTL a store URL asks for (`?dedupe_ttl_s=N`), or the default.
-fn dedupe_ttl(url: &str) -> Result<Duration, String> {
-    let Some((_, query)) = url.split_once('?') else {
-        return Ok(DEDUPE_TTL);
+/// What a store URL's query sets (`?dedupe_ttl_s=N&summary_lease_s=N&claim_interval_s=N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Options {
+    dedupe_ttl: Duration,
+    /// How long a replica holds a due batch before the others may take it.
+    lease: Duration,
+    /// How often each replica looks for batches whose lease expired.
+    claim_interval: Duration,
+}
+
+/// Reads the store URL's query; an unknown parameter is the redis crate's.
+fn options(url: &str) -> Result<Options, String> {
+    let mut options = Options {
+        dedupe_ttl: DEDUPE_TTL,
+        lease: SUMMARY_LEASE,
+        claim_interval: CLAIM_INTERVAL,
     };
-    let mut ttl = DEDUPE_TTL;
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(options);
+    };
     for (name, value) in query.split('&').filter_map(|p| p.split_once('=')) {
-        if name == DEDUPE_TTL_PARAM {
-            ttl = value.parse().map(Duration::from_secs).map_err(|_| {
+        let (slot, zero_ok, example) = match name {
+            DEDUPE_TTL_PARAM => (&mut options.dedupe_ttl, true, "3600 (0 turns dedupe off)"),
+            LEASE_PARAM => (&mut options.lease, false, "60"),
+            CLAIM_INTERVAL_PARAM => (&mut options.claim_interval, false, "5"),
+            _ => continue,
+        };
+        *slot = value
+            .parse()
+            .ok()
+            .filter(|&n: &u64| zero_ok || n > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                let what = if zero_ok {
+                    "a number"
+                } else {
+                    "a positive number"
+                };
                 format!(
-                    "{DEDUPE_TTL_PARAM}={value:?} is not a number of seconds; expected e.g. \
-                     redis://127.0.0.1:6379/0?{DEDUPE_TTL_PARAM}=3600 (0 turns dedupe off)"
+                    "{name}={value:?} is not {what} of seconds; expected e.g. \
+                     redis://127.0.0.1:6379/0?{name}={example}"
                 )
             })?;
-        }
     }
-    Ok(ttl)
+    Ok(options)
 }
 
 /// What the Redis store shares between its writer, its tails and its logs.
@@ -416,8 +606,13 @@ pub(crate) struct Redis {
     metrics: Arc<Metrics>,
     /// Set while the last command to Redis failed, so it is logged once.
     down: AtomicBool,
-    /// How long a webhook's frames are remembered as appended (zero: off).
-    dedupe_ttl: Duration,
+    /// What the store URL's query set.
+    options: Options,
+    /// This replica's consumer in each product's due stream: unique per
+    /// process, so a batch pending for it is this process's to write.
+    consumer: Arc<str>,
+    /// The connection [`Redis::claim_expired`] uses, made when first needed.
+    claim_conn: Mutex<Option<MultiplexedConnection>>,
 }
 
 /// A product's stream as this replica sees it, behind the log's lock.
@@ -454,7 +649,7 @@ impl Redis {
             path: super::redacted(url),
             reason,
         };
-        let dedupe_ttl = dedupe_ttl(url).map_err(open_error)?;
+        let options = options(url).map_err(open_error)?;
         let client = redis::Client::open(url).map_err(|e| open_error(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (progress, _) = watch::channel(Progress::default());
@@ -465,7 +660,9 @@ impl Redis {
             progress,
             metrics,
             down: AtomicBool::new(false),
-            dedupe_ttl,
+            options,
+            consumer: consumer_name().into(),
+            claim_conn: Mutex::new(None),
         });
         tokio::spawn(write_loop(redis.clone(), rx));
         Ok(redis)
@@ -518,21 +715,25 @@ impl Redis {
         (self.send(Op::Append(append)), rx)
     }
 
-    /// Appends the summary `body` of `session_id`, the `seq`th of the
-    /// session, once the one before it is out (on any replica), waiting at
-    /// most [`ORDER_WAIT`] for it; `idle` as the session's. An error: Redis
-    /// failed (the summary is not published).
+    /// Appends the summary `body` of `session_id` on the batch `claim`, once
+    /// the session's previous batch is out (on any replica), waiting at most
+    /// [`order_wait`](Self::order_wait) for it; not at all if the batch is
+    /// not this replica's any more (its lease expired and another replica
+    /// took it over, or its summary is out). Whether it was appended (here).
+    /// An error: Redis failed (the
+    /// summary is not published; the batch stays pending, and is taken over
+    /// once its lease expires).
     pub async fn append_summary(
         &self,
         log: Arc<ProductLog>,
         body: Bytes,
         session_id: &str,
-        seq: u64,
-        idle: Duration,
-    ) -> Result<(), StoreError> {
-        let (list, who) = session_keys(&log.product_id, session_id);
-        let due = format!("{list}:due:{seq}");
-        let deadline = tokio::time::Instant::now() + ORDER_WAIT;
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
+        let (_, who) = session_keys(&log.product_id, session_id);
+        let due = due_name(&log.product_id);
+        let wait = self.order_wait();
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let force = tokio::time::Instant::now() >= deadline;
             let (tx, rx) = oneshot::channel();
@@ -544,22 +745,32 @@ impl Redis {
                 order: Some(Box::new(Order {
                     who: who.clone(),
                     due: due.clone(),
-                    seq,
+                    claim: claim.clone(),
+                    consumer: self.consumer.clone(),
                     force,
-                    idle,
                     turn: Some(tx),
                 })),
             };
             let ticket = self.send(Op::Append(append));
             self.durable(ticket).await?;
+            let (product_id, seq) = (&*log.product_id, claim.seq);
             match rx.await.unwrap_or(Turn::Wait) {
-                Turn::Appended => return Ok(()),
+                Turn::Appended => return Ok(true),
                 Turn::Done => {
                     info!(
-                        product_id = &*log.product_id,
+                        product_id,
                         session_id, seq, "this summary is out already; not published twice"
                     );
-                    return Ok(());
+                    return Ok(false);
+                }
+                Turn::Lost => {
+                    info!(
+                        product_id,
+                        session_id,
+                        seq,
+                        "this summary's lease expired and another replica took it over; not published here"
+                    );
+                    return Ok(false);
                 }
                 Turn::Wait => {}
             }
@@ -569,19 +780,104 @@ impl Redis {
             tokio::time::sleep(ORDER_POLL).await;
             if tokio::time::Instant::now() >= deadline {
                 warn!(
-                    product_id = &*log.product_id,
+                    product_id,
                     session_id,
                     seq,
-                    "the previous summary of this session is not out after {ORDER_WAIT:?}; publishing this one anyway"
+                    "the previous summary of this session is not out after {wait:?}; publishing this one anyway"
                 );
             }
         }
     }
 
+    /// How long a summary waits, at most, for its session's previous one:
+    /// long enough for another replica to take that one over when the
+    /// replica writing it stopped ([`ORDER_WAIT`]).
+    fn order_wait(&self) -> Duration {
+        self.options.lease + self.options.claim_interval + ORDER_WAIT
+    }
+
+    /// (How often to look for due batches whose lease expired, the lease.)
+    pub fn claim_schedule(&self) -> (Duration, Duration) {
+        (self.options.claim_interval, self.options.lease)
+    }
+
+    /// Takes over up to [`CLAIM_COUNT`] due batches of `log`'s product whose
+    /// lease expired ([`CLAIM_SCRIPT`]), scanning from `cursor` (`"0-0"`
+    /// first; the call moves it on, back to `"0-0"` once it went round): this
+    /// replica is to write their summaries now. An entry that is not a batch
+    /// is dropped (logged).
+    pub async fn claim_expired(
+        &self,
+        log: &ProductLog,
+        cursor: &mut String,
+    ) -> redis::RedisResult<Vec<SharedDue>> {
+        let due = due_name(&log.product_id);
+        let conn = self
+            .claim_conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => {
+                let conn = self.connect(Duration::from_secs(5)).await?;
+                *self.claim_conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                conn
+            }
+        };
+        let reply: redis::RedisResult<(String, Vec<DueEntry>)> = redis::cmd("EVAL")
+            .arg(CLAIM_SCRIPT)
+            .arg(1)
+            .arg(&due)
+            .arg(GROUP)
+            .arg(&*self.consumer)
+            .arg(self.options.lease.as_millis() as u64)
+            .arg(&*cursor)
+            .arg(CLAIM_COUNT)
+            .query_async(&mut conn)
+            .await;
+        let (next, entries) = match reply {
+            Ok(reply) => reply,
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                *self.claim_conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                self.failed("XAUTOCLAIM", &e);
+                return Err(e);
+            }
+            Err(e) => {
+                // Redis answered, but not what the script returns: not an outage.
+                warn!(product_id = &*log.product_id, error = %e, "unreadable answer to a claim of due summaries; skipped");
+                return Err(e);
+            }
+        };
+        *cursor = next;
+        let mut claimed = Vec::with_capacity(entries.len());
+        for (entry, fields) in entries {
+            match shared_due(entry.clone(), fields) {
+                Some(due) => claimed.push(due),
+                None => {
+                    // Not a batch of ours: nobody could ever write it.
+                    let _: redis::RedisResult<()> = redis::pipe()
+                        .cmd("XACK")
+                        .arg(&due)
+                        .arg(GROUP)
+                        .arg(&entry)
+                        .ignore()
+                        .cmd("XDEL")
+                        .arg(&due)
+                        .arg(&entry)
+                        .ignore()
+                        .query_async(&mut conn)
+                        .await;
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
     /// The [`Once`] of a webhook of `product_id` whose events carry these
     /// `uuid`s: `None` when none does, or when dedupe is off.
     pub fn once(&self, product_id: &str, uuids: &[String]) -> Option<Once> {
-        if uuids.is_empty() || self.dedupe_ttl.is_zero() {
+        if uuids.is_empty() || self.options.dedupe_ttl.is_zero() {
             return None;
         }
         let digest = crate::config::sha256(uuids.join("\n").as_bytes());
@@ -808,7 +1104,9 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                         record: None,
                     } => {
                         pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
-                        pipe.cmd("DEL").arg(stream_name(product_id));
+                        pipe.cmd("DEL")
+                            .arg(stream_name(product_id))
+                            .arg(due_name(product_id));
                         publish(&mut pipe, ("p", product_id));
                         continue;
                     }
@@ -844,9 +1142,11 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                         .arg(&order.due)
                         .arg(maxlen)
                         .arg(&append.body[..])
-                        .arg(order.seq)
-                        .arg(if order.force { "1" } else { "0" })
-                        .arg(order.idle.as_secs().max(1));
+                        .arg(order.claim.seq)
+                        .arg(&order.claim.entry)
+                        .arg(GROUP)
+                        .arg(&*order.consumer)
+                        .arg(if order.force { "1" } else { "0" });
                     continue;
                 }
                 if append.session.is_none() && append.once.is_none() {
@@ -865,17 +1165,17 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                     (delta, keys)
                 });
                 let keys =
-                    1 + usize::from(append.once.is_some()) + 2 * usize::from(session.is_some());
+                    1 + usize::from(append.once.is_some()) + 3 * usize::from(session.is_some());
                 let cmd = pipe.cmd("EVAL").arg(APPEND_SCRIPT).arg(keys).arg(key);
                 if let Some(once) = &append.once {
                     cmd.arg(once);
                 }
                 if let Some((_, (list, who))) = &session {
-                    cmd.arg(list).arg(who);
+                    cmd.arg(list).arg(who).arg(due_name(&append.log.product_id));
                 }
                 cmd.arg(maxlen).arg(&append.body[..]);
                 match &append.once {
-                    Some(_) => cmd.arg(redis.dedupe_ttl.as_secs().max(1)),
+                    Some(_) => cmd.arg(redis.options.dedupe_ttl.as_secs().max(1)),
                     None => cmd.arg(""),
                 };
                 match &session {
@@ -886,7 +1186,10 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                         cmd.arg(delta.threshold)
                             .arg(delta.idle.as_secs().max(1))
                             .arg(delta.user_id.as_deref().unwrap_or(""))
-                            .arg(delta.email.as_deref().unwrap_or(""));
+                            .arg(delta.email.as_deref().unwrap_or(""))
+                            .arg(GROUP)
+                            .arg(&*redis.consumer)
+                            .arg(&delta.session_id);
                         for action in &delta.actions {
                             cmd.arg(action);
                         }
@@ -924,6 +1227,7 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                         let (turn, id) = match reply.as_slice() {
                             [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
                             [done] if done == "done" => (Turn::Done, None),
+                            [lost] if lost == "lost" => (Turn::Lost, None),
                             _ => (Turn::Wait, None),
                         };
                         if let Some(tx) = order.turn.take() {
@@ -1296,6 +1600,21 @@ async fn follow_loop(redis: Arc<Redis>, tx: mpsc::Sender<Change>) {
     }
 }
 
+/// A name for this process's consumer of the due streams: its pid and 64
+/// random bits, so no two replicas (nor a replica and its restart) share one.
+fn consumer_name() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: the time still tells two processes apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    format!("{}-{}", std::process::id(), hex::encode(bytes))
+}
+
 fn io_error(kind: std::io::ErrorKind) -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(kind))
 }
@@ -1315,19 +1634,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dedupe_ttl_is_read_from_the_url() {
-        assert_eq!(dedupe_ttl("redis://h:1").unwrap(), DEDUPE_TTL);
-        // The redis crate takes the URL with our parameter in it.
-        assert!(redis::Client::open("redis://h:1/2?dedupe_ttl_s=60").is_ok());
+    fn the_query_is_read_from_the_url() {
+        let defaults = options("redis://h:1").unwrap();
         assert_eq!(
-            dedupe_ttl("redis://h:1/2?dedupe_ttl_s=60").unwrap(),
-            Duration::from_secs(60)
+            defaults,
+            Options {
+                dedupe_ttl: DEDUPE_TTL,
+                lease: SUMMARY_LEASE,
+                claim_interval: CLAIM_INTERVAL,
+            }
+        );
+        // The redis crate takes the URL with our parameters in it.
+        let url = "redis://h:1/2?dedupe_ttl_s=60&summary_lease_s=30&claim_interval_s=2";
+        assert!(redis::Client::open(url).is_ok());
+        assert_eq!(
+            options(url).unwrap(),
+            Options {
+                dedupe_ttl: Duration::from_secs(60),
+                lease: Duration::from_secs(30),
+                claim_interval: Duration::from_secs(2),
+            }
         );
         assert_eq!(
-            dedupe_ttl("redis://h:1?dedupe_ttl_s=0").unwrap(),
+            options("redis://h:1?dedupe_ttl_s=0").unwrap().dedupe_ttl,
             Duration::ZERO
         );
-        let error = dedupe_ttl("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
+        let error = options("redis://h:1?dedupe_ttl_s=1h").unwrap_err();
         assert!(error.contains("dedupe_ttl_s=3600"), "{error}");
+        // A lease or an interval of 0 would have every batch taken over at once.
+        let error = options("redis://h:1?summary_lease_s=0").unwrap_err();
+        assert!(error.contains("a positive number"), "{error}");
+        assert!(error.contains("summary_lease_s=60"), "{error}");
+        let error = options("redis://h:1?claim_interval_s=x").unwrap_err();
+        assert!(error.contains("claim_interval_s=5"), "{error}");
+    }
+
+    #[test]
+    fn consumers_are_unique() {
+        assert_ne!(consumer_name(), consumer_name());
     }
 }

@@ -4,8 +4,10 @@
 //! on Redis, by the store atomically with the append. A summary that falls due is
 //! written in its own task, off the ingest path, and published on the stream in
 //! its session's order. After a restart the summaries a durable store kept due
-//! are written ([`resume_pending`]); idle sessions are forgotten
-//! ([`forget_idle`]).
+//! are written ([`resume_pending`]); on Redis, each replica also takes over,
+//! at start and then periodically, the due batches another replica did not
+//! write within their lease (it stopped), and writes them. Idle sessions are
+//! forgotten ([`forget_idle`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -58,7 +60,7 @@ pub(crate) fn append_actions(
         ticket = written;
     }
     if let Some(due) = due {
-        spawn_summary(state.clone(), product.clone(), due);
+        spawn_summary(state.clone(), product.clone(), due, None);
     }
     ticket
 }
@@ -104,11 +106,12 @@ fn append_counted(
             let session_id: CompactString = payload.session_id.clone().unwrap_or_default();
             tokio::spawn(async move {
                 if let Ok(Some(due)) = due.await {
+                    let claim = due.claim();
                     let due = state
                         .summaries
                         .sessions
                         .due_elsewhere(&product.id, session_id, due);
-                    spawn_summary(state, product, due);
+                    spawn_summary(state, product, due, Some(claim));
                 }
             });
         }
@@ -116,8 +119,14 @@ fn append_counted(
     ticket
 }
 
-/// Writes a due summary in its own task and publishes it in its session's order.
-fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
+/// Writes a due summary in its own task and publishes it in its session's
+/// order; `claim`: the Redis store's batch it summarises, held by this replica.
+fn spawn_summary(
+    state: Arc<AppState>,
+    product: Arc<Product>,
+    due: DueSummary,
+    claim: Option<crate::store::redis::Claim>,
+) {
     tokio::spawn(async move {
         let summary = state.summaries.summariser.summarise(&due.session).await;
         if let Some(previous) = due.after {
@@ -136,6 +145,8 @@ fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
         };
         let json = frames::summary_frame(payload, state.max_frame_bytes);
         let session_id = due.session.session_id.as_str();
+        // Not when another replica publishes it (or did).
+        let mut published = true;
         let written = if state.store.is_durable() {
             state
                 .summaries
@@ -147,16 +158,20 @@ fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
                         record.map(|r| (session_id, r)),
                     )
                 })
-        } else if let Some(seq) = due.seq {
+        } else if let Some(claim) = &claim {
             // Counted in Redis: after the session's previous summary,
-            // whichever replica writes it.
-            let idle = state.session_idle_timeout;
-            if let Err(error) = product
+            // whichever replica writes it, and only if the batch is still ours.
+            match product
                 .log
-                .append_summary(SUMMARY_TYPE, &json, session_id, seq, idle)
+                .append_summary(SUMMARY_TYPE, &json, session_id, claim)
                 .await
             {
-                tracing::warn!(session_id, %error, "a summary could not be published");
+                Ok(appended) => published = appended,
+                Err(error) => {
+                    // Still pending in Redis: taken over once its lease expires.
+                    tracing::warn!(session_id, %error, "a summary could not be published");
+                    published = false;
+                }
             }
             Ticket::default()
         } else {
@@ -164,7 +179,9 @@ fn spawn_summary(state: Arc<AppState>, product: Arc<Product>, due: DueSummary) {
         };
         // The next summary of the session goes once this one is in the log's
         // order; it need not wait for the disk.
-        state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        if published {
+            state.metrics.summaries.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = due.published.send(());
         let _ = state.store.durable(written).await;
     });
@@ -184,7 +201,7 @@ pub(crate) fn resume_pending(state: &Arc<AppState>, kept: Vec<(String, String, S
             .restore(product.id.clone(), session_id.into(), record)
         {
             resumed += 1;
-            spawn_summary(state.clone(), product.clone(), due);
+            spawn_summary(state.clone(), product.clone(), due, None);
         }
     }
     if resumed > 0 {
@@ -192,6 +209,76 @@ pub(crate) fn resume_pending(state: &Arc<AppState>, kept: Vec<(String, String, S
             summaries = resumed,
             "writing the summaries that were due when the connector stopped"
         );
+    }
+    if let Some((every, lease)) = state.store.claim_schedule() {
+        tokio::spawn(claim_expired(state.clone(), every, lease));
+    }
+}
+
+/// On Redis: every `every` (the first time at once, so a replica starting
+/// takes over what a stopped one left), takes over the due batches of each
+/// product that their replica did not write within `lease`, and writes them.
+/// Stops with the connector.
+async fn claim_expired(state: Arc<AppState>, every: Duration, lease: Duration) {
+    // Where each product's scan of its due batches goes on from.
+    let mut cursors: std::collections::HashMap<Arc<str>, String> = Default::default();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // Also while Redis is slow to answer, the connector stopping ends it.
+        let claim = async {
+            let products = state.products.all();
+            cursors.retain(|id, _| products.iter().any(|p| p.id == *id));
+            for product in products {
+                let cursor = cursors
+                    .entry(product.id.clone())
+                    .or_insert_with(|| "0-0".to_owned());
+                let claimed = product.log.claim_expired(cursor).await;
+                if !claimed.is_empty() {
+                    // A replica stopped (or is too slow) with these in hand.
+                    tracing::warn!(
+                        product_id = &*product.id,
+                        summaries = claimed.len(),
+                        ?lease,
+                        "writing summaries whose replica did not write them within the lease"
+                    );
+                }
+                for batch in claimed {
+                    let claim = batch.claim();
+                    spawn_summary(
+                        state.clone(),
+                        product.clone(),
+                        taken_over(batch),
+                        Some(claim),
+                    );
+                }
+            }
+        };
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = claim => {}
+        }
+    }
+}
+
+/// A batch taken over from another replica, to write now: Redis orders it
+/// among its session's summaries (by its place), so it waits for none of
+/// this replica's (which may be waiting for it).
+fn taken_over(batch: crate::store::redis::SharedDue) -> DueSummary {
+    DueSummary {
+        session: crate::summary::SessionActions {
+            session_id: batch.session_id.as_str().into(),
+            user_id: batch.user_id.map(Into::into),
+            email: batch.email.map(Into::into),
+            actions: batch.actions,
+        },
+        after: None,
+        published: tokio::sync::oneshot::channel().0,
+        seq: Some(batch.seq),
     }
 }
 

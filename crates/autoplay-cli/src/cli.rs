@@ -192,7 +192,9 @@ pub struct ConnectorArgs {
     /// `file://<dir>` / a directory for a durable embedded store (single node:
     /// ids, replay, pending summaries and emails survive restarts and kill -9;
     /// a webhook gets 200 once on disk), or `redis://host:port[/db]` for Redis
-    /// Streams shared by several replicas [default: memory].
+    /// Streams shared by several replicas, with optional
+    /// `?dedupe_ttl_s=3600&summary_lease_s=60&claim_interval_s=5`
+    /// (docs/deploy.md) [default: memory].
     #[arg(long, value_name = "STORE")]
     pub store: Option<String>,
 }

@@ -490,9 +490,12 @@ pub enum StoreConfig {
     /// store: any number of replicas serve the same products, each tailing
     /// the product's stream for its own subscribers. A webhook is answered 200
     /// once Redis took its events (XADD returned); how durable that is, is
-    /// Redis's persistence setting (`appendonly`). `?dedupe_ttl_s=N` (default
-    /// 3600, `0`: off) is how long a webhook's events are recognised when
-    /// PostHog delivers the body again.
+    /// Redis's persistence setting (`appendonly`). Query options:
+    /// `dedupe_ttl_s=N` (default 3600, `0`: off) is how long a webhook's events
+    /// are recognised when PostHog delivers the body again;
+    /// `summary_lease_s=N` (default 60) is how long a replica holds a due
+    /// summary before another takes it over; `claim_interval_s=N` (default 5)
+    /// is how often each replica looks for such summaries.
     Redis(String),
 }
 

@@ -278,7 +278,6 @@ fn taken_over(batch: crate::store::redis::SharedDue) -> DueSummary {
         },
         after: None,
         published: tokio::sync::oneshot::channel().0,
-        seq: Some(batch.seq),
     }
 }
 

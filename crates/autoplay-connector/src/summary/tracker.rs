@@ -67,7 +67,6 @@ impl SessionState {
             },
             after: self.last_summary.replace(next),
             published,
-            seq: None,
         }
     }
 }
@@ -85,9 +84,6 @@ pub(crate) struct DueSummary {
     pub after: Option<oneshot::Receiver<()>>,
     /// Sent, or dropped, once this summary is out, to let the next one go.
     pub published: oneshot::Sender<()>,
-    /// Its place among the session's summaries when Redis counts the session
-    /// (several replicas): published in that order across replicas.
-    pub seq: Option<u64>,
 }
 
 /// (product, session).
@@ -223,9 +219,7 @@ impl SessionTracker {
         state.last_seen = Instant::now();
         state.user_id = due.user_id.map(Into::into);
         state.email = due.email.map(Into::into);
-        let mut summary = state.fall_due(session_id, due.actions);
-        summary.seq = Some(due.seq);
-        summary
+        state.fall_due(session_id, due.actions)
     }
 
     /// Forgets sessions idle for longer than `idle`; returns which.

@@ -530,6 +530,8 @@ async fn fanout_run(conn: &ConnectorProcess, subscribers: usize, events: u64) ->
 
 /// Webhook ingest: PostHog `{"batch": [...]}` bodies of 100 events from 8 tasks.
 pub(crate) async fn ingest(addr: SocketAddr, secs: u64) -> (u64, f64, u64) {
+    /// Stands for the request's number in each event's uuid.
+    const REQUEST: &str = "REQUEST_";
     const CLICK: &str = include_str!(
         "../../autoplay-connector/tests/fixtures/posthog/capture-autocapture-click.json"
     );
@@ -542,9 +544,20 @@ pub(crate) async fn ingest(addr: SocketAddr, secs: u64) -> (u64, f64, u64) {
             let events: Vec<String> = (0..100)
                 .map(|i| {
                     let e = if i % 3 == 0 { pageview } else { click };
+                    // Every event gets its own uuid (REQUEST is filled in per
+                    // request, below), as PostHog's have: a store that
+                    // recognises retried bodies by uuid (Redis) must append them.
                     e.replace(
                         "018d0b6a-1f2e-7c3a-9b1d-5e6f7a8b9c0d",
                         &format!("018d0b6a-1f2e-7c3a-9b1d-{:012}", (b * 100 + i) % 256),
+                    )
+                    .replace(
+                        if i % 3 == 0 {
+                            "018d0b6a-0001-7000-8000-000000000001"
+                        } else {
+                            "018d0b6a-0001-7000-8000-000000000002"
+                        },
+                        &format!("{REQUEST}-0001-7000-8000-{i:012}"),
                     )
                 })
                 .collect();
@@ -570,7 +583,7 @@ pub(crate) async fn ingest(addr: SocketAddr, secs: u64) -> (u64, f64, u64) {
         handles.push(tokio::spawn(async move {
             let mut i = t;
             while Instant::now() < end {
-                let body = bodies[i % bodies.len()].clone();
+                let body = bodies[i % bodies.len()].replace(REQUEST, &format!("{i:08x}"));
                 i += 8;
                 let reply = client
                     .post(&url)

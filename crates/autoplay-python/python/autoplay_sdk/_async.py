@@ -29,7 +29,6 @@ from typing import (
     Dict,
     List,
     Optional,
-    Set,
     Union,
 )
 
@@ -71,6 +70,12 @@ async def _next_batch(run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> Option
         future: "asyncio.Future[None]" = loop.create_future()
         if run.park(loop, future):
             await future
+
+
+# Payloads the session workers may hold before the dispatcher waits for room.
+_SESSION_BACKLOG = 256
+# Payloads of one session a worker handles before it takes the next session.
+_SESSION_TURN = 64
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -343,45 +348,58 @@ class AsyncConnectorClient:
                 else:
                     await self._notice(item)
 
-    async def _handle(self, item: _Payload) -> None:
-        if type(item) is ActionsPayload:
-            fn: Optional[Callable[[Any], Any]] = self._on_actions
-            what = "on_actions"
-        else:
-            fn = self._on_summary
-            what = "on_summary"
-        if fn is None:
-            return
-        try:
-            await _maybe_await(fn(item))
-        except Exception:
-            logger.exception("%s callback raised an exception; the stream goes on", what)
-
     async def _deliver_by_session(self, run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> None:
-        # One task per session that has payloads waiting, at most session_concurrency
-        # of them at once; a session's task handles its payloads in order and ends
-        # when it has none left. The dispatcher waits for a free slot before it starts
-        # a new session's task, and for room before it queues more than
-        # max_queue_size payloads, so back-pressure reaches the engine's queue.
-        slots = asyncio.Semaphore(self._session_concurrency)
-        backlog: Dict[str, Deque[_Payload]] = {}
-        tasks: Set["asyncio.Task[None]"] = set()
+        # session_concurrency workers for the whole run (no task per payload or per
+        # session): each takes a session with payloads waiting and handles them in
+        # order, at most _SESSION_TURN of them before the session goes to the back
+        # of the line (so busy sessions cannot starve the others). A session is in
+        # one worker at a time, which keeps its order. The dispatcher waits for room
+        # before it holds more than _SESSION_BACKLOG payloads, so back-pressure
+        # reaches the engine's queue.
+        on_actions, on_summary = self._on_actions, self._on_summary
+        backlog: Dict[str, Deque[_Payload]] = {}  # sessions with payloads waiting or in hand
+        ready: Deque[str] = collections.deque()  # of those, the ones no worker holds
+        work = asyncio.Event()  # set when `ready` has a session or the stream ended
         room = asyncio.Event()
-        room.set()
-        limit = 256
+        state = {"ended": False, "wants_room": False}
 
-        async def work(key: str, queue: Deque[_Payload]) -> None:
-            try:
-                while queue:
+        async def worker() -> None:
+            while True:
+                while not ready:
+                    if state["ended"]:
+                        return
+                    work.clear()
+                    await work.wait()
+                key = ready.popleft()
+                queue = backlog[key]
+                turn = _SESSION_TURN
+                while queue and turn:
+                    turn -= 1
                     item = queue[0]
-                    await self._handle(item)
+                    if type(item) is ActionsPayload:
+                        fn: Optional[Callable[[Any], Any]] = on_actions
+                        what = "on_actions"
+                    else:
+                        fn = on_summary
+                        what = "on_summary"
+                    if fn is not None:
+                        try:
+                            result = fn(item)
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                        except Exception:
+                            logger.exception("%s callback raised an exception; the stream goes on", what)
                     queue.popleft()
                     self._pending -= 1
-                    room.set()
-            finally:
-                del backlog[key]
-                slots.release()
+                    if state["wants_room"]:
+                        room.set()
+                if queue:
+                    ready.append(key)
+                    work.set()
+                else:
+                    del backlog[key]
 
+        workers = [loop.create_task(worker()) for _ in range(self._session_concurrency)]
         try:
             while True:
                 batch = await _next_batch(run, loop)
@@ -393,30 +411,25 @@ class AsyncConnectorClient:
                     if type(item) is tuple:
                         await self._notice(item)
                         continue
-                    while self._pending >= limit:
+                    while self._pending >= _SESSION_BACKLOG:
+                        state["wants_room"] = True
                         room.clear()
                         await room.wait()
+                    state["wants_room"] = False
                     key = item.session_id or ""
-                    queue = backlog.get(key)
                     self._pending += 1
+                    queue = backlog.get(key)
                     if queue is not None:
                         queue.append(item)
                         continue
-                    await slots.acquire()
-                    queue = backlog.get(key)  # its task may have ended while we waited
-                    if queue is not None:
-                        slots.release()
-                        queue.append(item)
-                        continue
-                    queue = collections.deque([item])
-                    backlog[key] = queue
-                    task = loop.create_task(work(key, queue))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
+                    backlog[key] = collections.deque((item,))
+                    ready.append(key)
+                    work.set()
+            state["ended"] = True
+            work.set()
+            await asyncio.gather(*workers)
         finally:
-            for task in tasks:
+            for task in workers:
                 task.cancel()
             self._pending = self._held = 0
 

@@ -373,8 +373,13 @@ fn events_far_over_the_limit_are_never_held() {
     assert_eq!(report.get("payloads"), 2);
     assert_eq!(report.get("oversized"), HUGE_EVENTS as u64);
     assert_eq!(server.request_count(), 1);
+    // The parser holds at most `max_event_size` (16 MiB) of an event before it
+    // knows it is oversized and drops it. glibc may keep that freed buffer's
+    // memory while the next event's grows (its mmap threshold rises with freed
+    // big chunks), so the peak may reach base + 2 × 16 MiB (44 MiB seen in CI);
+    // holding one whole 40 MiB event would be base + 40 MiB, above this bound.
     assert!(
-        report.peak_kib < PEAK_LIMIT_KIB / 2,
+        report.peak_kib < 48 * 1024,
         "peak {} KiB with 40 MiB events",
         report.peak_kib
     );

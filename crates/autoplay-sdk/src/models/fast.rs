@@ -641,10 +641,13 @@ mod tests {
         ];
         leaf.prop_recursive(3, 16, 4, |inner| {
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
                 prop::collection::vec((text(), inner), 0..4).prop_map(|v| {
-                    let fields: Vec<String> =
-                        v.iter().map(|(k, v)| format!("{}:{v}", quoted(k))).collect();
+                    let fields: Vec<String> = v
+                        .iter()
+                        .map(|(k, v)| format!("{}:{v}", quoted(k)))
+                        .collect();
                     format!("{{{}}}", fields.join(","))
                 }),
                 Just("{ }".to_owned()),
@@ -769,7 +772,10 @@ mod tests {
                 let mut seen = std::collections::HashSet::new();
                 let fields: Vec<String> = fields
                     .into_iter()
-                    .filter(|f| seen.insert(f.split(':').next().unwrap_or("").to_owned()) || f.len() % 7 == 0)
+                    .filter(|f| {
+                        seen.insert(f.split(':').next().unwrap_or("").to_owned())
+                            || f.len() % 7 == 0
+                    })
                     .collect();
                 format!("{{{gap}{}}}", fields.join(&format!(",{gap}")))
             })

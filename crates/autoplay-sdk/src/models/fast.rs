@@ -84,6 +84,44 @@ struct Top {
     replaces: Option<u64>,
 }
 
+/// A key as it is written: quoted, with its colon. The tables are in the order
+/// the connector writes the keys (`serialize_as`), so the key after the last one
+/// is tried first.
+/// A payload's keys.
+const TOP_KEYS: [&[u8]; 13] = [
+    b"\"type\":",
+    b"\"product_id\":",
+    b"\"session_id\":",
+    b"\"user_id\":",
+    b"\"email\":",
+    b"\"ts\":",
+    b"\"forwarded_at\":",
+    b"\"count\":",
+    b"\"actions\":",
+    b"\"conversation_id\":",
+    b"\"summary\":",
+    b"\"content\":",
+    b"\"replaces\":",
+];
+/// An action's keys.
+const ACTION_KEYS: [&[u8]; 15] = [
+    b"\"event_type\":",
+    b"\"type\":",
+    b"\"title\":",
+    b"\"description\":",
+    b"\"canonical_url\":",
+    b"\"raw_url\":",
+    b"\"ts\":",
+    b"\"properties\":",
+    b"\"index\":",
+    b"\"timestamp_start\":",
+    b"\"timestamp_end\":",
+    b"\"session_id\":",
+    b"\"user_id\":",
+    b"\"email\":",
+    b"\"conversation_id\":",
+];
+
 struct Reader<'a> {
     src: &'a str,
     s: &'a [u8],
@@ -126,6 +164,25 @@ impl<'a> Reader<'a> {
     /// `null`, consumed; whether it was there.
     fn null(&mut self) -> bool {
         self.eat_literal(b"null")
+    }
+
+    /// The next key and its colon, as its index in `keys`; `None` for a key not in
+    /// it. `next` is where the previous key was found, plus one.
+    fn key(&mut self, keys: &[&[u8]], next: &mut usize) -> Option<usize> {
+        if let Some(pattern) = keys.get(*next)
+            && starts_with(&self.s[self.pos..], pattern)
+        {
+            self.pos += pattern.len();
+            *next += 1;
+            return Some(*next - 1);
+        }
+        let key = self.raw_str()?.as_bytes();
+        self.eat(b':')?;
+        let found = keys
+            .iter()
+            .position(|pattern| &pattern[1..pattern.len() - 2] == key)?;
+        *next = found + 1;
+        Some(found)
     }
 
     /// A string without escapes or control characters (anything else declines).
@@ -297,13 +354,13 @@ impl<'a> Reader<'a> {
         if self.eat(b'}').is_some() {
             return Some(top);
         }
-        let mut seen = 0u16;
+        let (mut seen, mut next) = (0u16, 0);
         loop {
-            let key = self.raw_str()?;
-            self.eat(b':')?;
+            let key = self.key(&TOP_KEYS, &mut next)?;
             let s = &mut seen;
             match key {
-                "type" => {
+                0 => {
+                    // type
                     once(s, 1)?;
                     top.kind = if self.null() {
                         None
@@ -315,39 +372,48 @@ impl<'a> Reader<'a> {
                         }
                     };
                 }
-                "product_id" => {
+                1 => {
+                    // product_id
                     once(s, 1 << 1)?;
                     top.product_id = self.opt_string()?;
                 }
-                "session_id" => {
+                2 => {
+                    // session_id
                     once(s, 1 << 2)?;
                     top.session_id = self.opt_string()?;
                 }
-                "user_id" => {
+                3 => {
+                    // user_id
                     once(s, 1 << 3)?;
                     top.user_id = self.opt_string()?;
                 }
-                "email" => {
+                4 => {
+                    // email
                     once(s, 1 << 4)?;
                     top.email = self.opt_string()?;
                 }
-                "ts" => {
+                5 => {
+                    // ts
                     once(s, 1 << 5)?;
                     top.ts = self.opt_string()?;
                 }
-                "forwarded_at" => {
+                6 => {
+                    // forwarded_at
                     once(s, 1 << 6)?;
                     top.forwarded_at = self.opt_f64()?;
                 }
-                "count" => {
+                7 => {
+                    // count
                     once(s, 1 << 7)?;
                     top.count = self.opt_u64()?;
                 }
-                "conversation_id" => {
+                9 => {
+                    // conversation_id
                     once(s, 1 << 8)?;
                     top.conversation_id = self.opt_string()?;
                 }
-                "actions" => {
+                8 => {
+                    // actions
                     once(s, 1 << 9)?;
                     top.actions = if self.null() {
                         None
@@ -355,15 +421,18 @@ impl<'a> Reader<'a> {
                         Some(self.actions()?)
                     };
                 }
-                "summary" => {
+                10 => {
+                    // summary
                     once(s, 1 << 10)?;
                     top.summary = self.opt_string()?;
                 }
-                "content" => {
+                11 => {
+                    // content
                     once(s, 1 << 11)?;
                     top.content = self.opt_string()?;
                 }
-                "replaces" => {
+                12 => {
+                    // replaces
                     once(s, 1 << 12)?;
                     top.replaces = self.opt_u64()?;
                 }
@@ -406,69 +475,83 @@ impl<'a> Reader<'a> {
         self.eat(b'{')?;
         let (mut event_type, mut kind) = (None, None);
         if self.eat(b'}').is_none() {
-            let mut seen = 0u16;
+            let (mut seen, mut next) = (0u16, 0);
             loop {
-                let key = self.raw_str()?;
-                self.eat(b':')?;
+                let key = self.key(&ACTION_KEYS, &mut next)?;
                 let s = &mut seen;
                 match key {
-                    "event_type" => {
+                    0 => {
+                        // event_type
                         once(s, 1)?;
                         event_type = self.opt_string()?;
                     }
-                    "type" => {
+                    1 => {
+                        // type
                         once(s, 1 << 1)?;
                         kind = self.opt_string()?;
                     }
-                    "title" => {
+                    2 => {
+                        // title
                         once(s, 1 << 2)?;
                         action.title = self.opt_string()?.unwrap_or_default();
                     }
-                    "description" => {
+                    3 => {
+                        // description
                         once(s, 1 << 3)?;
                         action.description = self.opt_string()?.unwrap_or_default();
                     }
-                    "canonical_url" => {
+                    4 => {
+                        // canonical_url
                         once(s, 1 << 4)?;
                         action.canonical_url = self.opt_string()?.unwrap_or_default();
                     }
-                    "raw_url" => {
+                    5 => {
+                        // raw_url
                         once(s, 1 << 5)?;
                         action.raw_url = self.opt_string()?;
                     }
-                    "ts" => {
+                    6 => {
+                        // ts
                         once(s, 1 << 6)?;
                         action.ts = self.opt_string()?;
                     }
-                    "properties" => {
+                    7 => {
+                        // properties
                         once(s, 1 << 7)?;
                         action.properties = self.properties()?;
                     }
-                    "index" => {
+                    8 => {
+                        // index
                         once(s, 1 << 8)?;
                         action.index = self.opt_u64()?;
                     }
-                    "timestamp_start" => {
+                    9 => {
+                        // timestamp_start
                         once(s, 1 << 9)?;
                         action.timestamp_start = self.opt_f64()?;
                     }
-                    "timestamp_end" => {
+                    10 => {
+                        // timestamp_end
                         once(s, 1 << 10)?;
                         action.timestamp_end = self.opt_f64()?;
                     }
-                    "session_id" => {
+                    11 => {
+                        // session_id
                         once(s, 1 << 11)?;
                         action.session_id = self.opt_string()?;
                     }
-                    "user_id" => {
+                    12 => {
+                        // user_id
                         once(s, 1 << 12)?;
                         action.user_id = self.opt_string()?;
                     }
-                    "email" => {
+                    13 => {
+                        // email
                         once(s, 1 << 13)?;
                         action.email = self.opt_string()?;
                     }
-                    "conversation_id" => {
+                    14 => {
+                        // conversation_id
                         once(s, 1 << 14)?;
                         action.conversation_id = self.opt_string()?;
                     }
@@ -487,6 +570,29 @@ impl<'a> Reader<'a> {
         action.event_type = event_type.or(kind).unwrap_or_default();
         Some(())
     }
+}
+
+/// `haystack.starts_with(prefix)` for a prefix of at most 32 bytes, without a call
+/// to `memcmp` when 32 bytes can be read (keys are short and compared once each).
+#[inline]
+fn starts_with(haystack: &[u8], prefix: &[u8]) -> bool {
+    if prefix.len() > 32 || haystack.len() < 32 {
+        return haystack.starts_with(prefix);
+    }
+    let mut padded = [0u8; 32];
+    padded[..prefix.len()].copy_from_slice(prefix);
+    let head: [u8; 32] = haystack[..32].try_into().expect("32 bytes");
+    // Only the prefix's bytes count: the mask has one bit per byte of it.
+    let mask = if prefix.len() == 32 {
+        u32::MAX
+    } else {
+        (1u32 << prefix.len()) - 1
+    };
+    let mut differ = 0u32;
+    for (i, (a, b)) in head.iter().zip(padded.iter()).enumerate() {
+        differ |= u32::from(a != b) << i;
+    }
+    differ & mask == 0
 }
 
 /// How many bytes from the start are plain string content: neither a quote, a
@@ -633,6 +739,23 @@ mod tests {
             "{\"type\":\"actions\",\"ts\":\"a\u{1}\"}",
         ] {
             assert!(super::decode(data, None).is_none(), "{data}");
+        }
+    }
+
+    #[test]
+    fn starts_with_is_the_slice_method() {
+        let text = b"\"conversation_id\":\"c_1\",\"type\":\"actions\",\"x\":1}";
+        for end in 0..text.len() {
+            for at in 0..end {
+                let haystack = &text[at..end];
+                for prefix in super::ACTION_KEYS.iter().chain(&[&b""[..], &text[at..end]]) {
+                    assert_eq!(
+                        super::starts_with(haystack, prefix),
+                        haystack.starts_with(prefix),
+                        "{haystack:?} {prefix:?}"
+                    );
+                }
+            }
         }
     }
 

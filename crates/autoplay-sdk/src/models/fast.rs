@@ -84,9 +84,10 @@ struct Top {
     replaces: Option<u64>,
 }
 
-/// A key as it is written: quoted, with its colon. The tables are in the order
-/// the connector writes the keys (`serialize_as`), so the key after the last one
-/// is tried first.
+// Keys as they are written: quoted, with their colon. The tables are in the order
+// the connector writes the keys (`serialize_as`), so the key after the last one
+// is tried first.
+
 /// A payload's keys.
 const TOP_KEYS: [&[u8]; 13] = [
     b"\"type\":",
@@ -170,7 +171,7 @@ impl<'a> Reader<'a> {
     /// it. `next` is where the previous key was found, plus one.
     fn key(&mut self, keys: &[&[u8]], next: &mut usize) -> Option<usize> {
         if let Some(pattern) = keys.get(*next)
-            && starts_with(&self.s[self.pos..], pattern)
+            && self.s[self.pos..].starts_with(pattern)
         {
             self.pos += pattern.len();
             *next += 1;
@@ -572,29 +573,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `haystack.starts_with(prefix)` for a prefix of at most 32 bytes, without a call
-/// to `memcmp` when 32 bytes can be read (keys are short and compared once each).
-#[inline]
-fn starts_with(haystack: &[u8], prefix: &[u8]) -> bool {
-    if prefix.len() > 32 || haystack.len() < 32 {
-        return haystack.starts_with(prefix);
-    }
-    let mut padded = [0u8; 32];
-    padded[..prefix.len()].copy_from_slice(prefix);
-    let head: [u8; 32] = haystack[..32].try_into().expect("32 bytes");
-    // Only the prefix's bytes count: the mask has one bit per byte of it.
-    let mask = if prefix.len() == 32 {
-        u32::MAX
-    } else {
-        (1u32 << prefix.len()) - 1
-    };
-    let mut differ = 0u32;
-    for (i, (a, b)) in head.iter().zip(padded.iter()).enumerate() {
-        differ |= u32::from(a != b) << i;
-    }
-    differ & mask == 0
-}
-
 /// How many bytes from the start are plain string content: neither a quote, a
 /// backslash nor a control character. Sixteen bytes at a time where SSE2 is there
 /// (every x86-64), else eight with plain integer arithmetic.
@@ -739,23 +717,6 @@ mod tests {
             "{\"type\":\"actions\",\"ts\":\"a\u{1}\"}",
         ] {
             assert!(super::decode(data, None).is_none(), "{data}");
-        }
-    }
-
-    #[test]
-    fn starts_with_is_the_slice_method() {
-        let text = b"\"conversation_id\":\"c_1\",\"type\":\"actions\",\"x\":1}";
-        for end in 0..text.len() {
-            for at in 0..end {
-                let haystack = &text[at..end];
-                for prefix in super::ACTION_KEYS.iter().chain(&[&b""[..], &text[at..end]]) {
-                    assert_eq!(
-                        super::starts_with(haystack, prefix),
-                        haystack.starts_with(prefix),
-                        "{haystack:?} {prefix:?}"
-                    );
-                }
-            }
         }
     }
 

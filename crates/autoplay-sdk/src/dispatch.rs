@@ -33,8 +33,10 @@ pub(crate) enum Queued {
     /// An event as parsed; the consumer decodes it.
     Sse(SseEvent),
     /// A payload the reader already decoded (only in [`Delivery::Payloads`] runs),
-    /// with its weight.
-    Payload(Event, usize),
+    /// with its weight. Boxed, so that the queue's entries stay the size of an
+    /// [`SseEvent`] (small enough to move without a `memcpy` call), not of the
+    /// largest payload.
+    Payload(Box<Event>, usize),
 }
 
 /// What one queued item costs besides its data: the item itself and the
@@ -45,19 +47,22 @@ impl Queued {
     /// A decoded payload, weighed from the JSON it was decoded from.
     pub(crate) fn payload(payload: Event, json_len: usize) -> Queued {
         let weight = payload_weight(&payload, json_len);
-        Queued::Payload(payload, weight)
+        Queued::Payload(Box::new(payload), weight)
     }
 }
 
-/// What a payload decoded from `json_len` bytes of JSON holds: its strings take at
-/// most the JSON's bytes, and each action its struct (its list may have grown to
-/// twice its length).
+/// What a payload decoded from `json_len` bytes of JSON holds: the payload itself
+/// (boxed in the queue), its strings (at most the JSON's bytes), and each action
+/// its struct (its list may have grown to twice its length).
 fn payload_weight(payload: &Event, json_len: usize) -> usize {
     let actions = match payload {
         Event::Actions(p) => p.actions.len(),
         Event::Summary(_) => 0,
     };
-    ITEM_OVERHEAD + json_len + 2 * actions * std::mem::size_of::<SlimAction>()
+    ITEM_OVERHEAD
+        + std::mem::size_of::<Event>()
+        + json_len
+        + 2 * actions * std::mem::size_of::<SlimAction>()
 }
 
 /// A decoded payload on its way to a worker, with its weight, so the worker lanes
@@ -87,7 +92,7 @@ impl Queued {
     pub(crate) fn into_payload(self) -> Option<Event> {
         match self {
             Queued::Sse(event) => decode(&event),
-            Queued::Payload(payload, _) => Some(payload),
+            Queued::Payload(payload, _) => Some(*payload),
         }
     }
 
@@ -102,7 +107,7 @@ impl Queued {
                 keep_data(event, spent);
                 payload
             }
-            Queued::Payload(payload, _) => Some(payload),
+            Queued::Payload(payload, _) => Some(*payload),
         }
     }
 
@@ -119,7 +124,7 @@ impl Queued {
                 keep_data(event, spent);
                 weighed
             }
-            Queued::Payload(payload, weight) => Some(Weighed(payload, weight)),
+            Queued::Payload(payload, weight) => Some(Weighed(*payload, weight)),
         }
     }
 
@@ -181,6 +186,12 @@ pub(crate) fn worker_index(event: &Event, workers: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_entry_is_no_larger_than_a_parsed_event() {
+        // Entries are moved several times between the socket and the callback.
+        assert!(std::mem::size_of::<Queued>() <= std::mem::size_of::<SseEvent>() + 8);
+    }
 
     #[test]
     fn truncation_respects_char_boundaries() {

@@ -491,7 +491,7 @@ impl Engine {
     /// event would have been skipped anyway.
     fn record_drop(&mut self, dropped: Queued) {
         let event = match dropped {
-            Queued::Payload(event, _) => event,
+            Queued::Payload(event, _) => *event,
             Queued::Sse(sse) => match Event::decode(&sse.data, &sse.event) {
                 Ok(event) => event,
                 Err(e) => {

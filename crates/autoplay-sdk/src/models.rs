@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tracing::warn;
 
+mod fast;
+
 /// The `type` of an actions payload.
 pub const ACTIONS_TYPE: &str = crate::wire::ACTIONS_EVENT;
 /// The `type` of a summary payload.
@@ -748,12 +750,22 @@ impl Event {
     /// Decodes an SSE event's data. The JSON `type` decides the kind; the SSE event
     /// name is only a fallback for payloads without one (`message` says nothing).
     pub fn decode(data: &str, event_name: &str) -> Result<Self, DecodeError> {
-        let wire: WirePayload<'_> = serde_json::from_str(data)?;
         let fallback = match event_name {
             ACTIONS_TYPE => Some(ACTIONS_TYPE),
             SUMMARY_TYPE => Some(SUMMARY_TYPE),
             _ => None,
         };
+        // The connector's own shape first; anything else (and every error) takes
+        // the serde path from the start.
+        if let Some(event) = fast::decode(data, fallback) {
+            return Ok(event);
+        }
+        Self::decode_with_serde(data, fallback)
+    }
+
+    /// The general decoder, which [`Event::decode`]'s fast path must agree with.
+    fn decode_with_serde(data: &str, fallback: Option<&'static str>) -> Result<Self, DecodeError> {
+        let wire: WirePayload<'_> = serde_json::from_str(data)?;
         wire.into_event(fallback)
     }
 

@@ -366,7 +366,7 @@ pub(crate) async fn subscriber(
     }
     let finder = memchr::memmem::Finder::new(b"\n\n");
     let title = memchr::memmem::Finder::new(b"\"title\":\"t:");
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; 16 * 1024];
     let mut prev_nl = false;
     let mut first = true;
     loop {

@@ -387,13 +387,20 @@ mod tests {
         }
         let shutdown = CancellationToken::new();
         let body = frames(
-            Subscription { replay: replay.clone(), live: rx },
+            Subscription {
+                replay: replay.clone(),
+                live: rx,
+            },
             Duration::from_secs(3600),
             shutdown.clone(),
             LiveGuard::new(metrics.clone(), Arc::from("p")),
         );
         tokio::pin!(body);
-        let expected: Vec<u8> = replay.iter().chain(&live).flat_map(|f| f.to_vec()).collect();
+        let expected: Vec<u8> = replay
+            .iter()
+            .chain(&live)
+            .flat_map(|f| f.to_vec())
+            .collect();
         let mut got = Vec::new();
         let mut chunks = 0;
         while got.len() < expected.len() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::connector::{
     ConnectorProcess, KEY, SubProcess, event_batch, post_at_rate, proc_cpu_secs, proc_memory_kib,
@@ -337,6 +337,16 @@ struct FanRow {
     cpu_pct: f64,
 }
 
+/// Bytes one subscriber read takes at most.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer of every subscriber on this thread: a read and the
+    /// counting of what it read happen without an `.await` between them.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; READ_BUFFER_BYTES]);
+}
+
 /// Counts SSE frames (blank lines) per subscriber; a sample of subscribers also
 /// reads the send time out of each frame's title.
 pub(crate) async fn subscriber(
@@ -366,43 +376,54 @@ pub(crate) async fn subscriber(
     }
     let finder = memchr::memmem::Finder::new(b"\n\n");
     let title = memchr::memmem::Finder::new(b"\"title\":\"t:");
-    let mut buf = vec![0u8; 4096];
     let mut prev_nl = false;
     let mut first = true;
     loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if first {
-            first = false;
-            connected.fetch_add(1, Ordering::Relaxed);
+        // Wait for readiness, then read into the worker thread's buffer: every
+        // byte is still read and every frame counted, but tens of thousands of
+        // idle subscribers hold no buffer each, and one read takes up to
+        // READ_BUFFER bytes (the connector writes up to 32 KiB per chunk).
+        if stream.readable().await.is_err() {
+            break;
         }
-        let chunk = &buf[..n];
-        let mut count = finder.find_iter(chunk).count() as u64;
-        if prev_nl && chunk[0] == b'\n' {
-            count += 1;
-        }
-        prev_nl = chunk[n - 1] == b'\n';
-        frames.fetch_add(count, Ordering::Relaxed);
-        if let Some(samples) = &samples {
-            let now = unix_ns();
-            let mut found = Vec::new();
-            for at in title.find_iter(chunk) {
-                let rest = &chunk[at + 11..];
-                if let Some(end) = memchr::memchr(b':', rest)
-                    && let Some(sent) = std::str::from_utf8(&rest[..end])
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                {
-                    found.push(now.saturating_sub(sent));
+        let read = READ_BUFFER.with_borrow_mut(|buf| {
+            let n = match stream.try_read(buf) {
+                Ok(0) => return Err(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(_) => return Err(()),
+            };
+            if first {
+                first = false;
+                connected.fetch_add(1, Ordering::Relaxed);
+            }
+            let chunk = &buf[..n];
+            let mut count = finder.find_iter(chunk).count() as u64;
+            if prev_nl && chunk[0] == b'\n' {
+                count += 1;
+            }
+            prev_nl = chunk[n - 1] == b'\n';
+            frames.fetch_add(count, Ordering::Relaxed);
+            if let Some(samples) = &samples {
+                let now = unix_ns();
+                let mut found = Vec::new();
+                for at in title.find_iter(chunk) {
+                    let rest = &chunk[at + 11..];
+                    if let Some(end) = memchr::memchr(b':', rest)
+                        && let Some(sent) = std::str::from_utf8(&rest[..end])
+                            .ok()
+                            .and_then(|s| s.parse::<u64>().ok())
+                    {
+                        found.push(now.saturating_sub(sent));
+                    }
+                }
+                if !found.is_empty() {
+                    samples.lock().unwrap().extend(found);
                 }
             }
-            if !found.is_empty() {
-                samples.lock().unwrap().extend(found);
-            }
-        }
-        if stop.load(Ordering::Relaxed) {
+            Ok(())
+        });
+        if read.is_err() || stop.load(Ordering::Relaxed) {
             break;
         }
     }

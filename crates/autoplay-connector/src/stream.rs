@@ -203,9 +203,65 @@ impl Drop for LiveGuard {
 struct BodyState {
     replay: std::vec::IntoIter<Bytes>,
     subscription: tokio::sync::mpsc::Receiver<Bytes>,
+    /// A frame taken from the replay or the queue that did not fit in the
+    /// last chunk: the next chunk starts with it.
+    held: Option<Bytes>,
     heartbeat: tokio::time::Interval,
     shutdown: CancellationToken,
     guard: LiveGuard,
+}
+
+/// The most bytes of frames joined into one chunk of the body.
+///
+/// Every chunk hyper gets is at least one write system call, and on loopback or
+/// a LAN the system call, not the bytes, is most of what a delivery costs (the
+/// sender's kernel also runs the receiver's side of TCP). hyper joins at most
+/// 16 chunks or 8 KiB (its write buffer, capped with the read buffer in
+/// [`crate::server`]) into one `writev`; a subscriber that has fallen a burst
+/// behind gets its frames in chunks of up to this size instead. The copy is
+/// made only when two or more frames are ready at once, lives until the write
+/// took it (normally at once: the kernel's socket buffer is far larger), and
+/// costs far less than the system calls it saves.
+const MAX_CHUNK: usize = 32 * 1024;
+
+impl BodyState {
+    /// The next frame that is ready without waiting, in stream order.
+    fn ready_frame(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.held.take() {
+            return Some(frame);
+        }
+        if let Some(frame) = self.replay.next() {
+            return Some(frame);
+        }
+        self.subscription.try_recv().ok()
+    }
+
+    /// `first` and the frames ready after it, as one chunk of at most
+    /// [`MAX_CHUNK`] bytes (or `first` alone, uncopied, when nothing else is
+    /// ready or it is that big on its own).
+    fn chunk(&mut self, first: Bytes) -> Bytes {
+        self.guard.sent_one();
+        let Some(second) = self.ready_frame() else {
+            return first;
+        };
+        if first.len() + second.len() > MAX_CHUNK {
+            self.held = Some(second);
+            return first;
+        }
+        self.guard.sent_one();
+        let mut chunk = bytes::BytesMut::with_capacity(MAX_CHUNK);
+        chunk.extend_from_slice(&first);
+        chunk.extend_from_slice(&second);
+        while let Some(frame) = self.ready_frame() {
+            if chunk.len() + frame.len() > MAX_CHUNK {
+                self.held = Some(frame);
+                break;
+            }
+            self.guard.sent_one();
+            chunk.extend_from_slice(&frame);
+        }
+        chunk.freeze()
+    }
 }
 
 fn heartbeat_interval(heartbeat: Duration) -> tokio::time::Interval {
@@ -280,14 +336,16 @@ fn frames(
     let state = BodyState {
         replay: subscription.replay.into_iter(),
         subscription: subscription.live,
+        held: None,
         heartbeat: heartbeat_interval(heartbeat),
         shutdown,
         guard,
     };
     futures_util::stream::unfold(state, |mut state| async move {
-        if let Some(frame) = state.replay.next() {
-            state.guard.sent_one();
-            return Some((Ok::<_, std::convert::Infallible>(frame), state));
+        // The replay first, then the live queue: `ready_frame` keeps that order.
+        if let Some(frame) = state.held.take().or_else(|| state.replay.next()) {
+            let chunk = state.chunk(frame);
+            return Some((Ok::<_, std::convert::Infallible>(chunk), state));
         }
         tokio::select! {
             biased;
@@ -296,10 +354,85 @@ fn frames(
                 // `None`: the channel dropped us (too slow); ending the body makes
                 // the client reconnect and resume by id.
                 let frame = frame?;
-                state.guard.sent_one();
-                Some((Ok(frame), state))
+                let chunk = state.chunk(frame);
+                Some((Ok(chunk), state))
             }
             _ = state.heartbeat.tick() => Some((Ok(Bytes::from_static(HEARTBEAT)), state)),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn frame(i: usize, len: usize) -> Bytes {
+        let mut f = format!("id: {i}\ndata: ").into_bytes();
+        f.resize(len - 2, b'x');
+        f.extend_from_slice(b"\n\n");
+        Bytes::from(f)
+    }
+
+    /// Frames ready together go out as chunks of at most `MAX_CHUNK` bytes, the
+    /// replay first, in order, each counted once; a lone frame goes uncopied.
+    #[tokio::test]
+    async fn ready_frames_are_joined_in_order_under_the_cap() {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let replay: Vec<Bytes> = (0..40).map(|i| frame(i, 700)).collect();
+        let live: Vec<Bytes> = (40..140).map(|i| frame(i, 900)).collect();
+        for f in &live {
+            tx.try_send(f.clone()).unwrap();
+        }
+        let shutdown = CancellationToken::new();
+        let body = frames(
+            Subscription {
+                replay: replay.clone(),
+                live: rx,
+            },
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            LiveGuard::new(metrics.clone(), Arc::from("p")),
+        );
+        tokio::pin!(body);
+        let expected: Vec<u8> = replay
+            .iter()
+            .chain(&live)
+            .flat_map(|f| f.to_vec())
+            .collect();
+        let mut got = Vec::new();
+        let mut chunks = 0;
+        while got.len() < expected.len() {
+            let chunk = body.next().await.unwrap().unwrap();
+            assert!(chunk.len() <= MAX_CHUNK, "{}", chunk.len());
+            got.extend_from_slice(&chunk);
+            chunks += 1;
+        }
+        assert_eq!(got, expected);
+        // 40 × 700 + 100 × 900 bytes in 32 KiB chunks: 4, not 140 writes.
+        assert!(chunks <= 5, "{chunks} chunks");
+        assert_eq!(metrics.events_sent.load(Ordering::Relaxed), 140);
+
+        // One frame alone is the very frame, not a copy.
+        let one = frame(140, 500);
+        tx.try_send(one.clone()).unwrap();
+        let chunk = body.next().await.unwrap().unwrap();
+        assert_eq!(chunk.as_ptr(), one.as_ptr());
+        assert_eq!(metrics.events_sent.load(Ordering::Relaxed), 141);
+
+        // A frame bigger than the cap goes alone, after what was ready before it.
+        let small = frame(141, 500);
+        let big = frame(142, MAX_CHUNK + 10);
+        tx.try_send(small.clone()).unwrap();
+        tx.try_send(big.clone()).unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap(), small);
+        assert_eq!(body.next().await.unwrap().unwrap(), big);
+
+        // Dropped by the fan-out (too slow): what was queued, then the end.
+        tx.try_send(frame(143, 500)).unwrap();
+        drop(tx);
+        assert_eq!(body.next().await.unwrap().unwrap(), frame(143, 500));
+        assert!(body.next().await.is_none());
+    }
 }

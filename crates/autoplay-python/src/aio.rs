@@ -35,12 +35,6 @@ use crate::errors;
 use crate::models::{drop_dict, event_to_py};
 use crate::options::{EngineOptions, apply_engine_options};
 
-/// The most one `take` hands over (payloads and notices): enough that a wake-up is
-/// shared by many payloads, few enough that the loop gets back to its other work
-/// soon. `take`'s default is written out (a literal shows in its Python signature).
-const TAKE: usize = 256;
-const _: () = assert!(TAKE == 256);
-
 /// `take`'s share of `max_queue_bytes` (as the core's batch share): one call hands
 /// over at most that many bytes of payloads (one heavier payload passes alone), so
 /// what the loop holds besides the core's queue stays a fraction of the bound.
@@ -78,7 +72,8 @@ fn weight(event: &Event) -> usize {
 const MAX_DROP_NOTES: usize = 4096;
 
 /// The runtime every async client's engine runs on (two workers: the reader, and the
-/// wake-ups and drop notices, which may wait for the GIL), made on first use. Interpreter exit takes it out and shuts it down.
+/// wake-ups and drop notices, which may wait for the GIL), made on first use.
+/// Interpreter exit takes it out and shuts it down.
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
 
 fn runtime() -> PyResult<tokio::runtime::Handle> {
@@ -658,9 +653,11 @@ pub(crate) struct PyAsyncRun {
 impl PyAsyncRun {
     /// Takes up to `max_items` items at once: tuples for the hooks that ran since the
     /// last call (`("connect", url)`, `("disconnect", reason)`, `("retry", attempt,
-    /// delay_s, reason)`), then the payloads ready now, in order. An empty list when
-    /// nothing is ready; `None` once the stream has ended; raises the `SdkError`
-    /// that ended it.
+    /// delay_s, reason)`), then the payloads ready now, in order, up to an eighth of
+    /// `max_queue_bytes` of them. An empty list when nothing is ready; `None` once
+    /// the stream has ended; raises the `SdkError` that ended it. The default of 256
+    /// lets one wake-up serve many payloads while the loop still gets back to its
+    /// other work soon.
     #[pyo3(signature = (max_items=256))]
     fn take<'py>(&self, py: Python<'py>, max_items: usize) -> PyResult<Option<Bound<'py, PyList>>> {
         let max_items = max_items.max(1);

@@ -26,7 +26,6 @@ from typing import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
     Deque,
     Dict,
     Generator,
@@ -186,22 +185,22 @@ class _BySession:
     async def until_done(self) -> None:
         """Runs until the stream ended and every callback is done; raises what ended
         the stream. Cancelling it cancels every task of the run."""
-        self._spawn(self._dispatch())
+        self._spawn_dispatcher()
         try:
             await self.done
         finally:
             for task in list(self.tasks):
                 task.cancel()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(self._guard(coro))
+    def _spawn_dispatcher(self) -> None:
+        task = self.loop.create_task(self._dispatcher())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
+    async def _dispatcher(self) -> None:
         # Whatever ends a task of the run early ends the run (until_done raises it).
         try:
-            await coro
+            await self._dispatch()
         except BaseException as exc:
             if not self.done.done():
                 if isinstance(exc, asyncio.CancelledError):
@@ -278,7 +277,7 @@ class _BySession:
                 sessions[key] = collections.deque()
                 self.active += 1
                 self.pending += 1
-                self._spawn(self._dispatch())
+                self._spawn_dispatcher()
                 await self._serve(key, item, result, yielded)
                 return
             batch = await _next_batch(self.run, self.loop)

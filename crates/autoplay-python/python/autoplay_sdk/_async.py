@@ -105,7 +105,8 @@ class _Hook:
 
 
 # Marks a callback's result that is awaitable but not a coroutine (a future, say):
-# awaited as it is, in a task of its own.
+# it cannot be run a step ahead, so its session counts as busy and the task that
+# called the callback awaits it as it is.
 _AWAITABLE = object()
 
 

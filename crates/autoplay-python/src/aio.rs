@@ -1,27 +1,31 @@
 //! The asyncio side of `AsyncConnectorClient`: the core's async client on a tokio
-//! runtime this module owns, handing payloads to the event loop in batches.
+//! runtime this module owns, its payloads taken by the event loop in batches.
 //!
-//! Per run, one tokio task (the pump) pulls the core's `events()` stream, so reading,
-//! parsing and decoding never hold the GIL, and moves whole batches into a small
-//! bounded buffer. The event loop's coroutine takes from that buffer synchronously
-//! (one lock and one call per batch); only when it finds the buffer empty does it
-//! park an asyncio future there, which the pump completes with
-//! `loop.call_soon_threadsafe` when the next batch lands. A consumer that keeps up
-//! costs one wake-up per batch; one that is behind costs none. Nothing polls.
+//! The core's engine task reads, parses and (when the consumer is behind) decodes on
+//! the runtime, without the GIL. The event loop's coroutine polls the core's
+//! `events()` stream itself, in `take`: everything ready, up to a batch, in one call,
+//! with the GIL let go while it polls (the stream decodes what the reader did not).
+//! There is no task in between moving payloads from one queue to another, so a
+//! payload is handed over once, as with the sync client's callback thread. Only when
+//! `take` finds nothing does the coroutine park an asyncio future; the stream's waker
+//! then has a small task complete it with `loop.call_soon_threadsafe` (the waker
+//! itself runs on the reader, which must never wait for the GIL). A consumer that
+//! keeps up costs one wake-up per batch; one that is behind costs none. Nothing polls.
 //!
-//! Connection hooks travel through the same buffer, so the event loop calls (and
-//! awaits) them on its own thread in order with the payloads. Drop notices go to the
-//! loop on their own (a consumer busy in a callback is exactly when events drop), in
-//! batches, from a blocking task so that the reader never waits for the GIL.
+//! Connection hooks go to the loop as notices, ahead of the payloads of the same
+//! `take`, so the event loop calls (and awaits) them on its own thread. Drop notices
+//! go to the loop on their own (a consumer busy in a callback is exactly when events
+//! drop), in batches, from a blocking task so that the reader never waits for the GIL.
 
 use std::collections::VecDeque;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use autoplay_sdk::{AsyncConnectorClient, DisconnectReason, Error, Event, StopHandle};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::Stream;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use tokio::sync::Notify;
@@ -31,18 +35,13 @@ use crate::errors;
 use crate::models::{drop_dict, event_to_py};
 use crate::options::{EngineOptions, apply_engine_options};
 
-/// Payloads the buffer between the pump and the event loop holds at most; also the
-/// most one `take` hands over. Large enough that a wake-up is shared by many
-/// payloads, small enough that it adds little to `max_queue_size`.
-const BUFFER: usize = 256;
+/// `take`'s share of `max_queue_bytes` (as the core's batch share): one call hands
+/// over at most that many bytes of payloads (one heavier payload passes alone), so
+/// what the loop holds besides the core's queue stays a fraction of the bound.
+const TAKE_BYTES_SHARE: usize = 8;
 
-/// The buffer's share of `max_queue_bytes` (as the core's batch share): it holds at
-/// most that many bytes of payloads (one heavier payload passes alone), so a run
-/// holds at most about `max_queue_bytes * (1 + 1/8)` plus the core's batch.
-const BUFFER_BYTES_SHARE: usize = 8;
-
-/// What a decoded payload costs in the buffer, roughly: its strings and its structs.
-/// The pump's byte bound is counted with it.
+/// What a decoded payload costs while the loop holds it, roughly: its strings and
+/// its structs. `take`'s byte bound is counted with it.
 fn weight(event: &Event) -> usize {
     const OVERHEAD: usize = 64;
     fn opt(s: Option<&str>) -> usize {
@@ -68,16 +67,13 @@ fn weight(event: &Event) -> usize {
         Event::Summary(p) => OVERHEAD + p.summary.len(),
     }
 }
-// `take`'s default is written out (a literal shows in its Python signature).
-const _: () = assert!(BUFFER == 256);
-
 /// Drop notices waiting for the loop beyond which further ones are not told (the
 /// total in the next notice and `dropped_count` stay exact).
 const MAX_DROP_NOTES: usize = 4096;
 
-/// The runtime every async client's engine and pump run on (two workers, so the
-/// reader and the decoding pump can use both cores while the event loop runs
-/// Python), made on first use. Interpreter exit takes it out and shuts it down.
+/// The runtime every async client's engine runs on (two workers: the reader, and the
+/// wake-ups and drop notices, which may wait for the GIL), made on first use.
+/// Interpreter exit takes it out and shuts it down.
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
 
 fn runtime() -> PyResult<tokio::runtime::Handle> {
@@ -137,9 +133,8 @@ pub(crate) fn stop_all_at_exit(py: Python<'_>) {
     });
 }
 
-/// What the buffer carries to the event loop, in the order it happened.
-enum Item {
-    Event(Event),
+/// A connection hook's news, for the event loop to call the hook with.
+enum Notice {
     Connect(String),
     Disconnect(String),
     Retry(u32, f64, String),
@@ -159,17 +154,20 @@ struct Waiter {
     future: Py<PyAny>,
 }
 
+/// The core's payload stream, polled by `take` on the event loop's thread.
+type PayloadStream = Pin<Box<dyn Stream<Item = Result<Event, Error>> + Send>>;
+
 #[derive(Default)]
 struct Buffer {
-    items: VecDeque<Item>,
-    /// How many of `items` are payloads (hooks do not count to `BUFFER`), and their
-    /// [`weight`]s together.
-    payloads: usize,
-    bytes: usize,
+    /// Hook notices not yet taken, in the order the hooks ran.
+    notices: VecDeque<Notice>,
+    /// Set by the stream's waker (and by a notice): something may be ready since the
+    /// last `take`, so the consumer must not park.
+    woken: bool,
     /// Drop notices not yet handed to the loop, and whether a hand-over is under way.
     drop_notes: Vec<DropNote>,
     drops_scheduled: bool,
-    /// The stream ended; `error` is how, when it failed.
+    /// The stream ended (or the run was closed); `error` is how, when it failed.
     finished: bool,
     error: Option<Error>,
     waiter: Option<Waiter>,
@@ -181,44 +179,118 @@ struct DropListener {
     callback: Arc<Py<PyAny>>,
 }
 
-/// One run's state, shared by the pump, the core's hooks and the Python side.
+/// One run's state, shared by the consumer (`take`), the stream's waker, the core's
+/// hooks and the wake-up task.
 struct Shared {
     buffer: Mutex<Buffer>,
-    /// Room in the buffer again (the consumer took a batch).
-    room: Notify,
+    /// The core's stream until it ends or the run closes. Only `take` polls it (and
+    /// holds the lock no longer than one batch, without the GIL).
+    stream: Mutex<Option<PayloadStream>>,
+    /// The stream's waker: marks the buffer woken and, when a consumer is parked,
+    /// tells the wake-up task.
+    waker: Waker,
+    /// A parked consumer is to be woken (the wake-up task waits on it).
+    wakeups: Arc<Notify>,
+    runtime: tokio::runtime::Handle,
+    /// The most bytes of payloads (by [`weight`]) one `take` hands over.
+    max_bytes: usize,
     /// `wake(future)`: completes a parked future on its loop.
     wake: Py<PyAny>,
     /// Where drop notices go, when someone listens.
     drops: Option<DropListener>,
     stop: StopHandle,
-    pump: Mutex<Option<JoinHandle<()>>>,
+    waking: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
+/// The stream's waker. It runs wherever the stream's progress happens (the reader
+/// task, mostly), so it only marks and notifies: the GIL is the wake-up task's to take.
+struct StreamWaker(Weak<Shared>);
+
+impl Wake for StreamWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.ready();
+        }
+    }
+}
+
+/// Completes the parked consumer's future each time it is told to. A task of its own
+/// because completing it takes the GIL, which the reader must never wait for.
+async fn wake_consumer(wakeups: Arc<Notify>, shared: Weak<Shared>) {
+    loop {
+        wakeups.notified().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let waiter = lock(&shared.buffer).waiter.take();
+        if let Some(waiter) = waiter {
+            shared.wake(waiter);
+        }
+    }
+}
+
 impl Shared {
-    /// Appends items (and the end of the stream, if `end`), then wakes a parked consumer.
-    fn push(&self, items: impl IntoIterator<Item = Item>, end: Option<Option<Error>>) {
-        let waiter = {
+    /// Something may be ready to take: a parked consumer is woken, and one about to
+    /// park does not.
+    fn ready(&self) {
+        let parked = {
+            let mut buffer = lock(&self.buffer);
+            buffer.woken = true;
+            buffer.waiter.is_some()
+        };
+        if parked {
+            self.wakeups.notify_one();
+        }
+    }
+
+    /// Queues a hook's notice for the consumer.
+    fn tell(&self, notice: Notice) {
+        {
             let mut buffer = lock(&self.buffer);
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            for item in items {
-                if let Item::Event(event) = &item {
-                    buffer.payloads += 1;
-                    buffer.bytes += weight(event);
-                }
-                buffer.items.push_back(item);
-            }
-            if let Some(error) = end {
-                buffer.finished = true;
-                buffer.error = error;
-            }
-            buffer.waiter.take()
-        };
-        if let Some(waiter) = waiter {
-            self.wake(waiter);
+            buffer.notices.push_back(notice);
         }
+        self.ready();
+    }
+
+    /// Polls the stream for up to `room` payloads weighing up to `max_bytes` (what is
+    /// ready now; none when it would wait, the waker then registered), and how it
+    /// ended if it did. Decoding happens here for the payloads the reader did not
+    /// decode ahead.
+    fn poll_payloads(&self, room: usize) -> (Vec<Event>, Option<Option<Error>>) {
+        let mut stream = lock(&self.stream);
+        let Some(s) = stream.as_mut() else {
+            return (Vec::new(), None);
+        };
+        // The stream may reach for the runtime (its engine task's handle).
+        let _runtime = self.runtime.enter();
+        let mut cx = Context::from_waker(&self.waker);
+        let mut events = Vec::with_capacity(room.min(64));
+        let mut end = None;
+        let mut bytes = 0;
+        while events.len() < room && bytes < self.max_bytes {
+            match s.as_mut().poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(event))) => {
+                    bytes += weight(&event);
+                    events.push(event);
+                }
+                Poll::Ready(Some(Err(e))) => end = Some(Some(e)),
+                Poll::Ready(None) => end = Some(None),
+                Poll::Pending => break,
+            }
+            if end.is_some() {
+                *stream = None;
+                break;
+            }
+        }
+        (events, end)
     }
 
     /// Queues a drop notice and, unless one is under way, schedules handing the
@@ -285,81 +357,28 @@ impl Shared {
         });
     }
 
-    /// Ends the run now: stops the core client, aborts the pump (which drops the
-    /// stream and so the engine), discards what is buffered and releases a parked
-    /// consumer. Idempotent; callable from any thread.
+    /// Ends the run now: stops the core client, drops the stream (and so the
+    /// engine), discards the notices and releases a parked consumer. Idempotent;
+    /// callable from any thread.
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
         self.stop.stop_now();
-        if let Some(pump) = lock(&self.pump).take() {
-            pump.abort();
+        // Waits for a `take` polling right now (one batch at most, no waiting inside).
+        let stream = lock(&self.stream).take();
+        drop(stream);
+        if let Some(waking) = lock(&self.waking).take() {
+            waking.abort();
         }
         let waiter = {
             let mut buffer = lock(&self.buffer);
-            buffer.items.clear();
-            buffer.payloads = 0;
-            buffer.bytes = 0;
+            buffer.notices.clear();
             buffer.finished = true;
             buffer.waiter.take()
         };
         if let Some(waiter) = waiter {
             self.wake(waiter);
-        }
-    }
-}
-
-/// Moves the stream's payloads into the buffer in batches until it ends. It waits
-/// while the buffer is full (by count or by bytes), so a consumer slower than the
-/// stream holds the core's queue back, whose overflow policy then decides (`block`,
-/// the async client's default: the reader waits, nothing is lost).
-async fn pump(
-    stream: impl futures_util::Stream<Item = Result<Event, Error>>,
-    shared: Arc<Shared>,
-    max_bytes: usize,
-) {
-    let mut stream = pin!(stream);
-    let mut batch = Vec::with_capacity(BUFFER);
-    loop {
-        let (room, room_bytes) = loop {
-            let notified = shared.room.notified();
-            let (payloads, bytes) = {
-                let buffer = lock(&shared.buffer);
-                (buffer.payloads, buffer.bytes)
-            };
-            // An empty buffer takes one payload whatever it weighs.
-            if payloads == 0 || (payloads < BUFFER && bytes < max_bytes) {
-                break (BUFFER - payloads, max_bytes.saturating_sub(bytes));
-            }
-            notified.await;
-        };
-        let mut taken_bytes = 0;
-        let mut end = match stream.next().await {
-            Some(Ok(event)) => {
-                taken_bytes += weight(&event);
-                batch.push(Item::Event(event));
-                None
-            }
-            Some(Err(e)) => Some(Some(e)),
-            None => Some(None),
-        };
-        // Whatever is ready now goes in the same batch, so one wake-up serves it all.
-        while end.is_none() && batch.len() < room && taken_bytes < room_bytes {
-            match stream.next().now_or_never() {
-                None => break,
-                Some(Some(Ok(event))) => {
-                    taken_bytes += weight(&event);
-                    batch.push(Item::Event(event));
-                }
-                Some(Some(Err(e))) => end = Some(Some(e)),
-                Some(None) => end = Some(None),
-            }
-        }
-        let done = end.is_some();
-        shared.push(batch.drain(..), end);
-        if done {
-            return;
         }
     }
 }
@@ -390,26 +409,26 @@ pub(crate) struct PyAsyncEngine {
 }
 
 impl PyAsyncEngine {
-    /// The core's hooks, each a marker in the run's buffer. `shared` is weak: the
+    /// The core's hooks, each a notice in the run's buffer. `shared` is weak: the
     /// core client outlives the run in `ClientState`, and must not keep it alive.
     fn wire_hooks(
         &self,
         mut b: autoplay_sdk::AsyncConnectorClientBuilder,
         shared: &Weak<Shared>,
     ) -> autoplay_sdk::AsyncConnectorClientBuilder {
-        let tell = |shared: &Weak<Shared>, item: Item| {
+        let tell = |shared: &Weak<Shared>, notice: Notice| {
             if let Some(shared) = shared.upgrade() {
-                shared.push([item], None);
+                shared.tell(notice);
             }
         };
         if self.hooks.connect {
             let s = shared.clone();
-            b = b.on_connect(move |url: &str| tell(&s, Item::Connect(url.to_owned())));
+            b = b.on_connect(move |url: &str| tell(&s, Notice::Connect(url.to_owned())));
         }
         if self.hooks.disconnect {
             let s = shared.clone();
             b = b.on_disconnect(move |reason: &DisconnectReason| {
-                tell(&s, Item::Disconnect(reason.to_string()))
+                tell(&s, Notice::Disconnect(reason.to_string()))
             });
         }
         if self.hooks.retry {
@@ -417,7 +436,7 @@ impl PyAsyncEngine {
             b = b.on_retry(move |attempt, delay, reason| {
                 tell(
                     &s,
-                    Item::Retry(attempt, delay.as_secs_f64(), reason.to_string()),
+                    Notice::Retry(attempt, delay.as_secs_f64(), reason.to_string()),
                 )
             });
         }
@@ -547,13 +566,18 @@ impl PyAsyncEngine {
                 callback: Arc::new(callback),
             }),
         };
-        let shared = Arc::new(Shared {
+        let wakeups = Arc::new(Notify::new());
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
             buffer: Mutex::default(),
-            room: Notify::new(),
+            stream: Mutex::new(None),
+            waker: Waker::from(Arc::new(StreamWaker(weak.clone()))),
+            wakeups: wakeups.clone(),
+            runtime: rt.clone(),
+            max_bytes: (self.builder.configured_max_queue_bytes() / TAKE_BYTES_SHARE).max(1),
             wake,
             drops,
             stop,
-            pump: Mutex::new(None),
+            waking: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
         let client = self
@@ -565,8 +589,8 @@ impl PyAsyncEngine {
             let _entered = rt.enter();
             client.events()
         };
-        let max_bytes = (self.builder.configured_max_queue_bytes() / BUFFER_BYTES_SHARE).max(1);
-        *lock(&shared.pump) = Some(rt.spawn(pump(stream, shared.clone(), max_bytes)));
+        *lock(&shared.stream) = Some(Box::pin(stream));
+        *lock(&shared.waking) = Some(rt.spawn(wake_consumer(wakeups, Arc::downgrade(&shared))));
         {
             let mut runs = lock(live_runs());
             runs.retain(|w| w.strong_count() > 0);
@@ -603,15 +627,13 @@ impl PyAsyncEngine {
             .map_or(0, |(client, _)| client.oversized_count())
     }
 
-    /// Payloads waiting in the core's queue and in the run's buffer right now.
+    /// Payloads waiting in the core's queue right now.
     #[getter]
     fn queue_size(&self) -> usize {
         lock(&self.state)
             .current
             .as_ref()
-            .map_or(0, |(client, shared)| {
-                client.queue_size() + lock(&shared.buffer).payloads
-            })
+            .map_or(0, |(client, _)| client.queue_size())
     }
 
     /// The stream URL.
@@ -629,61 +651,68 @@ pub(crate) struct PyAsyncRun {
 
 #[pymethods]
 impl PyAsyncRun {
-    /// Takes up to `max_items` items at once, in order: payloads, and tuples for the
-    /// hooks (`("connect", url)`, `("disconnect", reason)`, `("retry", attempt,
-    /// delay_s, reason)`). An empty list when
-    /// nothing is ready; `None` once the stream has ended; raises the `SdkError`
-    /// that ended it.
+    /// Takes up to `max_items` items at once: tuples for the hooks that ran since the
+    /// last call (`("connect", url)`, `("disconnect", reason)`, `("retry", attempt,
+    /// delay_s, reason)`), then the payloads ready now, in order, up to an eighth of
+    /// `max_queue_bytes` of them. An empty list when nothing is ready; `None` once
+    /// the stream has ended; raises the `SdkError` that ended it. The default of 256
+    /// lets one wake-up serve many payloads while the loop still gets back to its
+    /// other work soon.
     #[pyo3(signature = (max_items=256))]
     fn take<'py>(&self, py: Python<'py>, max_items: usize) -> PyResult<Option<Bound<'py, PyList>>> {
-        let (items, error) = {
+        let max_items = max_items.max(1);
+        let notices: Vec<Notice> = {
             let mut buffer = lock(&self.shared.buffer);
-            let n = buffer.items.len().min(max_items.max(1));
-            let items: Vec<Item> = buffer.items.drain(..n).collect();
-            for item in &items {
-                if let Item::Event(event) = item {
-                    buffer.payloads -= 1;
-                    buffer.bytes = buffer.bytes.saturating_sub(weight(event));
-                }
-            }
-            if items.is_empty() && buffer.finished {
-                (None, buffer.error.take())
-            } else {
-                (Some(items), None)
-            }
+            buffer.woken = false;
+            let n = buffer.notices.len().min(max_items);
+            buffer.notices.drain(..n).collect()
         };
-        let Some(items) = items else {
+        let room = max_items - notices.len();
+        let (events, end) = if room == 0 {
+            (Vec::new(), None)
+        } else {
+            py.detach(|| self.shared.poll_payloads(room))
+        };
+        let finished = {
+            let mut buffer = lock(&self.shared.buffer);
+            if let Some(error) = end {
+                buffer.finished = true;
+                buffer.error = error;
+            }
+            buffer.finished
+        };
+        if notices.is_empty() && events.is_empty() && finished {
+            let error = lock(&self.shared.buffer).error.take();
             self.shared.close();
             return match error {
                 Some(e) => Err(errors::to_py(py, e)),
                 None => Ok(None),
             };
-        };
-        if !items.is_empty() {
-            self.shared.room.notify_one();
         }
         let list = PyList::empty(py);
-        for item in items {
-            let obj: Bound<'py, PyAny> = match item {
-                Item::Event(event) => event_to_py(py, event)?.into_bound(py),
-                Item::Connect(url) => PyTuple::new(py, ["connect", url.as_str()])?.into_any(),
-                Item::Disconnect(reason) => {
+        for notice in notices {
+            let obj: Bound<'py, PyAny> = match notice {
+                Notice::Connect(url) => PyTuple::new(py, ["connect", url.as_str()])?.into_any(),
+                Notice::Disconnect(reason) => {
                     PyTuple::new(py, ["disconnect", reason.as_str()])?.into_any()
                 }
-                Item::Retry(attempt, delay, reason) => ("retry", attempt, delay, reason)
+                Notice::Retry(attempt, delay, reason) => ("retry", attempt, delay, reason)
                     .into_pyobject(py)?
                     .into_any(),
             };
             list.append(obj)?;
         }
+        for event in events {
+            list.append(event_to_py(py, event)?)?;
+        }
         Ok(Some(list))
     }
 
-    /// Parks `future` (of `event_loop`) until items arrive or the stream ends; `False`
-    /// when there is something to take already (then nothing is parked).
+    /// Parks `future` (of `event_loop`) until items may be ready or the stream ends;
+    /// `False` when something may be ready already (then nothing is parked).
     fn park(&self, event_loop: Py<PyAny>, future: Py<PyAny>) -> bool {
         let mut buffer = lock(&self.shared.buffer);
-        if !buffer.items.is_empty() || buffer.finished {
+        if buffer.woken || !buffer.notices.is_empty() || buffer.finished {
             return false;
         }
         buffer.waiter = Some(Waiter { event_loop, future });
@@ -693,12 +722,6 @@ impl PyAsyncRun {
     /// Ends the run at once (cancellation): nothing more is handed out.
     fn close(&self) {
         self.shared.close();
-    }
-
-    /// Payloads waiting in the run's buffer.
-    #[getter]
-    fn buffered(&self) -> usize {
-        lock(&self.shared.buffer).payloads
     }
 }
 

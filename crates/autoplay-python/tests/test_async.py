@@ -390,6 +390,62 @@ def test_by_default_four_sessions_run_at_once_each_in_order(connector: Connector
     asyncio.run(main())
 
 
+def test_a_callback_that_waits_stays_in_one_task_and_keeps_its_sessions_order(connector: Connector) -> None:
+    # A callback runs in the dispatching task until it first waits; from there that
+    # task stays with it (another takes over the dispatching), so current_task(), a
+    # timeout inside the callback and its cancellation all see one task, and the
+    # payloads that complete at once keep their session's order with those that wait.
+    sessions, per_session = 6, 5
+
+    async def main() -> None:
+        same_task: List[bool] = []
+        timed_out: List[str] = []
+        by_session: Dict[str, List[int]] = {}
+        connected = asyncio.Event()
+
+        async def on_actions(p: ActionsPayload) -> None:
+            k = int(p.actions[0].title.split()[-1])
+            sid = p.session_id or ""
+            if k % 2 == 0:  # every other payload waits, the rest complete at once
+                task = asyncio.current_task()
+                try:
+                    if hasattr(asyncio, "timeout"):  # 3.11+: bound to the current task
+                        async with asyncio.timeout(0.01):
+                            await asyncio.sleep(1)
+                    else:
+                        await asyncio.wait_for(asyncio.sleep(1), 0.01)
+                except asyncio.TimeoutError:
+                    timed_out.append(sid)
+                same_task.append(asyncio.current_task() is task)
+            by_session.setdefault(sid, []).append(k)
+
+        async def on_connect() -> None:
+            connected.set()
+
+        client = AsyncConnectorClient(connector.url, connector.key, on_connect=on_connect)
+        client.on_actions(on_actions)
+        task = client.run_in_background()
+        await asyncio.wait_for(connected.wait(), 10)
+        body = [
+            {"session_id": f"s{s}", "actions": [action(k, "step")]}
+            for k in range(per_session)
+            for s in range(sessions)
+        ]
+        await asyncio.to_thread(connector.post, body)
+        total = sessions * per_session
+        assert await wait_until(lambda: sum(len(v) for v in by_session.values()) == total, timeout=20)
+        assert not task.done()
+        client.stop()
+        assert await asyncio.wait_for(task, 10) is None
+        assert not task.cancelled()
+        assert by_session == {f"s{s}": list(range(per_session)) for s in range(sessions)}, by_session
+        waited = sessions * len(range(0, per_session, 2))
+        assert len(same_task) == waited and all(same_task)
+        assert len(timed_out) == waited
+
+    asyncio.run(main())
+
+
 def test_stop_drains_what_was_received(connector: Connector) -> None:
     async def main() -> None:
         got: List[str] = []

@@ -20,6 +20,7 @@ import collections
 import inspect
 import logging
 import time
+import types
 from typing import (
     Any,
     AsyncIterator,
@@ -27,8 +28,10 @@ from typing import (
     Callable,
     Deque,
     Dict,
+    Generator,
     List,
     Optional,
+    Set,
     Union,
 )
 
@@ -99,6 +102,227 @@ class _Hook:
                 await result
         except Exception:
             logger.exception("%s callback raised an exception; the stream goes on", self.what)
+
+
+# Marks a callback's result that is awaitable but not a coroutine (a future, say):
+# it cannot be run a step ahead, so its session counts as busy and the task that
+# called the callback awaits it as it is.
+_AWAITABLE = object()
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
+    """Awaits the rest of ``coro``, which already ran (``coro.send(None)``) up to the
+    point where it yielded ``yielded``: the task awaiting this sees what awaiting
+    ``coro`` itself would have shown it from there (the same futures; cancellation
+    thrown in where the coroutine waits)."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
+
+
+def _callback_name(item: Any) -> str:
+    return "on_actions" if type(item) is ActionsPayload else "on_summary"
+
+
+class _BySession:
+    """One run's hand-over of payloads to the callbacks with at most ``limit``
+    sessions' callbacks in flight at once, each session's one at a time, in order.
+
+    A callback that completes without waiting (a counting ``async def``, say) costs a
+    call and nothing else: the dispatching task runs it to its end itself
+    (``coro.send(None)``). One that waits keeps its session busy: the task that
+    started it stays with it (so ``asyncio.current_task()``, ``asyncio.timeout()``
+    and cancellation inside the callback see one task throughout), a new task
+    takes over the dispatching, and the session's later payloads queue behind it.
+    The task then handles those, at most ``_SESSION_TURN`` in a row before the
+    session goes to the back of the line; when a new session arrives while
+    ``limit`` are busy, it waits in that line. The dispatcher waits for room before
+    more than ``_SESSION_BACKLOG`` payloads are queued or in flight, so
+    back-pressure reaches the engine's queue.
+    """
+
+    def __init__(
+        self,
+        client: "AsyncConnectorClient",
+        run: _AsyncRun,
+        loop: asyncio.AbstractEventLoop,
+        limit: int,
+    ) -> None:
+        self.client = client
+        self.run = run
+        self.loop = loop
+        self.limit = limit
+        self.on_actions = client._on_actions
+        self.on_summary = client._on_summary
+        self.items: Deque[Any] = collections.deque()  # the batch in hand, not dispatched yet
+        # Sessions with a callback in flight or payloads waiting, and their waiting ones.
+        self.sessions: Dict[str, Deque[_Payload]] = {}
+        self.ready: Deque[str] = collections.deque()  # of those, the ones no task serves
+        self.active = 0  # sessions a task serves (a callback of theirs in flight)
+        self.pending = 0  # payloads queued in `sessions` or in flight
+        self.ended = False  # the stream ended: nothing more to dispatch
+        self.room: Optional["asyncio.Future[None]"] = None  # the dispatcher waits for room
+        self.done: "asyncio.Future[None]" = loop.create_future()
+        self.tasks: Set["asyncio.Task[None]"] = set()
+
+    def queued(self) -> int:
+        """Payloads received and not yet handed to a callback, or still in one that waits."""
+        return len(self.items) + self.pending
+
+    async def until_done(self) -> None:
+        """Runs until the stream ended and every callback is done; raises what ended
+        the stream. Cancelling it cancels every task of the run."""
+        self._spawn_dispatcher()
+        try:
+            await self.done
+        finally:
+            for task in list(self.tasks):
+                task.cancel()
+
+    def _spawn_dispatcher(self) -> None:
+        task = self.loop.create_task(self._dispatcher())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _dispatcher(self) -> None:
+        # Whatever ends a task of the run early ends the run (until_done raises it).
+        try:
+            await self._dispatch()
+        except BaseException as exc:
+            if not self.done.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    self.done.cancel()
+                else:
+                    self.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _finish_if_idle(self) -> None:
+        if self.ended and not self.active and not self.done.done():
+            self.done.set_result(None)
+
+    def _handled(self) -> None:
+        self.pending -= 1
+        room = self.room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    async def _dispatch(self) -> None:
+        items, sessions, ready = self.items, self.sessions, self.ready
+        popleft = items.popleft
+        on_actions, on_summary = self.on_actions, self.on_summary
+        notice = self.client._notice
+        coroutine = types.CoroutineType
+        while True:
+            while items:
+                item = popleft()
+                cls = type(item)
+                if cls is tuple:
+                    await notice(item)
+                    continue
+                if sessions:
+                    key = item.session_id or ""
+                    queue = sessions.get(key)
+                    if queue is not None or self.active >= self.limit:
+                        if self.pending >= _SESSION_BACKLOG:
+                            # Back in line; look again once a callback is done.
+                            items.appendleft(item)
+                            room = self.room = self.loop.create_future()
+                            try:
+                                await room
+                            finally:
+                                self.room = None
+                            continue
+                        if queue is None:
+                            queue = sessions[key] = collections.deque()
+                            ready.append(key)
+                        queue.append(item)
+                        self.pending += 1
+                        continue
+                # Nothing of its session is in flight or waiting and a slot is free.
+                fn = on_actions if cls is ActionsPayload else on_summary
+                if fn is None:
+                    continue
+                try:
+                    result = fn(item)
+                    if result is None:
+                        continue
+                    if type(result) is coroutine:
+                        try:
+                            yielded = result.send(None)
+                        except StopIteration:
+                            continue
+                    elif inspect.isawaitable(result):
+                        yielded = _AWAITABLE
+                    else:
+                        continue
+                except Exception:
+                    logger.exception("%s callback raised an exception; the stream goes on", _callback_name(item))
+                    continue
+                # The callback waits: this task stays with it and its session.
+                key = item.session_id or ""
+                sessions[key] = collections.deque()
+                self.active += 1
+                self.pending += 1
+                self._spawn_dispatcher()
+                await self._serve(key, item, result, yielded)
+                return
+            batch = await _next_batch(self.run, self.loop)
+            if batch is None:
+                self.ended = True
+                self._finish_if_idle()
+                return
+            items.extend(batch)
+
+    async def _serve(self, key: str, item: Any, result: Any, yielded: Any) -> None:
+        try:
+            if yielded is _AWAITABLE:
+                await result
+            else:
+                await _resume(result, yielded)
+        except Exception:
+            logger.exception("%s callback raised an exception; the stream goes on", _callback_name(item))
+        self._handled()
+        on_actions, on_summary = self.on_actions, self.on_summary
+        sessions, ready = self.sessions, self.ready
+        while True:
+            queue = sessions[key]
+            turn = _SESSION_TURN
+            while queue and turn:
+                turn -= 1
+                item = queue.popleft()
+                fn = on_actions if type(item) is ActionsPayload else on_summary
+                if fn is not None:
+                    try:
+                        result = fn(item)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        logger.exception("%s callback raised an exception; the stream goes on", _callback_name(item))
+                self._handled()
+            if queue:
+                ready.append(key)  # its turn is over: to the back of the line
+            else:
+                del sessions[key]
+            if not ready:
+                break
+            key = ready.popleft()
+        self.active -= 1
+        self._finish_if_idle()
 
 
 class AsyncConnectorClient:
@@ -193,8 +417,8 @@ class AsyncConnectorClient:
         # stop() before a task of run_in_background() starts makes it return at
         # once; a run() called after stop() connects again.
         self._stops = 0
-        self._held = 0  # payloads of the batch in hand not yet handled (or dispatched)
-        self._pending = 0  # payloads handed to session workers, not yet handled
+        self._held = 0  # in order: payloads of the batch in hand not yet handled
+        self._by_session: Optional[_BySession] = None  # by session: the run's dispatch
 
     @property
     def url(self) -> str:
@@ -230,7 +454,9 @@ class AsyncConnectorClient:
     @property
     def queue_size(self) -> int:
         """Payloads received and not yet handed to a callback."""
-        return self._engine.queue_size + self._held + self._pending
+        by_session = self._by_session
+        queued = by_session.queued() if by_session is not None else self._held
+        return self._engine.queue_size + queued
 
     def _start(self) -> _AsyncRun:
         told = self._on_drop is not None or self._metrics is not None
@@ -349,89 +575,12 @@ class AsyncConnectorClient:
                     await self._notice(item)
 
     async def _deliver_by_session(self, run: _AsyncRun, loop: asyncio.AbstractEventLoop) -> None:
-        # session_concurrency workers for the whole run (no task per payload or per
-        # session): each takes a session with payloads waiting and handles them in
-        # order, at most _SESSION_TURN of them before the session goes to the back
-        # of the line (so busy sessions cannot starve the others). A session is in
-        # one worker at a time, which keeps its order. The dispatcher waits for room
-        # before it holds more than _SESSION_BACKLOG payloads, so back-pressure
-        # reaches the engine's queue.
-        on_actions, on_summary = self._on_actions, self._on_summary
-        backlog: Dict[str, Deque[_Payload]] = {}  # sessions with payloads waiting or in hand
-        ready: Deque[str] = collections.deque()  # of those, the ones no worker holds
-        work = asyncio.Event()  # set when `ready` has a session or the stream ended
-        room = asyncio.Event()
-        state = {"ended": False, "wants_room": False}
-
-        async def worker() -> None:
-            while True:
-                while not ready:
-                    if state["ended"]:
-                        return
-                    work.clear()
-                    await work.wait()
-                key = ready.popleft()
-                queue = backlog[key]
-                turn = _SESSION_TURN
-                while queue and turn:
-                    turn -= 1
-                    item = queue[0]
-                    if type(item) is ActionsPayload:
-                        fn: Optional[Callable[[Any], Any]] = on_actions
-                        what = "on_actions"
-                    else:
-                        fn = on_summary
-                        what = "on_summary"
-                    if fn is not None:
-                        try:
-                            result = fn(item)
-                            if result is not None and inspect.isawaitable(result):
-                                await result
-                        except Exception:
-                            logger.exception("%s callback raised an exception; the stream goes on", what)
-                    queue.popleft()
-                    self._pending -= 1
-                    if state["wants_room"]:
-                        room.set()
-                if queue:
-                    ready.append(key)
-                    work.set()
-                else:
-                    del backlog[key]
-
-        workers = [loop.create_task(worker()) for _ in range(self._session_concurrency)]
+        state = _BySession(self, run, loop, self._session_concurrency)
+        self._by_session = state
         try:
-            while True:
-                batch = await _next_batch(run, loop)
-                if batch is None:
-                    break
-                self._held = len(batch)
-                for item in batch:
-                    self._held -= 1
-                    if type(item) is tuple:
-                        await self._notice(item)
-                        continue
-                    while self._pending >= _SESSION_BACKLOG:
-                        state["wants_room"] = True
-                        room.clear()
-                        await room.wait()
-                    state["wants_room"] = False
-                    key = item.session_id or ""
-                    self._pending += 1
-                    queue = backlog.get(key)
-                    if queue is not None:
-                        queue.append(item)
-                        continue
-                    backlog[key] = collections.deque((item,))
-                    ready.append(key)
-                    work.set()
-            state["ended"] = True
-            work.set()
-            await asyncio.gather(*workers)
+            await state.until_done()
         finally:
-            for task in workers:
-                task.cancel()
-            self._pending = self._held = 0
+            self._by_session = None
 
     def run_in_background(self) -> "asyncio.Task[None]":
         """Schedules :meth:`run` as a task on the running loop and returns it at once."""

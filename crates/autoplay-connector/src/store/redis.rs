@@ -379,10 +379,18 @@ local function append(body, once, threshold, list, who, idle, user, email, sessi
   end
   local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
   if threshold == '' then return {id} end
-  if user ~= '' then redis.call('HSET', who, 'user', user) end
-  if email ~= '' then redis.call('HSET', who, 'email', email) end
+  -- As few calls as can be: each costs more in a script than its own work.
+  if user ~= '' and email ~= '' then
+    redis.call('HSET', who, 'user', user, 'email', email)
+  elseif user ~= '' then
+    redis.call('HSET', who, 'user', user)
+  elseif email ~= '' then
+    redis.call('HSET', who, 'email', email)
+  end
   local n = 0
-  for i = first, last do n = redis.call('RPUSH', list, ARGV[i]) end
+  for i = first, last, 512 do
+    n = redis.call('RPUSH', list, unpack(ARGV, i, math.min(i + 511, last)))
+  end
   redis.call('EXPIRE', list, idle)
   redis.call('EXPIRE', who, idle)
   if n < tonumber(threshold) then return {id} end
@@ -1178,24 +1186,58 @@ async fn ack_loop(redis: Arc<Redis>, mut acks: mpsc::Receiver<Ack>) {
     redis.progress.send_modify(|p| p.closed = true);
 }
 
+/// Transactions the writer has sent and not yet had answered, at most: a
+/// second one is sent while Redis runs the first, so Redis is not idle while
+/// this replica reads a reply and gathers the next batch.
+const IN_FLIGHT: usize = 2;
+
+/// A batch sent, with its first and last operations, and the replies to it
+/// (one per operation's command, [`APPEND_SCRIPT`] runs unfolded).
+type Sent = (
+    Vec<(u64, Op)>,
+    u64,
+    u64,
+    redis::RedisResult<Vec<redis::Value>>,
+);
+
 async fn write_loop(
     redis: Arc<Redis>,
     mut rx: mpsc::UnboundedReceiver<(u64, Op)>,
     acks: mpsc::Sender<Ack>,
 ) {
+    use futures_util::StreamExt;
     let maxlen = redis.window.events.max(1);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut shas: Option<Shas> = None;
-    let mut batch: Vec<(u64, Op)> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    // In the order sent: a transaction is written to the connection when its
+    // future is first polled, which the queue does in the order pushed, and
+    // Redis runs a connection's commands in the order written.
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        let first = tokio::select! {
+            biased;
+            Some(sent) = in_flight.next(), if !in_flight.is_empty() => {
+                let (batch, lo, hi, result): Sent = sent;
+                if !finish(&redis, &acks, batch, lo, hi, result, &mut conn).await {
+                    break;
+                }
+                continue;
+            }
+            first = rx.recv(), if open && in_flight.len() < IN_FLIGHT => first,
+        };
+        let Some(first) = first else {
+            open = false;
+            continue;
+        };
+        let mut batch = vec![first];
         while batch.len() < MAX_BATCH
             && let Ok(next) = rx.try_recv()
         {
             batch.push(next);
         }
         let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
-        let result = async {
+        let prepared = async {
             if conn.is_none() {
                 conn = Some(redis.connect(Duration::from_secs(5)).await?);
             }
@@ -1204,278 +1246,313 @@ async fn write_loop(
                 shas = Some(Shas::load(conn).await?);
             }
             let shas = shas.as_ref().expect("loaded above");
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            // The scripts go by their SHA1 (`EVALSHA`), not their text with
-            // every frame; loaded again first in the same transaction, so a
-            // server that lost them (a restart, `SCRIPT FLUSH`) still runs
-            // every one: an `EVALSHA` failing in `EXEC` would not undo the
-            // commands before it.
-            let (mut appends, mut summaries) = (false, false);
-            for (_, op) in &batch {
-                appends |= scripted(op).is_some();
-                summaries |= matches!(op, Op::Append(append) if append.order.is_some());
+            let (pipe, shape) = transaction(&redis, &batch, shas, maxlen);
+            Ok::<_, redis::RedisError>((conn.clone(), pipe, shape))
+        }
+        .await;
+        in_flight.push_back(async move {
+            let result = match prepared {
+                Ok((mut conn, pipe, shape)) => query(&mut conn, &pipe, shape).await,
+                Err(e) => Err(e),
+            };
+            (batch, lo, hi, result)
+        });
+    }
+}
+
+/// The transaction of `batch`, and the shape of its replies (per reply:
+/// `Some(n)` for an [`APPEND_SCRIPT`] run of n frames, whose reply holds one
+/// per frame).
+fn transaction(
+    redis: &Redis,
+    batch: &[(u64, Op)],
+    shas: &Shas,
+    maxlen: usize,
+) -> (redis::Pipeline, Vec<Option<usize>>) {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    // The scripts go by their SHA1 (`EVALSHA`), not their text with
+    // every frame; loaded again first in the same transaction, so a
+    // server that lost them (a restart, `SCRIPT FLUSH`) still runs
+    // every one: an `EVALSHA` failing in `EXEC` would not undo the
+    // commands before it.
+    let (mut appends, mut summaries) = (false, false);
+    for (_, op) in batch {
+        appends |= scripted(op).is_some();
+        summaries |= matches!(op, Op::Append(append) if append.order.is_some());
+    }
+    if appends {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(APPEND_SCRIPT).ignore();
+    }
+    if summaries {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(SUMMARY_SCRIPT).ignore();
+    }
+    // Per reply of the transaction: `Some(n)` for an [`APPEND_SCRIPT`]
+    // run of n frames, whose reply holds one per frame.
+    let mut shape: Vec<Option<usize>> = Vec::with_capacity(batch.len());
+    let mut i = 0;
+    while i < batch.len() {
+        let op = &batch[i].1;
+        i += 1;
+        let append = match op {
+            Op::Append(append) => append,
+            Op::Product {
+                product_id,
+                record: Some(json),
+            } => {
+                pipe.cmd("HSET")
+                    .arg(PRODUCTS_KEY)
+                    .arg(product_id)
+                    .arg(&json[..]);
+                publish(&mut pipe, ("p", product_id));
+                shape.push(None);
+                continue;
             }
-            if appends {
-                pipe.cmd("SCRIPT").arg("LOAD").arg(APPEND_SCRIPT).ignore();
+            Op::Product {
+                product_id,
+                record: None,
+            } => {
+                pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
+                pipe.cmd("DEL")
+                    .arg(stream_name(product_id))
+                    .arg(due_name(product_id));
+                publish(&mut pipe, ("p", product_id));
+                shape.extend([None, None]);
+                continue;
             }
-            if summaries {
-                pipe.cmd("SCRIPT").arg("LOAD").arg(SUMMARY_SCRIPT).ignore();
+            Op::Email {
+                product_id,
+                user_id,
+                email: Some(email),
+            } => {
+                pipe.cmd("HSET")
+                    .arg(emails_key(product_id))
+                    .arg(user_id)
+                    .arg(email);
+                publish(&mut pipe, ("e", product_id, user_id));
+                shape.push(None);
+                continue;
             }
-            // Per reply of the transaction: `Some(n)` for an [`APPEND_SCRIPT`]
-            // run of n frames, whose reply holds one per frame.
-            let mut shape: Vec<Option<usize>> = Vec::with_capacity(batch.len());
-            let mut i = 0;
-            while i < batch.len() {
-                let op = &batch[i].1;
-                i += 1;
+            Op::Email {
+                product_id,
+                user_id,
+                email: None,
+            } => {
+                pipe.cmd("HDEL").arg(emails_key(product_id)).arg(user_id);
+                publish(&mut pipe, ("e", product_id, user_id));
+                shape.push(None);
+                continue;
+            }
+        };
+        let key = &append.log.stream_side().key;
+        if let Some(order) = &append.order {
+            pipe.cmd("EVALSHA")
+                .arg(&shas.summary)
+                .arg(3)
+                .arg(key)
+                .arg(&order.who)
+                .arg(&order.due)
+                .arg(maxlen)
+                .arg(&append.body[..])
+                .arg(order.claim.seq)
+                .arg(&order.claim.entry)
+                .arg(GROUP)
+                .arg(&*order.consumer)
+                .arg(if order.force { "1" } else { "0" });
+            shape.push(None);
+            continue;
+        }
+        if scripted(op).is_none() {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(maxlen)
+                .arg("*")
+                .arg("e")
+                .arg(&append.body[..]);
+            shape.push(None);
+            continue;
+        }
+        // One script call for this frame and the scripted frames of
+        // the same log queued right after it (a webhook's frames).
+        let start = i - 1;
+        while i < batch.len()
+            && i - start < MAX_RUN
+            && scripted(&batch[i].1).is_some_and(|next| Arc::ptr_eq(&next.log, &append.log))
+        {
+            i += 1;
+        }
+        let run: Vec<&Append> = batch[start..i]
+            .iter()
+            .filter_map(|(_, op)| scripted(op))
+            .collect();
+        let product_id = &append.log.product_id;
+        let mut keys: Vec<String> = Vec::new();
+        for frame in &run {
+            if let Some(once) = &frame.once {
+                keys.push(once.clone());
+            }
+            if let Some((delta, _)) = &frame.session {
+                let (list, who) = session_keys(product_id, &delta.session_id);
+                keys.extend([list, who]);
+            }
+        }
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(&shas.append)
+            .arg(2 + keys.len())
+            .arg(key)
+            .arg(due_name(product_id));
+        for key in &keys {
+            cmd.arg(key);
+        }
+        cmd.arg(maxlen)
+            .arg(redis.options.dedupe_ttl.as_secs().max(1))
+            .arg(GROUP)
+            .arg(&*redis.consumer);
+        for frame in &run {
+            cmd.arg(&frame.body[..])
+                .arg(if frame.once.is_some() { "1" } else { "" });
+            match &frame.session {
+                None => {
+                    cmd.arg("");
+                }
+                Some((delta, _)) => {
+                    cmd.arg(delta.threshold)
+                        .arg(delta.idle.as_secs().max(1))
+                        .arg(delta.user_id.as_deref().unwrap_or(""))
+                        .arg(delta.email.as_deref().unwrap_or(""))
+                        .arg(&delta.session_id)
+                        .arg(delta.actions.len());
+                    for action in &delta.actions {
+                        cmd.arg(action);
+                    }
+                }
+            }
+        }
+        shape.push(Some(run.len()));
+    }
+    (pipe, shape)
+}
+
+/// Sends `pipe`; its replies, [`APPEND_SCRIPT`] runs unfolded (`shape`).
+async fn query(
+    conn: &mut MultiplexedConnection,
+    pipe: &redis::Pipeline,
+    shape: Vec<Option<usize>>,
+) -> redis::RedisResult<Vec<redis::Value>> {
+    let replies = pipe.query_async::<Vec<redis::Value>>(conn).await?;
+    let malformed = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "a transaction's replies do not match its commands",
+        ))
+    };
+    if replies.len() != shape.len() {
+        return Err(malformed());
+    }
+    let mut flat = Vec::with_capacity(shape.len());
+    for (reply, shape) in replies.into_iter().zip(shape) {
+        match (shape, reply) {
+            (None, reply) => flat.push(reply),
+            (Some(n), redis::Value::Array(frames)) if frames.len() == n => flat.extend(frames),
+            (Some(_), _) => return Err(malformed()),
+        }
+    }
+    Ok(flat)
+}
+
+/// Hands the outcome of `batch` to the replies' receivers and [`ack_loop`];
+/// `false` once nobody takes acknowledgements any more.
+async fn finish(
+    redis: &Redis,
+    acks: &mpsc::Sender<Ack>,
+    mut batch: Vec<(u64, Op)>,
+    lo: u64,
+    hi: u64,
+    result: redis::RedisResult<Vec<redis::Value>>,
+    conn: &mut Option<MultiplexedConnection>,
+) -> bool {
+    match result {
+        Ok(replies) => {
+            redis.up();
+            let mut replies = replies.into_iter();
+            let mut ids = Vec::with_capacity(batch.len());
+            let mut appends = Vec::with_capacity(batch.len());
+            for (_, op) in &mut batch {
                 let append = match op {
                     Op::Append(append) => append,
-                    Op::Product {
-                        product_id,
-                        record: Some(json),
-                    } => {
-                        pipe.cmd("HSET")
-                            .arg(PRODUCTS_KEY)
-                            .arg(product_id)
-                            .arg(&json[..]);
-                        publish(&mut pipe, ("p", product_id));
-                        shape.push(None);
+                    Op::Product { record: None, .. } => {
+                        replies.next();
+                        replies.next();
                         continue;
                     }
-                    Op::Product {
-                        product_id,
-                        record: None,
-                    } => {
-                        pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
-                        pipe.cmd("DEL")
-                            .arg(stream_name(product_id))
-                            .arg(due_name(product_id));
-                        publish(&mut pipe, ("p", product_id));
-                        shape.extend([None, None]);
-                        continue;
-                    }
-                    Op::Email {
-                        product_id,
-                        user_id,
-                        email: Some(email),
-                    } => {
-                        pipe.cmd("HSET")
-                            .arg(emails_key(product_id))
-                            .arg(user_id)
-                            .arg(email);
-                        publish(&mut pipe, ("e", product_id, user_id));
-                        shape.push(None);
-                        continue;
-                    }
-                    Op::Email {
-                        product_id,
-                        user_id,
-                        email: None,
-                    } => {
-                        pipe.cmd("HDEL").arg(emails_key(product_id)).arg(user_id);
-                        publish(&mut pipe, ("e", product_id, user_id));
-                        shape.push(None);
+                    Op::Email { .. } | Op::Product { .. } => {
+                        replies.next();
                         continue;
                     }
                 };
-                let key = &append.log.stream_side().key;
-                if let Some(order) = &append.order {
-                    pipe.cmd("EVALSHA")
-                        .arg(&shas.summary)
-                        .arg(3)
-                        .arg(key)
-                        .arg(&order.who)
-                        .arg(&order.due)
-                        .arg(maxlen)
-                        .arg(&append.body[..])
-                        .arg(order.claim.seq)
-                        .arg(&order.claim.entry)
-                        .arg(GROUP)
-                        .arg(&*order.consumer)
-                        .arg(if order.force { "1" } else { "0" });
-                    shape.push(None);
+                let reply = replies.next();
+                if let Some(order) = &mut append.order {
+                    let reply: Vec<String> = reply
+                        .and_then(|v| redis::from_redis_value(v).ok())
+                        .unwrap_or_default();
+                    let (turn, id) = match reply.as_slice() {
+                        [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
+                        [done] if done == "done" => (Turn::Done, None),
+                        [lost] if lost == "lost" => (Turn::Lost, None),
+                        _ => (Turn::Wait, None),
+                    };
+                    if let Some(tx) = order.turn.take() {
+                        let _ = tx.send(turn);
+                    }
+                    if let Some(id) = id {
+                        ids.push(id);
+                        appends.push(&*append);
+                    }
                     continue;
                 }
-                if scripted(op).is_none() {
-                    pipe.cmd("XADD")
-                        .arg(key)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(maxlen)
-                        .arg("*")
-                        .arg("e")
-                        .arg(&append.body[..]);
-                    shape.push(None);
-                    continue;
+                let scripted = append.session.is_some() || append.once.is_some();
+                let (id, due) = if scripted {
+                    appended(reply)
+                } else {
+                    let id = reply.and_then(|v| redis::from_redis_value(v).ok());
+                    (id, None)
+                };
+                if let Some((_, tx)) = append.session.take() {
+                    let _ = tx.send(due);
                 }
-                // One script call for this frame and the scripted frames of
-                // the same log queued right after it (a webhook's frames).
-                let start = i - 1;
-                while i < batch.len()
-                    && i - start < MAX_RUN
-                    && scripted(&batch[i].1).is_some_and(|next| Arc::ptr_eq(&next.log, &append.log))
+                let Some(id) = id else {
+                    // An earlier delivery of the same webhook appended it.
+                    info!(
+                        product_id = &*append.log.product_id,
+                        "a frame of a webhook delivered again was appended already; not appended twice"
+                    );
+                    continue;
+                };
+                ids.push(id);
+                appends.push(&*append);
+            }
+            // The newest id per log, which the tail is to read back.
+            let mut newest: Vec<(Arc<ProductLog>, u128)> = Vec::new();
+            for (append, id) in appends.iter().zip(&ids) {
+                let key = stream_key(id).unwrap_or(0);
+                match newest
+                    .iter_mut()
+                    .find(|(log, _)| Arc::ptr_eq(log, &append.log))
                 {
-                    i += 1;
-                }
-                let run: Vec<&Append> = batch[start..i]
-                    .iter()
-                    .filter_map(|(_, op)| scripted(op))
-                    .collect();
-                let product_id = &append.log.product_id;
-                let mut keys: Vec<String> = Vec::new();
-                for frame in &run {
-                    if let Some(once) = &frame.once {
-                        keys.push(once.clone());
-                    }
-                    if let Some((delta, _)) = &frame.session {
-                        let (list, who) = session_keys(product_id, &delta.session_id);
-                        keys.extend([list, who]);
-                    }
-                }
-                let cmd = pipe
-                    .cmd("EVALSHA")
-                    .arg(&shas.append)
-                    .arg(2 + keys.len())
-                    .arg(key)
-                    .arg(due_name(product_id));
-                for key in &keys {
-                    cmd.arg(key);
-                }
-                cmd.arg(maxlen)
-                    .arg(redis.options.dedupe_ttl.as_secs().max(1))
-                    .arg(GROUP)
-                    .arg(&*redis.consumer);
-                for frame in &run {
-                    cmd.arg(&frame.body[..])
-                        .arg(if frame.once.is_some() { "1" } else { "" });
-                    match &frame.session {
-                        None => {
-                            cmd.arg("");
-                        }
-                        Some((delta, _)) => {
-                            cmd.arg(delta.threshold)
-                                .arg(delta.idle.as_secs().max(1))
-                                .arg(delta.user_id.as_deref().unwrap_or(""))
-                                .arg(delta.email.as_deref().unwrap_or(""))
-                                .arg(&delta.session_id)
-                                .arg(delta.actions.len());
-                            for action in &delta.actions {
-                                cmd.arg(action);
-                            }
-                        }
-                    }
-                }
-                shape.push(Some(run.len()));
-            }
-            let replies = pipe.query_async::<Vec<redis::Value>>(conn).await?;
-            let malformed = || {
-                redis::RedisError::from((
-                    redis::ErrorKind::UnexpectedReturnType,
-                    "a transaction's replies do not match its commands",
-                ))
-            };
-            if replies.len() != shape.len() {
-                return Err(malformed());
-            }
-            let mut flat = Vec::with_capacity(batch.len() + 1);
-            for (reply, shape) in replies.into_iter().zip(shape) {
-                match (shape, reply) {
-                    (None, reply) => flat.push(reply),
-                    (Some(n), redis::Value::Array(frames)) if frames.len() == n => {
-                        flat.extend(frames)
-                    }
-                    (Some(_), _) => return Err(malformed()),
+                    Some(entry) => entry.1 = entry.1.max(key),
+                    None => newest.push((append.log.clone(), key)),
                 }
             }
-            Ok::<_, redis::RedisError>(flat)
+            acks.send(Ack::Applied { hi, newest }).await.is_ok()
         }
-        .await;
-        match result {
-            Ok(replies) => {
-                redis.up();
-                let mut replies = replies.into_iter();
-                let mut ids = Vec::with_capacity(batch.len());
-                let mut appends = Vec::with_capacity(batch.len());
-                for (_, op) in &mut batch {
-                    let append = match op {
-                        Op::Append(append) => append,
-                        Op::Product { record: None, .. } => {
-                            replies.next();
-                            replies.next();
-                            continue;
-                        }
-                        Op::Email { .. } | Op::Product { .. } => {
-                            replies.next();
-                            continue;
-                        }
-                    };
-                    let reply = replies.next();
-                    if let Some(order) = &mut append.order {
-                        let reply: Vec<String> = reply
-                            .and_then(|v| redis::from_redis_value(v).ok())
-                            .unwrap_or_default();
-                        let (turn, id) = match reply.as_slice() {
-                            [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
-                            [done] if done == "done" => (Turn::Done, None),
-                            [lost] if lost == "lost" => (Turn::Lost, None),
-                            _ => (Turn::Wait, None),
-                        };
-                        if let Some(tx) = order.turn.take() {
-                            let _ = tx.send(turn);
-                        }
-                        if let Some(id) = id {
-                            ids.push(id);
-                            appends.push(&*append);
-                        }
-                        continue;
-                    }
-                    let scripted = append.session.is_some() || append.once.is_some();
-                    let (id, due) = if scripted {
-                        appended(reply)
-                    } else {
-                        let id = reply.and_then(|v| redis::from_redis_value(v).ok());
-                        (id, None)
-                    };
-                    if let Some((_, tx)) = append.session.take() {
-                        let _ = tx.send(due);
-                    }
-                    let Some(id) = id else {
-                        // An earlier delivery of the same webhook appended it.
-                        info!(
-                            product_id = &*append.log.product_id,
-                            "a frame of a webhook delivered again was appended already; not appended twice"
-                        );
-                        continue;
-                    };
-                    ids.push(id);
-                    appends.push(&*append);
-                }
-                // The newest id per log, which the tail is to read back.
-                let mut newest: Vec<(Arc<ProductLog>, u128)> = Vec::new();
-                for (append, id) in appends.iter().zip(&ids) {
-                    let key = stream_key(id).unwrap_or(0);
-                    match newest
-                        .iter_mut()
-                        .find(|(log, _)| Arc::ptr_eq(log, &append.log))
-                    {
-                        Some(entry) => entry.1 = entry.1.max(key),
-                        None => newest.push((append.log.clone(), key)),
-                    }
-                }
-                if acks.send(Ack::Applied { hi, newest }).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                redis.failed("XADD", &e);
-                conn = None;
-                if acks.send(Ack::Failed { lo, hi }).await.is_err() {
-                    break;
-                }
-            }
+        Err(e) => {
+            redis.failed("XADD", &e);
+            *conn = None;
+            acks.send(Ack::Failed { lo, hi }).await.is_ok()
         }
-        batch.clear();
     }
 }
 

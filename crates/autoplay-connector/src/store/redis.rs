@@ -115,8 +115,8 @@ struct Append {
     log: Arc<ProductLog>,
     body: Bytes,
     session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
-    /// The key that marks this frame appended ([`Once`]).
-    once: Option<String>,
+    /// The hash, and the field in it, that mark this frame appended ([`Once`]).
+    once: Option<(String, usize)>,
     /// A summary published in its session's order ([`SUMMARY_SCRIPT`]);
     /// boxed, as only summaries have one.
     order: Option<Box<Order>>,
@@ -276,9 +276,10 @@ pub(crate) const DEDUPE_TTL_PARAM: &str = "dedupe_ttl_s";
 /// the same body again (it retries after a 503, also one answered after Redis
 /// applied the events but its reply was lost).
 ///
-/// The key of a frame is the product, a digest of the body's event `uuid`s in
-/// body order, and the frame's position among the body's frames: the same
-/// body extracts to the same frames, so a retry appends exactly the frames the
+/// The mark of a frame is a field, its position among the body's frames, of
+/// a hash named by the product and a digest of the body's event `uuid`s in
+/// body order (one hash per webhook, not a key per frame): the same body
+/// extracts to the same frames, so a retry appends exactly the frames the
 /// lost attempt did not, and answers 200. A body whose events carry no `uuid`
 /// has no `Once`: it is appended again on a retry.
 pub(crate) struct Once {
@@ -287,11 +288,11 @@ pub(crate) struct Once {
 }
 
 impl Once {
-    /// The key of the next frame of the body.
-    fn next_key(&self) -> String {
+    /// The hash of the body, and the field of its next frame.
+    fn next_key(&self) -> (String, usize) {
         let i = self.next.get();
         self.next.set(i + 1);
-        format!("{}:{i}", self.base)
+        (self.base.clone(), i)
     }
 }
 
@@ -336,8 +337,8 @@ impl SharedDue {
 /// (`MAXLEN ~ ARGV[1]`), and returns, per frame, `{id}`, with two options a
 /// frame may have:
 ///
-/// - **once** (its key among the frame's keys): first `SET <key> NX EX
-///   ARGV[2]`; if the key was there already the frame was appended by an
+/// - **once** (the hash of its webhook among the frame's keys, and a field
+///   of it): if the field is there already the frame was appended by an
 ///   earlier delivery of the same webhook, and nothing is appended: `nil`, or,
 ///   when that delivery made a batch due whose summary is not out yet (its
 ///   reply was lost with the batch), `{'', entry, fields...}`: this delivery
@@ -349,55 +350,103 @@ impl SharedDue {
 ///   there as the consumer `ARGV[4]` of the group `ARGV[3]` (so it is pending
 ///   for this replica until its summary is out, [`SUMMARY_SCRIPT`], or its
 ///   lease expires, [`CLAIM_SCRIPT`]), notes its entry in the hash (`d<seq>`)
-///   and in the once key, and returns `{id, entry, fields...}` (the entry's
+///   and in the once field, and returns `{id, entry, fields...}` (the entry's
 ///   fields, `s` being the session). The session's keys expire after its idle
 ///   seconds; the due stream does not (its entries go when their summary is
 ///   out).
 ///
-/// The keys after `KEYS[2]` are each frame's, in order: its once key (if it
+/// The keys after `KEYS[2]` are each frame's, in order: its once hash (if it
 /// has one), then its session's list and hash (if it has a session). The
-/// arguments after `ARGV[4]` are each frame's, in order: its body, `'1'` if
-/// it has a once key (else `''`), its threshold (`''`: no session) and, with
+/// arguments after `ARGV[4]` are each frame's, in order: its body, its field
+/// in the once hash (else `''`), its threshold (`''`: no session) and, with
 /// a session, the idle seconds, user, email, session id, the number of
 /// actions and the actions (JSON).
 ///
 /// One script for the whole run (one call per webhook, not per frame), so
 /// the checks, the appends and the counts are one atomic step: a retried body
-/// neither appends nor counts a frame twice.
+/// neither appends nor counts a frame twice. The once hashes are read with
+/// one `HMGET` and written with one `HSET` per webhook, not a key per frame,
+/// and expire `ARGV[2]` seconds after the last delivery that appended.
 pub(crate) const APPEND_SCRIPT: &str = r#"
 local stream, due = KEYS[1], KEYS[2]
 local maxlen, ttl, group, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local function append(body, once, threshold, list, who, idle, user, email, session, first, last)
-  if once and not redis.call('SET', once, '1', 'NX', 'EX', ttl) then
-    local entry = redis.call('GET', once)
-    if threshold == '' or not entry or entry == '1' then return false end
-    local claimed = redis.pcall('XCLAIM', due, group, me, 0, entry)
-    if type(claimed) ~= 'table' or claimed.err or not claimed[1] then return false end
-    local out = {'', entry}
-    for _, v in ipairs(claimed[1][2]) do out[#out + 1] = v end
-    return out
+local frames = {}
+local k, a = 3, 5
+while a <= #ARGV do
+  local f = {body = ARGV[a], field = ARGV[a + 1], threshold = ARGV[a + 2]}
+  if f.field ~= '' then
+    f.once = KEYS[k]
+    k = k + 1
   end
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', body)
-  if threshold == '' then return {id} end
+  a = a + 3
+  if f.threshold ~= '' then
+    f.list, f.who = KEYS[k], KEYS[k + 1]
+    k = k + 2
+    f.idle, f.user, f.email, f.session = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    f.first = a + 5
+    f.last = a + 4 + tonumber(ARGV[a + 4])
+    a = f.last + 1
+  end
+  frames[#frames + 1] = f
+end
+-- What earlier deliveries of these webhooks appended: one read per webhook.
+local wanted, seen, marks = {}, {}, {}
+for _, f in ipairs(frames) do
+  if f.once then
+    if not wanted[f.once] then wanted[f.once] = {} end
+    table.insert(wanted[f.once], f.field)
+  end
+end
+for key, names in pairs(wanted) do
+  local known = {}
+  for i = 1, #names, 512 do
+    local last = math.min(i + 511, #names)
+    local values = redis.call('HMGET', key, unpack(names, i, last))
+    for j = i, last do known[names[j]] = values[j - i + 1] end
+  end
+  seen[key], marks[key] = known, {}
+end
+local function mark(f, value)
+  seen[f.once][f.field] = value
+  local m = marks[f.once]
+  m[#m + 1] = f.field
+  m[#m + 1] = value
+end
+local function append(f)
+  if f.once then
+    local entry = seen[f.once][f.field]
+    if entry then
+      if f.threshold == '' or entry == '1' then return false end
+      local claimed = redis.pcall('XCLAIM', due, group, me, 0, entry)
+      if type(claimed) ~= 'table' or claimed.err or not claimed[1] then return false end
+      local out = {'', entry}
+      for _, v in ipairs(claimed[1][2]) do out[#out + 1] = v end
+      return out
+    end
+    mark(f, '1')
+  end
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', f.body)
+  if f.threshold == '' then return {id} end
+  local who = f.who
   -- As few calls as can be: each costs more in a script than its own work.
-  if user ~= '' and email ~= '' then
-    redis.call('HSET', who, 'user', user, 'email', email)
-  elseif user ~= '' then
-    redis.call('HSET', who, 'user', user)
-  elseif email ~= '' then
-    redis.call('HSET', who, 'email', email)
+  if f.user ~= '' and f.email ~= '' then
+    redis.call('HSET', who, 'user', f.user, 'email', f.email)
+  elseif f.user ~= '' then
+    redis.call('HSET', who, 'user', f.user)
+  elseif f.email ~= '' then
+    redis.call('HSET', who, 'email', f.email)
   end
   local n = 0
-  for i = first, last, 512 do
-    n = redis.call('RPUSH', list, unpack(ARGV, i, math.min(i + 511, last)))
+  for i = f.first, f.last, 512 do
+    n = redis.call('RPUSH', f.list, unpack(ARGV, i, math.min(i + 511, f.last)))
   end
-  redis.call('EXPIRE', list, idle)
-  redis.call('EXPIRE', who, idle)
-  if n < tonumber(threshold) then return {id} end
-  local actions = redis.call('LRANGE', list, 0, -1)
-  redis.call('DEL', list)
+  redis.call('EXPIRE', f.list, f.idle)
+  redis.call('EXPIRE', who, f.idle)
+  if n < tonumber(f.threshold) then return {id} end
+  local actions = redis.call('LRANGE', f.list, 0, -1)
+  redis.call('DEL', f.list)
   local seq = redis.call('HINCRBY', who, 'due', 1)
-  local batch = {'s', session, 'n', tostring(seq),
+  local batch = {'s', f.session, 'n', tostring(seq),
     'u', redis.call('HGET', who, 'user') or '', 'm', redis.call('HGET', who, 'email') or '',
     'a', '[' .. table.concat(actions, ',') .. ']'}
   -- Made with the stream, at its end: the batch read next is the one added now.
@@ -406,31 +455,18 @@ local function append(body, once, threshold, list, who, idle, user, email, sessi
   redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', 1, 'STREAMS', due, '>')
   redis.call('HSET', who, 'd' .. seq, entry)
   -- '1' means "appended"; an entry "appended, and made that batch due".
-  if once then redis.call('SET', once, entry, 'KEEPTTL') end
+  if f.once then mark(f, entry) end
   local out = {id, entry}
   for _, v in ipairs(batch) do out[#out + 1] = v end
   return out
 end
 local results = {}
-local k, a = 3, 5
-while a <= #ARGV do
-  local body, threshold = ARGV[a], ARGV[a + 2]
-  local once = nil
-  if ARGV[a + 1] ~= '' then
-    once = KEYS[k]
-    k = k + 1
+for _, f in ipairs(frames) do results[#results + 1] = append(f) end
+for key, m in pairs(marks) do
+  for i = 1, #m, 1024 do
+    redis.call('HSET', key, unpack(m, i, math.min(i + 1023, #m)))
   end
-  a = a + 3
-  local list, who, idle, user, email, session, first, last
-  if threshold ~= '' then
-    list, who = KEYS[k], KEYS[k + 1]
-    k = k + 2
-    idle, user, email, session = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-    first = a + 5
-    last = a + 4 + tonumber(ARGV[a + 4])
-    a = last + 1
-  end
-  results[#results + 1] = append(body, once, threshold, list, who, idle, user, email, session, first, last)
+  if #m > 0 then redis.call('EXPIRE', key, ttl) end
 end
 return results
 "#;
@@ -1390,7 +1426,7 @@ fn transaction(
         let product_id = &append.log.product_id;
         let mut keys: Vec<String> = Vec::new();
         for frame in &run {
-            if let Some(once) = &frame.once {
+            if let Some((once, _)) = &frame.once {
                 keys.push(once.clone());
             }
             if let Some((delta, _)) = &frame.session {
@@ -1412,8 +1448,11 @@ fn transaction(
             .arg(GROUP)
             .arg(&*redis.consumer);
         for frame in &run {
-            cmd.arg(&frame.body[..])
-                .arg(if frame.once.is_some() { "1" } else { "" });
+            cmd.arg(&frame.body[..]);
+            match &frame.once {
+                Some((_, field)) => cmd.arg(field),
+                None => cmd.arg(""),
+            };
             match &frame.session {
                 None => {
                     cmd.arg("");

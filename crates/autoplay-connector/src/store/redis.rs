@@ -7,10 +7,14 @@
 //!
 //! - **Append**: one writer task takes what is queued (up to [`MAX_BATCH`]
 //!   events), and sends it as one `MULTI`/`XADD … MAXLEN ~ <window>`/`EXEC`
-//!   (all or nothing, one round trip: group commit). A webhook is answered 200
-//!   once its `EXEC` returned *and* this replica's tail has read the ids back,
-//!   so a client of this replica sees its own events; when Redis fails the
-//!   batch, its webhooks get 503 and the sender retries.
+//!   (all or nothing, one round trip: group commit). The frames of a webhook
+//!   that need a script (a once key, a session) go as one [`APPEND_SCRIPT`]
+//!   call, by its SHA1 (`EVALSHA`, the script loaded in the same
+//!   transaction). A webhook is answered 200 once its `EXEC` returned *and*
+//!   this replica's tail has read the ids back ([`ack_loop`]), so a client of
+//!   this replica sees its own events; the writer sends the next batch
+//!   meanwhile. When Redis fails the batch, its webhooks get 503 and the
+//!   sender retries.
 //! - **Tail**: every replica runs one blocking `XREAD` loop per product and puts
 //!   what it reads, in stream order, into the product's window
 //!   ([`StreamRing`]) and its own subscribers' queues, under one lock. It loads
@@ -111,8 +115,8 @@ struct Append {
     log: Arc<ProductLog>,
     body: Bytes,
     session: Option<(SessionDelta, oneshot::Sender<Option<SharedDue>>)>,
-    /// The key that marks this frame appended ([`Once`]).
-    once: Option<String>,
+    /// The hash, and the field in it, that mark this frame appended ([`Once`]).
+    once: Option<(String, usize)>,
     /// A summary published in its session's order ([`SUMMARY_SCRIPT`]);
     /// boxed, as only summaries have one.
     order: Option<Box<Order>>,
@@ -272,9 +276,10 @@ pub(crate) const DEDUPE_TTL_PARAM: &str = "dedupe_ttl_s";
 /// the same body again (it retries after a 503, also one answered after Redis
 /// applied the events but its reply was lost).
 ///
-/// The key of a frame is the product, a digest of the body's event `uuid`s in
-/// body order, and the frame's position among the body's frames: the same
-/// body extracts to the same frames, so a retry appends exactly the frames the
+/// The mark of a frame is a field, its position among the body's frames, of
+/// a hash named by the product and a digest of the body's event `uuid`s in
+/// body order (one hash per webhook, not a key per frame): the same body
+/// extracts to the same frames, so a retry appends exactly the frames the
 /// lost attempt did not, and answers 200. A body whose events carry no `uuid`
 /// has no `Once`: it is appended again on a retry.
 pub(crate) struct Once {
@@ -283,11 +288,11 @@ pub(crate) struct Once {
 }
 
 impl Once {
-    /// The key of the next frame of the body.
-    fn next_key(&self) -> String {
+    /// The hash of the body, and the field of its next frame.
+    fn next_key(&self) -> (String, usize) {
         let i = self.next.get();
         self.next.set(i + 1);
-        format!("{}:{i}", self.base)
+        (self.base.clone(), i)
     }
 }
 
@@ -328,79 +333,142 @@ impl SharedDue {
     }
 }
 
-/// Appends one frame (`ARGV[2]`) to the stream `KEYS[1]` (`MAXLEN ~ ARGV[1]`)
-/// and returns `{id}`, with two options:
+/// Appends a run of frames of one product, in order, to its stream `KEYS[1]`
+/// (`MAXLEN ~ ARGV[1]`), and returns, per frame, `{id}`, with two options a
+/// frame may have:
 ///
-/// - **once** (`ARGV[3]` a TTL in seconds, not `''`): first `SET KEYS[2] NX
-///   EX ARGV[3]`; if the key was there already the frame was appended by an
+/// - **once** (the hash of its webhook among the frame's keys, and a field
+///   of it): if the field is there already the frame was appended by an
 ///   earlier delivery of the same webhook, and nothing is appended: `nil`, or,
 ///   when that delivery made a batch due whose summary is not out yet (its
 ///   reply was lost with the batch), `{'', entry, fields...}`: this delivery
 ///   takes the batch over (`XCLAIM`) and writes the summary.
-/// - **session** (`ARGV[4]` the threshold, not `''`): appends the session's
-///   actions (`ARGV[11..]`) to its list (the next key) and keeps its user and
-///   email (`ARGV[6]`, `ARGV[7]`, in the hash after it); once `ARGV[4]` are
-///   pending, numbers the batch (`due` in the hash), adds it to the product's
-///   due stream (the key after the hash) and reads it there as the consumer
-///   `ARGV[9]` of the group `ARGV[8]` (so it is pending for this replica until
-///   its summary is out, [`SUMMARY_SCRIPT`], or its lease expires,
-///   [`CLAIM_SCRIPT`]), notes its entry in the hash (`d<seq>`) and in the once
-///   key, and returns `{id, entry, fields...}` (the entry's fields, `s` being
-///   the session `ARGV[10]`). The session's keys expire after `ARGV[5]` idle
+/// - **session** (a threshold, not `''`): appends the session's actions to its
+///   list (the frame's next key) and keeps its user and email (in the hash
+///   after it); once the threshold are pending, numbers the batch (`due` in
+///   the hash), adds it to the product's due stream `KEYS[2]` and reads it
+///   there as the consumer `ARGV[4]` of the group `ARGV[3]` (so it is pending
+///   for this replica until its summary is out, [`SUMMARY_SCRIPT`], or its
+///   lease expires, [`CLAIM_SCRIPT`]), notes its entry in the hash (`d<seq>`)
+///   and in the once field, and returns `{id, entry, fields...}` (the entry's
+///   fields, `s` being the session). The session's keys expire after its idle
 ///   seconds; the due stream does not (its entries go when their summary is
 ///   out).
 ///
-/// One script, so the check, the append and the count are one atomic step: a
-/// retried body neither appends nor counts a frame twice.
+/// The keys after `KEYS[2]` are each frame's, in order: its once hash (if it
+/// has one), then its session's list and hash (if it has a session). The
+/// arguments after `ARGV[4]` are each frame's, in order: its body, its field
+/// in the once hash (else `''`), its threshold (`''`: no session) and, with
+/// a session, the idle seconds, user, email, session id, the number of
+/// actions and the actions (JSON).
+///
+/// One script for the whole run (one call per webhook, not per frame), so
+/// the checks, the appends and the counts are one atomic step: a retried body
+/// neither appends nor counts a frame twice. The once hashes are read with
+/// one `HMGET` and written with one `HSET` per webhook, not a key per frame,
+/// and expire `ARGV[2]` seconds after the last delivery that appended.
 pub(crate) const APPEND_SCRIPT: &str = r#"
-local k = 2
-local once = nil
-if ARGV[3] ~= '' then
-  once = KEYS[2]
-  k = 3
+local stream, due = KEYS[1], KEYS[2]
+local maxlen, ttl, group, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local frames = {}
+local k, a = 3, 5
+while a <= #ARGV do
+  local f = {body = ARGV[a], field = ARGV[a + 1], threshold = ARGV[a + 2]}
+  if f.field ~= '' then
+    f.once = KEYS[k]
+    k = k + 1
+  end
+  a = a + 3
+  if f.threshold ~= '' then
+    f.list, f.who = KEYS[k], KEYS[k + 1]
+    k = k + 2
+    f.idle, f.user, f.email, f.session = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    f.first = a + 5
+    f.last = a + 4 + tonumber(ARGV[a + 4])
+    a = f.last + 1
+  end
+  frames[#frames + 1] = f
 end
-local list, who, due = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-local group, me = ARGV[8], ARGV[9]
-local function fields(entry)
-  local out = {}
-  for _, v in ipairs(entry) do out[#out + 1] = v end
+-- What earlier deliveries of these webhooks appended: one read per webhook.
+local wanted, seen, marks = {}, {}, {}
+for _, f in ipairs(frames) do
+  if f.once then
+    if not wanted[f.once] then wanted[f.once] = {} end
+    table.insert(wanted[f.once], f.field)
+  end
+end
+for key, names in pairs(wanted) do
+  local known = {}
+  for i = 1, #names, 512 do
+    local last = math.min(i + 511, #names)
+    local values = redis.call('HMGET', key, unpack(names, i, last))
+    for j = i, last do known[names[j]] = values[j - i + 1] end
+  end
+  seen[key], marks[key] = known, {}
+end
+local function mark(f, value)
+  seen[f.once][f.field] = value
+  local m = marks[f.once]
+  m[#m + 1] = f.field
+  m[#m + 1] = value
+end
+local function append(f)
+  if f.once then
+    local entry = seen[f.once][f.field]
+    if entry then
+      if f.threshold == '' or entry == '1' then return false end
+      local claimed = redis.pcall('XCLAIM', due, group, me, 0, entry)
+      if type(claimed) ~= 'table' or claimed.err or not claimed[1] then return false end
+      local out = {'', entry}
+      for _, v in ipairs(claimed[1][2]) do out[#out + 1] = v end
+      return out
+    end
+    mark(f, '1')
+  end
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', f.body)
+  if f.threshold == '' then return {id} end
+  local who = f.who
+  -- As few calls as can be: each costs more in a script than its own work.
+  if f.user ~= '' and f.email ~= '' then
+    redis.call('HSET', who, 'user', f.user, 'email', f.email)
+  elseif f.user ~= '' then
+    redis.call('HSET', who, 'user', f.user)
+  elseif f.email ~= '' then
+    redis.call('HSET', who, 'email', f.email)
+  end
+  local n = 0
+  for i = f.first, f.last, 512 do
+    n = redis.call('RPUSH', f.list, unpack(ARGV, i, math.min(i + 511, f.last)))
+  end
+  redis.call('EXPIRE', f.list, f.idle)
+  redis.call('EXPIRE', who, f.idle)
+  if n < tonumber(f.threshold) then return {id} end
+  local actions = redis.call('LRANGE', f.list, 0, -1)
+  redis.call('DEL', f.list)
+  local seq = redis.call('HINCRBY', who, 'due', 1)
+  local batch = {'s', f.session, 'n', tostring(seq),
+    'u', redis.call('HGET', who, 'user') or '', 'm', redis.call('HGET', who, 'email') or '',
+    'a', '[' .. table.concat(actions, ',') .. ']'}
+  -- Made with the stream, at its end: the batch read next is the one added now.
+  redis.pcall('XGROUP', 'CREATE', due, group, '$', 'MKSTREAM')
+  local entry = redis.call('XADD', due, '*', unpack(batch))
+  redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', 1, 'STREAMS', due, '>')
+  redis.call('HSET', who, 'd' .. seq, entry)
+  -- '1' means "appended"; an entry "appended, and made that batch due".
+  if f.once then mark(f, entry) end
+  local out = {id, entry}
+  for _, v in ipairs(batch) do out[#out + 1] = v end
   return out
 end
-if once and not redis.call('SET', once, '1', 'NX', 'EX', ARGV[3]) then
-  local entry = redis.call('GET', once)
-  if ARGV[4] == '' or not entry or entry == '1' then return false end
-  local claimed = redis.pcall('XCLAIM', due, group, me, 0, entry)
-  if type(claimed) ~= 'table' or claimed.err or not claimed[1] then return false end
-  local out = {'', entry}
-  for _, v in ipairs(claimed[1][2]) do out[#out + 1] = v end
-  return out
+local results = {}
+for _, f in ipairs(frames) do results[#results + 1] = append(f) end
+for key, m in pairs(marks) do
+  for i = 1, #m, 1024 do
+    redis.call('HSET', key, unpack(m, i, math.min(i + 1023, #m)))
+  end
+  if #m > 0 then redis.call('EXPIRE', key, ttl) end
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
-if ARGV[4] == '' then return {id} end
-local threshold, idle = tonumber(ARGV[4]), tonumber(ARGV[5])
-if ARGV[6] ~= '' then redis.call('HSET', who, 'user', ARGV[6]) end
-if ARGV[7] ~= '' then redis.call('HSET', who, 'email', ARGV[7]) end
-local n = 0
-for i = 11, #ARGV do n = redis.call('RPUSH', list, ARGV[i]) end
-redis.call('EXPIRE', list, idle)
-redis.call('EXPIRE', who, idle)
-if n < threshold then return {id} end
-local actions = redis.call('LRANGE', list, 0, -1)
-redis.call('DEL', list)
-local seq = redis.call('HINCRBY', who, 'due', 1)
-local batch = {'s', ARGV[10], 'n', tostring(seq),
-  'u', redis.call('HGET', who, 'user') or '', 'm', redis.call('HGET', who, 'email') or '',
-  'a', '[' .. table.concat(actions, ',') .. ']'}
--- Made with the stream, at its end: the batch read next is the one added now.
-redis.pcall('XGROUP', 'CREATE', due, group, '$', 'MKSTREAM')
-local entry = redis.call('XADD', due, '*', unpack(batch))
-redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', 1, 'STREAMS', due, '>')
-redis.call('HSET', who, 'd' .. seq, entry)
--- '1' means "appended"; an entry "appended, and made that batch due".
-if once then redis.call('SET', once, entry, 'KEEPTTL') end
-local out = {id, entry}
-for _, v in ipairs(batch) do out[#out + 1] = v end
-return out
+return results
 "#;
 
 /// The keys of a session: its pending actions, and who it is.
@@ -664,7 +732,9 @@ impl Redis {
             consumer: consumer_name().into(),
             claim_conn: Mutex::new(None),
         });
-        tokio::spawn(write_loop(redis.clone(), rx));
+        let (acks, acked) = mpsc::channel(ACKS_IN_FLIGHT);
+        tokio::spawn(write_loop(redis.clone(), rx, acks));
+        tokio::spawn(ack_loop(redis.clone(), acked));
         Ok(redis)
     }
 
@@ -1067,211 +1137,67 @@ impl Redis {
     }
 }
 
-async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)>) {
-    let maxlen = redis.window.events.max(1);
-    let mut conn: Option<MultiplexedConnection> = None;
-    let mut batch: Vec<(u64, Op)> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH
-            && let Ok(next) = rx.try_recv()
+/// Frames sent in one [`APPEND_SCRIPT`] call at most.
+const MAX_RUN: usize = 1024;
+
+/// The append `op` is when it goes through [`APPEND_SCRIPT`] (it has a once
+/// key or a session), so it may share a call with the frames around it.
+fn scripted(op: &Op) -> Option<&Append> {
+    match op {
+        Op::Append(append)
+            if append.order.is_none() && (append.session.is_some() || append.once.is_some()) =>
         {
-            batch.push(next);
+            Some(append)
         }
-        let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
-        let result = async {
-            if conn.is_none() {
-                conn = Some(redis.connect(Duration::from_secs(5)).await?);
-            }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (_, op) in &batch {
-                let append = match op {
-                    Op::Append(append) => append,
-                    Op::Product {
-                        product_id,
-                        record: Some(json),
-                    } => {
-                        pipe.cmd("HSET")
-                            .arg(PRODUCTS_KEY)
-                            .arg(product_id)
-                            .arg(&json[..]);
-                        publish(&mut pipe, ("p", product_id));
-                        continue;
-                    }
-                    Op::Product {
-                        product_id,
-                        record: None,
-                    } => {
-                        pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
-                        pipe.cmd("DEL")
-                            .arg(stream_name(product_id))
-                            .arg(due_name(product_id));
-                        publish(&mut pipe, ("p", product_id));
-                        continue;
-                    }
-                    Op::Email {
-                        product_id,
-                        user_id,
-                        email: Some(email),
-                    } => {
-                        pipe.cmd("HSET")
-                            .arg(emails_key(product_id))
-                            .arg(user_id)
-                            .arg(email);
-                        publish(&mut pipe, ("e", product_id, user_id));
-                        continue;
-                    }
-                    Op::Email {
-                        product_id,
-                        user_id,
-                        email: None,
-                    } => {
-                        pipe.cmd("HDEL").arg(emails_key(product_id)).arg(user_id);
-                        publish(&mut pipe, ("e", product_id, user_id));
-                        continue;
-                    }
-                };
-                let key = &append.log.stream_side().key;
-                if let Some(order) = &append.order {
-                    pipe.cmd("EVAL")
-                        .arg(SUMMARY_SCRIPT)
-                        .arg(3)
-                        .arg(key)
-                        .arg(&order.who)
-                        .arg(&order.due)
-                        .arg(maxlen)
-                        .arg(&append.body[..])
-                        .arg(order.claim.seq)
-                        .arg(&order.claim.entry)
-                        .arg(GROUP)
-                        .arg(&*order.consumer)
-                        .arg(if order.force { "1" } else { "0" });
-                    continue;
-                }
-                if append.session.is_none() && append.once.is_none() {
-                    pipe.cmd("XADD")
-                        .arg(key)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(maxlen)
-                        .arg("*")
-                        .arg("e")
-                        .arg(&append.body[..]);
-                    continue;
-                }
-                let session = append.session.as_ref().map(|(delta, _)| {
-                    let keys = session_keys(&append.log.product_id, &delta.session_id);
-                    (delta, keys)
-                });
-                let keys =
-                    1 + usize::from(append.once.is_some()) + 3 * usize::from(session.is_some());
-                let cmd = pipe.cmd("EVAL").arg(APPEND_SCRIPT).arg(keys).arg(key);
-                if let Some(once) = &append.once {
-                    cmd.arg(once);
-                }
-                if let Some((_, (list, who))) = &session {
-                    cmd.arg(list).arg(who).arg(due_name(&append.log.product_id));
-                }
-                cmd.arg(maxlen).arg(&append.body[..]);
-                match &append.once {
-                    Some(_) => cmd.arg(redis.options.dedupe_ttl.as_secs().max(1)),
-                    None => cmd.arg(""),
-                };
-                match &session {
-                    None => {
-                        cmd.arg("");
-                    }
-                    Some((delta, _)) => {
-                        cmd.arg(delta.threshold)
-                            .arg(delta.idle.as_secs().max(1))
-                            .arg(delta.user_id.as_deref().unwrap_or(""))
-                            .arg(delta.email.as_deref().unwrap_or(""))
-                            .arg(GROUP)
-                            .arg(&*redis.consumer)
-                            .arg(&delta.session_id);
-                        for action in &delta.actions {
-                            cmd.arg(action);
-                        }
-                    }
-                }
-            }
-            let conn = conn.as_mut().expect("connected above");
-            pipe.query_async::<Vec<redis::Value>>(conn).await
-        }
-        .await;
-        match result {
-            Ok(replies) => {
-                redis.up();
-                let mut replies = replies.into_iter();
-                let mut ids = Vec::with_capacity(batch.len());
-                let mut appends = Vec::with_capacity(batch.len());
-                for (_, op) in &mut batch {
-                    let append = match op {
-                        Op::Append(append) => append,
-                        Op::Product { record: None, .. } => {
-                            replies.next();
-                            replies.next();
-                            continue;
-                        }
-                        Op::Email { .. } | Op::Product { .. } => {
-                            replies.next();
-                            continue;
-                        }
-                    };
-                    let reply = replies.next();
-                    if let Some(order) = &mut append.order {
-                        let reply: Vec<String> = reply
-                            .and_then(|v| redis::from_redis_value(v).ok())
-                            .unwrap_or_default();
-                        let (turn, id) = match reply.as_slice() {
-                            [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
-                            [done] if done == "done" => (Turn::Done, None),
-                            [lost] if lost == "lost" => (Turn::Lost, None),
-                            _ => (Turn::Wait, None),
-                        };
-                        if let Some(tx) = order.turn.take() {
-                            let _ = tx.send(turn);
-                        }
-                        if let Some(id) = id {
-                            ids.push(id);
-                            appends.push(&*append);
-                        }
-                        continue;
-                    }
-                    let scripted = append.session.is_some() || append.once.is_some();
-                    let (id, due) = if scripted {
-                        appended(reply)
-                    } else {
-                        let id = reply.and_then(|v| redis::from_redis_value(v).ok());
-                        (id, None)
-                    };
-                    if let Some((_, tx)) = append.session.take() {
-                        let _ = tx.send(due);
-                    }
-                    let Some(id) = id else {
-                        // An earlier delivery of the same webhook appended it.
-                        info!(
-                            product_id = &*append.log.product_id,
-                            "a frame of a webhook delivered again was appended already; not appended twice"
-                        );
-                        continue;
-                    };
-                    ids.push(id);
-                    appends.push(&*append);
-                }
-                // The newest id per log, then wait for this replica's tail.
-                let mut newest: Vec<(&Arc<ProductLog>, u128)> = Vec::new();
-                for (append, id) in appends.iter().zip(&ids) {
-                    let key = stream_key(id).unwrap_or(0);
-                    match newest
-                        .iter_mut()
-                        .find(|(log, _)| Arc::ptr_eq(log, &append.log))
-                    {
-                        Some(entry) => entry.1 = entry.1.max(key),
-                        None => newest.push((&append.log, key)),
-                    }
-                }
+        _ => None,
+    }
+}
+
+/// The SHA1s of the scripts the writer runs, as Redis gave them (`SCRIPT
+/// LOAD`): the same for every connection and every server, so asked once.
+struct Shas {
+    append: String,
+    summary: String,
+}
+
+impl Shas {
+    async fn load(conn: &mut MultiplexedConnection) -> redis::RedisResult<Self> {
+        let load = |script: &'static str| {
+            let mut cmd = redis::cmd("SCRIPT");
+            cmd.arg("LOAD").arg(script);
+            cmd
+        };
+        Ok(Self {
+            append: load(APPEND_SCRIPT).query_async(conn).await?,
+            summary: load(SUMMARY_SCRIPT).query_async(conn).await?,
+        })
+    }
+}
+
+/// Batches written to Redis whose webhooks still wait for this replica's
+/// tail to read them back, at most: the writer sends the next batch
+/// meanwhile, and waits once this many are behind the tail.
+const ACKS_IN_FLIGHT: usize = 64;
+
+/// What became of a batch, for [`ack_loop`], in the order they were sent.
+enum Ack {
+    /// Redis applied the operations up to `hi`; the newest id appended to
+    /// each log, which this replica's tail is to read back first.
+    Applied {
+        hi: u64,
+        newest: Vec<(Arc<ProductLog>, u128)>,
+    },
+    /// Redis did not take the operations `lo..=hi` (or its reply was lost).
+    Failed { lo: u64, hi: u64 },
+}
+
+/// Marks the batches done, in order: an applied one once this replica's tail
+/// read its ids back (or [`TAIL_WAIT`] passed), so a client of this replica
+/// sees its own events; meanwhile the writer goes on with the next batches.
+async fn ack_loop(redis: Arc<Redis>, mut acks: mpsc::Receiver<Ack>) {
+    while let Some(ack) = acks.recv().await {
+        match ack {
+            Ack::Applied { hi, newest } => {
                 for (log, key) in newest {
                     let mut delivered = log.stream_side().delivered.subscribe();
                     let _ = tokio::time::timeout(
@@ -1282,9 +1208,7 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                 }
                 redis.progress.send_modify(|p| p.done = hi);
             }
-            Err(e) => {
-                redis.failed("XADD", &e);
-                conn = None;
+            Ack::Failed { lo, hi } => {
                 redis.progress.send_modify(|p| {
                     p.failed.push_back((lo, hi));
                     if p.failed.len() > FAILED_KEPT {
@@ -1294,9 +1218,381 @@ async fn write_loop(redis: Arc<Redis>, mut rx: mpsc::UnboundedReceiver<(u64, Op)
                 });
             }
         }
-        batch.clear();
     }
     redis.progress.send_modify(|p| p.closed = true);
+}
+
+/// Transactions the writer has sent and not yet had answered, at most: a
+/// second one is sent while Redis runs the first, so Redis is not idle while
+/// this replica reads a reply and gathers the next batch.
+const IN_FLIGHT: usize = 2;
+
+/// A batch sent, with its first and last operations, and the replies to it
+/// (one per operation's command, [`APPEND_SCRIPT`] runs unfolded).
+type Sent = (
+    Vec<(u64, Op)>,
+    u64,
+    u64,
+    redis::RedisResult<Vec<redis::Value>>,
+);
+
+async fn write_loop(
+    redis: Arc<Redis>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Op)>,
+    acks: mpsc::Sender<Ack>,
+) {
+    use futures_util::StreamExt;
+    let maxlen = redis.window.events.max(1);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut shas: Option<Shas> = None;
+    // In the order sent: a transaction is written to the connection when its
+    // future is first polled, which the queue does in the order pushed, and
+    // Redis runs a connection's commands in the order written.
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        let first = tokio::select! {
+            biased;
+            Some(sent) = in_flight.next(), if !in_flight.is_empty() => {
+                let (batch, lo, hi, result): Sent = sent;
+                if !finish(&redis, &acks, batch, lo, hi, result, &mut conn).await {
+                    break;
+                }
+                continue;
+            }
+            first = rx.recv(), if open && in_flight.len() < IN_FLIGHT => first,
+        };
+        let Some(first) = first else {
+            open = false;
+            continue;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Ok(next) = rx.try_recv()
+        {
+            batch.push(next);
+        }
+        let (lo, hi) = (batch[0].0, batch[batch.len() - 1].0);
+        let prepared = async {
+            if conn.is_none() {
+                conn = Some(redis.connect(Duration::from_secs(5)).await?);
+            }
+            let conn = conn.as_mut().expect("connected above");
+            if shas.is_none() {
+                shas = Some(Shas::load(conn).await?);
+            }
+            let shas = shas.as_ref().expect("loaded above");
+            let (pipe, shape) = transaction(&redis, &batch, shas, maxlen);
+            Ok::<_, redis::RedisError>((conn.clone(), pipe, shape))
+        }
+        .await;
+        in_flight.push_back(async move {
+            let result = match prepared {
+                Ok((mut conn, pipe, shape)) => query(&mut conn, &pipe, shape).await,
+                Err(e) => Err(e),
+            };
+            (batch, lo, hi, result)
+        });
+    }
+}
+
+/// The transaction of `batch`, and the shape of its replies (per reply:
+/// `Some(n)` for an [`APPEND_SCRIPT`] run of n frames, whose reply holds one
+/// per frame).
+fn transaction(
+    redis: &Redis,
+    batch: &[(u64, Op)],
+    shas: &Shas,
+    maxlen: usize,
+) -> (redis::Pipeline, Vec<Option<usize>>) {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    // The scripts go by their SHA1 (`EVALSHA`), not their text with
+    // every frame; loaded again first in the same transaction, so a
+    // server that lost them (a restart, `SCRIPT FLUSH`) still runs
+    // every one: an `EVALSHA` failing in `EXEC` would not undo the
+    // commands before it.
+    let (mut appends, mut summaries) = (false, false);
+    for (_, op) in batch {
+        appends |= scripted(op).is_some();
+        summaries |= matches!(op, Op::Append(append) if append.order.is_some());
+    }
+    if appends {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(APPEND_SCRIPT).ignore();
+    }
+    if summaries {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(SUMMARY_SCRIPT).ignore();
+    }
+    // Per reply of the transaction: `Some(n)` for an [`APPEND_SCRIPT`]
+    // run of n frames, whose reply holds one per frame.
+    let mut shape: Vec<Option<usize>> = Vec::with_capacity(batch.len());
+    let mut i = 0;
+    while i < batch.len() {
+        let op = &batch[i].1;
+        i += 1;
+        let append = match op {
+            Op::Append(append) => append,
+            Op::Product {
+                product_id,
+                record: Some(json),
+            } => {
+                pipe.cmd("HSET")
+                    .arg(PRODUCTS_KEY)
+                    .arg(product_id)
+                    .arg(&json[..]);
+                publish(&mut pipe, ("p", product_id));
+                shape.push(None);
+                continue;
+            }
+            Op::Product {
+                product_id,
+                record: None,
+            } => {
+                pipe.cmd("HDEL").arg(PRODUCTS_KEY).arg(product_id);
+                pipe.cmd("DEL")
+                    .arg(stream_name(product_id))
+                    .arg(due_name(product_id));
+                publish(&mut pipe, ("p", product_id));
+                shape.extend([None, None]);
+                continue;
+            }
+            Op::Email {
+                product_id,
+                user_id,
+                email: Some(email),
+            } => {
+                pipe.cmd("HSET")
+                    .arg(emails_key(product_id))
+                    .arg(user_id)
+                    .arg(email);
+                publish(&mut pipe, ("e", product_id, user_id));
+                shape.push(None);
+                continue;
+            }
+            Op::Email {
+                product_id,
+                user_id,
+                email: None,
+            } => {
+                pipe.cmd("HDEL").arg(emails_key(product_id)).arg(user_id);
+                publish(&mut pipe, ("e", product_id, user_id));
+                shape.push(None);
+                continue;
+            }
+        };
+        let key = &append.log.stream_side().key;
+        if let Some(order) = &append.order {
+            pipe.cmd("EVALSHA")
+                .arg(&shas.summary)
+                .arg(3)
+                .arg(key)
+                .arg(&order.who)
+                .arg(&order.due)
+                .arg(maxlen)
+                .arg(&append.body[..])
+                .arg(order.claim.seq)
+                .arg(&order.claim.entry)
+                .arg(GROUP)
+                .arg(&*order.consumer)
+                .arg(if order.force { "1" } else { "0" });
+            shape.push(None);
+            continue;
+        }
+        if scripted(op).is_none() {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(maxlen)
+                .arg("*")
+                .arg("e")
+                .arg(&append.body[..]);
+            shape.push(None);
+            continue;
+        }
+        // One script call for this frame and the scripted frames of
+        // the same log queued right after it (a webhook's frames).
+        let start = i - 1;
+        while i < batch.len()
+            && i - start < MAX_RUN
+            && scripted(&batch[i].1).is_some_and(|next| Arc::ptr_eq(&next.log, &append.log))
+        {
+            i += 1;
+        }
+        let run: Vec<&Append> = batch[start..i]
+            .iter()
+            .filter_map(|(_, op)| scripted(op))
+            .collect();
+        let product_id = &append.log.product_id;
+        let mut keys: Vec<String> = Vec::new();
+        for frame in &run {
+            if let Some((once, _)) = &frame.once {
+                keys.push(once.clone());
+            }
+            if let Some((delta, _)) = &frame.session {
+                let (list, who) = session_keys(product_id, &delta.session_id);
+                keys.extend([list, who]);
+            }
+        }
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(&shas.append)
+            .arg(2 + keys.len())
+            .arg(key)
+            .arg(due_name(product_id));
+        for key in &keys {
+            cmd.arg(key);
+        }
+        cmd.arg(maxlen)
+            .arg(redis.options.dedupe_ttl.as_secs().max(1))
+            .arg(GROUP)
+            .arg(&*redis.consumer);
+        for frame in &run {
+            cmd.arg(&frame.body[..]);
+            match &frame.once {
+                Some((_, field)) => cmd.arg(field),
+                None => cmd.arg(""),
+            };
+            match &frame.session {
+                None => {
+                    cmd.arg("");
+                }
+                Some((delta, _)) => {
+                    cmd.arg(delta.threshold)
+                        .arg(delta.idle.as_secs().max(1))
+                        .arg(delta.user_id.as_deref().unwrap_or(""))
+                        .arg(delta.email.as_deref().unwrap_or(""))
+                        .arg(&delta.session_id)
+                        .arg(delta.actions.len());
+                    for action in &delta.actions {
+                        cmd.arg(action);
+                    }
+                }
+            }
+        }
+        shape.push(Some(run.len()));
+    }
+    (pipe, shape)
+}
+
+/// Sends `pipe`; its replies, [`APPEND_SCRIPT`] runs unfolded (`shape`).
+async fn query(
+    conn: &mut MultiplexedConnection,
+    pipe: &redis::Pipeline,
+    shape: Vec<Option<usize>>,
+) -> redis::RedisResult<Vec<redis::Value>> {
+    let replies = pipe.query_async::<Vec<redis::Value>>(conn).await?;
+    let malformed = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "a transaction's replies do not match its commands",
+        ))
+    };
+    if replies.len() != shape.len() {
+        return Err(malformed());
+    }
+    let mut flat = Vec::with_capacity(shape.len());
+    for (reply, shape) in replies.into_iter().zip(shape) {
+        match (shape, reply) {
+            (None, reply) => flat.push(reply),
+            (Some(n), redis::Value::Array(frames)) if frames.len() == n => flat.extend(frames),
+            (Some(_), _) => return Err(malformed()),
+        }
+    }
+    Ok(flat)
+}
+
+/// Hands the outcome of `batch` to the replies' receivers and [`ack_loop`];
+/// `false` once nobody takes acknowledgements any more.
+async fn finish(
+    redis: &Redis,
+    acks: &mpsc::Sender<Ack>,
+    mut batch: Vec<(u64, Op)>,
+    lo: u64,
+    hi: u64,
+    result: redis::RedisResult<Vec<redis::Value>>,
+    conn: &mut Option<MultiplexedConnection>,
+) -> bool {
+    match result {
+        Ok(replies) => {
+            redis.up();
+            let mut replies = replies.into_iter();
+            let mut ids = Vec::with_capacity(batch.len());
+            let mut appends = Vec::with_capacity(batch.len());
+            for (_, op) in &mut batch {
+                let append = match op {
+                    Op::Append(append) => append,
+                    Op::Product { record: None, .. } => {
+                        replies.next();
+                        replies.next();
+                        continue;
+                    }
+                    Op::Email { .. } | Op::Product { .. } => {
+                        replies.next();
+                        continue;
+                    }
+                };
+                let reply = replies.next();
+                if let Some(order) = &mut append.order {
+                    let reply: Vec<String> = reply
+                        .and_then(|v| redis::from_redis_value(v).ok())
+                        .unwrap_or_default();
+                    let (turn, id) = match reply.as_slice() {
+                        [ok, id] if ok == "ok" => (Turn::Appended, Some(id.clone())),
+                        [done] if done == "done" => (Turn::Done, None),
+                        [lost] if lost == "lost" => (Turn::Lost, None),
+                        _ => (Turn::Wait, None),
+                    };
+                    if let Some(tx) = order.turn.take() {
+                        let _ = tx.send(turn);
+                    }
+                    if let Some(id) = id {
+                        ids.push(id);
+                        appends.push(&*append);
+                    }
+                    continue;
+                }
+                let scripted = append.session.is_some() || append.once.is_some();
+                let (id, due) = if scripted {
+                    appended(reply)
+                } else {
+                    let id = reply.and_then(|v| redis::from_redis_value(v).ok());
+                    (id, None)
+                };
+                if let Some((_, tx)) = append.session.take() {
+                    let _ = tx.send(due);
+                }
+                let Some(id) = id else {
+                    // An earlier delivery of the same webhook appended it.
+                    info!(
+                        product_id = &*append.log.product_id,
+                        "a frame of a webhook delivered again was appended already; not appended twice"
+                    );
+                    continue;
+                };
+                ids.push(id);
+                appends.push(&*append);
+            }
+            // The newest id per log, which the tail is to read back.
+            let mut newest: Vec<(Arc<ProductLog>, u128)> = Vec::new();
+            for (append, id) in appends.iter().zip(&ids) {
+                let key = stream_key(id).unwrap_or(0);
+                match newest
+                    .iter_mut()
+                    .find(|(log, _)| Arc::ptr_eq(log, &append.log))
+                {
+                    Some(entry) => entry.1 = entry.1.max(key),
+                    None => newest.push((append.log.clone(), key)),
+                }
+            }
+            acks.send(Ack::Applied { hi, newest }).await.is_ok()
+        }
+        Err(e) => {
+            redis.failed("XADD", &e);
+            *conn = None;
+            acks.send(Ack::Failed { lo, hi }).await.is_ok()
+        }
+    }
 }
 
 /// Tells the other replicas what changed (their [`follow_loop`]), in the

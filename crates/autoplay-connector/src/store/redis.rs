@@ -70,7 +70,6 @@ use autoplay_sdk::models::SlimAction;
 use bytes::Bytes;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -1602,27 +1601,33 @@ fn publish(pipe: &mut redis::Pipeline, change: impl serde::Serialize) {
     pipe.cmd("PUBLISH").arg(CHANGES).arg(message).ignore();
 }
 
+/// A stream entry as `XRANGE`/`XREVRANGE`/`XREAD` reply it: the id and the
+/// field-value pairs. Decoded straight into this shape, not `redis::streams`' map per
+/// entry, so each body is moved out of the reply, never copied, on the hot path of
+/// the tail and of loading a window of 100,000s of entries.
+type Entry = (String, Vec<(String, Vec<u8>)>);
+
+/// An `XREAD` reply: per stream, its key and its entries.
+type ReadReply = Vec<(String, Vec<Entry>)>;
+
 /// The frame of a stream entry, or `None` (logged) when it is not ours.
-fn frame(key: &str, entry: &StreamId) -> Option<(u128, Bytes)> {
-    let id = stream_key(&entry.id)?;
-    let body: Vec<u8> = match entry.map.get("e").map(redis::from_redis_value_ref) {
-        Some(Ok(body)) => body,
-        _ => {
-            warn!(
-                stream = key,
-                id = entry.id,
-                "stream entry without an `e` field; skipped"
-            );
-            return None;
-        }
+fn frame(key: &str, (entry_id, fields): &Entry) -> Option<(u128, Bytes)> {
+    let id = stream_key(entry_id)?;
+    let Some((_, body)) = fields.iter().find(|(field, _)| field == "e") else {
+        warn!(
+            stream = key,
+            id = entry_id,
+            "stream entry without an `e` field; skipped"
+        );
+        return None;
     };
     // The entry holds the frame without its id (Redis gives the id): put it first.
-    let mut frame = Vec::with_capacity(body.len() + entry.id.len() + 5);
+    let mut frame = Vec::with_capacity(body.len() + entry_id.len() + 5);
     frame.extend_from_slice(autoplay_sdk::wire::ID_FIELD.as_bytes());
     frame.extend_from_slice(b": ");
-    frame.extend_from_slice(entry.id.as_bytes());
+    frame.extend_from_slice(entry_id.as_bytes());
     frame.push(b'\n');
-    frame.extend_from_slice(&body);
+    frame.extend_from_slice(body);
     Some((id, Bytes::from(frame)))
 }
 
@@ -1648,7 +1653,7 @@ async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
             match &last {
                 None => {
                     // The newest window, and one more: the newest id before it.
-                    let reply: StreamRangeReply = redis::cmd("XREVRANGE")
+                    let mut entries: Vec<Entry> = redis::cmd("XREVRANGE")
                         .arg(&key)
                         .arg("+")
                         .arg("-")
@@ -1656,11 +1661,10 @@ async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
                         .arg(count + 1)
                         .query_async(conn)
                         .await?;
-                    let mut entries = reply.ids;
                     let floor = (entries.len() > count)
                         .then(|| entries.pop())
                         .flatten()
-                        .and_then(|e| stream_key(&e.id));
+                        .and_then(|(id, _)| stream_key(&id));
                     let Some(log) = log.upgrade() else {
                         return Ok(());
                     };
@@ -1677,12 +1681,12 @@ async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
                     last = Some(
                         entries
                             .first()
-                            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()),
+                            .map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone()),
                     );
                     side.delivered.send_replace((true, newest));
                 }
                 Some(after) => {
-                    let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+                    let reply: Option<ReadReply> = redis::cmd("XREAD")
                         .arg("COUNT")
                         .arg(1024)
                         .arg("BLOCK")
@@ -1700,8 +1704,8 @@ async fn tail_loop(redis: Arc<Redis>, log: Weak<ProductLog>) {
                     let mut newest = None;
                     {
                         let mut inner = side.lock();
-                        for entry in reply.keys.iter().flat_map(|k| &k.ids) {
-                            last = Some(entry.id.clone());
+                        for entry in reply.iter().flat_map(|(_, entries)| entries) {
+                            last = Some(entry.0.clone());
                             if let Some((id, frame)) = frame(&key, entry) {
                                 inner.ring.push(id, frame.clone());
                                 inner

@@ -144,6 +144,17 @@ impl<'a> Reader<'a> {
         self.s.get(self.pos).copied()
     }
 
+    /// After a member or element: `Some(true)` past a comma (another one follows),
+    /// `Some(false)` past `close`, `None` on anything else.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        let byte = self.peek()?;
+        if byte != b',' && byte != close {
+            return None;
+        }
+        self.pos += 1;
+        Some(byte == b',')
+    }
+
     fn eat(&mut self, byte: u8) -> Option<()> {
         if self.peek()? == byte {
             self.pos += 1;
@@ -439,13 +450,8 @@ impl<'a> Reader<'a> {
                 }
                 _ => return None,
             }
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(top);
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(top);
             }
         }
     }
@@ -460,13 +466,8 @@ impl<'a> Reader<'a> {
             actions.push(SlimAction::default());
             let slot = actions.last_mut().expect("just pushed");
             self.action(slot)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Some(actions);
-                }
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(actions);
             }
         }
     }
@@ -558,13 +559,8 @@ impl<'a> Reader<'a> {
                     }
                     _ => return None,
                 }
-                match self.peek()? {
-                    b',' => self.pos += 1,
-                    b'}' => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }

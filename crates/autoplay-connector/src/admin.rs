@@ -41,7 +41,6 @@
 //! rotation (they were authorised when they started).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -55,6 +54,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
+use crate::clock::unix_secs;
 use crate::config::{ApiKey, ConfigError, ProductConfig, Secret, random_key, sha256};
 use crate::metrics;
 use crate::server::{AppState, Product, json_error};
@@ -229,12 +229,6 @@ async fn apply_product(state: &AppState, id: &str, record: Option<StoredProduct>
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// What the admin API shows of a product: never a secret.
 fn describe(product: &Product) -> Value {
     match &product.registered {
@@ -345,7 +339,7 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         name: body.name,
         api_key_sha256: hex::encode(sha256(api_key.expose().as_bytes())),
         webhook_secret: webhook_secret.expose().to_owned(),
-        created_at: unix_now(),
+        created_at: unix_secs(),
         rotated_at: None,
     };
     // Forgetting the id first drops whatever a durable store still holds of a
@@ -466,7 +460,7 @@ async fn rotate(
         stored.webhook_secret = secret.expose().to_owned();
         answer["webhook_secret"] = json!(secret.expose());
     }
-    stored.rotated_at = Some(unix_now());
+    stored.rotated_at = Some(unix_secs());
     if let Err(response) = persist(&state, &id, Some(&stored)).await {
         return response.into_response();
     }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use autoplay_sdk::models::{ActionsPayload, CompactString, SlimAction};
 use axum::Json;
@@ -23,6 +23,7 @@ use serde_json::json;
 use tracing::debug;
 
 use crate::auth;
+use crate::clock::unix_now;
 use crate::extract::{self, EmailLookup, format_rfc3339};
 use crate::metrics;
 use crate::products::Registry;
@@ -102,14 +103,6 @@ impl EmailLookup for ProductEmails<'_> {
         entry.1 = Instant::now();
         Some(entry.0.clone())
     }
-}
-
-/// Now in unix seconds, to the microsecond, so `forwarded_at` can time delivery.
-pub(crate) fn unix_now() -> f64 {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    micros as f64 / 1e6
 }
 
 /// The common front of both endpoints: product, credentials, body.

@@ -174,6 +174,7 @@
 
 pub mod admin;
 mod auth;
+mod clock;
 pub mod config;
 pub mod extract;
 mod fanout;

@@ -18,9 +18,9 @@ use autoplay_sdk::models::{
 };
 
 use super::tracker::DueSummary;
+use crate::clock::unix_now;
 use crate::extract::format_rfc3339;
 use crate::frames;
-use crate::ingest::unix_now;
 use crate::metrics;
 use crate::server::{AppState, Product};
 use crate::store::{SessionRecord, Ticket};

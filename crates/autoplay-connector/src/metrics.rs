@@ -45,6 +45,10 @@ pub struct Metrics {
     pub oversized_actions: AtomicU64,
     /// Times the store (Redis) became unreachable: counted once per outage.
     pub store_outages: AtomicU64,
+    /// Due summaries this replica took over from one whose lease on them
+    /// expired (Redis store): a replica that stopped, or hung, after taking
+    /// a batch.
+    pub summary_takeovers: AtomicU64,
 }
 
 pub(crate) fn inc(counter: &AtomicU64) {
@@ -58,7 +62,7 @@ pub(crate) fn add(counter: &AtomicU64, n: usize) {
 impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             (
                 "autoplay_events_ingested_total",
                 "PostHog events received on webhooks.",
@@ -139,6 +143,11 @@ impl Metrics {
                 "Times the store (Redis) became unreachable.",
                 &self.store_outages,
             ),
+            (
+                "autoplay_summary_takeovers_total",
+                "Due summaries taken over from a replica whose lease expired (Redis).",
+                &self.summary_takeovers,
+            ),
         ];
         let mut out = String::with_capacity(2048);
         for (name, help, value) in counters {
@@ -172,6 +181,6 @@ mod tests {
         assert!(
             text.contains("# TYPE autoplay_live_subscribers gauge\nautoplay_live_subscribers 0\n")
         );
-        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 17);
+        assert_eq!(text.lines().filter(|l| l.starts_with("# TYPE")).count(), 18);
     }
 }

@@ -1234,6 +1234,7 @@ async fn a_summary_whose_replica_died_is_written_by_another() {
     assert_eq!(due_left(&redis), (0, 0));
     assert_eq!(asked(), 4, "A's request, then B's three");
     assert_eq!(b.metric("autoplay_summaries_total").await, 3.0);
+    assert_eq!(b.metric("autoplay_summary_takeovers_total").await, 1.0);
     // A's consumer, holding nothing and idle for the lease, was dropped: the
     // consumers of dead replicas do not pile up.
     let consumers = redis_command(

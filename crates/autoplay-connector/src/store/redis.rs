@@ -952,6 +952,7 @@ impl Redis {
                 }
             }
         }
+        metrics::add(&self.metrics.summary_takeovers, claimed.len());
         Ok(claimed)
     }
 

@@ -552,26 +552,22 @@ pub fn run(root: &Path, work: &Path, notes: &mut Vec<String>) -> String {
         },
     );
     section.push_str(
-        "Where (a)'s time goes (2026-11-26, `autoplay-consume blocking|raw-decode <url> n` \
-         against `autoplay-bench blast`): both of its threads are busy (`perf sched`: reader \
-         215 ms, callback thread 189 ms of CPU for 100,000 events), mostly in serde_json. \
-         Instruction counts, which the VM's noise does not touch (`valgrind --tool=callgrind`, \
-         whole process, 20,000 events): (a) 427 M, (g2) 364 M, so 1.17× (g2)'s instructions, \
-         with serde_json's string scanning (`skip_to_escape`, `parse_str`) the same 139 M in \
-         both; the difference is decoding every field of every payload shape (14 action keys, \
-         lenient ids), moving 168-byte queue entries (memcpy 27 M vs 17 M), the SSE \
-         parser's copy and the HTTP stack. CPU time per event (table) is a larger multiple of \
-         (g2)'s than the instruction count is, because what the reader allocates and writes the \
-         callback thread reads and frees on the other core. The blaster, in the parent process, \
-         also needs a share of the same two cores (28 ms of CPU per 100,000 events under \
-         `perf sched`), which (g2), using one core, leaves free. The callback thread takes events \
-         from the queue in batches (up to 32 per lock), which measured +6% to +14% for (a) in \
-         three A/B runs of 25–30 rounds; decoding each action straight into its slot of the \
-         payload's list cut 7.5% of the decoding instructions and gave +7% for (a) and (b) \
-         (`docs/performance.md`). A SIMD JSON decoder is no way out for these payloads: \
-         `sonic-rs` 0.5 decoding the canonical fixture into the same serde structs on one core \
-         ran at 301k–359k/s against serde_json's 351k–407k/s, with or without \
-         `-C target-cpu=native`.\n\n",
+        "Where (a)'s time goes (2026-12-02, after the direct decoder; `docs/performance.md`, \
+         third pass): instruction counts, which the VM's noise does not touch (`valgrind \
+         --tool=callgrind`, whole process, 20,000 payloads against one `autoplay-bench blast`, \
+         system allocator): (a) 291 M, (b) 305 M, (g2) 415 M, so (a) runs on 0.70× (g2)'s \
+         instructions (1.13× before the direct decoder). By thread: the callback thread 220 M, \
+         of which the direct decoder is about two thirds, the reader 75 M (SSE parsing, the \
+         HTTP stack). A payload the direct decoder declines (whitespace, `\\u` escapes, unknown \
+         or repeated keys, numeric ids) is decoded by serde_json from the start, at the older \
+         cost. CPU time per event (table) is a larger multiple of the instruction count than \
+         for (g2), because what the reader allocates and writes the callback thread reads and \
+         frees on the other core, and the blaster, in the parent process, needs a share of the \
+         same two cores, which (g2), on one core, leaves free. The callback thread takes \
+         events from the queue in batches (up to 32 per lock). A SIMD JSON decoder was no way \
+         out for these payloads: `sonic-rs` 0.5 decoding the canonical fixture into the same \
+         serde structs on one core ran at 301k–359k/s against serde_json's 351k–407k/s, with \
+         or without `-C target-cpu=native`.\n\n",
     );
     section.push_str(
         "The allocator column: every Rust consumer runs twice, in two child binaries built from \

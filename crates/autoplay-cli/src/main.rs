@@ -75,8 +75,9 @@ impl From<autoplay_sdk::Error> for CliError {
 /// and each large request or free then merges the fast bins again
 /// (`malloc_consolidate`, `unlink_chunk`: a fifth of the connector's CPU under
 /// Redis ingest). Without them small frees go to the per-thread cache and are
-/// merged as they come. Measured in `docs/performance.md` (connector, fourth
-/// pass); other allocators (musl, a `#[global_allocator]`) have no such option.
+/// merged as they come. Measured in `docs/performance.md` ("Connector: glibc's
+/// fast bins off"); other allocators (musl, a `#[global_allocator]`) have no
+/// such option.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets a parameter of glibc's allocator; called

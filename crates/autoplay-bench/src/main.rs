@@ -220,7 +220,7 @@ fn write_document(
          package is measured when `crates/autoplay-python` has left a wheel in `target/wheels`; \
          parts 6 and 7 start their own `redis-server` (Debian package `redis-server`, or \
          `$REDIS_SERVER`). `AUTOPLAY_BENCH_RUNS=n` changes the runs per throughput consumer \
-         (default 5). The criterion version of part 5 is `cargo bench -p autoplay-bench --bench \
+         (default 5) and the rounds of part 6 (default 3). The criterion version of part 5 is `cargo bench -p autoplay-bench --bench \
          parsers`. Nothing here runs under `cargo test`.\n\n",
     );
     let mut machine = String::new();

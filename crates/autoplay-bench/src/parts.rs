@@ -61,11 +61,7 @@ pub(crate) fn ms(us: f64) -> String {
 
 /// Paced poster tasks for part 2 (`AUTOPLAY_BENCH_POSTERS` overrides; default 16).
 fn posters() -> u64 {
-    std::env::var("AUTOPLAY_BENCH_POSTERS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .filter(|&p| p > 0)
-        .unwrap_or(16)
+    crate::report::env_count("AUTOPLAY_BENCH_POSTERS", 16) as u64
 }
 
 /// How late a thread wakes from 1 ms sleeps over `span`, in ns, sorted: the

@@ -242,6 +242,16 @@ pub fn assemble(header: &str, parts: &[Section], others: &[Section]) -> String {
     doc
 }
 
+/// A positive count from the environment variable `name`, else `default`
+/// (the benchmark's knobs: runs, rounds, posters).
+pub(crate) fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -310,7 +310,6 @@ pub fn section() -> String {
             );
         }
     }
-    // Per round, memory's rate over each other store's, then the median.
     for (i, label) in LABELS.iter().enumerate().skip(1) {
         let pairs: Vec<(&Row, &Row)> = all
             .iter()
@@ -319,14 +318,18 @@ pub fn section() -> String {
         if pairs.is_empty() {
             continue;
         }
-        if pairs.iter().all(|(_, row)| row.ingest_secs > 0.0) {
-            let ratio = median(
+        // Memory's rate over the row's, per round; their median.
+        let ratio = |rate: fn(&Row) -> f64| {
+            median(
                 pairs
                     .iter()
-                    .map(|(memory, row)| memory.ingest_rate() / row.ingest_rate().max(1e-9))
+                    .map(|(memory, row)| rate(memory) / rate(row).max(1e-9))
                     .collect(),
             )
-            .expect("pairs");
+            .expect("pairs")
+        };
+        if pairs.iter().all(|(_, row)| row.ingest_secs > 0.0) {
+            let ratio = ratio(Row::ingest_rate);
             let _ = writeln!(
                 out,
                 "- Target ingest within 3× of memory, {label}: memory is {ratio:.2}× it (median of {} rounds) → **{}**",
@@ -334,13 +337,7 @@ pub fn section() -> String {
                 met(ratio <= 3.0)
             );
         }
-        let ratio = median(
-            pairs
-                .iter()
-                .map(|(memory, row)| memory.replay_rate() / row.replay_rate().max(1e-9))
-                .collect(),
-        )
-        .expect("pairs");
+        let ratio = ratio(Row::replay_rate);
         let complete = pairs.iter().all(|(_, row)| row.frames == row.expected);
         let _ = writeln!(
             out,
@@ -367,11 +364,7 @@ const LABELS: [&str; 4] = [
 
 /// Rounds of part 6 (`AUTOPLAY_BENCH_RUNS` overrides, as for part 1).
 fn rounds() -> usize {
-    std::env::var("AUTOPLAY_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(3)
+    crate::report::env_count("AUTOPLAY_BENCH_RUNS", 3)
 }
 
 /// One round: every store on fresh processes, in [`LABELS`] order.

@@ -13,11 +13,7 @@ use crate::{blaster, python, stream};
 
 /// Runs per consumer (`AUTOPLAY_BENCH_RUNS` overrides, for a quick look).
 fn runs() -> usize {
-    std::env::var("AUTOPLAY_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .filter(|&r| r > 0)
-        .unwrap_or(5)
+    crate::report::env_count("AUTOPLAY_BENCH_RUNS", 5)
 }
 
 struct Consumer {

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 
 use crate::connector::{ConnectorProcess, KEY, metric, proc_cpu_secs, proc_memory_kib};
 use crate::redis_server::{self, RedisServer};
-use crate::report::{mib, thousands};
+use crate::report::{median_min_max, mib, thousands};
 
 /// Frames kept for replay in the benchmark connectors.
 const WINDOW: u64 = 200_000;
@@ -218,20 +218,17 @@ pub fn section() -> String {
     }
     notes.sort();
     notes.dedup();
-    let median = |mut v: Vec<f64>| -> Option<f64> {
-        v.sort_by(f64::total_cmp);
-        (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
-    };
+    let median = |v: Vec<f64>| median_min_max(&v).0;
     let column = |i: usize| -> Vec<&Row> { all.iter().filter_map(|r| r[i].as_ref()).collect() };
     let mut medians: Vec<Option<(f64, f64)>> = Vec::new();
     for (i, label) in LABELS.iter().enumerate() {
         let rows = column(i);
-        let ingest = median(rows.iter().map(|r| r.ingest_rate()).collect());
-        let replay = median(rows.iter().map(|r| r.replay_rate()).collect());
-        let (Some(ingest), Some(replay)) = (ingest, replay) else {
+        if rows.is_empty() {
             medians.push(None);
             continue;
-        };
+        }
+        let ingest = median(rows.iter().map(|r| r.ingest_rate()).collect());
+        let replay = median(rows.iter().map(|r| r.replay_rate()).collect());
         medians.push(Some((ingest, replay)));
         let shown = rows
             .iter()
@@ -296,11 +293,9 @@ pub fn section() -> String {
         let _ = writeln!(out, "- {note}");
     }
     let met = |ok: bool| if ok { "met" } else { "missed" };
-    for (label, m) in LABELS.iter().zip(&medians) {
+    for (i, (label, m)) in LABELS.iter().zip(&medians).enumerate() {
         if let Some((ingest, _)) = m
-            && column(LABELS.iter().position(|l| l == label).expect("a label"))
-                .iter()
-                .any(|r| r.ingest_secs > 0.0)
+            && column(i).iter().any(|r| r.ingest_secs > 0.0)
         {
             let _ = writeln!(
                 out,
@@ -326,7 +321,6 @@ pub fn section() -> String {
                     .map(|(memory, row)| rate(memory) / rate(row).max(1e-9))
                     .collect(),
             )
-            .expect("pairs")
         };
         if pairs.iter().all(|(_, row)| row.ingest_secs > 0.0) {
             let ratio = ratio(Row::ingest_rate);

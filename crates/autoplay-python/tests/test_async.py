@@ -340,6 +340,32 @@ def test_session_concurrency_bounds_parallel_sessions_and_keeps_their_order(conn
     asyncio.run(main())
 
 
+async def run_interleaved(
+    connector: Connector, on_actions: Any, by_session: Dict[str, List[int]], sessions: int, per_session: int
+) -> Tuple[AsyncConnectorClient, "asyncio.Task[None]"]:
+    """Starts a client with `on_actions`, posts `per_session` actions of each of
+    `sessions` sessions interleaved (s0 k0, s1 k0, ...), and returns the client and
+    its task once `on_actions` recorded all of them in `by_session`."""
+    connected = asyncio.Event()
+
+    async def on_connect() -> None:
+        connected.set()
+
+    client = AsyncConnectorClient(connector.url, connector.key, on_connect=on_connect)
+    client.on_actions(on_actions)
+    task = client.run_in_background()
+    await asyncio.wait_for(connected.wait(), 10)
+    body = [
+        {"session_id": f"s{s}", "actions": [action(k, "step")]}
+        for k in range(per_session)
+        for s in range(sessions)
+    ]
+    await asyncio.to_thread(connector.post, body)
+    total = sessions * per_session
+    assert await wait_until(lambda: sum(len(v) for v in by_session.values()) == total, timeout=20)
+    return client, task
+
+
 def test_by_default_four_sessions_run_at_once_each_in_order(connector: Connector) -> None:
     # 0.13.0's default session_concurrency is 4. Each first callback of a session
     # waits until four sessions are inside a callback together: with fewer slots the
@@ -351,10 +377,6 @@ def test_by_default_four_sessions_run_at_once_each_in_order(connector: Connector
         peak = [0]
         four_at_once = asyncio.Event()
         by_session: Dict[str, List[int]] = {}
-        connected = asyncio.Event()
-
-        async def on_connect() -> None:
-            connected.set()
 
         async def on_actions(p: ActionsPayload) -> None:
             sid = p.session_id or ""
@@ -370,18 +392,7 @@ def test_by_default_four_sessions_run_at_once_each_in_order(connector: Connector
             by_session.setdefault(sid, []).append(int(p.actions[0].title.split()[-1]))
             active[sid] = 0
 
-        client = AsyncConnectorClient(connector.url, connector.key, on_connect=on_connect)
-        client.on_actions(on_actions)
-        task = client.run_in_background()
-        await asyncio.wait_for(connected.wait(), 10)
-        body = [
-            {"session_id": f"s{s}", "actions": [action(k, "step")]}
-            for k in range(per_session)
-            for s in range(sessions)
-        ]
-        await asyncio.to_thread(connector.post, body)
-        total = sessions * per_session
-        assert await wait_until(lambda: sum(len(v) for v in by_session.values()) == total, timeout=20)
+        client, task = await run_interleaved(connector, on_actions, by_session, sessions, per_session)
         client.stop()
         await asyncio.wait_for(task, 10)
         assert four_at_once.is_set() and peak[0] == 4, peak
@@ -401,7 +412,6 @@ def test_a_callback_that_waits_stays_in_one_task_and_keeps_its_sessions_order(co
         same_task: List[bool] = []
         timed_out: List[str] = []
         by_session: Dict[str, List[int]] = {}
-        connected = asyncio.Event()
 
         async def on_actions(p: ActionsPayload) -> None:
             k = int(p.actions[0].title.split()[-1])
@@ -419,21 +429,7 @@ def test_a_callback_that_waits_stays_in_one_task_and_keeps_its_sessions_order(co
                 same_task.append(asyncio.current_task() is task)
             by_session.setdefault(sid, []).append(k)
 
-        async def on_connect() -> None:
-            connected.set()
-
-        client = AsyncConnectorClient(connector.url, connector.key, on_connect=on_connect)
-        client.on_actions(on_actions)
-        task = client.run_in_background()
-        await asyncio.wait_for(connected.wait(), 10)
-        body = [
-            {"session_id": f"s{s}", "actions": [action(k, "step")]}
-            for k in range(per_session)
-            for s in range(sessions)
-        ]
-        await asyncio.to_thread(connector.post, body)
-        total = sessions * per_session
-        assert await wait_until(lambda: sum(len(v) for v in by_session.values()) == total, timeout=20)
+        client, task = await run_interleaved(connector, on_actions, by_session, sessions, per_session)
         assert not task.done()
         client.stop()
         assert await asyncio.wait_for(task, 10) is None

@@ -539,6 +539,29 @@ fn xlen(redis: &RedisServer) -> usize {
         .unwrap()
 }
 
+/// Webhook frames (appended by the script, which trims once per call) keep the
+/// stream near the window: `MAXLEN ~` drops whole nodes of 100 entries, so at
+/// most a node more than the window stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_appends_trim_the_stream_to_the_window() {
+    const WINDOW: usize = 50;
+    let redis = RedisServer::start(false);
+    let mut config = config();
+    config.store = StoreConfig::Redis(redis.url());
+    config.replay_capacity = WINDOW;
+    let server = Server::start(config).await;
+    // Two frames per webhook (two sessions), 300 in all.
+    for w in 0..150 {
+        let body = posthog_batch(&format!("t{w:03}"), 4, true);
+        assert_eq!(server.post_webhook("acme", body).await.status(), 200);
+    }
+    let kept = xlen(&redis);
+    assert!(
+        (WINDOW..=WINDOW + 100).contains(&kept),
+        "{kept} entries kept of 300"
+    );
+}
+
 /// The reply of an `EXEC` that Redis applied is really lost (a proxy between
 /// the connector and Redis drops it): the webhook gets 503 although its events
 /// are in the stream, PostHog sends the body again, and the stream holds each
